@@ -1,0 +1,555 @@
+"""Actors: the running form of each task kind.
+
+Every actor follows the same loop: take a batch from its inbox, call the user's function on each
+item in a plain loop, send the outputs downstream as one batch, repeat. It awaits only when its
+inbox is empty, when a downstream mailbox is full, or when user code itself awaits.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import deque
+from contextlib import aclosing
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from . import _events as ev
+from ._calls import bind_consts, is_async_callable, item_call, step_call
+from ._errors import MailboxTypeError, TaskFailed
+from ._flow import TaskDef
+from ._inbox import ZipInbox
+from ._mailbox import Batch, Mailbox
+from ._typing import SKIP, _Skip, type_name
+
+if TYPE_CHECKING:
+    from ._run import Run
+
+
+class Product:
+    """A final product: set once, awaited by every task that reads it whole."""
+
+    __slots__ = ("ready", "value")
+
+    def __init__(self) -> None:
+        self.ready = trio.Event()
+        self.value: Any = None
+
+    def set(self, value: Any) -> None:
+        self.value = value
+        self.ready.set()
+
+
+class _ItemError(Exception):
+    """User code raised on one item; carries the item's sequence number."""
+
+    def __init__(self, seq: Any, error: BaseException) -> None:
+        self.seq = seq
+        self.error = error
+
+
+def child_seq(seq: Any, j: int) -> Any:
+    """Sequence number of the *j*-th item a generator task yields for the item *seq*."""
+    return (seq, j) if type(seq) is int else (*seq, j)
+
+
+def seq_prefix(seq: Any, depth: int) -> Any:
+    """The sequence number of *seq*'s ancestor at generator level *depth*."""
+    if type(seq) is int:
+        return seq
+    return seq[0] if depth == 1 else seq[:depth]
+
+
+class Actor:
+    """Base actor: wiring, counters, sending, type checks, lifecycle events."""
+
+    def __init__(self, run: Run, spec: TaskDef) -> None:
+        self.run = run
+        self.spec = spec
+        self.name = spec.name
+        self.inboxes: list[Mailbox] = []
+        self.outs: list[Mailbox] = []
+        self.gather: list[Any] | None = None
+        self.product = Product()
+        self.items_in = 0
+        self.items_out = 0
+        self.started = 0.0
+        self.elapsed = 0.0
+        self.status = "pending"
+        classes = spec.out_classes
+        self._classes = classes
+        self._allowed: set[type] = set(classes) if classes is not None else set()
+        self._allowed.add(_Skip)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def inbox(self) -> Mailbox | ZipInbox:
+        if len(self.inboxes) == 1:
+            return self.inboxes[0]
+        return ZipInbox(self.inboxes, ordered=self.spec.ordered, batch_size=self.spec.batch_size)
+
+    async def send(self, seqs: list[Any], items: list[Any]) -> None:
+        if not items:
+            return
+        self.items_out += len(items)
+        if self.gather is not None:
+            self.gather.extend(items)
+        for box in self.outs:
+            await box.put(seqs, items)
+
+    def check(self, seqs: list[Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
+        """Type-check outputs against the output port and drop SKIPs (one C-level pass)."""
+        seen = set(map(type, items))
+        if seen <= self._allowed and _Skip not in seen:
+            return seqs, items
+        if _Skip in seen:
+            keep = [i for i, x in enumerate(items) if x is not SKIP]
+            seqs, items = [seqs[i] for i in keep], [items[i] for i in keep]
+            seen.discard(_Skip)
+        if self._classes is not None:
+            for t in seen - self._allowed:
+                if issubclass(t, self._classes):
+                    self._allowed.add(t)
+                else:
+                    bad = next(i for i, x in enumerate(items) if type(x) is t)
+                    raise self.type_error(items[bad], seqs[bad])
+        return seqs, items
+
+    def type_error(self, value: Any, seq: Any, port: str = "out") -> MailboxTypeError:
+        return MailboxTypeError(
+            self.run.flow_name, self.name, port, type_name(self.spec.out_type), type(value).__qualname__, seq
+        )
+
+    def batch_event(self, n_in: int, n_out: int) -> None:
+        bus = self.run.bus
+        if bus.active:
+            bus.publish(ev.BatchProcessed(run_id=self.run.run_id, task=self.name, items_in=n_in, items_out=n_out))
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Run the actor to completion; failures are handed to the run, never raised."""
+        run = self.run
+        self.status = "running"
+        self.started = time.perf_counter()
+        run.bus.publish(ev.TaskStarted(run_id=run.run_id, task=self.name))
+        try:
+            consts = dict(run.graph.options[self.name])
+            for inp in self.spec.final_inputs:
+                up = run.actors[inp.upstream].product
+                await up.ready.wait()
+                consts[inp.name] = up.value
+            await self.main(consts)
+        except _ItemError as exc:
+            self._failed(exc.seq, exc.error)
+            return
+        except (TaskFailed, MailboxTypeError) as exc:
+            self._failed(getattr(exc, "seq", None), exc)
+            return
+        except Exception as exc:
+            self._failed(None, exc)
+            return
+        finally:
+            self.elapsed = time.perf_counter() - self.started
+        for box in self.outs:
+            box.close()
+        if self.gather is not None and not self.product.ready.is_set():
+            self.product.set(self.gather)
+        self.status = "finished"
+        run.bus.publish(
+            ev.TaskFinished(
+                run_id=run.run_id, task=self.name, items_in=self.items_in, items_out=self.items_out,
+                elapsed=self.elapsed,
+            )
+        )
+
+    def _failed(self, seq: Any, error: BaseException) -> None:
+        self.status = "failed"
+        if isinstance(error, MailboxTypeError):
+            exc: BaseException = error
+        else:
+            exc = TaskFailed(self.run.flow_name, self.name, seq, error)
+            exc.__cause__ = error
+        self.run.bus.publish(
+            ev.TaskFailed(run_id=self.run.run_id, task=self.name, seq=seq, error=f"{type(error).__name__}: {error}")
+        )
+        self.run.fail(exc)
+
+    async def main(self, consts: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class SourceActor(Actor):
+    """A generator function (or a task fed only final inputs that yields): starts a stream."""
+
+    async def main(self, consts: dict[str, Any]) -> None:
+        gen = bind_consts(self.spec, consts)()
+        if self.spec.is_async:
+            await self._pump_async(gen)
+            return
+        bs = self.spec.batch_size
+        n = 0
+        with _closing(gen):
+            while True:
+                try:
+                    items = list(islice(gen, bs))
+                except Exception as exc:
+                    raise _ItemError(n, exc) from exc
+                if not items:
+                    return
+                seqs = list(range(n, n + len(items)))
+                n += len(items)
+                seqs, items = self.check(seqs, items)
+                self.items_in += len(items)
+                self.batch_event(0, len(items))
+                await self.send(seqs, items)
+
+    async def _pump_async(self, agen: Any) -> None:
+        # The generator runs in its own task and appends to `buf`; the flusher sends whatever
+        # accumulated each time the generator actually suspends, so batches form by themselves.
+        buf: list[Any] = []
+        state = {"done": False, "error": None, "n": 0}
+        wake = trio.lowlevel.ParkingLot()
+        space = trio.lowlevel.ParkingLot()
+        bs = self.spec.batch_size
+
+        async def pump() -> None:
+            try:
+                async with aclosing(agen):
+                    async for x in agen:
+                        buf.append(x)
+                        if wake:
+                            wake.unpark_all()
+                        while len(buf) >= bs:
+                            await space.park()
+            except Exception as exc:
+                state["error"] = _ItemError(state["n"] + len(buf), exc)
+            state["done"] = True
+            wake.unpark_all()
+
+        async def flush() -> None:
+            while True:
+                if buf:
+                    items = buf[:]
+                    buf.clear()
+                    space.unpark_all()
+                    n = state["n"]
+                    seqs = list(range(n, n + len(items)))
+                    state["n"] = n + len(items)
+                    seqs, items = self.check(seqs, items)
+                    self.items_in += len(items)
+                    self.batch_event(0, len(items))
+                    await self.send(seqs, items)
+                elif state["done"]:
+                    return
+                else:
+                    await wake.park()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump)
+            nursery.start_soon(flush)
+        if state["error"] is not None:
+            raise state["error"]
+
+
+class _closing:
+    """Close a sync generator when leaving the block (also on cancellation)."""
+
+    def __init__(self, gen: Any) -> None:
+        self.gen = gen
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        close = getattr(self.gen, "close", None)
+        if close is not None:
+            close()
+
+
+class TaskActor(Actor):
+    """Runs once per item (or once, when fed only final inputs)."""
+
+    async def main(self, consts: dict[str, Any]) -> None:
+        spec = self.spec
+        if not spec.streaming_inputs:
+            fn = bind_consts(spec, consts)
+            try:
+                value = await fn() if spec.is_async else fn()
+            except Exception as exc:
+                raise _ItemError(None, exc) from exc
+            if self._classes is not None and not isinstance(value, self._classes):
+                raise self.type_error(value, None)
+            self.items_out = 1
+            self.product.set(value)
+            return
+        self._call = item_call(spec, consts)
+        self._bs = spec.batch_size
+        inbox = self.inbox()
+        if spec.concurrency == 1:
+            while True:
+                batch = inbox.get_nowait() or await inbox.get()
+                if batch is None:
+                    return
+                seqs, out = await self.process(batch, flush=True)
+                self.batch_event(len(batch[1]), len(out))
+                await self.send(seqs, out)
+        else:
+            await self._workers(inbox)
+
+    async def _workers(self, inbox: Mailbox | ZipInbox) -> None:
+        n = self.spec.concurrency
+        ordered = self.spec.ordered
+        done: dict[int, Batch] = {}
+        counters = {"take": 0, "emit": 0}
+        lock = trio.Lock()
+
+        async def worker() -> None:
+            while True:
+                chunk = max(1, min(self._bs, len(inbox) // n)) if isinstance(inbox, Mailbox) else 0
+                batch = inbox.get_nowait(chunk) or await inbox.get(chunk)
+                if batch is None:
+                    return
+                ticket = counters["take"]
+                counters["take"] += 1
+                try:
+                    seqs, out = await self.process(batch, flush=False)
+                except Exception as exc:
+                    self._failed(exc.seq if isinstance(exc, _ItemError) else getattr(exc, "seq", None),
+                                 exc.error if isinstance(exc, _ItemError) else exc)
+                    return
+                self.batch_event(len(batch[1]), len(out))
+                if not ordered:
+                    await self.send(seqs, out)
+                    continue
+                done[ticket] = (seqs, out)
+                async with lock:
+                    while counters["emit"] in done:
+                        s, o = done.pop(counters["emit"])
+                        counters["emit"] += 1
+                        await self.send(s, o)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                nursery.start_soon(worker)
+
+    async def process(self, batch: Batch, flush: bool) -> Batch:
+        """Call the task on every item of *batch*; returns the output batch."""
+        seqs, items = batch
+        self.items_in += len(items)
+        call = self._call
+        out: list[Any] = []
+        append = out.append
+        if self.spec.is_generator:
+            return await self._generate(seqs, items, flush)
+        try:
+            if self.spec.is_async:
+                for x in items:
+                    append(await call(x))
+            else:
+                for x in items:
+                    append(call(x))
+        except Exception as exc:
+            raise _ItemError(seqs[len(out)], exc) from exc
+        return self.check(seqs, out)
+
+    async def _generate(self, seqs: list[Any], items: list[Any], flush: bool) -> Batch:
+        call = self._call
+        out_seqs: list[Any] = []
+        out: list[Any] = []
+        for s, x in zip(seqs, items, strict=True):
+            j = 0
+            try:
+                if self.spec.is_async:
+                    async with aclosing(call(x)) as agen:
+                        async for r in agen:
+                            out_seqs.append(child_seq(s, j))
+                            out.append(r)
+                            j += 1
+                else:
+                    for r in call(x):
+                        out_seqs.append(child_seq(s, j))
+                        out.append(r)
+                        j += 1
+                        if flush and len(out) >= self._bs:
+                            await self.send(*self.check(out_seqs, out))
+                            out_seqs, out = [], []
+            except (MailboxTypeError, trio.Cancelled):
+                raise
+            except Exception as exc:
+                raise _ItemError(s, exc) from exc
+            if flush and len(out) >= self._bs:
+                await self.send(*self.check(out_seqs, out))
+                out_seqs, out = [], []
+        return self.check(out_seqs, out)
+
+
+class SinkActor(Actor):
+    """Calls the sink once per item; nothing goes downstream."""
+
+    async def main(self, consts: dict[str, Any]) -> None:
+        call = item_call(self.spec, consts)
+        is_async = self.spec.is_async
+        inbox = self.inbox()
+
+        async def consume() -> None:
+            while True:
+                chunk = max(1, len(inbox) // self.spec.concurrency) if isinstance(inbox, Mailbox) else 0
+                batch = inbox.get_nowait(chunk) or await inbox.get(chunk)
+                if batch is None:
+                    return
+                seqs, items = batch
+                i = 0
+                try:
+                    for i, x in enumerate(items):  # noqa: B007
+                        if is_async:
+                            await call(x)
+                        else:
+                            call(x)
+                except Exception as exc:
+                    raise _ItemError(seqs[i], exc) from exc
+                self.items_in += len(items)
+                self.batch_event(len(items), 0)
+
+        if self.spec.concurrency == 1:
+            await consume()
+        else:
+            errors: list[_ItemError] = []
+
+            async def guarded() -> None:
+                try:
+                    await consume()
+                except _ItemError as exc:
+                    errors.append(exc)
+                    self._failed(exc.seq, exc.error)
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(self.spec.concurrency):
+                    nursery.start_soon(guarded)
+        self.product.set(None)
+
+
+class CollectorActor(Actor):
+    """Folds a stream: ``acc = step(acc, item)``; one product, or one per group with ``per=``."""
+
+    async def main(self, consts: dict[str, Any]) -> None:
+        spec = self.spec
+        self._step = step_call(spec, consts)
+        self._async = spec.is_async
+        self._finish = spec.finish
+        if spec.per is not None:
+            await self._per_groups()
+            return
+        inbox = self.inbox()
+        self.acc = copy.deepcopy(spec.init)
+        while True:
+            batch = inbox.get_nowait() or await inbox.get()
+            if batch is None:
+                break
+            self.acc = await self._fold(self.acc, batch)
+            self.batch_event(len(batch[1]), 0)
+        value = await self._finished(self.acc)
+        self.items_out = 1
+        self.product.set(value)
+
+    async def _fold(self, acc: Any, batch: Batch) -> Any:
+        seqs, items = batch
+        step = self._step
+        i = 0
+        try:
+            if self._async:
+                for i, x in enumerate(items):  # noqa: B007
+                    acc = await step(acc, x)
+            else:
+                for i, x in enumerate(items):  # noqa: B007
+                    acc = step(acc, x)
+        except Exception as exc:
+            raise _ItemError(seqs[i], exc) from exc
+        self.items_in += len(items)
+        return acc
+
+    async def _finished(self, acc: Any) -> Any:
+        value = acc
+        if self._finish is not None:
+            try:
+                value = self._finish(acc)
+                if is_async_callable(self._finish):
+                    value = await value
+            except Exception as exc:
+                raise _ItemError(None, exc) from exc
+        if self._classes is not None and not isinstance(value, self._classes):
+            raise self.type_error(value, None)
+        return value
+
+    async def _per_groups(self) -> None:
+        # `groups` is fed by a hidden mailbox from the `per` stream: it tells which groups exist
+        # (also those with no items) and in which order. With ordered input a group is complete
+        # once the input has moved past it; otherwise every group completes at the end.
+        spec = self.spec
+        depth = self.run.graph.tasks[spec.per].depth  # type: ignore[index]
+        groups_box = self.inboxes[-1]
+        self.inboxes = self.inboxes[:-1]
+        inbox = self.inbox()
+        lot = trio.lowlevel.ParkingLot()
+        groups_box.listener = lot
+        if isinstance(inbox, Mailbox):
+            inbox.listener = lot
+        else:
+            inbox.lot = lot
+            for b in inbox.boxes:
+                b.listener = lot
+        known: deque[Any] = deque()
+        self.accs: dict[Any, Any] = {}
+        ordered = spec.ordered
+        mark: Any = None
+        while True:
+            progressed = False
+            while (g := groups_box.get_nowait()) is not None:
+                known.extend(g[0])
+                progressed = True
+            batch = inbox.get_nowait()
+            if batch is not None:
+                progressed = True
+                seqs, items = batch
+                for s, x in zip(seqs, items, strict=True):
+                    key = seq_prefix(s, depth)
+                    acc = self.accs[key] if key in self.accs else copy.deepcopy(spec.init)
+                    self.accs[key] = await self._fold(acc, ([s], [x]))
+                mark = seq_prefix(seqs[-1], depth)
+                self.batch_event(len(items), 0)
+            ended = batch is None and (inbox.done if isinstance(inbox, Mailbox) else inbox.ended())
+            all_done = ended and groups_box.done
+            out_seqs: list[Any] = []
+            out: list[Any] = []
+            while known and (all_done or (ordered and mark is not None and known[0] < mark)):
+                key = known.popleft()
+                acc = self.accs.pop(key) if key in self.accs else copy.deepcopy(spec.init)
+                out_seqs.append(key)
+                out.append(await self._finished(acc))
+            if all_done:
+                for key in sorted(self.accs):  # items whose group was never announced
+                    out_seqs.append(key)
+                    out.append(await self._finished(self.accs.pop(key)))
+            if out:
+                await self.send(out_seqs, out)
+            if all_done:
+                return
+            if not progressed:
+                await lot.park()
+
+
+ACTOR_KINDS: dict[str, type[Actor]] = {
+    "source": SourceActor,
+    "task": TaskActor,
+    "sink": SinkActor,
+    "collector": CollectorActor,
+}
+
+
+def actor_for(run: Run, spec: TaskDef) -> Actor:
+    """The actor class for *spec*'s kind (a generator task fed only final inputs is a source)."""
+    if spec.kind == "task" and spec.is_generator and not spec.streaming_inputs:
+        return SourceActor(run, spec)
+    return ACTOR_KINDS[spec.kind](run, spec)

@@ -1,0 +1,85 @@
+"""Every exception actorflow raises, in one place.
+
+Each message names the flow, task, port or option concerned and, where it can, says what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class ActorflowError(Exception):
+    """Base class of every error actorflow raises on purpose."""
+
+
+class DefinitionError(ActorflowError, ValueError):
+    """A task definition or the wiring between tasks is invalid.
+
+    Raised at definition time (when the decorator runs), never during a run.
+    """
+
+
+class InvocationError(ActorflowError, ValueError):
+    """Option values given to a flow are invalid.
+
+    Attributes:
+        problems: every problem found, one readable line each.
+    """
+
+    def __init__(self, flow: str, problems: Sequence[str]) -> None:
+        self.flow = flow
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        n = len(self.problems)
+        super().__init__(f"invalid options for flow {flow!r} ({n} problem{'s' if n != 1 else ''}):\n{lines}")
+
+
+class MailboxTypeError(ActorflowError, TypeError):
+    """An item sent on a port does not have the port's type.
+
+    Raised in the sending task; the run fails with it (wrapped in :class:`TaskFailed`).
+    """
+
+    def __init__(self, flow: str, task: str, port: str, expected: str, actual: str, seq: Any) -> None:
+        self.flow = flow
+        self.task = task
+        self.port = port
+        self.expected = expected
+        self.actual = actual
+        self.seq = seq
+        super().__init__(
+            f"flow {flow!r}, task {task!r}, port {port!r}: expected {expected}, got {actual} "
+            f"(item seq {_fmt_seq(seq)})"
+        )
+
+
+class TaskFailed(ActorflowError):
+    """User code of a task raised; the run failed.
+
+    The original exception is chained as ``__cause__``.
+
+    Attributes:
+        flow: the flow's name.
+        task: the failing task's path (``outer/inner`` for nested flows).
+        seq: the sequence number of the item being processed, or None when the failure was not
+            tied to one item (a source, a collector's ``finish``, a task fed only final inputs).
+    """
+
+    def __init__(self, flow: str, task: str, seq: Any, error: BaseException) -> None:
+        self.flow = flow
+        self.task = task
+        self.seq = seq
+        self.error = error
+        where = f" on item seq {_fmt_seq(seq)}" if seq is not None else ""
+        super().__init__(f"task {task!r} of flow {flow!r} failed{where}: {type(error).__name__}: {error}")
+
+
+class RunCancelled(ActorflowError):
+    """The run was cancelled with ``run.cancel()`` before it finished."""
+
+
+def _fmt_seq(seq: Any) -> str:
+    if isinstance(seq, tuple):
+        return ".".join(str(s) for s in seq)
+    return str(seq)

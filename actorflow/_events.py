@@ -1,0 +1,171 @@
+"""Typed event records and the per-run event bus.
+
+Publishing never waits: each subscriber has its own buffer. When a subscriber falls more than
+``maxlen`` events behind, further ``BatchProcessed`` events are dropped *for that subscriber only*
+(and counted in ``dropped``); lifecycle events are always kept. So a slow or absent reader never
+slows the pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import attrs
+import trio
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Base of every event. ``kind`` names the event type in JSON (``"task_started"``)."""
+
+    kind: ClassVar[str] = "event"
+    run_id: str
+    time: float = attrs.field(factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as a JSON-ready dict, with its ``kind``."""
+        d = attrs.asdict(self, recurse=False)
+        d["kind"] = self.kind
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+
+@attrs.frozen(kw_only=True)
+class RunStarted(Event):
+    """The run began; ``tasks`` lists task names in topological order."""
+
+    kind: ClassVar[str] = "run_started"
+    flow: str
+    tasks: tuple[str, ...]
+
+
+@attrs.frozen(kw_only=True)
+class RunFinished(Event):
+    """The run ended; ``status`` is ``"ok"``, ``"failed"`` or ``"cancelled"``."""
+
+    kind: ClassVar[str] = "run_finished"
+    flow: str
+    status: str
+    elapsed: float
+
+
+@attrs.frozen(kw_only=True)
+class TaskStarted(Event):
+    """A task's actor started."""
+
+    kind: ClassVar[str] = "task_started"
+    task: str
+
+
+@attrs.frozen(kw_only=True)
+class TaskFinished(Event):
+    """A task's actor finished its work."""
+
+    kind: ClassVar[str] = "task_finished"
+    task: str
+    items_in: int
+    items_out: int
+    elapsed: float
+
+
+@attrs.frozen(kw_only=True)
+class TaskFailed(Event):
+    """User code of a task raised; ``seq`` is the item's sequence number (or None)."""
+
+    kind: ClassVar[str] = "task_failed"
+    task: str
+    seq: Any
+    error: str
+
+
+@attrs.frozen(kw_only=True)
+class BatchProcessed(Event):
+    """A task processed one batch: how many items came in and went out."""
+
+    kind: ClassVar[str] = "batch_processed"
+    task: str
+    items_in: int
+    items_out: int
+
+
+class EventStream:
+    """One subscriber's view of a run's events; iterate it with ``async for``.
+
+    The iteration ends after the run's ``RunFinished`` event.
+    """
+
+    def __init__(self, bus: EventBus, maxlen: int) -> None:
+        self._bus = bus
+        self._queue: deque[Event] = deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        self._closed = False
+        self.maxlen = maxlen
+        #: How many ``BatchProcessed`` events were dropped because this reader fell behind.
+        self.dropped = 0
+
+    def _push(self, event: Event) -> None:
+        if len(self._queue) >= self.maxlen and type(event) is BatchProcessed:
+            self.dropped += 1
+            return
+        self._queue.append(event)
+        if self._lot:
+            self._lot.unpark_all()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._lot.unpark_all()
+
+    def close(self) -> None:
+        """Stop receiving events."""
+        self._bus._subscribers.discard(self)
+        self._close()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._queue:
+            if self._closed:
+                raise StopAsyncIteration
+            await self._lot.park()
+        return self._queue.popleft()
+
+    def get_nowait(self) -> Event | None:
+        """The next buffered event, or None."""
+        return self._queue.popleft() if self._queue else None
+
+
+class EventBus:
+    """Fans a run's events out to its subscribers without ever waiting."""
+
+    def __init__(self) -> None:
+        self._subscribers: set[EventStream] = set()
+        self._closed = False
+
+    @property
+    def active(self) -> bool:
+        """True when someone is listening (so per-batch events are worth building)."""
+        return bool(self._subscribers)
+
+    def subscribe(self, maxlen: int = 10_000) -> EventStream:
+        stream = EventStream(self, maxlen)
+        if self._closed:
+            stream._close()
+        else:
+            self._subscribers.add(stream)
+        return stream
+
+    def publish(self, event: Event) -> None:
+        for s in self._subscribers:
+            s._push(event)
+
+    def close(self) -> None:
+        self._closed = True
+        for s in self._subscribers:
+            s._close()
+        self._subscribers.clear()

@@ -1,0 +1,591 @@
+"""Task definitions and the `Flow` that holds them.
+
+A task is a plain Python function. Its parameters named after tasks already defined in the same
+flow are its *inputs*; every other parameter is an *option* (typed by its annotation, defaulted
+by its default). An input annotated with the upstream's item type is *streaming* (one item per
+call); one annotated ``list[T]`` is *final* (the whole product once the upstream is done).
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final, Literal, TypeVar, final, overload
+
+import attrs
+
+from ._errors import DefinitionError
+from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
+from ._typing import fits, inspect_empty, list_item_type, runtime_classes, stream_item_type, type_name
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TaskKind = Literal["source", "task", "collector", "sink"]
+
+
+@final
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: Default of an option that has none: a value must be given when the flow is bound.
+REQUIRED: Final = _Required()
+
+
+@attrs.frozen
+class Input:
+    """One input port of a task.
+
+    Attributes:
+        name: the parameter's name, which is also the upstream task's name.
+        annotation: the parameter's annotation.
+        streaming: True when the task receives the upstream's items one at a time.
+        gather: True when a stream is gathered into a list (annotation ``list[T]``).
+    """
+
+    name: str
+    annotation: Any
+    streaming: bool
+    gather: bool
+
+    @property
+    def upstream(self) -> str:
+        """The task this input reads from (same as its name)."""
+        return self.name
+
+
+@attrs.frozen
+class Option:
+    """One option of a task: a parameter that is not an input.
+
+    Attributes:
+        name: the parameter's name.
+        annotation: its declared type (``Any`` when unannotated).
+        default: its default value, or :data:`REQUIRED`.
+    """
+
+    name: str
+    annotation: Any
+    default: Any
+
+    @property
+    def required(self) -> bool:
+        """True when the option has no default."""
+        return self.default is REQUIRED
+
+
+@attrs.frozen(eq=False)
+class TaskDef:
+    """A defined task: what a decorator records about a function.
+
+    Users get these from ``flow.tasks``; they are read-only.
+    """
+
+    name: str
+    kind: TaskKind
+    fn: Callable[..., Any]
+    is_async: bool
+    is_generator: bool
+    params: tuple[str, ...]
+    inputs: tuple[Input, ...]
+    options: tuple[Option, ...]
+    #: Item type when `streaming`, otherwise the product type.
+    out_type: Any
+    #: True when the task's product is a stream of items.
+    streaming: bool
+    #: Nesting depth of the output stream's sequence numbers (0 for final products).
+    depth: int
+    #: False when the output may come out of input order.
+    ordered: bool
+    concurrency: int = 1
+    capacity: int = DEFAULT_CAPACITY
+    batch_size: int = DEFAULT_BATCH_SIZE
+    init: Any = None
+    finish: Callable[..., Any] | None = None
+    per: str | None = None
+    acc_param: str | None = None
+    description: str = ""
+
+    @property
+    def streaming_inputs(self) -> tuple[Input, ...]:
+        """Inputs received one item at a time (zipped by sequence number when several)."""
+        return tuple(i for i in self.inputs if i.streaming)
+
+    @property
+    def final_inputs(self) -> tuple[Input, ...]:
+        """Inputs received once, whole, before the task starts."""
+        return tuple(i for i in self.inputs if not i.streaming)
+
+    @property
+    def out_classes(self) -> tuple[type, ...] | None:
+        """Classes the output port checks each item against (None: unchecked)."""
+        return runtime_classes(self.out_type)
+
+
+def _where(flow: str, task: str, param: str | None = None) -> str:
+    loc = f"flow {flow!r}, task {task!r}"
+    return f"{loc}, parameter {param!r}" if param else loc
+
+
+class Flow:
+    """A graph of tasks, defined with decorators, in definition order.
+
+    Args:
+        name: the flow's name, used in errors, events and the CLI.
+
+    Example:
+        >>> flow = Flow("squares")
+        >>> @flow.source
+        ... def numbers(n: int = 3) -> Stream[int]:
+        ...     yield from range(n)
+    """
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise DefinitionError(f"a flow needs a non-empty string name, got {name!r}")
+        self.name = name
+        self._tasks: dict[str, TaskDef] = {}
+        self._by_fn: dict[Callable[..., Any], str] = {}
+
+    def __repr__(self) -> str:
+        return f"Flow({self.name!r}, tasks={list(self._tasks)})"
+
+    # -- query ---------------------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> Mapping[str, TaskDef]:
+        """Task definitions by name, in definition (hence topological) order."""
+        return dict(self._tasks)
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """``(upstream, downstream)`` pairs, in definition order."""
+        return [(i.upstream, t.name) for t in self._tasks.values() for i in t.inputs]
+
+    def upstream(self, name: str) -> list[str]:
+        """Names of the tasks *name* reads from."""
+        return [i.upstream for i in self._get(name).inputs]
+
+    def downstream(self, name: str) -> list[str]:
+        """Names of the tasks that read from *name*."""
+        self._get(name)
+        return [t.name for t in self._tasks.values() if any(i.upstream == name for i in t.inputs)]
+
+    def topological_order(self) -> list[str]:
+        """Task names such that every task comes after the tasks it reads from."""
+        return list(self._tasks)
+
+    def _get(self, name: str) -> TaskDef:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise KeyError(f"flow {self.name!r} has no task {name!r}; it has {list(self._tasks)}") from None
+
+    def task_name(self, ref: str | Callable[..., Any]) -> str:
+        """The name of a task given as its name or its function."""
+        if isinstance(ref, str):
+            self._get(ref)
+            return ref
+        try:
+            return self._by_fn[ref]
+        except (KeyError, TypeError):
+            raise KeyError(f"{ref!r} is not a task of flow {self.name!r}") from None
+
+    def bind(self, options: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
+        """Validate option values and return the immutable run graph (see :class:`RunGraph`)."""
+        from ._bind import bind
+
+        return bind(self, options)
+
+    # -- decorators ----------------------------------------------------------------------------
+
+    @overload
+    def source(self, fn: F, /) -> F: ...
+    @overload
+    def source(
+        self, *, name: str | None = None, capacity: int = DEFAULT_CAPACITY, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Callable[[F], F]: ...
+    def source(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        capacity: int = DEFAULT_CAPACITY,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Any:
+        """Define a source: a sync or async generator function whose items start a stream.
+
+        Its parameters are options (or final inputs); it has no streaming input.
+        """
+
+        def deco(f: F) -> F:
+            self._define(f, "source", name=name, capacity=capacity, batch_size=batch_size)
+            return f
+
+        return deco(fn) if fn is not None else deco
+
+    @overload
+    def task(self, fn: F, /) -> F: ...
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        ordered: bool = True,
+        capacity: int = DEFAULT_CAPACITY,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Callable[[F], F]: ...
+    def task(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        ordered: bool = True,
+        capacity: int = DEFAULT_CAPACITY,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Any:
+        """Define a task.
+
+        With a streaming input it runs once per item (returning :data:`SKIP` drops the item; a
+        generator function yields zero or more items per input item). With only final inputs it
+        runs once and its return value is its product.
+
+        Args:
+            concurrency: how many workers share the task's mailbox. Use more than 1 for tasks that
+                wait on I/O.
+            ordered: keep output in input order (the default); False lets items out as they finish.
+            capacity: the mailbox bound, in items.
+            batch_size: the most items sent downstream in one message.
+        """
+
+        def deco(f: F) -> F:
+            self._define(
+                f,
+                "task",
+                name=name,
+                concurrency=concurrency,
+                ordered=ordered,
+                capacity=capacity,
+                batch_size=batch_size,
+            )
+            return f
+
+        return deco(fn) if fn is not None else deco
+
+    def collector(
+        self,
+        *,
+        init: Any,
+        finish: Callable[[Any], Any] | None = None,
+        per: str | Callable[..., Any] | None = None,
+        name: str | None = None,
+        capacity: int = DEFAULT_CAPACITY,
+    ) -> Callable[[F], F]:
+        """Define a collector: ``step(acc, item) -> acc`` folds a stream, starting from *init*.
+
+        Args:
+            init: the starting accumulator; a fresh deep copy is used for every fold, so ``{}`` or
+                ``[]`` are safe.
+            finish: optional ``finish(acc) -> product`` applied when the stream ends.
+            per: an upstream generator task (name or function). The collector then folds separately
+                the items descending from each item of that stream and emits one product per such
+                item, as a stream; without it, one product for the whole stream.
+        """
+        per_name = self.task_name(per) if per is not None else None
+
+        def deco(f: F) -> F:
+            self._define(f, "collector", name=name, capacity=capacity, init=init, finish=finish, per=per_name)
+            return f
+
+        return deco
+
+    @overload
+    def sink(self, fn: F, /) -> F: ...
+    @overload
+    def sink(
+        self, *, name: str | None = None, concurrency: int = 1, capacity: int = DEFAULT_CAPACITY
+    ) -> Callable[[F], F]: ...
+    def sink(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        capacity: int = DEFAULT_CAPACITY,
+    ) -> Any:
+        """Define a sink: called once per item for its side effects; it has no product."""
+
+        def deco(f: F) -> F:
+            self._define(f, "sink", name=name, concurrency=concurrency, capacity=capacity)
+            return f
+
+        return deco(fn) if fn is not None else deco
+
+    # -- definition ----------------------------------------------------------------------------
+
+    def _define(
+        self,
+        fn: Callable[..., Any],
+        kind: TaskKind,
+        *,
+        name: str | None,
+        capacity: int = DEFAULT_CAPACITY,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        concurrency: int = 1,
+        ordered: bool = True,
+        init: Any = None,
+        finish: Callable[..., Any] | None = None,
+        per: str | None = None,
+    ) -> TaskDef:
+        spec = analyse(
+            self,
+            fn,
+            kind,
+            name=name,
+            capacity=capacity,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            ordered=ordered,
+            init=init,
+            finish=finish,
+            per=per,
+        )
+        self._tasks[spec.name] = spec
+        self._by_fn[fn] = spec.name
+        return spec
+
+    def _stream_ancestors(self, name: str) -> set[str]:
+        """Every streaming task whose items reach *name* through streaming inputs (itself too)."""
+        out: set[str] = set()
+        todo = [name]
+        while todo:
+            t = self._tasks[todo.pop()]
+            if t.streaming and t.name not in out:
+                out.add(t.name)
+                todo.extend(i.upstream for i in t.streaming_inputs)
+        return out
+
+    def _ancestors(self, name: str) -> set[str]:
+        out: set[str] = set()
+        todo = [name]
+        while todo:
+            n = todo.pop()
+            if n not in out:
+                out.add(n)
+                todo.extend(i.upstream for i in self._tasks[n].inputs)
+        return out
+
+    def _iter_specs(self) -> Iterator[TaskDef]:
+        return iter(self._tasks.values())
+
+
+def _is_generator(fn: Callable[..., Any]) -> tuple[bool, bool]:
+    """(is_async, is_generator) of a function."""
+    if inspect.isasyncgenfunction(fn):
+        return True, True
+    if inspect.isgeneratorfunction(fn):
+        return False, True
+    return inspect.iscoroutinefunction(fn), False
+
+
+def analyse(
+    flow: Flow,
+    fn: Callable[..., Any],
+    kind: TaskKind,
+    *,
+    name: str | None,
+    capacity: int,
+    batch_size: int,
+    concurrency: int,
+    ordered: bool,
+    init: Any,
+    finish: Callable[..., Any] | None,
+    per: str | None,
+) -> TaskDef:
+    """Read a function's signature into a :class:`TaskDef`, checking the wiring."""
+    if not callable(fn):
+        raise DefinitionError(f"flow {flow.name!r}: @{kind} needs a function, got {fn!r}")
+    tname = name or getattr(fn, "__name__", None)
+    if not tname or not isinstance(tname, str) or not tname.isidentifier():
+        raise DefinitionError(f"flow {flow.name!r}: cannot name a task after {fn!r}; pass name='...'")
+    if tname in flow._tasks:
+        raise DefinitionError(
+            f"{_where(flow.name, tname)}: a task with this name is already defined; "
+            "choose another function name or pass name='...'"
+        )
+    for label, value in (("capacity", capacity), ("batch_size", batch_size), ("concurrency", concurrency)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise DefinitionError(f"{_where(flow.name, tname)}: {label} must be a positive int, got {value!r}")
+    is_async, is_gen = _is_generator(fn)
+    try:
+        sig = inspect.signature(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except (TypeError, ValueError, NameError) as exc:
+        raise DefinitionError(f"{_where(flow.name, tname)}: cannot read the signature: {exc}") from exc
+
+    params = list(sig.parameters.values())
+    acc_param = None
+    if kind == "collector":
+        if not params:
+            raise DefinitionError(
+                f"{_where(flow.name, tname)}: a collector's first parameter is the accumulator, "
+                "as in step(acc, item)"
+            )
+        acc_param = params[0].name
+        params = params[1:]
+        if is_gen:
+            raise DefinitionError(f"{_where(flow.name, tname)}: a collector's step cannot be a generator")
+
+    inputs: list[Input] = []
+    options: list[Option] = []
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise DefinitionError(
+                f"{_where(flow.name, tname, p.name)}: *args and **kwargs are not supported; "
+                "name every input and option"
+            )
+        if p.kind is p.POSITIONAL_ONLY:
+            raise DefinitionError(f"{_where(flow.name, tname, p.name)}: positional-only parameters are not supported")
+        ann = hints.get(p.name, inspect_empty)
+        up = flow._tasks.get(p.name)
+        if up is None:
+            default = REQUIRED if p.default is p.empty else p.default
+            options.append(Option(p.name, Any if ann is inspect_empty else ann, default))
+            continue
+        if up.kind == "sink":
+            raise DefinitionError(
+                f"{_where(flow.name, tname, p.name)}: {p.name!r} is a sink, which has no product to read"
+            )
+        inputs.append(_input_port(flow, tname, p.name, ann, up))
+
+    streaming_in = [i for i in inputs if i.streaming]
+    final_in = [i for i in inputs if not i.streaming]
+    if streaming_in and final_in:
+        shared = set()
+        for s in streaming_in:
+            for f in final_in:
+                shared |= flow._stream_ancestors(s.upstream) & flow._ancestors(f.upstream)
+        if shared:
+            raise DefinitionError(
+                f"{_where(flow.name, tname)}: it streams from {[s.name for s in streaming_in]} and waits for the "
+                f"whole of {[f.name for f in final_in]}, which both come from {sorted(shared)}; that would "
+                "deadlock once mailboxes fill. Read both as items, or both as lists."
+            )
+    depths = {flow._tasks[i.upstream].depth for i in streaming_in}
+    if len(depths) > 1:
+        raise DefinitionError(
+            f"{_where(flow.name, tname)}: streaming inputs {[i.name for i in streaming_in]} come from different "
+            "generator levels and cannot be zipped by sequence number"
+        )
+    in_depth = depths.pop() if depths else 0
+    in_ordered = all(flow._tasks[i.upstream].ordered for i in streaming_in)
+
+    ret = hints.get("return", inspect_empty)
+    is_stream_ann, item_ann = stream_item_type(ret)
+    out_type: Any = Any if item_ann is inspect_empty else item_ann
+    description = inspect.getdoc(fn) or ""
+
+    if kind == "source":
+        if not is_gen:
+            raise DefinitionError(
+                f"{_where(flow.name, tname)}: a source must be a generator function (use yield), "
+                "sync or async"
+            )
+        if streaming_in:
+            raise DefinitionError(
+                f"{_where(flow.name, tname, streaming_in[0].name)}: a source cannot stream from another task; "
+                "use @flow.task with a generator function instead"
+            )
+        streaming, depth = True, 1
+    elif kind == "task":
+        if is_gen:
+            streaming, depth = True, in_depth + 1
+        else:
+            if is_stream_ann and ret is not inspect_empty:
+                raise DefinitionError(
+                    f"{_where(flow.name, tname)}: declared to return {type_name(ret)} but is not a generator function"
+                )
+            streaming, depth = bool(streaming_in), in_depth
+    elif kind == "collector":
+        if not streaming_in:
+            raise DefinitionError(
+                f"{_where(flow.name, tname)}: a collector needs a streaming input (a parameter named after an "
+                f"upstream task, annotated with its item type); tasks so far: {list(flow._tasks)}"
+            )
+        if per is not None:
+            if per not in flow._stream_ancestors(streaming_in[0].upstream) or not flow._tasks[per].streaming:
+                raise DefinitionError(
+                    f"{_where(flow.name, tname)}: per={per!r} must be a stream that the collector's input descends "
+                    f"from; {streaming_in[0].upstream!r} descends from {sorted(flow._stream_ancestors(streaming_in[0].upstream))}"
+                )
+            streaming, depth = True, flow._tasks[per].depth
+        else:
+            streaming, depth = False, 0
+    else:  # sink
+        if not streaming_in:
+            raise DefinitionError(f"{_where(flow.name, tname)}: a sink needs a streaming input")
+        if is_gen:
+            raise DefinitionError(f"{_where(flow.name, tname)}: a sink cannot be a generator function")
+        streaming, depth, out_type = False, 0, type(None)
+    if concurrency > 1 and kind not in ("task", "sink"):
+        raise DefinitionError(f"{_where(flow.name, tname)}: concurrency applies to tasks and sinks only")
+    if concurrency > 1 and not streaming_in:
+        raise DefinitionError(f"{_where(flow.name, tname)}: concurrency needs a streaming input")
+
+    return TaskDef(
+        name=tname,
+        kind=kind,
+        fn=fn,
+        is_async=is_async,
+        is_generator=is_gen,
+        params=tuple(p.name for p in params),
+        inputs=tuple(inputs),
+        options=tuple(options),
+        out_type=out_type,
+        streaming=streaming,
+        depth=depth,
+        ordered=in_ordered and (ordered or concurrency == 1),
+        concurrency=concurrency,
+        capacity=capacity,
+        batch_size=batch_size,
+        init=init,
+        finish=finish,
+        per=per,
+        acc_param=acc_param,
+        description=description,
+    )
+
+
+def _input_port(flow: Flow, task: str, pname: str, ann: Any, up: TaskDef) -> Input:
+    if ann is inspect_empty:
+        return Input(pname, Any, streaming=up.streaming, gather=False)
+    if up.streaming:
+        is_list, elem = list_item_type(ann)
+        up_is_list = typing.get_origin(up.out_type) is list or up.out_type is list
+        if is_list and not up_is_list:
+            if not fits(up.out_type, elem):
+                raise DefinitionError(
+                    f"{_where(flow.name, task, pname)}: upstream {pname!r} yields items of type "
+                    f"{type_name(up.out_type)}, which do not fit list[{type_name(elem)}]"
+                )
+            return Input(pname, ann, streaming=False, gather=True)
+        if not fits(up.out_type, ann):
+            raise DefinitionError(
+                f"{_where(flow.name, task, pname)}: upstream {pname!r} yields items of type "
+                f"{type_name(up.out_type)}, which do not fit the annotation {type_name(ann)} "
+                f"(annotate list[{type_name(up.out_type)}] to receive the whole stream at once)"
+            )
+        return Input(pname, ann, streaming=True, gather=False)
+    if not fits(up.out_type, ann):
+        raise DefinitionError(
+            f"{_where(flow.name, task, pname)}: upstream {pname!r} produces {type_name(up.out_type)}, "
+            f"which does not fit the annotation {type_name(ann)}"
+        )
+    return Input(pname, ann, streaming=False, gather=False)

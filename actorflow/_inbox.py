@@ -1,0 +1,105 @@
+"""Reading several mailboxes as one: zips by sequence number, and per-group bookkeeping.
+
+A task with two or more streaming inputs receives tuples of items that share a sequence number.
+When every input stream is in sequence order (the default) this is a merge join: an item whose
+partner was skipped upstream is dropped as soon as the other stream has moved past it, so memory
+stays bounded. Unordered inputs are matched through a dict and kept until matched.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import trio
+
+from ._mailbox import Batch, Mailbox
+
+
+class ZipInbox:
+    """Presents several :class:`Mailbox` objects as one source of zipped batches."""
+
+    def __init__(self, boxes: list[Mailbox], ordered: bool, batch_size: int) -> None:
+        self.boxes = boxes
+        self.ordered = ordered
+        self.batch_size = batch_size
+        self.lot = trio.lowlevel.ParkingLot()
+        for b in boxes:
+            b.listener = self.lot
+        self._limit = max(b.capacity for b in boxes) * 4
+        self._bufs: list[deque[tuple[Any, Any]]] = [deque() for _ in boxes]
+        self._maps: list[dict[Any, Any]] = [{} for _ in boxes]
+        self._finished = False
+
+    def _drain(self) -> None:
+        for box, buf, pending in zip(self.boxes, self._bufs, self._maps, strict=True):
+            while len(buf) + len(pending) < self._limit:
+                b = box.get_nowait()
+                if b is None:
+                    break
+                buf.extend(zip(b[0], b[1], strict=True))
+
+    def _match_ordered(self) -> Batch:
+        seqs: list[Any] = []
+        items: list[Any] = []
+        bufs = self._bufs
+        while all(bufs) and len(items) < self.batch_size:
+            heads = [b[0][0] for b in bufs]
+            top = max(heads)
+            if all(h == top for h in heads):
+                seqs.append(top)
+                items.append(tuple(b.popleft()[1] for b in bufs))
+            else:
+                for b in bufs:
+                    while b and b[0][0] < top:
+                        b.popleft()
+        return seqs, items
+
+    def _match_unordered(self) -> Batch:
+        seqs: list[Any] = []
+        items: list[Any] = []
+        maps = self._maps
+        for buf, m in zip(self._bufs, maps, strict=True):
+            while buf:
+                s, x = buf.popleft()
+                m[s] = x
+                if all(s in other for other in maps):
+                    seqs.append(s)
+                    items.append(tuple(other.pop(s) for other in maps))
+        return seqs, items
+
+    def _exhausted(self) -> bool:
+        # No further match is possible once one input ended and its buffer is empty.
+        return any(box.done and not buf and (self.ordered or not m)
+                   for box, buf, m in zip(self.boxes, self._bufs, self._maps, strict=True))
+
+    def get_nowait(self, max_items: int = 0) -> Batch | None:
+        if self._finished:
+            return None
+        self._drain()
+        batch = self._match_ordered() if self.ordered else self._match_unordered()
+        return batch if batch[1] else None
+
+    def ended(self) -> bool:
+        """After :meth:`get_nowait` returned None: True when no further match can come."""
+        if not self._finished and (self._exhausted() or all(b.done for b in self.boxes)):
+            self._finished = True
+            for box in self.boxes:
+                box.abandon()
+        return self._finished
+
+    async def get(self, max_items: int = 0) -> Batch | None:
+        while True:
+            batch = self.get_nowait()
+            if batch is not None:
+                return batch
+            if self.ended():
+                return None
+            await self.lot.park()
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self._bufs)
+
+    @property
+    def done(self) -> bool:
+        return self._finished

@@ -1,0 +1,125 @@
+"""Bounded, inspectable mailboxes that carry batches of items between actors.
+
+A mailbox is a deque of ``(seqs, items)`` batches plus two trio parking lots. Senders append whole
+batches; a receiver takes one batch at a time (or part of one). A sender waits only when the
+mailbox already holds ``capacity`` items, so a fast producer never runs more than one batch ahead
+of a full mailbox and memory stays flat. The contents are plain Python lists, so a checkpoint can
+copy them while every actor is parked.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, final
+
+import trio
+
+#: One message on an edge: the items' sequence numbers and the items themselves, index-aligned.
+Batch = tuple[list[Any], list[Any]]
+
+DEFAULT_CAPACITY = 1024
+DEFAULT_BATCH_SIZE = 256
+
+
+@final
+class Mailbox:
+    """A typed actor's inbox for one input port.
+
+    Args:
+        name: ``"task.port"``, used in errors and events.
+        capacity: how many items may wait before a sender has to wait. If in doubt, keep the
+            default (four batches).
+    """
+
+    __slots__ = (
+        "name", "capacity", "_batches", "_count", "_closed", "_abandoned", "_getters", "_putters", "listener",
+    )
+
+    def __init__(self, name: str, capacity: int = DEFAULT_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError(f"mailbox {name!r}: capacity must be at least 1, got {capacity}")
+        self.name = name
+        self.capacity = capacity
+        self._batches: deque[Batch] = deque()
+        self._count = 0
+        self._closed = False
+        self._abandoned = False
+        self._getters = trio.lowlevel.ParkingLot()
+        self._putters = trio.lowlevel.ParkingLot()
+        #: Optional shared lot woken on every put or close (used by actors reading several ports).
+        self.listener: trio.lowlevel.ParkingLot | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def closed(self) -> bool:
+        """True once the sender has said the stream ended (items may still be queued)."""
+        return self._closed
+
+    @property
+    def done(self) -> bool:
+        """True when the stream ended and every queued item was taken."""
+        return self._closed and not self._batches
+
+    def snapshot(self) -> list[Batch]:
+        """The queued batches, oldest first (copies of the lists)."""
+        return [(list(s), list(i)) for s, i in self._batches]
+
+    async def put(self, seqs: list[Any], items: list[Any]) -> None:
+        """Queue one batch, waiting first while the mailbox is full."""
+        while self._count >= self.capacity and not self._abandoned:
+            await self._putters.park()
+        self.put_nowait(seqs, items)
+
+    def put_nowait(self, seqs: list[Any], items: list[Any]) -> None:
+        """Queue one batch regardless of capacity (used when restoring a checkpoint)."""
+        if self._closed:
+            raise RuntimeError(f"mailbox {self.name!r} is closed")
+        if not items or self._abandoned:
+            return
+        self._batches.append((seqs, items))
+        self._count += len(items)
+        if self._getters:
+            self._getters.unpark_all()
+        if self.listener is not None:
+            self.listener.unpark_all()
+
+    def close(self) -> None:
+        """Mark the end of the stream; receivers finish once the queue is empty."""
+        self._closed = True
+        self._getters.unpark_all()
+        if self.listener is not None:
+            self.listener.unpark_all()
+
+    def abandon(self) -> None:
+        """The receiver stopped reading: drop what is queued and everything sent from now on."""
+        self._abandoned = True
+        self._batches.clear()
+        self._count = 0
+        self._putters.unpark_all()
+
+    def get_nowait(self, max_items: int = 0) -> Batch | None:
+        """Take the oldest batch (at most *max_items* of it when > 0), or None if none is queued."""
+        if not self._batches:
+            return None
+        if max_items > 0 and len(self._batches[0][1]) > max_items:
+            seqs, items = self._batches[0]
+            head: Batch = (seqs[:max_items], items[:max_items])
+            self._batches[0] = (seqs[max_items:], items[max_items:])
+        else:
+            head = self._batches.popleft()
+        self._count -= len(head[1])
+        if self._putters and self._count < self.capacity:
+            self._putters.unpark_all()
+        return head
+
+    async def get(self, max_items: int = 0) -> Batch | None:
+        """Take the oldest batch, waiting for one; None means the stream ended."""
+        while True:
+            batch = self.get_nowait(max_items)
+            if batch is not None:
+                return batch
+            if self._closed:
+                return None
+            await self._getters.park()

@@ -1,0 +1,303 @@
+"""Running a flow: the sync entry point, the trio entry point and the embeddable run handle."""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, final
+
+import attrs
+import trio
+
+from . import _events as ev
+from ._actors import Actor, actor_for
+from ._bind import RunGraph
+from ._errors import ActorflowError, RunCancelled
+from ._flow import Flow
+from ._mailbox import Mailbox
+
+Options = Mapping[str, Mapping[str, Any]]
+
+
+@attrs.frozen
+class TaskStats:
+    """What one task did in a run.
+
+    Attributes:
+        items_in: items received (for a source: items produced).
+        items_out: items sent downstream (1 for a final product).
+        elapsed: seconds from the task's start to its end.
+    """
+
+    name: str
+    kind: str
+    status: str
+    items_in: int
+    items_out: int
+    elapsed: float
+
+
+@attrs.frozen
+class Summary:
+    """A run's figures: status, wall time and per-task statistics. ``str()`` gives a table."""
+
+    flow: str
+    run_id: str
+    status: str
+    elapsed: float
+    tasks: Mapping[str, TaskStats]
+
+    def __str__(self) -> str:
+        rows = [("task", "kind", "status", "in", "out", "seconds", "items/s")]
+        for t in self.tasks.values():
+            n = max(t.items_in, t.items_out)
+            rate = f"{n / t.elapsed:,.0f}" if t.elapsed > 0 and n else "-"
+            rows.append((t.name, t.kind, t.status, f"{t.items_in:,}", f"{t.items_out:,}", f"{t.elapsed:.3f}", rate))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = [f"flow {self.flow!r}: {self.status} in {self.elapsed:.3f}s (run {self.run_id})"]
+        for j, r in enumerate(rows):
+            lines.append("  " + "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+            if j == 0:
+                lines.append("  " + "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+
+@final
+class RunResult(Mapping[str, Any]):
+    """The products of a finished run, by task name, plus its :class:`Summary`.
+
+    Products are those of collectors, of tasks fed only final inputs and of streams nothing
+    reads (gathered into lists). Sinks have none.
+    """
+
+    def __init__(self, products: dict[str, Any], summary: Summary) -> None:
+        self._products = products
+        self.summary = summary
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._products[name]
+        except KeyError:
+            raise KeyError(f"no product named {name!r}; products: {sorted(self._products)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._products)
+
+    def __len__(self) -> int:
+        return len(self._products)
+
+    def __repr__(self) -> str:
+        return f"RunResult({self._products!r})"
+
+
+def _as_graph(flow: Flow | RunGraph, options: Options | None) -> RunGraph:
+    if isinstance(flow, RunGraph):
+        if options:
+            raise ActorflowError("pass options to flow.bind() or to run(), not both")
+        return flow
+    if not isinstance(flow, Flow):
+        raise TypeError(f"expected an actorflow Flow or a bound RunGraph, got {type(flow).__name__}")
+    return flow.bind(options)
+
+
+@final
+class Run:
+    """One execution of a run graph. Get it from :func:`open_run`.
+
+    Attributes:
+        run_id: a unique id for this run.
+        status: ``"pending"``, ``"running"``, ``"ok"``, ``"failed"`` or ``"cancelled"``.
+    """
+
+    def __init__(self, graph: RunGraph, run_id: str | None = None) -> None:
+        self.graph = graph
+        self.flow_name = graph.name
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.bus = ev.EventBus()
+        self.status = "pending"
+        self.actors: dict[str, Actor] = {}
+        self._error: BaseException | None = None
+        self._error_seen = False
+        self._scope: trio.CancelScope | None = None
+        self._cancel_requested = False
+        self._done = trio.Event()
+        self._result: RunResult | None = None
+        self._started = 0.0
+        self._elapsed = 0.0
+        self._build()
+
+    def _build(self) -> None:
+        graph = self.graph
+        for spec in graph.tasks.values():
+            self.actors[spec.name] = actor_for(self, spec)
+        for spec in graph.tasks.values():
+            actor = self.actors[spec.name]
+            for inp in spec.inputs:
+                up = self.actors[inp.upstream]
+                if inp.streaming:
+                    box = Mailbox(f"{spec.name}.{inp.name}", spec.capacity)
+                    up.outs.append(box)
+                    actor.inboxes.append(box)
+                elif inp.gather and up.gather is None:
+                    up.gather = []
+            if spec.per is not None:
+                box = Mailbox(f"{spec.name}.<per {spec.per}>", spec.capacity)
+                self.actors[spec.per].outs.append(box)
+                actor.inboxes.append(box)
+        for spec in graph.tasks.values():
+            actor = self.actors[spec.name]
+            if spec.streaming and not graph.downstream(spec.name) and actor.gather is None:
+                actor.gather = []
+
+    # -- public handle -------------------------------------------------------------------------
+
+    def events(self, maxlen: int = 10_000) -> ev.EventStream:
+        """Subscribe to this run's events from now on; iterate with ``async for``.
+
+        Subscribe right after entering :func:`open_run` to see every event from ``RunStarted``.
+
+        Args:
+            maxlen: how far this reader may fall behind before batch events are dropped for it.
+        """
+        return self.bus.subscribe(maxlen)
+
+    def cancel(self) -> None:
+        """Stop every actor; :meth:`result` then raises :class:`RunCancelled`."""
+        self._cancel_requested = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def result(self) -> RunResult:
+        """Wait for the run to end and return its products (or raise its error)."""
+        await self._done.wait()
+        if self._error is not None:
+            self._error_seen = True
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    @property
+    def summary(self) -> Summary:
+        """Figures so far (final once the run ended)."""
+        elapsed = self._elapsed or (time.perf_counter() - self._started if self._started else 0.0)
+        return Summary(
+            flow=self.flow_name,
+            run_id=self.run_id,
+            status=self.status,
+            elapsed=elapsed,
+            tasks={
+                n: TaskStats(n, a.spec.kind, a.status, a.items_in, a.items_out,
+                             a.elapsed or (time.perf_counter() - a.started if a.started else 0.0))
+                for n, a in self.actors.items()
+            },
+        )
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def fail(self, error: BaseException) -> None:
+        """Record the first failure and cancel every actor."""
+        if self._error is None:
+            self._error = error
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _products(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, actor in self.actors.items():
+            spec = actor.spec
+            if spec.kind == "sink":
+                continue
+            if not spec.streaming or actor.gather is not None and not self.graph.downstream(name):
+                out[name] = actor.product.value
+            elif spec.kind == "collector":
+                out[name] = actor.gather
+        return out
+
+    async def _main(self) -> None:
+        self.status = "running"
+        self._started = time.perf_counter()
+        self.bus.publish(ev.RunStarted(run_id=self.run_id, flow=self.flow_name, tasks=tuple(self.actors)))
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                if self._cancel_requested:
+                    scope.cancel()
+                async with trio.open_nursery() as nursery:
+                    for actor in self.actors.values():
+                        nursery.start_soon(actor.start)
+            if self._error is not None:
+                self.status = "failed"
+            elif scope.cancelled_caught or self._cancel_requested:
+                self.status = "cancelled"
+                self._error = RunCancelled(f"run {self.run_id} of flow {self.flow_name!r} was cancelled")
+                self._error_seen = True
+            else:
+                self.status = "ok"
+        except BaseException:
+            self.status = "cancelled"
+            raise
+        finally:
+            self._elapsed = time.perf_counter() - self._started
+            if self.status == "ok":
+                self._result = RunResult(self._products(), self.summary)
+            self.bus.publish(
+                ev.RunFinished(run_id=self.run_id, flow=self.flow_name, status=self.status, elapsed=self._elapsed)
+            )
+            self.bus.close()
+            self._done.set()
+
+
+@asynccontextmanager
+async def open_run(flow: Flow | RunGraph, options: Options | None = None) -> AsyncIterator[Run]:
+    """Start a run inside the caller's trio task tree and yield its handle.
+
+    Leaving the block waits for the run to end. If the block raises, the run is cancelled. A run
+    that failed raises its error when the block ends, unless :meth:`Run.result` already did.
+
+    Example:
+        async with af.open_run(flow, options={"numbers": {"n": 5}}) as run:
+            async for event in run.events():
+                print(event)
+            result = await run.result()
+    """
+    graph = _as_graph(flow, options)
+    run = Run(graph)
+    body_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run._main)
+        try:
+            yield run
+        except BaseException as exc:
+            body_error = exc
+            run.cancel()
+    if body_error is not None:
+        raise body_error
+    if run._error is not None and not run._error_seen:
+        run._error_seen = True
+        raise run._error
+
+
+async def run_async(flow: Flow | RunGraph, options: Options | None = None) -> RunResult:
+    """Run a flow to completion inside trio and return its products.
+
+    Raises:
+        InvocationError: options are invalid (nothing ran).
+        TaskFailed: a task's code raised; the original exception is chained.
+        MailboxTypeError: a task sent an item of the wrong type.
+    """
+    async with open_run(flow, options) as run:
+        return await run.result()
+
+
+def run(flow: Flow | RunGraph, options: Options | None = None) -> RunResult:
+    """Run a flow to completion (starts its own trio loop) and return its products.
+
+    Example:
+        >>> result = af.run(flow, options={"numbers": {"n": 100}})
+        >>> result["total"]
+    """
+    graph = _as_graph(flow, options)
+    return trio.run(functools.partial(run_async, graph))

@@ -1,0 +1,172 @@
+"""Type helpers: the `Stream` marker, the `SKIP` sentinel and cheap runtime type checks.
+
+Port types are turned once, at definition time, into a tuple of classes for ``isinstance`` so the
+check on the hot path is a single C call. Generic arguments are checked statically when tasks are
+wired, and at run time only the outer class is checked (``list[int]`` checks ``list``).
+"""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import types
+import typing
+from typing import Any, Final, TypeAlias, TypeVar, Union, final
+
+T = TypeVar("T")
+
+#: Return annotation of a source or generator task: ``def numbers() -> af.Stream[int]``.
+#: It accepts both sync and async generator functions.
+Stream: TypeAlias = Union[cabc.Iterable[T], cabc.AsyncIterable[T]]  # noqa: UP007
+
+
+@final
+class _Skip:
+    """Type of :data:`SKIP`."""
+
+    _instance: _Skip | None = None
+
+    def __new__(cls) -> _Skip:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "af.SKIP"
+
+    def __reduce__(self) -> str:
+        return "SKIP"
+
+
+#: Return this from a task to drop the current item: nothing is sent downstream for it.
+SKIP: Final = _Skip()
+
+_STREAM_ORIGINS = (
+    cabc.Iterable,
+    cabc.Iterator,
+    cabc.Generator,
+    cabc.AsyncIterable,
+    cabc.AsyncIterator,
+    cabc.AsyncGenerator,
+)
+_NONE_TYPE = type(None)
+
+
+def stream_item_type(annotation: Any) -> tuple[bool, Any]:
+    """Tell whether a return annotation declares a stream, and of what item type.
+
+    Returns:
+        ``(True, T)`` for ``Stream[T]``, ``Iterator[T]``, ``AsyncIterator[T]``, generators and the
+        like; ``(False, annotation)`` otherwise.
+    """
+    origin = typing.get_origin(annotation)
+    if origin in _STREAM_ORIGINS:
+        args = typing.get_args(annotation)
+        return True, (args[0] if args else Any)
+    if origin in (Union, types.UnionType):
+        members = typing.get_args(annotation)
+        if members and all(typing.get_origin(m) in _STREAM_ORIGINS for m in members):
+            items = {(typing.get_args(m) or (Any,))[0] for m in members}
+            return True, (items.pop() if len(items) == 1 else Union[tuple(items)])  # noqa: UP007
+    if annotation in _STREAM_ORIGINS:
+        return True, Any
+    return False, annotation
+
+
+def list_item_type(annotation: Any) -> tuple[bool, Any]:
+    """Tell whether an annotation is ``list[T]`` (a *final* input), and of what item type."""
+    if typing.get_origin(annotation) is list:
+        args = typing.get_args(annotation)
+        return True, (args[0] if args else Any)
+    if annotation is list:
+        return True, Any
+    return False, annotation
+
+
+def _strip(tp: Any) -> Any:
+    while True:
+        if typing.get_origin(tp) is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif hasattr(tp, "__supertype__"):  # typing.NewType
+            tp = tp.__supertype__
+        else:
+            return tp
+
+
+def runtime_classes(tp: Any) -> tuple[type, ...] | None:
+    """The classes an ``isinstance`` check of *tp* uses, or None when *tp* is not checked.
+
+    ``float`` admits ``int`` and ``complex`` admits both, as PEP 484 says.
+    """
+    tp = _strip(tp)
+    if tp is Any or tp is object or isinstance(tp, TypeVar) or tp is inspect_empty:
+        return None
+    if tp is None or tp is _NONE_TYPE:
+        return (_NONE_TYPE,)
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        out: list[type] = []
+        for member in typing.get_args(tp):
+            classes = runtime_classes(member)
+            if classes is None:
+                return None
+            out.extend(c for c in classes if c not in out)
+        return tuple(out)
+    if origin is typing.Literal:
+        return tuple({type(v) for v in typing.get_args(tp)})
+    if origin is not None:
+        return (origin,) if isinstance(origin, type) else None
+    if tp is float:
+        return (float, int)
+    if tp is complex:
+        return (complex, float, int)
+    if isinstance(tp, type):
+        if getattr(tp, "_is_protocol", False) and not getattr(tp, "_is_runtime_protocol", False):
+            return None
+        return (tp,)
+    return None
+
+
+def fits(produced: Any, accepted: Any) -> bool:
+    """Whether every value of type *produced* is acceptable where *accepted* is declared.
+
+    Lenient where it cannot tell (``Any``, type variables, protocols): a definition is refused only
+    when the two types surely disagree.
+    """
+    produced, accepted = _strip(produced), _strip(accepted)
+    if accepted is Any or produced is Any or accepted is object or accepted is inspect_empty:
+        return True
+    if produced is inspect_empty or isinstance(produced, TypeVar) or isinstance(accepted, TypeVar):
+        return True
+    p_origin, a_origin = typing.get_origin(produced), typing.get_origin(accepted)
+    if p_origin in (Union, types.UnionType):
+        return all(fits(m, accepted) for m in typing.get_args(produced))
+    if a_origin in (Union, types.UnionType):
+        return any(fits(produced, m) for m in typing.get_args(accepted))
+    acc_classes = runtime_classes(accepted)
+    prod_classes = runtime_classes(produced)
+    if acc_classes is None or prod_classes is None:
+        return True
+    if not all(issubclass(p, acc_classes) for p in prod_classes):
+        return False
+    p_args, a_args = typing.get_args(produced), typing.get_args(accepted)
+    if p_origin is not None and a_origin is not None and p_args and a_args and len(p_args) == len(a_args):
+        return all(fits(p, a) for p, a in zip(p_args, a_args, strict=True))
+    return True
+
+
+def type_name(tp: Any) -> str:
+    """A short readable name for a type annotation (``int``, ``list[str]``, ``int | None``)."""
+    if tp is inspect_empty:
+        return "Any"
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__qualname__
+    return repr(tp).replace("typing.", "").replace("collections.abc.", "")
+
+
+class _Empty:
+    def __repr__(self) -> str:
+        return "<unannotated>"
+
+
+#: Stand-in for a missing annotation (same role as ``inspect.Parameter.empty``).
+inspect_empty: Final = _Empty()
