@@ -72,6 +72,7 @@ class Actor:
         self.inboxes: list[Mailbox] = []
         self.outs: list[Mailbox] = []
         self.gather: list[Any] | None = None
+        self.in_result = False
         self.product = Product()
         self.items_in = 0
         self.items_out = 0

@@ -103,7 +103,8 @@ def bind(flow: Flow, options: Mapping[str, Mapping[str, Any]] | None) -> RunGrap
     options = {} if options is None else options
     problems: list[str] = []
     if not isinstance(options, Mapping):
-        raise InvocationError(flow.name, [f"options must map task name to a dict of option values, got {_describe(options)}"])
+        problem = f"options must map task name to a dict of option values, got {_describe(options)}"
+        raise InvocationError(flow.name, [problem])
     tasks = flow.tasks
     for tname in options:
         if tname not in tasks:

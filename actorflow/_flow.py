@@ -523,7 +523,8 @@ def analyse(
             if per not in flow._stream_ancestors(streaming_in[0].upstream) or not flow._tasks[per].streaming:
                 raise DefinitionError(
                     f"{_where(flow.name, tname)}: per={per!r} must be a stream that the collector's input descends "
-                    f"from; {streaming_in[0].upstream!r} descends from {sorted(flow._stream_ancestors(streaming_in[0].upstream))}"
+                    f"from; {streaming_in[0].upstream!r} descends from "
+                    f"{sorted(flow._stream_ancestors(streaming_in[0].upstream))}"
                 )
             streaming, depth = True, flow._tasks[per].depth
         else:

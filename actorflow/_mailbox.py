@@ -32,7 +32,7 @@ class Mailbox:
     """
 
     __slots__ = (
-        "name", "capacity", "_batches", "_count", "_closed", "_abandoned", "_getters", "_putters", "listener",
+        "_abandoned", "_batches", "_closed", "_count", "_getters", "_putters", "capacity", "listener", "name",
     )
 
     def __init__(self, name: str, capacity: int = DEFAULT_CAPACITY) -> None:

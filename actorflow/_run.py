@@ -59,7 +59,8 @@ class Summary:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [f"flow {self.flow!r}: {self.status} in {self.elapsed:.3f}s (run {self.run_id})"]
         for j, r in enumerate(rows):
-            lines.append("  " + "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+            cells = zip(r, widths, strict=True)
+            lines.append("  " + "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(cells)))
             if j == 0:
                 lines.append("  " + "  ".join("-" * w for w in widths))
         return "\n".join(lines)
@@ -149,8 +150,10 @@ class Run:
                 actor.inboxes.append(box)
         for spec in graph.tasks.values():
             actor = self.actors[spec.name]
-            if spec.streaming and not graph.downstream(spec.name) and actor.gather is None:
-                actor.gather = []
+            if spec.streaming and (spec.kind == "collector" or not graph.downstream(spec.name)):
+                actor.in_result = True  # per-collectors and unread streams are gathered for the result
+                if actor.gather is None:
+                    actor.gather = []
 
     # -- public handle -------------------------------------------------------------------------
 
@@ -210,10 +213,8 @@ class Run:
             spec = actor.spec
             if spec.kind == "sink":
                 continue
-            if not spec.streaming or actor.gather is not None and not self.graph.downstream(name):
+            if not spec.streaming or actor.in_result:
                 out[name] = actor.product.value
-            elif spec.kind == "collector":
-                out[name] = actor.gather
         return out
 
     async def _main(self) -> None:

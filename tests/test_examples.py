@@ -1,0 +1,51 @@
+"""Every example in examples/ runs, as a script and through its functions."""
+
+from __future__ import annotations
+
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import actorflow as af
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def load(name: str) -> dict:
+    return runpy.run_path(str(EXAMPLES / name), run_name="example")
+
+
+def test_squares_prints_result_and_summary() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "squares.py"), "1000"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"= {sum(i * i for i in range(1000)):,}" in proc.stdout
+    assert "numbers" in proc.stdout and "items/s" in proc.stdout
+
+
+def test_wordcount_counts_words_overall_and_per_file(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("The cat sat.\nOn the mat!\n", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("the end\n", encoding="utf-8")
+    (tmp_path / "c.txt").write_text("", encoding="utf-8")
+    (tmp_path / "skip.md").write_text("not counted", encoding="utf-8")
+    ns = load("wordcount.py")
+    result = af.run(ns["flow"], options={"files": {"folder": tmp_path}})
+    assert result["counts"]["the"] == 3 and result["counts"]["cat"] == 1
+    assert sum(result["counts"].values()) == 8
+    assert result["words_per_file"] == [6, 2, 0]
+    assert result["report"] == {"a.txt": 6, "b.txt": 2, "c.txt": 0}
+    assert ns["main"]([str(tmp_path)]) == 0
+
+
+def test_fanout_fanin_example() -> None:
+    ns = load("fanout_fanin.py")
+    result = af.run(ns["flow"])
+    readings = [50.0 + (i * 7) % 60 for i in range(20)]
+    hot = [r for r in readings if r >= 100.0]
+    assert result["hot"] == [f"HOT {round((r - 32) * 5 / 9 - 0.5, 2)}C" for r in hot]
+    celsius = [round((r - 32) * 5 / 9 - 0.5, 2) for r in readings]
+    assert result["stats"] == (min(celsius), max(celsius))
