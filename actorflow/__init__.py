@@ -6,18 +6,41 @@ Define tasks with the decorators of a :class:`Flow`, then run it with :func:`run
 
 from . import events as events
 from ._bind import RunGraph as RunGraph
+from ._console import ConsoleProgress as ConsoleProgress
+from ._console import EventLog as EventLog
+from ._console import observe as observe
+from ._console import show_progress as show_progress
+from ._console import summary_table as summary_table
 from ._errors import ActorflowError as ActorflowError
 from ._errors import DefinitionError as DefinitionError
 from ._errors import InvocationError as InvocationError
 from ._errors import MailboxTypeError as MailboxTypeError
+from ._errors import ResumeError as ResumeError
 from ._errors import RunCancelled as RunCancelled
+from ._errors import RunInterrupted as RunInterrupted
+from ._errors import StoreError as StoreError
 from ._errors import TaskFailed as TaskFailed
+from ._executors import DaskExecutor as DaskExecutor
+from ._executors import Executor as Executor
+from ._executors import ProcessExecutor as ProcessExecutor
 from ._flow import REQUIRED as REQUIRED
 from ._flow import Flow as Flow
 from ._flow import Input as Input
 from ._flow import Option as Option
 from ._flow import TaskDef as TaskDef
+from ._gateway import Feed as Feed
+from ._gateway import Tap as Tap
+from ._gateway import external_source as external_source
+from ._gateway import feed as feed
+from ._gateway import tap as tap
 from ._mailbox import Mailbox as Mailbox
+from ._monitor import MonitorServer as MonitorServer
+from ._monitor import open_monitor as open_monitor
+from ._monitor import serve_monitor as serve_monitor
+from ._policy import DeadLetter as DeadLetter
+from ._policy import Fail as Fail
+from ._policy import Restart as Restart
+from ._policy import Retry as Retry
 from ._run import Run as Run
 from ._run import RunResult as RunResult
 from ._run import Summary as Summary
@@ -25,7 +48,11 @@ from ._run import TaskStats as TaskStats
 from ._run import open_run as open_run
 from ._run import run as run
 from ._run import run_async as run_async
+from ._store import Store as Store
+from ._store import open_store as open_store
 from ._typing import SKIP as SKIP
+from ._typing import Cursor as Cursor
+from ._typing import Seq as Seq
 from ._typing import Stream as Stream
 
 __version__ = "0.1.0"
@@ -34,24 +61,51 @@ __all__ = [
     "REQUIRED",
     "SKIP",
     "ActorflowError",
+    "ConsoleProgress",
+    "Cursor",
+    "DaskExecutor",
+    "DeadLetter",
     "DefinitionError",
+    "EventLog",
+    "Executor",
+    "Fail",
+    "Feed",
     "Flow",
     "Input",
     "InvocationError",
     "Mailbox",
     "MailboxTypeError",
+    "MonitorServer",
     "Option",
+    "ProcessExecutor",
+    "Restart",
+    "ResumeError",
+    "Retry",
     "Run",
     "RunCancelled",
+    "RunInterrupted",
     "RunGraph",
     "RunResult",
+    "Seq",
+    "Store",
+    "StoreError",
     "Stream",
     "Summary",
+    "Tap",
     "TaskDef",
     "TaskFailed",
     "TaskStats",
     "events",
+    "external_source",
+    "feed",
+    "observe",
+    "open_monitor",
+    "open_store",
     "open_run",
     "run",
     "run_async",
+    "serve_monitor",
+    "show_progress",
+    "summary_table",
+    "tap",
 ]

@@ -19,9 +19,12 @@ import trio
 from . import _events as ev
 from ._calls import bind_consts, is_async_callable, item_call, step_call
 from ._errors import MailboxTypeError, TaskFailed
+from ._executors import open_task_session
 from ._flow import TaskDef
 from ._inbox import ZipInbox
 from ._mailbox import Batch, Mailbox
+from ._policy import Fail
+from ._supervisor import ItemFailure
 from ._typing import SKIP, _Skip, type_name
 
 if TYPE_CHECKING:
@@ -42,12 +45,9 @@ class Product:
         self.ready.set()
 
 
-class _ItemError(Exception):
-    """User code raised on one item; carries the item's sequence number."""
-
-    def __init__(self, seq: Any, error: BaseException) -> None:
-        self.seq = seq
-        self.error = error
+#: User code raised on one item and its policy gave up; carries the item's sequence number.
+_ItemError = ItemFailure
+_FAIL = Fail()
 
 
 def child_seq(seq: Any, j: int) -> Any:
@@ -63,12 +63,13 @@ def seq_prefix(seq: Any, depth: int) -> Any:
 
 
 class Actor:
-    """Base actor: wiring, counters, sending, type checks, lifecycle events."""
+    """Base actor: wiring, counters, sending, type checks, lifecycle events, supervision hooks."""
 
     def __init__(self, run: Run, spec: TaskDef) -> None:
         self.run = run
         self.spec = spec
         self.name = spec.name
+        self.sup = run.supervisor
         self.inboxes: list[Mailbox] = []
         self.outs: list[Mailbox] = []
         self.gather: list[Any] | None = None
@@ -79,6 +80,14 @@ class Actor:
         self.started = 0.0
         self.elapsed = 0.0
         self.status = "pending"
+        self.taps: list[Any] = []  # callables(seqs, items) that watch the output; see _gateway
+        #: Batches being sent: slot -> [seqs, items, index of the next downstream mailbox].
+        self.outboxes: dict[int, list[Any]] = {}
+        #: Outboxes restored from a checkpoint, sent before anything else.
+        self.resend: list[list[Any]] = []
+        #: True when a checkpoint says this actor had finished: it only replays its ending.
+        self.restored_finished = False
+        self._consts: dict[str, Any] = {}
         classes = spec.out_classes
         self._classes = classes
         self._allowed: set[type] = set(classes) if classes is not None else set()
@@ -89,16 +98,33 @@ class Actor:
     def inbox(self) -> Mailbox | ZipInbox:
         if len(self.inboxes) == 1:
             return self.inboxes[0]
-        return ZipInbox(self.inboxes, ordered=self.spec.ordered, batch_size=self.spec.batch_size)
+        zipped = getattr(self, "_zip", None)
+        if zipped is None:
+            zipped = self._zip = ZipInbox(self.inboxes, ordered=self.spec.ordered, batch_size=self.spec.batch_size)
+        return zipped
 
-    async def send(self, seqs: list[Any], items: list[Any]) -> None:
+    async def send(self, seqs: list[Any], items: list[Any], slot: int = 0, start: int = 0) -> None:
+        """Put one output batch in every downstream mailbox (waiting while one is full).
+
+        The batch stays in ``outboxes`` until every mailbox has it, so a checkpoint taken while
+        this waits records exactly which mailboxes still need it.
+        """
         if not items:
             return
+        state = [seqs, items, start]
+        self.outboxes[slot] = state
+        if self.run._unpaused is not None:
+            await self.run.gate()
+        for tap in self.taps:
+            tap(seqs, items)
+        outs = self.outs
+        for i in range(start, len(outs)):
+            state[2] = i
+            await outs[i].put(seqs, items)
+        del self.outboxes[slot]
         self.items_out += len(items)
         if self.gather is not None:
             self.gather.extend(items)
-        for box in self.outs:
-            await box.put(seqs, items)
 
     def check(self, seqs: list[Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
         """Type-check outputs against the output port and drop SKIPs (one C-level pass)."""
@@ -128,6 +154,22 @@ class Actor:
         if bus.active:
             bus.publish(ev.BatchProcessed(run_id=self.run.run_id, task=self.name, items_in=n_in, items_out=n_out))
 
+    # -- supervision ---------------------------------------------------------------------------
+
+    @property
+    def spec_policy(self) -> Any:
+        """The task's failure policy (``Fail()`` when none was given)."""
+        return self.spec.on_error if self.spec.on_error is not None else _FAIL
+
+    async def item_error(self, seq: Any, item: Any, exc: Exception, attempt: int) -> bool:
+        """User code raised on *item*: True to try it again, False to go on without it."""
+        if self.spec.on_error is None or isinstance(exc, MailboxTypeError):
+            raise _ItemError(seq, exc) from exc
+        return await self.sup.on_item_error(self, seq, item, exc, attempt)
+
+    def restart(self) -> None:
+        """Start afresh (the Restart policy): rebuild the call adapters from the bound options."""
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -137,12 +179,17 @@ class Actor:
         self.started = time.perf_counter()
         run.bus.publish(ev.TaskStarted(run_id=run.run_id, task=self.name))
         try:
-            consts = dict(run.graph.options[self.name])
-            for inp in self.spec.final_inputs:
-                up = run.actors[inp.upstream].product
-                await up.ready.wait()
-                consts[inp.name] = up.value
-            await self.main(consts)
+            if not self.restored_finished:
+                consts = dict(run.graph.options[self.name])
+                for inp in self.spec.final_inputs:
+                    up = run.actors[inp.upstream].product
+                    await up.ready.wait()
+                    consts[inp.name] = up.value
+                self._consts = consts
+                resend, self.resend = self.resend, []
+                for seqs, items, start in resend:
+                    await self.send(seqs, items, start=start)
+                await self.main(consts)
         except _ItemError as exc:
             self._failed(exc.seq, exc.error)
             return
@@ -183,63 +230,103 @@ class Actor:
 
 
 class SourceActor(Actor):
-    """A generator function (or a task fed only final inputs that yields): starts a stream."""
+    """A generator function (or a task fed only final inputs that yields): starts a stream.
+
+    ``cursor`` counts the items taken from the generator and handed to ``send``; a resumed run
+    starts the generator there (through its ``af.Cursor`` parameter, or by skipping).
+    """
+
+    cursor = 0
 
     async def main(self, consts: dict[str, Any]) -> None:
-        gen = bind_consts(self.spec, consts)()
-        if self.spec.is_async:
-            await self._pump_async(gen)
-            return
+        attempt, failed_at = 1, -1
+        while True:
+            try:
+                if self.spec.is_async:
+                    await self._pump_async(consts)
+                else:
+                    await self._pump_sync(consts)
+                return
+            except _ItemError as exc:
+                attempt = attempt + 1 if exc.seq == failed_at else 1
+                failed_at = exc.seq
+                error = exc.error if isinstance(exc.error, Exception) else exc
+                if not await self.item_error(exc.seq, None, error, attempt):  # type: ignore[arg-type]
+                    raise
+
+    def _generator(self, consts: dict[str, Any]) -> tuple[Any, int]:
+        """A fresh generator positioned at the cursor, and how many items it must still skip."""
+        fn = bind_consts(self.spec, consts)
+        if self.spec.cursor_param is not None:
+            return fn(**{self.spec.cursor_param: self.cursor}), 0
+        return fn(), self.cursor
+
+    async def _pump_sync(self, consts: dict[str, Any]) -> None:
+        gen, skip = self._generator(consts)
         bs = self.spec.batch_size
-        n = 0
+        sup = self.sup
         with _closing(gen):
+            try:
+                if skip:
+                    deque(islice(gen, skip), maxlen=0)
+            except Exception as exc:
+                raise _ItemError(self.cursor, exc) from exc
             while True:
+                if sup.pending:
+                    await sup.gate()
+                n = self.cursor
                 try:
                     items = list(islice(gen, bs))
                 except Exception as exc:
                     raise _ItemError(n, exc) from exc
                 if not items:
                     return
-                seqs = list(range(n, n + len(items)))
-                n += len(items)
-                seqs, items = self.check(seqs, items)
+                self.cursor = n + len(items)
+                seqs, items = self.check(list(range(n, n + len(items))), items)
                 self.items_in += len(items)
                 self.batch_event(0, len(items))
                 await self.send(seqs, items)
 
-    async def _pump_async(self, agen: Any) -> None:
+    async def _pump_async(self, consts: dict[str, Any]) -> None:
         # The generator runs in its own task and appends to `buf`; the flusher sends whatever
         # accumulated each time the generator actually suspends, so batches form by themselves.
+        # Items still in `buf` are not counted by the cursor: a resumed run produces them again.
+        agen, skip = self._generator(consts)
         buf: list[Any] = []
-        state = {"done": False, "error": None, "n": 0}
+        state: dict[str, Any] = {"done": False, "error": None, "skip": skip}
         wake = trio.lowlevel.ParkingLot()
         space = trio.lowlevel.ParkingLot()
         bs = self.spec.batch_size
+        sup = self.sup
 
         async def pump() -> None:
             try:
                 async with aclosing(agen):
                     async for x in agen:
+                        if state["skip"]:
+                            state["skip"] -= 1
+                            continue
                         buf.append(x)
                         if wake:
                             wake.unpark_all()
                         while len(buf) >= bs:
                             await space.park()
             except Exception as exc:
-                state["error"] = _ItemError(state["n"] + len(buf), exc)
+                state["error"] = _ItemError(self.cursor + len(buf), exc)
             state["done"] = True
             wake.unpark_all()
 
         async def flush() -> None:
             while True:
+                if sup.pending:
+                    await sup.gate()
                 if buf:
                     items = buf[:]
                     buf.clear()
                     space.unpark_all()
-                    n = state["n"]
-                    seqs = list(range(n, n + len(items)))
-                    state["n"] = n + len(items)
-                    seqs, items = self.check(seqs, items)
+                    n = self.cursor
+                    self.cursor = n + len(items)
+                    seqs, items = self.check(list(range(n, n + len(items))), items)
                     self.items_in += len(items)
                     self.batch_event(0, len(items))
                     await self.send(seqs, items)
@@ -273,6 +360,17 @@ class _closing:
 class TaskActor(Actor):
     """Runs once per item (or once, when fed only final inputs)."""
 
+    #: With an executor: runs whole batches remotely in place of the per-item loop (see _executors).
+    _session: Any = None
+    #: Generator task stopped mid-batch (set while it waits to send): remaining seqs, items, and
+    #: how many children of the first remaining item were already emitted.
+    inflight: tuple[list[Any], list[Any], int] | None = None
+    #: After a resume: item seq -> children already emitted, to skip them.
+    skip_children: dict[Any, int] | None = None
+
+    def restart(self) -> None:
+        self._call = item_call(self.spec, self._consts)
+
     async def main(self, consts: dict[str, Any]) -> None:
         spec = self.spec
         if not spec.streaming_inputs:
@@ -289,141 +387,209 @@ class TaskActor(Actor):
         self._call = item_call(spec, consts)
         self._bs = spec.batch_size
         inbox = self.inbox()
-        if spec.concurrency == 1:
-            while True:
-                batch = inbox.get_nowait() or await inbox.get()
-                if batch is None:
-                    return
-                seqs, out = await self.process(batch, flush=True)
-                self.batch_event(len(batch[1]), len(out))
-                await self.send(seqs, out)
-        else:
-            await self._workers(inbox)
+        async with open_task_session(self, consts):
+            if spec.concurrency == 1:
+                sup = self.sup
+                while True:
+                    if sup.pending:
+                        await sup.gate()
+                    batch = inbox.get_nowait() or await inbox.get()
+                    if batch is None:
+                        return
+                    sup.busy += 1
+                    try:
+                        seqs, out = await self.process(batch, flush=True)
+                    finally:
+                        sup.leave()
+                    self.batch_event(len(batch[1]), len(out))
+                    await self.send(seqs, out)
+            else:
+                await self._workers(inbox)
 
     async def _workers(self, inbox: Mailbox | ZipInbox) -> None:
         n = self.spec.concurrency
         ordered = self.spec.ordered
-        done: dict[int, Batch] = {}
+        #: Finished output batches waiting for their turn (ticket -> batch); part of checkpoints.
+        self.done_out: dict[int, Batch] = {}
+        done = self.done_out
         counters = {"take": 0, "emit": 0}
         lock = trio.Lock()
+        sup = self.sup
 
-        async def worker() -> None:
+        async def worker(slot: int) -> None:
             while True:
+                if sup.pending:
+                    await sup.gate()
                 chunk = max(1, min(self._bs, len(inbox) // n)) if isinstance(inbox, Mailbox) else 0
                 batch = inbox.get_nowait(chunk) or await inbox.get(chunk)
                 if batch is None:
                     return
                 ticket = counters["take"]
                 counters["take"] += 1
+                sup.busy += 1
                 try:
                     seqs, out = await self.process(batch, flush=False)
                 except Exception as exc:
                     self._failed(exc.seq if isinstance(exc, _ItemError) else getattr(exc, "seq", None),
                                  exc.error if isinstance(exc, _ItemError) else exc)
                     return
+                finally:
+                    sup.leave()
                 self.batch_event(len(batch[1]), len(out))
                 if not ordered:
-                    await self.send(seqs, out)
+                    await self.send(seqs, out, slot=slot)
                     continue
                 done[ticket] = (seqs, out)
                 async with lock:
                     while counters["emit"] in done:
                         s, o = done.pop(counters["emit"])
                         counters["emit"] += 1
-                        await self.send(s, o)
+                        await self.send(s, o, slot=slot)
 
         async with trio.open_nursery() as nursery:
-            for _ in range(n):
-                nursery.start_soon(worker)
+            for slot in range(n):
+                nursery.start_soon(worker, slot)
 
     async def process(self, batch: Batch, flush: bool) -> Batch:
         """Call the task on every item of *batch*; returns the output batch."""
         seqs, items = batch
         self.items_in += len(items)
+        if self._session is not None:
+            return await self._session.process(seqs, items)
+        if self.spec.is_generator:
+            return await self._generate(seqs, items, flush)
+        if self.spec.seq_param is not None:
+            items = list(zip(items, seqs, strict=True))
         call = self._call
         out: list[Any] = []
         append = out.append
-        if self.spec.is_generator:
-            return await self._generate(seqs, items, flush)
-        try:
-            if self.spec.is_async:
-                for x in items:
-                    append(await call(x))
-            else:
-                for x in items:
-                    append(call(x))
-        except Exception as exc:
-            raise _ItemError(seqs[len(out)], exc) from exc
+        is_async = self.spec.is_async
+        attempt, pos, failed = 1, 0, -1
+        while True:
+            try:
+                todo = items if pos == 0 else items[pos:]
+                if is_async:
+                    for x in todo:
+                        append(await call(x))
+                else:
+                    for x in todo:
+                        append(call(x))
+                break
+            except Exception as exc:
+                i = len(out)
+                attempt, failed = (attempt + 1 if i == failed else 1), i
+                if not await self.item_error(seqs[i], items[i], exc, attempt):
+                    append(SKIP)
+                pos = len(out)
         return self.check(seqs, out)
 
     async def _generate(self, seqs: list[Any], items: list[Any], flush: bool) -> Batch:
         call = self._call
         out_seqs: list[Any] = []
         out: list[Any] = []
-        for s, x in zip(seqs, items, strict=True):
-            j = 0
-            try:
-                if self.spec.is_async:
-                    async with aclosing(call(x)) as agen:
-                        async for r in agen:
-                            out_seqs.append(child_seq(s, j))
-                            out.append(r)
+        is_async = self.spec.is_async
+        skips = self.skip_children
+        for idx, (s, x) in enumerate(zip(seqs, items, strict=True)):
+            done = skips.pop(s, 0) if skips else 0  # children emitted before a resume or retry
+            attempt = 1
+            while True:
+                j = 0
+                try:
+                    if is_async:
+                        async with aclosing(call(x)) as agen:
+                            async for r in agen:
+                                if j >= done:
+                                    out_seqs.append(child_seq(s, j))
+                                    out.append(r)
+                                j += 1
+                    else:
+                        for r in call(x):
+                            if j >= done:
+                                out_seqs.append(child_seq(s, j))
+                                out.append(r)
+                                if flush and len(out) >= self._bs:
+                                    await self._flush_mid(seqs, items, idx, j + 1, out_seqs, out)
+                                    out_seqs, out = [], []
                             j += 1
-                else:
-                    for r in call(x):
-                        out_seqs.append(child_seq(s, j))
-                        out.append(r)
-                        j += 1
-                        if flush and len(out) >= self._bs:
-                            await self.send(*self.check(out_seqs, out))
-                            out_seqs, out = [], []
-            except (MailboxTypeError, trio.Cancelled):
-                raise
-            except Exception as exc:
-                raise _ItemError(s, exc) from exc
+                    break
+                except (MailboxTypeError, trio.Cancelled):
+                    raise
+                except Exception as exc:
+                    done = max(done, j)
+                    if not await self.item_error(s, x, exc, attempt):
+                        break
+                    attempt += 1
             if flush and len(out) >= self._bs:
-                await self.send(*self.check(out_seqs, out))
+                await self._flush_mid(seqs, items, idx + 1, 0, out_seqs, out)
                 out_seqs, out = [], []
         return self.check(out_seqs, out)
+
+    async def _flush_mid(
+        self, seqs: list[Any], items: list[Any], idx: int, emitted: int, out_seqs: list[Any], out: list[Any]
+    ) -> None:
+        """Send part of a batch's output; a checkpoint meanwhile records the rest as in flight."""
+        self.inflight = (seqs[idx:], items[idx:], emitted)
+        self.sup.leave()
+        try:
+            await self.send(*self.check(out_seqs, out))
+        finally:
+            self.sup.busy += 1
+            self.inflight = None
 
 
 class SinkActor(Actor):
     """Calls the sink once per item; nothing goes downstream."""
 
+    def restart(self) -> None:
+        self._call = item_call(self.spec, self._consts)
+
     async def main(self, consts: dict[str, Any]) -> None:
-        call = item_call(self.spec, consts)
+        self._call = item_call(self.spec, consts)
         is_async = self.spec.is_async
+        with_seq = self.spec.seq_param is not None
         inbox = self.inbox()
+        sup = self.sup
 
         async def consume() -> None:
             while True:
+                if sup.pending:
+                    await sup.gate()
                 chunk = max(1, len(inbox) // self.spec.concurrency) if isinstance(inbox, Mailbox) else 0
                 batch = inbox.get_nowait(chunk) or await inbox.get(chunk)
                 if batch is None:
                     return
                 seqs, items = batch
-                i = 0
+                args = list(zip(items, seqs, strict=True)) if with_seq else items
+                sup.busy += 1
                 try:
-                    for i, x in enumerate(items):  # noqa: B007
-                        if is_async:
-                            await call(x)
-                        else:
-                            call(x)
-                except Exception as exc:
-                    raise _ItemError(seqs[i], exc) from exc
+                    i, attempt = 0, 1
+                    while i < len(args):
+                        try:
+                            if is_async:
+                                await self._call(args[i])
+                            else:
+                                self._call(args[i])
+                            i += 1
+                            attempt = 1
+                        except Exception as exc:
+                            if await self.item_error(seqs[i], items[i], exc, attempt):
+                                attempt += 1
+                            else:
+                                i += 1
+                                attempt = 1
+                finally:
+                    sup.leave()
                 self.items_in += len(items)
                 self.batch_event(len(items), 0)
 
         if self.spec.concurrency == 1:
             await consume()
         else:
-            errors: list[_ItemError] = []
 
             async def guarded() -> None:
                 try:
                     await consume()
                 except _ItemError as exc:
-                    errors.append(exc)
                     self._failed(exc.seq, exc.error)
 
             async with trio.open_nursery() as nursery:
@@ -433,7 +599,16 @@ class SinkActor(Actor):
 
 
 class CollectorActor(Actor):
-    """Folds a stream: ``acc = step(acc, item)``; one product, or one per group with ``per=``."""
+    """Folds a stream: ``acc = step(acc, item)``; one product, or one per group with ``per=``.
+
+    Its state (``acc``, or ``accs``/``known``/``mark`` with ``per=``) is what checkpoints keep.
+    """
+
+    acc: Any = None
+    acc_restored = False
+
+    def restart(self) -> None:
+        self._step = step_call(self.spec, self._consts)
 
     async def main(self, consts: dict[str, Any]) -> None:
         spec = self.spec
@@ -444,12 +619,21 @@ class CollectorActor(Actor):
             await self._per_groups()
             return
         inbox = self.inbox()
-        self.acc = copy.deepcopy(spec.init)
+        if not self.acc_restored:
+            self.acc = copy.deepcopy(spec.init)
+            self.acc_restored = True  # from here on `acc` is state worth checkpointing
+        sup = self.sup
         while True:
+            if sup.pending:
+                await sup.gate()
             batch = inbox.get_nowait() or await inbox.get()
             if batch is None:
                 break
-            self.acc = await self._fold(self.acc, batch)
+            sup.busy += 1
+            try:
+                self.acc = await self._fold(self.acc, batch)
+            finally:
+                sup.leave()
             self.batch_event(len(batch[1]), 0)
         value = await self._finished(self.acc)
         self.items_out = 1
@@ -458,17 +642,23 @@ class CollectorActor(Actor):
     async def _fold(self, acc: Any, batch: Batch) -> Any:
         seqs, items = batch
         step = self._step
-        i = 0
-        try:
-            if self._async:
-                for i, x in enumerate(items):  # noqa: B007
-                    acc = await step(acc, x)
-            else:
-                for i, x in enumerate(items):  # noqa: B007
-                    acc = step(acc, x)
-        except Exception as exc:
-            raise _ItemError(seqs[i], exc) from exc
-        self.items_in += len(items)
+        i, n, attempt = 0, len(items), 1
+        while i < n:
+            try:
+                if self._async:
+                    for i, x in enumerate(items[i:] if i else items, i):  # noqa: B007, B020
+                        acc = await step(acc, x)
+                else:
+                    for i, x in enumerate(items[i:] if i else items, i):  # noqa: B007, B020
+                        acc = step(acc, x)
+                break
+            except Exception as exc:
+                if await self.item_error(seqs[i], items[i], exc, attempt):
+                    attempt += 1
+                else:
+                    i += 1
+                    attempt = 1
+        self.items_in += n
         return acc
 
     async def _finished(self, acc: Any) -> Any:
@@ -501,11 +691,16 @@ class CollectorActor(Actor):
             inbox.lot = lot
             for b in inbox.boxes:
                 b.listener = lot
-        known: deque[Any] = deque()
-        self.accs: dict[Any, Any] = {}
+        if not self.acc_restored:
+            self.known: deque[Any] = deque()
+            self.accs: dict[Any, Any] = {}
+            self.mark: Any = None
+        known, accs = self.known, self.accs
         ordered = spec.ordered
-        mark: Any = None
+        sup = self.sup
         while True:
+            if sup.pending:
+                await sup.gate()
             progressed = False
             while (g := groups_box.get_nowait()) is not None:
                 known.extend(g[0])
@@ -514,25 +709,30 @@ class CollectorActor(Actor):
             if batch is not None:
                 progressed = True
                 seqs, items = batch
-                for s, x in zip(seqs, items, strict=True):
-                    key = seq_prefix(s, depth)
-                    acc = self.accs[key] if key in self.accs else copy.deepcopy(spec.init)
-                    self.accs[key] = await self._fold(acc, ([s], [x]))
-                mark = seq_prefix(seqs[-1], depth)
+                sup.busy += 1
+                try:
+                    for s, x in zip(seqs, items, strict=True):
+                        key = seq_prefix(s, depth)
+                        acc = accs[key] if key in accs else copy.deepcopy(spec.init)
+                        accs[key] = await self._fold(acc, ([s], [x]))
+                finally:
+                    sup.leave()
+                self.mark = seq_prefix(seqs[-1], depth)
                 self.batch_event(len(items), 0)
             ended = batch is None and (inbox.done if isinstance(inbox, Mailbox) else inbox.ended())
             all_done = ended and groups_box.done
             out_seqs: list[Any] = []
             out: list[Any] = []
+            mark = self.mark
             while known and (all_done or (ordered and mark is not None and known[0] < mark)):
                 key = known.popleft()
-                acc = self.accs.pop(key) if key in self.accs else copy.deepcopy(spec.init)
+                acc = accs.pop(key) if key in accs else copy.deepcopy(spec.init)
                 out_seqs.append(key)
                 out.append(await self._finished(acc))
             if all_done:
-                for key in sorted(self.accs):  # items whose group was never announced
+                for key in sorted(accs):  # items whose group was never announced
                     out_seqs.append(key)
-                    out.append(await self._finished(self.accs.pop(key)))
+                    out.append(await self._finished(accs.pop(key)))
             if out:
                 await self.send(out_seqs, out)
             if all_done:

@@ -18,6 +18,7 @@ import attrs
 import cattrs
 
 from ._errors import InvocationError
+from ._executors import bind_problems as executor_problems
 from ._typing import runtime_classes, type_name
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ def bind(flow: Flow, options: Mapping[str, Mapping[str, Any]] | None) -> RunGrap
             else:
                 values[opt.name] = opt.default
         bound[spec.name] = types.MappingProxyType(values)
+    problems.extend(executor_problems(tasks.values()))
     if problems:
         raise InvocationError(flow.name, problems)
     return RunGraph(

@@ -20,9 +20,18 @@ def bind_consts(spec: TaskDef, consts: dict[str, Any]) -> Callable[..., Any]:
 
 
 def item_call(spec: TaskDef, consts: dict[str, Any]) -> Callable[[Any], Any]:
-    """A one-argument callable: the item (a tuple of items for zipped inputs)."""
+    """A one-argument callable: the item (a tuple of items for zipped inputs).
+
+    For a task with an ``af.Seq`` parameter the argument is an ``(item, seq)`` pair instead.
+    """
     fn = bind_consts(spec, consts)
     names = [i.name for i in spec.streaming_inputs]
+    if spec.seq_param is not None:
+        seq_name, raw = spec.seq_param, spec.fn
+        if len(names) == 1:
+            (one,) = names
+            return lambda pair: raw(**consts, **{one: pair[0], seq_name: pair[1]})
+        return lambda pair: raw(**consts, **dict(zip(names, pair[0], strict=True)), **{seq_name: pair[1]})
     positional = list(spec.params[: len(names)]) == names
     if len(names) == 1:
         if positional:

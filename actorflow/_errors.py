@@ -75,6 +75,28 @@ class TaskFailed(ActorflowError):
         super().__init__(f"task {task!r} of flow {flow!r} failed{where}: {type(error).__name__}: {error}")
 
 
+class StoreError(ActorflowError):
+    """A run store cannot be used: missing, foreign, corrupt, full, or from another run."""
+
+
+class ResumeError(StoreError):
+    """A run cannot resume from its store (a different graph or options, or nothing to resume)."""
+
+
+class RunInterrupted(ActorflowError):
+    """The run stopped on SIGINT or SIGTERM after writing a final checkpoint.
+
+    Attributes:
+        signal: the signal number.
+        store: the store to resume from.
+    """
+
+    def __init__(self, signum: int, store: str) -> None:
+        self.signal = signum
+        self.store = store
+        super().__init__(f"interrupted by signal {signum}; resume with: actorflow resume --store {store}")
+
+
 class RunCancelled(ActorflowError):
     """The run was cancelled with ``run.cancel()`` before it finished."""
 

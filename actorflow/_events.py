@@ -93,6 +93,71 @@ class BatchProcessed(Event):
     items_out: int
 
 
+@attrs.frozen(kw_only=True)
+class ItemRetried(Event):
+    """The supervisor will call the task again on an item after ``delay`` seconds."""
+
+    kind: ClassVar[str] = "item_retried"
+    task: str
+    seq: Any
+    attempt: int
+    delay: float
+    error: str
+
+
+@attrs.frozen(kw_only=True)
+class ActorRestarted(Event):
+    """The supervisor restarted an actor; ``restarts`` counts those within the window."""
+
+    kind: ClassVar[str] = "actor_restarted"
+    task: str
+    seq: Any
+    restarts: int
+    error: str
+
+
+@attrs.frozen(kw_only=True)
+class DeadLettered(Event):
+    """An item was set aside as a dead letter and the task went on."""
+
+    kind: ClassVar[str] = "dead_lettered"
+    task: str
+    seq: Any
+    error: str
+
+
+@attrs.frozen(kw_only=True)
+class Escalated(Event):
+    """A failure exceeded its policy (attempts used up, restart intensity exceeded): the run fails."""
+
+    kind: ClassVar[str] = "escalated"
+    task: str
+    seq: Any
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class CheckpointWritten(Event):
+    """A consistent checkpoint was written to the store."""
+
+    kind: ClassVar[str] = "checkpoint_written"
+    number: int
+    queued_items: int
+    size_bytes: int
+    pause_seconds: float
+    write_seconds: float
+    final: bool
+
+
+@attrs.frozen(kw_only=True)
+class RunResumed(Event):
+    """The run continues from checkpoint ``number`` of its store."""
+
+    kind: ClassVar[str] = "run_resumed"
+    number: int
+    queued_items: int
+
+
 class EventStream:
     """One subscriber's view of a run's events; iterate it with ``async for``.
 

@@ -17,7 +17,8 @@ import attrs
 
 from ._errors import DefinitionError
 from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
-from ._typing import fits, inspect_empty, list_item_type, runtime_classes, stream_item_type, type_name
+from ._policy import DeadLetter, Fail, Restart, Retry
+from ._typing import Cursor, Seq, fits, inspect_empty, list_item_type, runtime_classes, stream_item_type, type_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -102,6 +103,14 @@ class TaskDef:
     concurrency: int = 1
     capacity: int = DEFAULT_CAPACITY
     batch_size: int = DEFAULT_BATCH_SIZE
+    #: Where batches run: None (inline) or an :class:`Executor` (worker processes, Dask).
+    executor: Any = None
+    #: Failure policy (:class:`Retry`, :class:`Restart`, :class:`DeadLetter`, :class:`Fail`; None = fail).
+    on_error: Any = None
+    #: Parameter annotated ``af.Cursor`` (a source that resumes from a cursor), if any.
+    cursor_param: str | None = None
+    #: Parameter annotated ``af.Seq`` (receives each item's sequence number), if any.
+    seq_param: str | None = None
     init: Any = None
     finish: Callable[..., Any] | None = None
     per: str | None = None
@@ -205,7 +214,12 @@ class Flow:
     def source(self, fn: F, /) -> F: ...
     @overload
     def source(
-        self, *, name: str | None = None, capacity: int = DEFAULT_CAPACITY, batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        *,
+        name: str | None = None,
+        capacity: int = DEFAULT_CAPACITY,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        on_error: Any = None,
     ) -> Callable[[F], F]: ...
     def source(
         self,
@@ -215,14 +229,20 @@ class Flow:
         name: str | None = None,
         capacity: int = DEFAULT_CAPACITY,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        on_error: Any = None,
     ) -> Any:
         """Define a source: a sync or async generator function whose items start a stream.
 
-        Its parameters are options (or final inputs); it has no streaming input.
+        Its parameters are options (or final inputs); it has no streaming input. A parameter
+        annotated ``af.Cursor`` receives how many items were already consumed when a run resumes
+        (0 otherwise), and the source should start there; a source without one is replayed from
+        the start on resume and the consumed prefix skipped, so it must be deterministic.
+        ``on_error`` may be :class:`Retry` or :class:`Restart` (the generator is re-created and
+        its consumed prefix skipped) or :class:`Fail`.
         """
 
         def deco(f: F) -> F:
-            self._define(f, "source", name=name, capacity=capacity, batch_size=batch_size)
+            self._define(f, "source", name=name, capacity=capacity, batch_size=batch_size, on_error=on_error)
             return f
 
         return deco(fn) if fn is not None else deco
@@ -234,10 +254,12 @@ class Flow:
         self,
         *,
         name: str | None = None,
-        concurrency: int = 1,
+        concurrency: int | None = None,
         ordered: bool = True,
         capacity: int = DEFAULT_CAPACITY,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        executor: Any = None,
+        on_error: Any = None,
     ) -> Callable[[F], F]: ...
     def task(
         self,
@@ -245,10 +267,12 @@ class Flow:
         /,
         *,
         name: str | None = None,
-        concurrency: int = 1,
+        concurrency: int | None = None,
         ordered: bool = True,
         capacity: int = DEFAULT_CAPACITY,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        executor: Any = None,
+        on_error: Any = None,
     ) -> Any:
         """Define a task.
 
@@ -261,7 +285,12 @@ class Flow:
                 wait on I/O.
             ordered: keep output in input order (the default); False lets items out as they finish.
             capacity: the mailbox bound, in items.
-            batch_size: the most items sent downstream in one message.
+            batch_size: the most items sent downstream in one message (and, with an executor, the
+                most items sent to a worker at once).
+            executor: run the function on whole batches elsewhere: ``"process"`` or
+                :class:`ProcessExecutor` (local worker processes) or :class:`DaskExecutor` (a Dask
+                cluster). The function must be a sync, module-level function. ``concurrency`` then
+                defaults to the executor's ``in_flight`` (batches kept running at once).
         """
 
         def deco(f: F) -> F:
@@ -270,9 +299,11 @@ class Flow:
                 "task",
                 name=name,
                 concurrency=concurrency,
+                executor=executor,
                 ordered=ordered,
                 capacity=capacity,
                 batch_size=batch_size,
+                on_error=on_error,
             )
             return f
 
@@ -286,6 +317,7 @@ class Flow:
         per: str | Callable[..., Any] | None = None,
         name: str | None = None,
         capacity: int = DEFAULT_CAPACITY,
+        on_error: Any = None,
     ) -> Callable[[F], F]:
         """Define a collector: ``step(acc, item) -> acc`` folds a stream, starting from *init*.
 
@@ -300,7 +332,9 @@ class Flow:
         per_name = self.task_name(per) if per is not None else None
 
         def deco(f: F) -> F:
-            self._define(f, "collector", name=name, capacity=capacity, init=init, finish=finish, per=per_name)
+            self._define(
+                f, "collector", name=name, capacity=capacity, init=init, finish=finish, per=per_name, on_error=on_error
+            )
             return f
 
         return deco
@@ -309,7 +343,7 @@ class Flow:
     def sink(self, fn: F, /) -> F: ...
     @overload
     def sink(
-        self, *, name: str | None = None, concurrency: int = 1, capacity: int = DEFAULT_CAPACITY
+        self, *, name: str | None = None, concurrency: int = 1, capacity: int = DEFAULT_CAPACITY, on_error: Any = None
     ) -> Callable[[F], F]: ...
     def sink(
         self,
@@ -319,11 +353,16 @@ class Flow:
         name: str | None = None,
         concurrency: int = 1,
         capacity: int = DEFAULT_CAPACITY,
+        on_error: Any = None,
     ) -> Any:
-        """Define a sink: called once per item for its side effects; it has no product."""
+        """Define a sink: called once per item for its side effects; it has no product.
+
+        A parameter annotated ``af.Seq`` receives each item's sequence number, so an external
+        system can de-duplicate the items a resumed run delivers again (at-least-once).
+        """
 
         def deco(f: F) -> F:
-            self._define(f, "sink", name=name, concurrency=concurrency, capacity=capacity)
+            self._define(f, "sink", name=name, concurrency=concurrency, capacity=capacity, on_error=on_error)
             return f
 
         return deco(fn) if fn is not None else deco
@@ -338,11 +377,13 @@ class Flow:
         name: str | None,
         capacity: int = DEFAULT_CAPACITY,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        concurrency: int = 1,
+        concurrency: int | None = 1,
         ordered: bool = True,
         init: Any = None,
         finish: Callable[..., Any] | None = None,
         per: str | None = None,
+        executor: Any = None,
+        on_error: Any = None,
     ) -> TaskDef:
         spec = analyse(
             self,
@@ -356,6 +397,8 @@ class Flow:
             init=init,
             finish=finish,
             per=per,
+            executor=executor,
+            on_error=on_error,
         )
         self._tasks[spec.name] = spec
         self._by_fn[fn] = spec.name
@@ -403,11 +446,13 @@ def analyse(
     name: str | None,
     capacity: int,
     batch_size: int,
-    concurrency: int,
+    concurrency: int | None,
     ordered: bool,
     init: Any,
     finish: Callable[..., Any] | None,
     per: str | None,
+    executor: Any = None,
+    on_error: Any = None,
 ) -> TaskDef:
     """Read a function's signature into a :class:`TaskDef`, checking the wiring."""
     if not callable(fn):
@@ -415,6 +460,12 @@ def analyse(
     tname = name or getattr(fn, "__name__", None)
     if not tname or not isinstance(tname, str) or not tname.isidentifier():
         raise DefinitionError(f"flow {flow.name!r}: cannot name a task after {fn!r}; pass name='...'")
+    if executor is not None:
+        from ._executors import as_executor
+
+        executor = as_executor(flow.name, tname, executor)
+    if concurrency is None:
+        concurrency = executor.in_flight if executor is not None else 1
     if tname in flow._tasks:
         raise DefinitionError(
             f"{_where(flow.name, tname)}: a task with this name is already defined; "
@@ -423,12 +474,20 @@ def analyse(
     for label, value in (("capacity", capacity), ("batch_size", batch_size), ("concurrency", concurrency)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise DefinitionError(f"{_where(flow.name, tname)}: {label} must be a positive int, got {value!r}")
+    if executor is not None and capacity == DEFAULT_CAPACITY:
+        capacity = max(capacity, batch_size * concurrency)  # room for every batch in flight to be full
     is_async, is_gen = _is_generator(fn)
     try:
         sig = inspect.signature(fn)
         hints = typing.get_type_hints(fn, include_extras=True)
     except (TypeError, ValueError, NameError) as exc:
-        raise DefinitionError(f"{_where(flow.name, tname)}: cannot read the signature: {exc}") from exc
+        hint = (
+            "; annotations must name types visible at module level (with `from __future__ import annotations`"
+            " a class defined inside a function cannot be resolved)"
+            if isinstance(exc, NameError)
+            else ""
+        )
+        raise DefinitionError(f"{_where(flow.name, tname)}: cannot read the signature: {exc}{hint}") from exc
 
     params = list(sig.parameters.values())
     acc_param = None
@@ -445,6 +504,7 @@ def analyse(
 
     inputs: list[Input] = []
     options: list[Option] = []
+    special: dict[str, str] = {}
     for p in params:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise DefinitionError(
@@ -454,6 +514,16 @@ def analyse(
         if p.kind is p.POSITIONAL_ONLY:
             raise DefinitionError(f"{_where(flow.name, tname, p.name)}: positional-only parameters are not supported")
         ann = hints.get(p.name, inspect_empty)
+        if ann is Cursor or ann is Seq:
+            marker = "cursor_param" if ann is Cursor else "seq_param"
+            if marker in special:
+                raise DefinitionError(f"{_where(flow.name, tname, p.name)}: only one parameter may be {type_name(ann)}")
+            if ann is Cursor and kind != "source":
+                raise DefinitionError(f"{_where(flow.name, tname, p.name)}: only a source can take an af.Cursor")
+            if ann is Seq and kind not in ("task", "sink"):
+                raise DefinitionError(f"{_where(flow.name, tname, p.name)}: only tasks and sinks can take an af.Seq")
+            special[marker] = p.name
+            continue
         up = flow._tasks.get(p.name)
         if up is None:
             default = REQUIRED if p.default is p.empty else p.default
@@ -535,6 +605,10 @@ def analyse(
         if is_gen:
             raise DefinitionError(f"{_where(flow.name, tname)}: a sink cannot be a generator function")
         streaming, depth, out_type = False, 0, type(None)
+    if executor is not None:
+        from ._executors import check_definition
+
+        check_definition(flow.name, tname, fn, is_async, bool(streaming_in))
     if concurrency > 1 and kind not in ("task", "sink"):
         raise DefinitionError(f"{_where(flow.name, tname)}: concurrency applies to tasks and sinks only")
     if concurrency > 1 and not streaming_in:
@@ -556,12 +630,34 @@ def analyse(
         concurrency=concurrency,
         capacity=capacity,
         batch_size=batch_size,
+        executor=executor,
         init=init,
         finish=finish,
         per=per,
         acc_param=acc_param,
         description=description,
+        on_error=check_policy(flow.name, tname, kind, on_error),
+        cursor_param=special.get("cursor_param"),
+        seq_param=special.get("seq_param"),
     )
+
+
+def check_policy(flow: str, task: str, kind: TaskKind, policy: Any) -> Any:
+    """Validate a task's ``on_error`` policy."""
+    if policy is None:
+        return None
+    if not isinstance(policy, Fail | Retry | Restart | DeadLetter):
+        raise DefinitionError(
+            f"{_where(flow, task)}: on_error must be af.Retry(...), af.Restart(...), af.DeadLetter() or af.Fail(), "
+            f"got {policy!r}"
+        )
+    dead = isinstance(policy, DeadLetter) or (isinstance(policy, Retry) and isinstance(policy.then, DeadLetter))
+    if kind == "source" and dead:
+        raise DefinitionError(
+            f"{_where(flow, task)}: a source cannot dead-letter (there is no item to set aside); "
+            "use af.Retry or af.Restart"
+        )
+    return policy
 
 
 def _input_port(flow: Flow, task: str, pname: str, ann: Any, up: TaskDef) -> Input:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any, final
 
 import attrs
@@ -15,11 +17,20 @@ import trio
 from . import _events as ev
 from ._actors import Actor, actor_for
 from ._bind import RunGraph
-from ._errors import ActorflowError, RunCancelled
+from ._checkpoint import apply, open_for_run
+from ._errors import ActorflowError, RunCancelled, RunInterrupted, StoreError
 from ._flow import Flow
 from ._mailbox import Mailbox
+from ._store import Store
+from ._supervisor import Supervisor
 
 Options = Mapping[str, Mapping[str, Any]]
+
+#: Seconds between checkpoints when a run has a store.
+DEFAULT_CHECKPOINT_EVERY = 2.0
+
+#: The run whose actors the current trio task belongs to (set for every actor of a run).
+current_run: ContextVar[Run] = ContextVar("actorflow_current_run")
 
 
 @attrs.frozen
@@ -74,9 +85,13 @@ class RunResult(Mapping[str, Any]):
     reads (gathered into lists). Sinks have none.
     """
 
-    def __init__(self, products: dict[str, Any], summary: Summary) -> None:
+    def __init__(
+        self, products: dict[str, Any], summary: Summary, dead_letters: list[dict[str, Any]] | None = None
+    ) -> None:
         self._products = products
         self.summary = summary
+        #: Items set aside by ``on_error=af.DeadLetter()`` (task, seq, item, error) in this run.
+        self.dead_letters = list(dead_letters or [])
 
     def __getitem__(self, name: str) -> Any:
         try:
@@ -113,8 +128,23 @@ class Run:
         status: ``"pending"``, ``"running"``, ``"ok"``, ``"failed"`` or ``"cancelled"``.
     """
 
-    def __init__(self, graph: RunGraph, run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        graph: RunGraph,
+        run_id: str | None = None,
+        *,
+        store: Any = None,
+        checkpoint_every: float | None = None,
+        handle_signals: bool = False,
+    ) -> None:
         self.graph = graph
+        #: The supervisor: failure policies and checkpoints.
+        self.supervisor = Supervisor(self, store, checkpoint_every)
+        #: Every mailbox by name: (mailbox, consumer actor, input port or None for a ``per`` feed).
+        self.mailboxes: dict[str, tuple[Mailbox, Actor, str | None]] = {}
+        self.resumed_from: int | None = None
+        self._handle_signals = handle_signals
+        self._interrupted = False
         self.flow_name = graph.name
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.bus = ev.EventBus()
@@ -125,6 +155,7 @@ class Run:
         self._scope: trio.CancelScope | None = None
         self._cancel_requested = False
         self._done = trio.Event()
+        self._unpaused: trio.Event | None = None  # not None while paused: see pause()
         self._result: RunResult | None = None
         self._started = 0.0
         self._elapsed = 0.0
@@ -142,12 +173,14 @@ class Run:
                     box = Mailbox(f"{spec.name}.{inp.name}", spec.capacity)
                     up.outs.append(box)
                     actor.inboxes.append(box)
+                    self.mailboxes[box.name] = (box, actor, inp.name)
                 elif inp.gather and up.gather is None:
                     up.gather = []
             if spec.per is not None:
                 box = Mailbox(f"{spec.name}.<per {spec.per}>", spec.capacity)
                 self.actors[spec.per].outs.append(box)
                 actor.inboxes.append(box)
+                self.mailboxes[box.name] = (box, actor, None)
         for spec in graph.tasks.values():
             actor = self.actors[spec.name]
             if spec.streaming and (spec.kind == "collector" or not graph.downstream(spec.name)):
@@ -166,6 +199,31 @@ class Run:
             maxlen: how far this reader may fall behind before batch events are dropped for it.
         """
         return self.bus.subscribe(maxlen)
+
+    @property
+    def paused(self) -> bool:
+        """True between :meth:`pause` and :meth:`resume`."""
+        return self._unpaused is not None
+
+    def pause(self) -> None:
+        """Hold every source and task at its next batch boundary (before it sends) until :meth:`resume`.
+
+        Items already in mailboxes are still consumed by sinks and collectors, so a paused run
+        drains and then sits idle. Pausing a paused run does nothing.
+        """
+        if self._unpaused is None:
+            self._unpaused = trio.Event()
+
+    def resume(self) -> None:
+        """Let a paused run go on. Resuming a run that is not paused does nothing."""
+        if self._unpaused is not None:
+            self._unpaused.set()
+            self._unpaused = None
+
+    async def gate(self) -> None:
+        """Wait while the run is paused (actors call this at batch boundaries)."""
+        while self._unpaused is not None:
+            await self._unpaused.wait()
 
     def cancel(self) -> None:
         """Stop every actor; :meth:`result` then raises :class:`RunCancelled`."""
@@ -200,6 +258,16 @@ class Run:
 
     # -- internals -----------------------------------------------------------------------------
 
+    async def checkpoint_now(self) -> bool:
+        """Write a checkpoint at once (False when the run has no store)."""
+        return await self.supervisor.checkpoint()
+
+    def interrupt(self) -> None:
+        """Stop the run after an interrupting signal (its final checkpoint is already written)."""
+        self._interrupted = True
+        if self._scope is not None:
+            self._scope.cancel()
+
     def fail(self, error: BaseException) -> None:
         """Record the first failure and cancel every actor."""
         if self._error is None:
@@ -218,19 +286,39 @@ class Run:
         return out
 
     async def _main(self) -> None:
+        current_run.set(self)  # inherited by every actor task started below
         self.status = "running"
         self._started = time.perf_counter()
         self.bus.publish(ev.RunStarted(run_id=self.run_id, flow=self.flow_name, tasks=tuple(self.actors)))
+        if self.resumed_from is not None:
+            queued = sum(len(box) for box, _, _ in self.mailboxes.values())
+            self.bus.publish(ev.RunResumed(run_id=self.run_id, number=self.resumed_from, queued_items=queued))
+        sup = self.supervisor
         try:
             with trio.CancelScope() as scope:
                 self._scope = scope
                 if self._cancel_requested:
                     scope.cancel()
-                async with trio.open_nursery() as nursery:
-                    for actor in self.actors.values():
-                        nursery.start_soon(actor.start)
+                async with trio.open_nursery() as outer:
+                    if self._handle_signals:
+                        await outer.start(sup.watch_signals)
+                    if sup.store is not None and sup.every:
+                        outer.start_soon(sup.periodic)
+                    async with trio.open_nursery() as nursery:
+                        for actor in self.actors.values():
+                            nursery.start_soon(actor.start)
+                    if self._error is None and not self._interrupted and not scope.cancel_called:
+                        try:
+                            await sup.checkpoint(final=True)
+                        except StoreError as exc:
+                            self.fail(exc)
+                    outer.cancel_scope.cancel()
             if self._error is not None:
                 self.status = "failed"
+            elif self._interrupted:
+                self.status = "interrupted"
+                store = str(sup.store.path) if sup.store is not None else "?"
+                self._error = RunInterrupted(sup.interrupted or 0, store)
             elif scope.cancelled_caught or self._cancel_requested:
                 self.status = "cancelled"
                 self._error = RunCancelled(f"run {self.run_id} of flow {self.flow_name!r} was cancelled")
@@ -242,8 +330,12 @@ class Run:
             raise
         finally:
             self._elapsed = time.perf_counter() - self._started
+            try:
+                sup.save_dead_letters()
+            except StoreError as exc:
+                self._error = self._error or exc
             if self.status == "ok":
-                self._result = RunResult(self._products(), self.summary)
+                self._result = RunResult(self._products(), self.summary, sup.dead_letters)
             self.bus.publish(
                 ev.RunFinished(run_id=self.run_id, flow=self.flow_name, status=self.status, elapsed=self._elapsed)
             )
@@ -252,7 +344,16 @@ class Run:
 
 
 @asynccontextmanager
-async def open_run(flow: Flow | RunGraph, options: Options | None = None) -> AsyncIterator[Run]:
+async def open_run(
+    flow: Flow | RunGraph,
+    options: Options | None = None,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+    resume: bool = False,
+    checkpoint_every: float | None = DEFAULT_CHECKPOINT_EVERY,
+    handle_signals: bool = False,
+    meta: Mapping[str, Any] | None = None,
+) -> AsyncIterator[Run]:
     """Start a run inside the caller's trio task tree and yield its handle.
 
     Leaving the block waits for the run to end. If the block raises, the run is cancelled. A run
@@ -265,7 +366,23 @@ async def open_run(flow: Flow | RunGraph, options: Options | None = None) -> Asy
             result = await run.result()
     """
     graph = _as_graph(flow, options)
-    run = Run(graph)
+    if resume and store is None:
+        raise ActorflowError("resume=True needs store=PATH: the store to resume from")
+    opened, doc = (None, None) if store is None else open_for_run(store, graph, resume, dict(meta or {}))
+    try:
+        run = Run(graph, store=opened, checkpoint_every=checkpoint_every, handle_signals=handle_signals)
+        if doc is not None:
+            apply(run, doc)
+            run.resumed_from = run.supervisor.number = doc["number"]
+        async with _running(run) as handle:
+            yield handle
+    finally:
+        if opened is not None and opened is not store:
+            opened.close()
+
+
+@asynccontextmanager
+async def _running(run: Run) -> AsyncIterator[Run]:
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run._main)
@@ -281,7 +398,16 @@ async def open_run(flow: Flow | RunGraph, options: Options | None = None) -> Asy
         raise run._error
 
 
-async def run_async(flow: Flow | RunGraph, options: Options | None = None) -> RunResult:
+async def run_async(
+    flow: Flow | RunGraph,
+    options: Options | None = None,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+    resume: bool = False,
+    checkpoint_every: float | None = DEFAULT_CHECKPOINT_EVERY,
+    handle_signals: bool = False,
+    meta: Mapping[str, Any] | None = None,
+) -> RunResult:
     """Run a flow to completion inside trio and return its products.
 
     Raises:
@@ -289,11 +415,23 @@ async def run_async(flow: Flow | RunGraph, options: Options | None = None) -> Ru
         TaskFailed: a task's code raised; the original exception is chained.
         MailboxTypeError: a task sent an item of the wrong type.
     """
-    async with open_run(flow, options) as run:
+    async with open_run(
+        flow, options, store=store, resume=resume, checkpoint_every=checkpoint_every,
+        handle_signals=handle_signals, meta=meta,
+    ) as run:
         return await run.result()
 
 
-def run(flow: Flow | RunGraph, options: Options | None = None) -> RunResult:
+def run(
+    flow: Flow | RunGraph,
+    options: Options | None = None,
+    *,
+    store: str | os.PathLike[str] | Store | None = None,
+    resume: bool = False,
+    checkpoint_every: float | None = DEFAULT_CHECKPOINT_EVERY,
+    handle_signals: bool = False,
+    meta: Mapping[str, Any] | None = None,
+) -> RunResult:
     """Run a flow to completion (starts its own trio loop) and return its products.
 
     Example:
@@ -301,4 +439,9 @@ def run(flow: Flow | RunGraph, options: Options | None = None) -> RunResult:
         >>> result["total"]
     """
     graph = _as_graph(flow, options)
-    return trio.run(functools.partial(run_async, graph))
+    return trio.run(
+        functools.partial(
+            run_async, graph, store=store, resume=resume, checkpoint_every=checkpoint_every,
+            handle_signals=handle_signals, meta=meta,
+        )
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections.abc as cabc
 import types
 import typing
-from typing import Any, Final, TypeAlias, TypeVar, Union, final
+from typing import Any, Final, NewType, TypeAlias, TypeVar, Union, final
 
 T = TypeVar("T")
 
@@ -39,6 +39,13 @@ class _Skip:
 
 #: Return this from a task to drop the current item: nothing is sent downstream for it.
 SKIP: Final = _Skip()
+
+#: Annotate a source's parameter with this to receive, on resume, how many items were consumed.
+Cursor = NewType("Cursor", int)
+
+#: Annotate a task's or sink's parameter with this to receive each item's sequence number
+#: (an int, or a tuple of ints for items yielded by generator tasks).
+Seq = NewType("Seq", object)
 
 _STREAM_ORIGINS = (
     cabc.Iterable,

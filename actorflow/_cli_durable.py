@@ -1,0 +1,119 @@
+"""Command-line pieces for durable runs: store flags, `resume` and `dead-letters`.
+
+The `actorflow` CLI (``_cli.py``) wires these in; they are kept here so the run command stays
+small. Exit codes follow the CLI's: 0 success, 1 a task failed, 2 invalid invocation or usage,
+130/143 interrupted by SIGINT/SIGTERM after a final checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._errors import RunInterrupted, StoreError
+from ._store import open_store
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"2s"``, ``"500ms"``, ``"1.5m"``, ``"1h"`` or a plain number of seconds.
+
+    Raises:
+        argparse.ArgumentTypeError: the text is not a positive duration.
+    """
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|min|h)?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write it like 2s, 500ms or 1m")
+    value = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the duration must be more than zero")
+    return value
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--store DIR`` and ``--checkpoint-every DURATION`` for ``actorflow run``."""
+    parser.add_argument("--store", metavar="DIR", help="checkpoint the run to this LMDB store (resumable)")
+    parser.add_argument(
+        "--checkpoint-every", metavar="DURATION", type=parse_duration, default=2.0,
+        help="time between checkpoints when --store is given (default 2s)",
+    )
+
+
+def store_kwargs(args: argparse.Namespace, target: str) -> dict[str, Any]:
+    """Keyword arguments for :func:`actorflow.run` from the store flags."""
+    if not getattr(args, "store", None):
+        return {}
+    return {
+        "store": args.store,
+        "checkpoint_every": args.checkpoint_every,
+        "handle_signals": True,
+        "meta": {"target": target, "pipeline": str(Path(target.rsplit(":", 1)[0]).resolve())},
+    }
+
+
+def interrupted(exc: RunInterrupted) -> int:
+    """Say how to resume on stderr and return 130 (SIGINT) or 143 (SIGTERM)."""
+    print(f"actorflow: interrupted; checkpoint written. Resume with: actorflow resume --store {exc.store}",
+          file=sys.stderr)
+    return 130 if exc.signal == signal.SIGINT else 143
+
+
+def resume_target(store: str) -> tuple[str, Mapping[str, Any]]:
+    """The pipeline target (``FILE:FLOW``) and the options a store records for its run.
+
+    Raises:
+        StoreError: the store is missing, foreign or records no run.
+    """
+    with open_store(store, create=False) as st:
+        info = st.run_info()
+    if info is None or not info.get("target"):
+        raise StoreError(f"store {store!r} records no pipeline to resume (was it started by `actorflow run`?)")
+    if info.get("options") is None:
+        raise StoreError(f"store {store!r} could not record its run's options; resume it from Python instead")
+    return str(info["target"]), info["options"]
+
+
+def add_resume_parser(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None:
+    """Register ``actorflow resume --store DIR [--json] [--checkpoint-every D]``."""
+    p = sub.add_parser("resume", help="continue a run from the last checkpoint of its store")
+    p.add_argument("--store", required=True, metavar="DIR", help="the run's store")
+    p.add_argument("--checkpoint-every", metavar="DURATION", type=parse_duration, default=2.0)
+    p.set_defaults(handler=handler)
+
+
+def add_dead_letters_parser(sub: Any) -> None:
+    """Register ``actorflow dead-letters --store DIR [--json]``."""
+    p = sub.add_parser("dead-letters", help="list the items a run set aside with on_error=af.DeadLetter()")
+    p.add_argument("--store", required=True, metavar="DIR", help="the run's store")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(handler=dead_letters)
+
+
+def dead_letters(args: argparse.Namespace) -> int:
+    """List dead letters: a table, or JSON lines with ``--json``."""
+    with open_store(args.store, create=False) as st:
+        letters = sorted(st.dead_letters(), key=lambda d: (d["task"], _seq_key(d["seq"])))
+    if args.json:
+        for d in letters:
+            print(json.dumps(d, default=repr))
+        return 0
+    if not letters:
+        print("no dead letters")
+        return 0
+    for d in letters:
+        seq = ".".join(map(str, d["seq"])) if isinstance(d["seq"], list) else d["seq"]
+        item = repr(d["item"]) if d.get("encoded", True) else d["item"]
+        print(f"{d['task']}  seq {seq}  item {item[:80]}  {d['error']}")
+    print(f"{len(letters)} dead letter{'s' if len(letters) != 1 else ''}")
+    return 0
+
+
+def _seq_key(seq: Any) -> tuple[int, ...]:
+    return tuple(seq) if isinstance(seq, list) else (seq,)

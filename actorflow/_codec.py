@@ -1,0 +1,77 @@
+"""msgpack encoding of items, states and records, with cattrs for custom classes. Never pickle.
+
+Encoding is two-layer: values are unstructured to plain data (dicts, lists, str, int, float,
+bytes, None) and packed; decoding unpacks and, when the receiver knows the declared type,
+structures the plain data back into it (``Path``, attrs classes, enums, tuples…).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import pathlib
+from typing import Any
+
+import attrs
+import msgpack
+
+from ._bind import converter
+from ._typing import runtime_classes
+
+
+class EncodeError(TypeError):
+    """A value cannot be encoded to msgpack."""
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if attrs.has(type(value)):
+        return converter.unstructure(value)
+    if hasattr(value, "__dataclass_fields__"):
+        return converter.unstructure(value)
+    raise EncodeError(f"cannot encode a {type(value).__qualname__} with msgpack: {value!r:.80}")
+
+
+def pack(value: Any) -> bytes:
+    """Encode plain data and known custom classes to msgpack bytes."""
+    return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=False)
+
+
+def unpack(data: bytes) -> Any:
+    """Decode msgpack bytes to plain data (lists for arrays, str for text)."""
+    return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
+
+
+def restore(value: Any, annotation: Any) -> Any:
+    """Turn decoded plain data back into *annotation*'s type where that can be known."""
+    classes = runtime_classes(annotation)
+    if classes is None or (isinstance(value, classes) and not isinstance(value, (list, dict))):
+        return value
+    try:
+        return converter.structure(value, annotation)
+    except Exception:  # keep the plain value rather than lose it
+        return value
+
+
+def restore_like(value: Any, example: Any) -> Any:
+    """Turn decoded plain data back into the type of *example* (a collector's ``init``)."""
+    kind = type(example)
+    if example is None or isinstance(value, kind):
+        return value
+    if isinstance(value, dict) and issubclass(kind, dict):
+        return kind(value)
+    if isinstance(value, list) and issubclass(kind, (list, set, frozenset, tuple)):
+        return kind(value)
+    return restore(value, kind)
+
+
+def seq_from_plain(value: Any) -> Any:
+    """Sequence numbers come back as ints or lists; the runtime uses ints and tuples."""
+    return tuple(value) if isinstance(value, list) else value

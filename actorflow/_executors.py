@@ -1,0 +1,449 @@
+"""Executors: run a task's function on whole batches of items outside the trio loop.
+
+A trio loop runs on one core. A task defined with ``executor=`` sends each batch of items it
+takes from its mailbox to a worker -- a local process (:class:`ProcessExecutor`, built on
+trio-parallel) or a Dask distributed cluster (:class:`DaskExecutor`) -- and gets the batch of
+results back in one round trip. Several batches are kept in flight (the task's ``concurrency``,
+which defaults to the executor's ``in_flight``) and their outputs leave in input order, so
+everything downstream sees exactly what an inline task would have produced.
+
+Functions travel to workers by reference (module and qualified name), so an executor task must
+be a module-level function: lambdas, closures and nested functions are refused when the task is
+defined or the flow is bound, with a message naming the task.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import traceback
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, final
+
+import attrs
+import trio
+
+from ._errors import DefinitionError
+
+if TYPE_CHECKING:
+    from ._actors import TaskActor
+    from ._flow import TaskDef
+
+
+# -- what runs in the worker -------------------------------------------------------------------
+
+
+@attrs.frozen
+class BatchCall:
+    """A task's function with its options bound, as sent to a worker.
+
+    Attributes:
+        fn: the task's function (a module-level function, sent by reference).
+        consts: option values and final inputs, passed by keyword.
+        names: the streaming inputs' parameter names.
+        positional: True when the streaming parameters come first (items are passed positionally).
+        generator: True for a generator function (each item gives a list of outputs).
+    """
+
+    fn: Callable[..., Any]
+    consts: dict[str, Any]
+    names: tuple[str, ...]
+    positional: bool
+    generator: bool
+
+    def call(self, item: Any) -> Any:
+        """Call the function on one item (a tuple of items for zipped inputs)."""
+        fn, consts, names = self.fn, self.consts, self.names
+        if len(names) == 1:
+            value = fn(item, **consts) if self.positional else fn(**{names[0]: item}, **consts)
+        elif self.positional:
+            value = fn(*item, **consts)
+        else:
+            value = fn(**dict(zip(names, item, strict=True)), **consts)
+        return list(value) if self.generator else value
+
+
+def run_batch(call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
+    """Run *call* on every item; executed in the worker.
+
+    Returns:
+        ``(results, index, error)``: on success every result, ``-1`` and None; when item *index*
+        raised, the results before it, its index and the exception (with the worker's traceback
+        added as a note, since tracebacks do not travel between processes).
+    """
+    out: list[Any] = []
+    append = out.append
+    f = call.call
+    try:
+        for x in items:
+            append(f(x))
+    except Exception as exc:
+        exc.add_note("traceback in the worker:\n" + "".join(traceback.format_exception(exc)).rstrip())
+        return out, len(out), exc
+    return out, -1, None
+
+
+# -- executors ---------------------------------------------------------------------------------
+
+
+class Executor:
+    """Base class of executors: where a task's batches run. Use a subclass.
+
+    Attributes:
+        in_flight: how many batches the task keeps running at once (the task's default
+            ``concurrency``). More than the number of workers keeps every worker busy while
+            results travel back.
+    """
+
+    in_flight: int = 1
+
+    def session(self) -> Any:
+        """An async context manager yielding a :class:`Session` for one run of one task."""
+        raise NotImplementedError
+
+
+class Session:
+    """An executor opened for one task of one run: sends batches, returns results."""
+
+    async def run(self, call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
+        """Run one batch remotely; returns what :func:`run_batch` returns."""
+        raise NotImplementedError
+
+
+def _positive(label: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{label} must be a positive int, got {value!r}")
+    return value
+
+
+@final
+class ProcessExecutor(Executor):
+    """Run batches in a pool of local worker processes (trio-parallel).
+
+    The pool is opened when the task starts and shut down when it ends; a cancelled run kills
+    the workers that are still busy. Use it for CPU-bound pure-Python functions; for functions
+    that wait on I/O, plain ``concurrency=`` is cheaper.
+
+    Args:
+        workers: how many worker processes; defaults to the number of CPUs.
+        in_flight: how many batches to keep running at once; defaults to ``2 * workers``.
+        idle_timeout: seconds an idle worker waits for work before exiting.
+
+    Example:
+        >>> @flow.task(executor=af.ProcessExecutor(workers=2), batch_size=500)
+        ... def crunch(numbers: int) -> int:
+        ...     return slow_pure_python(numbers)
+    """
+
+    def __init__(self, workers: int | None = None, *, in_flight: int | None = None, idle_timeout: float = 60.0) -> None:
+        self.workers = _positive("ProcessExecutor workers", workers if workers is not None else os.cpu_count() or 1)
+        in_flight = in_flight if in_flight is not None else 2 * self.workers
+        self.in_flight = _positive("ProcessExecutor in_flight", in_flight)
+        if not isinstance(idle_timeout, int | float) or idle_timeout <= 0:
+            raise ValueError(f"ProcessExecutor idle_timeout must be a positive number, got {idle_timeout!r}")
+        self.idle_timeout = float(idle_timeout)
+
+    def __repr__(self) -> str:
+        return f"ProcessExecutor(workers={self.workers}, in_flight={self.in_flight})"
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        import trio_parallel
+
+        async with trio_parallel.open_worker_context(idle_timeout=self.idle_timeout, grace_period=5.0) as ctx:
+            yield _ProcessSession(ctx, trio.CapacityLimiter(self.workers))
+
+
+@final
+class _ProcessSession(Session):
+    def __init__(self, ctx: Any, limiter: trio.CapacityLimiter) -> None:
+        self.ctx = ctx
+        self.limiter = limiter
+
+    async def run(self, call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
+        result: tuple[list[Any], int, BaseException | None] = await self.ctx.run_sync(
+            run_batch, call, items, limiter=self.limiter, kill_on_cancel=True
+        )
+        return result
+
+
+@final
+class DaskExecutor(Executor):
+    """Run batches on a Dask distributed cluster.
+
+    Args:
+        address_or_client: a scheduler address (``"tcp://host:8786"``), a cluster object with a
+            ``scheduler_address`` (such as ``distributed.LocalCluster``), or a synchronous
+            ``distributed.Client``. Given an address or a cluster, each run opens its own client
+            and closes it when the task ends; a client you pass is used as is and left open.
+        in_flight: how many batches to keep submitted at once. If in doubt, twice the number of
+            worker threads in the cluster.
+
+    The workers must be able to import actorflow and the module that defines the task's
+    function (install your package on them).
+
+    Example:
+        >>> cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1)
+        >>> @flow.task(executor=af.DaskExecutor(cluster), batch_size=500)
+        ... def crunch(numbers: int) -> int:
+        ...     return slow_pure_python(numbers)
+    """
+
+    def __init__(self, address_or_client: Any, *, in_flight: int = 4) -> None:
+        target = address_or_client
+        if not (
+            (isinstance(target, str) and target)
+            or isinstance(getattr(target, "scheduler_address", None), str)
+            or _is_client(target)
+        ):
+            raise TypeError(
+                "DaskExecutor needs a scheduler address (str), a cluster with a scheduler_address or a "
+                f"distributed.Client, got {type(target).__name__} {target!r}"
+            )
+        self.target = target
+        self.in_flight = _positive("DaskExecutor in_flight", in_flight)
+
+    def __repr__(self) -> str:
+        return f"DaskExecutor({self.target!r}, in_flight={self.in_flight})"
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        target = self.target
+        if _is_client(target):
+            yield _DaskSession(target)
+            return
+        address = target if isinstance(target, str) else target.scheduler_address
+        client = await trio.to_thread.run_sync(_connect, address)
+        try:
+            yield _DaskSession(client)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(client.close)
+
+
+def _is_client(obj: Any) -> bool:
+    if "distributed" not in sys.modules:
+        return False
+    from distributed import Client
+
+    return isinstance(obj, Client)
+
+
+def _connect(address: str) -> Any:
+    from distributed import Client
+
+    return Client(address, set_as_default=False, timeout=30)
+
+
+@final
+class _DaskSession(Session):
+    """Submits batches through a synchronous Client; waits without blocking the trio loop.
+
+    The client's own event loop (a thread owned by the client) gathers each result; its
+    completion wakes the trio task through the trio token. No thread of ours waits on it.
+    """
+
+    def __init__(self, client: Any) -> None:
+        import asyncio
+
+        self.client = client
+        self.token = trio.lowlevel.current_trio_token()
+        loop = getattr(client.loop, "asyncio_loop", None)
+        if loop is None or getattr(client, "asynchronous", False):
+            raise TypeError(
+                "DaskExecutor needs a synchronous distributed.Client (one with its own event loop thread); "
+                "pass the scheduler address instead"
+            )
+        self.loop = loop
+        self._run_coroutine = asyncio.run_coroutine_threadsafe
+
+    async def run(self, call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
+        client = self.client
+        fut = client.submit(run_batch, call, items, pure=False)
+        done = trio.Event()
+        gathered = self._run_coroutine(_gather(client, fut), self.loop)
+        token = self.token
+
+        def wake(_: Any) -> None:
+            try:
+                token.run_sync_soon(done.set)
+            except trio.RunFinishedError:
+                pass
+
+        gathered.add_done_callback(wake)
+        try:
+            await done.wait()
+        except BaseException:
+            gathered.cancel()
+            self._run_coroutine(_cancel(client, fut), self.loop)
+            raise
+        result: tuple[list[Any], int, BaseException | None] = gathered.result()
+        return result
+
+
+async def _gather(client: Any, fut: Any) -> Any:
+    return await client.gather(fut, asynchronous=True)
+
+
+async def _cancel(client: Any, fut: Any) -> None:
+    try:
+        await client.cancel([fut], asynchronous=True)
+    except Exception:  # the client may be closing already; the future is released with it
+        pass
+
+
+# -- definition and bind time checks -----------------------------------------------------------
+
+
+def as_executor(flow: str, task: str, executor: Any) -> Executor:
+    """*executor* as an :class:`Executor` (``"process"`` means a default :class:`ProcessExecutor`)."""
+    if executor == "process":
+        return ProcessExecutor()
+    if isinstance(executor, Executor):
+        return executor
+    raise DefinitionError(
+        f"flow {flow!r}, task {task!r}: executor must be 'process', af.ProcessExecutor(...) or "
+        f"af.DaskExecutor(...), got {executor!r}"
+    )
+
+
+def check_definition(flow: str, task: str, fn: Callable[..., Any], is_async: bool, has_stream: bool) -> None:
+    """Refuse, at definition time, a task that cannot run in an executor."""
+    where = f"flow {flow!r}, task {task!r}"
+    if is_async:
+        raise DefinitionError(
+            f"{where}: an executor runs sync functions in worker processes; define it with plain 'def' "
+            "(async functions run inline; use concurrency= for I/O-bound work)"
+        )
+    if not has_stream:
+        raise DefinitionError(f"{where}: executor= needs a streaming input (it runs batches of items)")
+    problem = unsendable(fn)
+    if problem:
+        raise DefinitionError(f"{where}: {problem}")
+
+
+def unsendable(fn: Callable[..., Any]) -> str | None:
+    """Why *fn* cannot be sent to a worker by reference, or None when it can (shape only)."""
+    if not inspect.isfunction(fn):
+        return (
+            f"executor tasks must be module-level functions; {fn!r} is a {type(fn).__name__} "
+            "and cannot be sent to a worker"
+        )
+    qual = fn.__qualname__
+    name = f"{fn.__module__}.{qual}"
+    if fn.__name__ == "<lambda>":
+        return f"{name} is a lambda, which cannot be sent to a worker; define it with def at module level"
+    if "<locals>" in qual:
+        return (
+            f"{name} is defined inside another function (a closure or nested function), which cannot be "
+            "sent to a worker; define it at module level and pass values through options"
+        )
+    if fn.__closure__:
+        return f"{name} is a closure, which cannot be sent to a worker; define it at module level"
+    return None
+
+
+def importable(fn: Callable[..., Any]) -> bool:
+    """True when *fn* is found again by importing its module and looking up its qualified name."""
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    obj: Any = module
+    for part in getattr(fn, "__qualname__", "<?>").split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return False
+    return obj is fn
+
+
+def bind_problems(tasks: Iterable[TaskDef]) -> list[str]:
+    """Problems with executor tasks, found when a flow is bound (the functions now exist)."""
+    problems: list[str] = []
+    for spec in tasks:
+        if getattr(spec, "executor", None) is None:
+            continue
+        reason = unsendable(spec.fn)
+        if reason is None and not importable(spec.fn):
+            fn = spec.fn
+            reason = (
+                f"{fn.__module__}.{fn.__qualname__} cannot be found by importing module {fn.__module__!r} and "
+                f"looking up {fn.__qualname__!r}, so it cannot be sent to a worker; define it at module level "
+                "under its own name"
+            )
+        if reason:
+            problems.append(f"task {spec.name!r}: {reason}")
+    return problems
+
+
+# -- the actor side ----------------------------------------------------------------------------
+
+
+@final
+class TaskSession:
+    """What a :class:`TaskActor` with an executor uses in place of its per-item loop."""
+
+    def __init__(self, actor: TaskActor, session: Session, call: BatchCall) -> None:
+        from ._actors import _ItemError, child_seq
+        from ._typing import SKIP
+
+        self.actor = actor
+        self.session = session
+        self.call = call
+        self._item_error = _ItemError
+        self._child_seq = child_seq
+        self._skip = SKIP
+
+    async def process(self, seqs: list[Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
+        """Run one batch in the executor; returns the checked output batch.
+
+        A worker's failure on one item is mapped back to that item's sequence number and handed to
+        the task's failure policy, exactly as inline: retry it (the rest of the batch is sent
+        again from that item), go on without it (dead letter), or fail the run naming it.
+        """
+        out: list[Any] = []
+        pos, attempt, failed = 0, 1, -1
+        while pos < len(items):
+            try:
+                done, index, error = await self.session.run(self.call, items[pos:] if pos else items)
+            except (trio.Cancelled, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # the batch could not run (a worker died, a value could not be sent)
+                raise self._item_error(seqs[pos] if len(seqs) - pos == 1 else None, exc) from exc
+            out.extend(done)
+            if error is None:
+                break
+            i = pos + index
+            attempt, failed = (attempt + 1 if i == failed else 1), i
+            if not await self.actor.item_error(seqs[i], items[i], error, attempt):
+                out.append([] if self.call.generator else self._skip)
+            pos = len(out)
+        if self.call.generator:
+            child = self._child_seq
+            out_seqs = [child(s, j) for s, rs in zip(seqs, out, strict=True) for j in range(len(rs))]
+            out = [r for rs in out for r in rs]
+            return self.actor.check(out_seqs, out)
+        return self.actor.check(seqs, out)
+
+
+@asynccontextmanager
+async def open_task_session(actor: TaskActor, consts: dict[str, Any]) -> AsyncIterator[None]:
+    """Open the actor's executor (if it has one) for the length of its run; sets ``actor._session``."""
+    spec = actor.spec
+    if spec.executor is None:
+        yield
+        return
+    names = tuple(i.name for i in spec.streaming_inputs)
+    call = BatchCall(
+        fn=spec.fn,
+        consts=dict(consts),
+        names=names,
+        positional=list(spec.params[: len(names)]) == list(names),
+        generator=spec.is_generator,
+    )
+    executor: Executor = spec.executor
+    async with executor.session() as session:
+        actor._session = TaskSession(actor, session, call)
+        try:
+            yield
+        finally:
+            actor._session = None

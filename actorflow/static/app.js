@@ -1,0 +1,205 @@
+// actorflow monitor dashboard: draws the task graph and keeps it live from the monitor's websocket.
+// No build step, no dependencies. The protocol is described in docs/monitor-protocol.md.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const NODE_W = 190, NODE_H = 66, GAP_X = 70, GAP_Y = 26, PAD = 20;
+const MAX_EVENTS = 200;
+
+const state = {
+  ws: null,
+  graph: null,
+  tasks: new Map(),   // name -> {spec, count, rate, lastCount, lastTime, status, el, row}
+  status: "connecting",
+  paused: false,
+};
+
+function el(tag, attrs = {}, text) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function svgEl(tag, attrs = {}, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function fmt(n) {
+  return Math.round(n).toLocaleString("en-US");
+}
+
+// ---- drawing ------------------------------------------------------------------------------
+
+function layout(graph) {
+  const layers = [];
+  for (const t of graph.tasks) {
+    (layers[t.layer] = layers[t.layer] || []).push(t.name);
+  }
+  const pos = new Map();
+  const tallest = Math.max(1, ...layers.map((l) => (l ? l.length : 0)));
+  const height = PAD * 2 + tallest * NODE_H + (tallest - 1) * GAP_Y;
+  layers.forEach((names, i) => {
+    if (!names) return;
+    const column = names.length * NODE_H + (names.length - 1) * GAP_Y;
+    const top = (height - column) / 2;
+    names.forEach((name, j) => {
+      pos.set(name, { x: PAD + i * (NODE_W + GAP_X), y: top + j * (NODE_H + GAP_Y) });
+    });
+  });
+  const width = PAD * 2 + layers.length * NODE_W + Math.max(0, layers.length - 1) * GAP_X;
+  return { pos, width, height };
+}
+
+function drawGraph(graph) {
+  const svg = document.getElementById("graph");
+  svg.replaceChildren();
+  const { pos, width, height } = layout(graph);
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  const edges = svgEl("g", { class: "edges" });
+  for (const [up, down] of graph.edges) {
+    const a = pos.get(up), b = pos.get(down);
+    if (!a || !b) continue;
+    const x1 = a.x + NODE_W, y1 = a.y + NODE_H / 2, x2 = b.x, y2 = b.y + NODE_H / 2;
+    const mid = (x1 + x2) / 2;
+    edges.appendChild(svgEl("path", {
+      class: "edge", "data-from": up, "data-to": down,
+      d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`,
+    }));
+  }
+  svg.appendChild(edges);
+  const nodes = svgEl("g", { class: "nodes" });
+  const tbody = document.querySelector("#tasks tbody");
+  tbody.replaceChildren();
+  state.tasks.clear();
+  for (const spec of graph.tasks) {
+    const p = pos.get(spec.name);
+    const g = svgEl("g", { class: "node", "data-task": spec.name, "data-state": "pending",
+      transform: `translate(${p.x},${p.y})` });
+    g.appendChild(svgEl("rect", { width: NODE_W, height: NODE_H }));
+    const title = svgEl("title", {}, `${spec.name} (${spec.kind}) → ${spec.out_type}` +
+      (spec.description ? `\n${spec.description}` : "") +
+      (Object.keys(spec.options).length ? `\noptions: ${JSON.stringify(spec.options)}` : ""));
+    g.appendChild(title);
+    g.appendChild(svgEl("text", { class: "name", x: 10, y: 20 }, spec.name));
+    g.appendChild(svgEl("text", { class: "kind", x: NODE_W - 10, y: 20, "text-anchor": "end" },
+      spec.external ? "external" : spec.kind));
+    const count = svgEl("text", { class: "count", x: 10, y: 42 }, "0 items");
+    const rate = svgEl("text", { class: "rate", x: 10, y: 58 }, "");
+    g.appendChild(count);
+    g.appendChild(rate);
+    nodes.appendChild(g);
+
+    const row = el("tr", { "data-task": spec.name });
+    row.append(el("td", {}, spec.name), el("td", {}, spec.kind), el("td", { class: "state" }, "pending"),
+      el("td", { class: "num count" }, "0"), el("td", { class: "num rate" }, "-"));
+    tbody.appendChild(row);
+    state.tasks.set(spec.name, { spec, count: 0, rate: 0, lastCount: 0, lastTime: null, status: "pending",
+      node: g, countEl: count, rateEl: rate, row });
+  }
+  svg.appendChild(nodes);
+}
+
+// ---- live figures -------------------------------------------------------------------------
+
+function setStatus(status, paused) {
+  state.status = status;
+  state.paused = paused;
+  const s = document.getElementById("status");
+  const shown = paused && status === "running" ? "paused" : status;
+  s.textContent = shown;
+  s.dataset.status = shown;
+}
+
+function applyStats(msg) {
+  setStatus(msg.status, msg.paused);
+  document.getElementById("elapsed").textContent = `${msg.elapsed.toFixed(1)} s`;
+  const now = performance.now() / 1000;
+  for (const [name, t] of Object.entries(msg.tasks)) {
+    const task = state.tasks.get(name);
+    if (!task) continue;
+    const count = task.spec.kind === "source" ? t.items_out : t.items_in;
+    if (task.lastTime !== null && now > task.lastTime) {
+      const instant = (count - task.lastCount) / (now - task.lastTime);
+      task.rate = task.rate ? 0.6 * task.rate + 0.4 * instant : instant;
+    }
+    if (t.status === "finished" && t.elapsed > 0) task.rate = count / t.elapsed;
+    task.lastCount = count;
+    task.lastTime = now;
+    task.count = count;
+    const shown = msg.paused && t.status === "running" ? "paused" : t.status;
+    task.status = shown;
+    task.node.dataset.state = shown;
+    task.node.dataset.count = String(count);
+    task.countEl.textContent = `${fmt(count)} items` + (task.spec.kind === "task" ? ` → ${fmt(t.items_out)}` : "");
+    task.rateEl.textContent = `${fmt(task.rate)} items/s · ${shown}`;
+    task.row.querySelector(".state").textContent = shown;
+    task.row.querySelector(".count").textContent = fmt(count);
+    task.row.querySelector(".rate").textContent = fmt(task.rate);
+  }
+}
+
+function logEvent(ev) {
+  if (ev.kind === "batch_processed") return; // too many to list; the figures show them
+  const list = document.getElementById("events");
+  const when = new Date(ev.time * 1000).toLocaleTimeString();
+  const what = ev.task ? `${ev.kind} ${ev.task}` : `${ev.kind}${ev.status ? " " + ev.status : ""}`;
+  const li = el("li", { class: ev.kind === "task_failed" ? "failed" : "" },
+    `${when} ${what}${ev.error ? ": " + ev.error : ""}`);
+  list.prepend(li);
+  while (list.children.length > MAX_EVENTS) list.lastChild.remove();
+  if (ev.task && state.tasks.has(ev.task)) {
+    const task = state.tasks.get(ev.task);
+    const next = { task_started: "running", task_finished: "finished", task_failed: "failed" }[ev.kind];
+    if (next) task.node.dataset.state = next;
+  }
+  if (ev.kind === "run_finished") setStatus(ev.status, false);
+}
+
+// ---- connection ---------------------------------------------------------------------------
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${location.host}/${location.search}`, ["actorflow.json"]);
+  state.ws = ws;
+  ws.onmessage = (e) => {
+    let msg;
+    try { msg = JSON.parse(e.data); } catch { return; }
+    if (msg.type === "hello") {
+      state.graph = msg.graph;
+      document.getElementById("flow").textContent = msg.graph.flow;
+      document.getElementById("run-id").textContent = `run ${msg.run_id}`;
+      document.title = `${msg.graph.flow} · actorflow`;
+      drawGraph(msg.graph);
+      applyStats({ ...msg, type: "stats" });
+    } else if (msg.type === "stats") {
+      applyStats(msg);
+    } else if (msg.type === "event") {
+      logEvent(msg.event);
+    } else if (msg.type === "error") {
+      document.getElementById("message").textContent = msg.error;
+    } else if (msg.type === "ack") {
+      document.getElementById("message").textContent = `${msg.op}: ok`;
+    }
+  };
+  ws.onclose = () => {
+    if (!["ok", "failed", "cancelled"].includes(state.status)) setStatus("disconnected", false);
+  };
+}
+
+function command(op) {
+  if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify({ op }));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("pause").onclick = () => command("pause");
+  document.getElementById("resume").onclick = () => command("resume");
+  document.getElementById("checkpoint").onclick = () => command("checkpoint-now");
+  document.getElementById("cancel").onclick = () => command("cancel");
+  connect();
+});

@@ -1,0 +1,111 @@
+"""The live web dashboard, driven in a real headless Chromium (Debian's ``chromium`` package)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+import trio
+
+import actorflow as af
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright is not installed"),
+    pytest.mark.skipif(
+        BROWSER is None, reason="no Chromium on this machine (CI installs Debian's chromium in .ci/run)"
+    ),
+]
+ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+flow = af.Flow("dashboard_demo")
+flow.source(af.external_source(int, name="numbers"))
+
+
+@flow.task
+def square(numbers: int) -> int:
+    return numbers * numbers
+
+
+@flow.collector(init=0)
+def total(acc: int, square: int) -> int:
+    return acc + square
+
+
+async def test_dashboard_draws_the_graph_and_live_counts(tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    async with af.open_run(flow) as run, af.open_monitor(run, port=0, token="s3cret", stats_interval=0.1) as mon:
+        feed = af.feed(run, "numbers")
+
+        async def push(items: list[int]) -> None:
+            for x in items:
+                await feed.send(x)
+
+        seen: dict[str, object] = {}
+
+        def drive() -> None:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=BROWSER, headless=True, args=ARGS)
+                try:
+                    page = browser.new_page()
+                    errors: list[str] = []
+                    page.on("pageerror", lambda exc: errors.append(str(exc)))
+                    # Without the token the page is refused.
+                    refused = page.goto(mon.http_url.split("?")[0])
+                    seen["refused"] = refused.status if refused else None
+                    page.goto(mon.http_url)
+                    page.wait_for_selector('g.node[data-task="total"]')
+                    seen["nodes"] = page.eval_on_selector_all("g.node", "ns => ns.map(n => n.dataset.task)")
+                    seen["edges"] = page.eval_on_selector_all(
+                        "path.edge", "es => es.map(e => [e.dataset.from, e.dataset.to])"
+                    )
+                    seen["flow"] = page.text_content("#flow")
+                    trio.from_thread.run(push, [1, 2, 3])
+                    expect(page.locator('g.node[data-task="square"]')).to_have_attribute("data-count", "3")
+                    seen["first"] = page.text_content('#tasks tr[data-task="square"] .count')
+                    trio.from_thread.run(push, [4, 5])
+                    expect(page.locator('g.node[data-task="square"]')).to_have_attribute("data-count", "5")
+                    seen["second"] = page.text_content('#tasks tr[data-task="square"] .count')
+                    page.screenshot(path=str(tmp_path / "dashboard.png"))
+                    page.click("#pause")
+                    expect(page.locator("#status")).to_have_attribute("data-status", "paused")
+                    expect(page.locator("#message")).to_have_text("pause: ok")
+                    seen["paused"] = trio.from_thread.run_sync(lambda: run.paused)
+                    page.click("#checkpoint")
+                    expect(page.locator("#message")).to_contain_text("checkpoints need a store")
+                    page.click("#resume")
+                    expect(page.locator("#status")).to_have_attribute("data-status", "running")
+                    seen["resumed"] = not trio.from_thread.run_sync(lambda: run.paused)
+                    trio.from_thread.run_sync(feed.close)
+                    expect(page.locator("#status")).to_have_attribute("data-status", "ok")
+                    seen["state"] = page.get_attribute('g.node[data-task="total"]', "data-state")
+                    seen["errors"] = errors
+                finally:
+                    browser.close()
+
+        await trio.to_thread.run_sync(drive)
+        result = await run.result()
+
+    assert seen["refused"] == 401
+    assert seen["flow"] == "dashboard_demo"
+    assert seen["nodes"] == ["numbers", "square", "total"]
+    assert seen["edges"] == [["numbers", "square"], ["square", "total"]]
+    assert seen["first"] == "3"
+    assert seen["second"] == "5"
+    assert seen["state"] == "finished"
+    assert seen["paused"] is True and seen["resumed"] is True
+    assert seen["errors"] == []
+    assert (tmp_path / "dashboard.png").stat().st_size > 0
+    assert result["total"] == 1 + 4 + 9 + 16 + 25
