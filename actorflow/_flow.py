@@ -202,6 +202,24 @@ class Flow:
         except (KeyError, TypeError):
             raise KeyError(f"{ref!r} is not a task of flow {self.name!r}") from None
 
+    def to_json(self) -> str:
+        """The graph as JSON: tasks (kind, types, inputs, options with defaults) and edges."""
+        from ._export import to_json
+
+        return to_json(self)
+
+    def to_mermaid(self) -> str:
+        """The graph as a Mermaid flowchart."""
+        from ._export import to_mermaid
+
+        return to_mermaid(self)
+
+    def to_dot(self) -> str:
+        """The graph in Graphviz DOT."""
+        from ._export import to_dot
+
+        return to_dot(self)
+
     def bind(self, options: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
         """Validate option values and return the immutable run graph (see :class:`RunGraph`)."""
         from ._bind import bind

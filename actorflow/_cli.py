@@ -1,0 +1,296 @@
+"""The ``actorflow`` command line.
+
+Subcommands (each a function registered in :data:`COMMANDS`, so more can be added):
+
+- ``run FILE[:FLOW]``: run a flow and print its products (``--json``: one object);
+- ``resume --store DIR``: continue a run from its store's last checkpoint;
+- ``dead-letters --store DIR``: list the items a run set aside;
+- ``tasks FILE``: list tasks with their options, types and defaults;
+- ``graph FILE --format mermaid|dot|json``: export the graph.
+
+Exit codes: 0 success; 1 a task failed; 2 invalid invocation or usage; 130/143 interrupted by
+SIGINT/SIGTERM after a final checkpoint. Errors are one clear line; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ._bind import converter
+from ._cli_durable import (
+    add_dead_letters_parser,
+    add_resume_parser,
+    add_store_arguments,
+    interrupted,
+    resume_target,
+    store_kwargs,
+)
+from ._errors import (
+    ActorflowError,
+    DefinitionError,
+    InvocationError,
+    MailboxTypeError,
+    RunCancelled,
+    RunInterrupted,
+    StoreError,
+    TaskFailed,
+)
+from ._flow import Flow
+from ._typing import type_name
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(ActorflowError):
+    """Bad command-line usage: exit code 2."""
+
+
+# -- loading pipelines ---------------------------------------------------------------------------
+
+
+def load_flow(target: str) -> Flow:
+    """The flow named by ``FILE[:FLOW]``: FLOW is a variable name or a flow's name.
+
+    Without FLOW the file must define exactly one flow.
+    """
+    file, name = target, ""
+    if not Path(target).exists() and ":" in target:
+        file, _, name = target.rpartition(":")
+    path = Path(file)
+    if not path.is_file():
+        raise UsageError(f"pipeline file {file!r} not found")
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        namespace = runpy.run_path(str(path), run_name="__actorflow__")
+    except ActorflowError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"pipeline file {file!r} failed to load: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.pop(0)
+    flows = {k: v for k, v in namespace.items() if isinstance(v, Flow)}
+    if name:
+        for var, flow in flows.items():
+            if name in (var, flow.name):
+                return flow
+        raise UsageError(f"{file!r} has no flow named {name!r}; it has {sorted(flows) or 'none'}")
+    unique = {id(f): f for f in flows.values()}
+    if len(unique) != 1:
+        raise UsageError(
+            f"{file!r} defines {len(unique)} flows ({sorted(flows) or 'none'}); name one as {file}:NAME"
+        )
+    return next(iter(unique.values()))
+
+
+def parse_sets(values: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``task.option=value`` strings as nested options (values stay text; binding structures them)."""
+    out: dict[str, dict[str, Any]] = {}
+    for text in values:
+        key, eq, value = text.partition("=")
+        task, dot, option = key.strip().partition(".")
+        if not eq or not dot or not task or not option:
+            raise UsageError(f"--set expects TASK.OPTION=VALUE, got {text!r}")
+        if value[:1] in "[{":
+            try:
+                out.setdefault(task, {})[option] = json.loads(value)
+                continue
+            except json.JSONDecodeError:
+                pass
+        out.setdefault(task, {})[option] = value
+    return out
+
+
+def load_config(path: str) -> dict[str, dict[str, Any]]:
+    """Options from a TOML file: one table per task."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"config file {path!r} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path!r} is not valid TOML: {exc}") from exc
+    bad = [k for k, v in data.items() if not isinstance(v, dict)]
+    if bad:
+        raise UsageError(f"config file {path!r}: expected one [table] per task, but {bad} are not tables")
+    return data
+
+
+def merge_options(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for task, values in layer.items():
+            out.setdefault(task, {}).update(values)
+    return out
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return converter.unstructure(value)
+    except Exception:  # an exotic product still prints
+        return repr(value)
+
+
+def print_products(products: Mapping[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({k: v for k, v in products.items()}, default=_jsonable))
+        return
+    for name, value in products.items():
+        text = repr(value)
+        print(f"{name} = {text if len(text) <= 2000 else text[:2000] + ' …'}")
+
+
+# -- commands ----------------------------------------------------------------------------------------
+
+
+def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, target: str) -> int:
+    from ._console import observe, observe_options
+    from ._run import open_run
+
+    graph = flow.bind(options)
+    kwargs = store_kwargs(args, target) if getattr(args, "store", None) else {}
+    if getattr(args, "resume_store", None):
+        kwargs = {"store": args.resume_store, "resume": True, "handle_signals": True,
+                  "checkpoint_every": args.checkpoint_every}
+
+    async def main() -> Any:
+        async with open_run(graph, **kwargs) as run, observe(run, **observe_options(args)):
+            return await run.result()
+
+    result = trio.run(main)
+    print_products(result, args.json)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``actorflow run FILE[:FLOW]``."""
+    flow = load_flow(args.target)
+    config = load_config(args.config) if args.config else {}
+    options = merge_options(config, parse_sets(args.set))
+    return _execute(flow, options, args, args.target)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """``actorflow resume --store DIR``."""
+    target, options = resume_target(args.store)
+    flow = load_flow(target)
+    args.resume_store = args.store
+    return _execute(flow, options, args, target)
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    """``actorflow tasks FILE``: one block per task with inputs and options."""
+    flow = load_flow(args.target)
+    for spec in flow.tasks.values():
+        doc = f"  — {spec.description.splitlines()[0]}" if spec.description else ""
+        print(f"{spec.name} ({spec.kind}) -> {type_name(spec.out_type)}{doc}")
+        for i in spec.inputs:
+            print(f"    input  {i.name}: {type_name(i.annotation)} ({'stream' if i.streaming else 'final'})")
+        for o in spec.options:
+            default = "required" if o.required else f"default {o.default!r}"
+            print(f"    option {o.name}: {type_name(o.annotation)} ({default})")
+    return EXIT_OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """``actorflow graph FILE --format mermaid|dot|json``."""
+    flow = load_flow(args.target)
+    exporters: dict[str, Callable[[], str]] = {"mermaid": flow.to_mermaid, "dot": flow.to_dot, "json": flow.to_json}
+    sys.stdout.write(exporters[args.format]().rstrip("\n") + "\n")
+    return EXIT_OK
+
+
+def _add_run(sub: Any) -> None:
+    from ._console import add_observe_arguments
+
+    p = sub.add_parser("run", help="run a flow and print its products")
+    p.add_argument("target", metavar="FILE[:FLOW]", help="pipeline file, optionally :FLOW (variable or flow name)")
+    p.add_argument("--set", action="append", default=[], metavar="TASK.OPTION=VALUE", help="set an option")
+    p.add_argument("--config", metavar="FILE.toml", help="options from a TOML file, one [table] per task")
+    p.add_argument("--json", action="store_true", help="print the products as one JSON object")
+    add_store_arguments(p)
+    add_observe_arguments(p)
+    p.set_defaults(handler=cmd_run)
+
+
+def _add_resume(sub: Any) -> None:
+    from ._console import add_observe_arguments
+
+    add_resume_parser(sub, cmd_resume)
+    p = sub.choices["resume"]
+    p.add_argument("--json", action="store_true", help="print the products as one JSON object")
+    add_observe_arguments(p)
+
+
+def _add_tasks(sub: Any) -> None:
+    p = sub.add_parser("tasks", help="list tasks with their options, types and defaults")
+    p.add_argument("target", metavar="FILE[:FLOW]")
+    p.set_defaults(handler=cmd_tasks)
+
+
+def _add_graph(sub: Any) -> None:
+    p = sub.add_parser("graph", help="export the graph")
+    p.add_argument("target", metavar="FILE[:FLOW]")
+    p.add_argument("--format", choices=["mermaid", "dot", "json"], default="mermaid")
+    p.set_defaults(handler=cmd_graph)
+
+
+#: Subcommand registrations, in the order ``--help`` lists them. Append to add a command.
+COMMANDS: list[Callable[[Any], None]] = [_add_run, _add_resume, add_dead_letters_parser, _add_tasks, _add_graph]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"actorflow: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="actorflow", description="Run actorflow pipelines.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for register in COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``actorflow`` console script and ``python -m actorflow``."""
+    args = build_parser().parse_args(argv)
+    debug = args.debug
+    try:
+        return int(args.handler(args))
+    except RunInterrupted as exc:
+        return interrupted(exc)
+    except (TaskFailed, MailboxTypeError, RunCancelled) as exc:
+        return _fail(exc, EXIT_FAILED, debug)
+    except (InvocationError, DefinitionError, StoreError, UsageError) as exc:
+        return _fail(exc, EXIT_USAGE, debug)
+    except ActorflowError as exc:
+        return _fail(exc, EXIT_USAGE, debug)
+    except KeyboardInterrupt:
+        print("actorflow: interrupted", file=sys.stderr)
+        return 130
+
+
+def _fail(exc: BaseException, code: int, debug: bool) -> int:
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    print(f"actorflow: error: {exc}", file=sys.stderr)
+    return code
+
+
