@@ -154,3 +154,20 @@ def test_resume_refuses_a_store_of_another_run_with_exit_code_2(tmp_path: Path) 
     store = tmp_path / "store"
     bad = subprocess.run(resume_cmd(store), capture_output=True, text=True, env=ENV, timeout=60)
     assert bad.returncode == 2 and "nothing to resume" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_second_sigint_aborts_at_once(tmp_path: Path) -> None:
+    store, sink = tmp_path / "store", tmp_path / "sink.txt"
+    cmd = run_cmd(store, sink)
+    cmd[cmd.index("weigh.spin=0.0002")] = "weigh.spin=0.002"  # slow batches: the checkpoint waits
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, text=True)
+    deadline = time.monotonic() + 30
+    while not sink.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
