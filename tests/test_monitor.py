@@ -397,3 +397,59 @@ async def test_a_client_that_stops_reading_cannot_hold_the_run() -> None:
             feed.close()
             result = await run.result()
     assert result["count"] == n
+
+
+PIPELINE = '''
+import actorflow as af
+
+flow = af.Flow("cli_gateway")
+flow.source(af.external_source(int, name="numbers"))
+
+
+@flow.collector(init=0)
+def total(acc: int, numbers: int) -> int:
+    return acc + numbers
+'''
+
+
+async def test_cli_run_with_monitor_is_fed_over_the_gateway(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pipeline = tmp_path / "pipe.py"
+    pipeline.write_text(PIPELINE)
+    events = tmp_path / "events.jsonl"
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "actorflow", "run", str(pipeline), "--quiet", "--json",
+           "--monitor", "127.0.0.1:0", "--events", str(events)]
+    async with trio.open_nursery() as nursery:
+        proc = await nursery.start(
+            lambda task_status: trio.run_process(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                 check=False, task_status=task_status)
+        )
+        assert proc.stderr is not None and proc.stdout is not None
+        err = b""
+        with trio.fail_after(30):
+            while b"websocket ws://" not in err or not err.endswith(b"\n"):
+                chunk = await proc.stderr.receive_some()
+                assert chunk, f"actorflow exited early: {err.decode()}"
+                err += chunk
+        url = err.decode().split("websocket ", 1)[1].split(")")[0]
+        async with open_websocket_url(url) as ws:
+            hello = await recv(ws)
+            assert hello["graph"]["flow"] == "cli_gateway"
+            assert (await ask(ws, {"op": "push", "source": "numbers", "items": [1, 2, 3]}))["accepted"] == 3
+            bad = await ask(ws, {"op": "push", "source": "numbers", "item": "four"})
+            assert bad["type"] == "error"
+            assert (await ask(ws, {"op": "end", "source": "numbers"}))["type"] == "ack"
+            await until(ws, finished)
+        out = b""
+        while chunk := await proc.stdout.receive_some():
+            out += chunk
+    assert proc.returncode == 0
+    assert json.loads(out) == {"total": 6}
+    kinds = [json.loads(line)["kind"] for line in events.read_text().splitlines()]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
