@@ -5,6 +5,7 @@ Define tasks with the decorators of a :class:`Flow`, then run it with :func:`run
 """
 
 from . import events as events
+from . import types as types
 from ._bind import RunGraph as RunGraph
 from ._console import ConsoleProgress as ConsoleProgress
 from ._console import EventLog as EventLog
@@ -108,4 +109,5 @@ __all__ = [
     "show_progress",
     "summary_table",
     "tap",
+    "types",
 ]

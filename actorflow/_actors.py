@@ -23,6 +23,7 @@ from ._executors import open_task_session
 from ._flow import TaskDef
 from ._inbox import ZipInbox
 from ._mailbox import Batch, Mailbox
+from ._named import NamedType
 from ._policy import Fail
 from ._supervisor import ItemFailure
 from ._typing import SKIP, _Skip, type_name
@@ -90,6 +91,7 @@ class Actor:
         self._consts: dict[str, Any] = {}
         classes = spec.out_classes
         self._classes = classes
+        self._named = spec.out_type if isinstance(spec.out_type, NamedType) else None
         self._allowed: set[type] = set(classes) if classes is not None else set()
         self._allowed.add(_Skip)
 
@@ -129,7 +131,7 @@ class Actor:
     def check(self, seqs: list[Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
         """Type-check outputs against the output port and drop SKIPs (one C-level pass)."""
         seen = set(map(type, items))
-        if seen <= self._allowed and _Skip not in seen:
+        if seen <= self._allowed and _Skip not in seen and self._named is None:
             return seqs, items
         if _Skip in seen:
             keep = [i for i, x in enumerate(items) if x is not SKIP]
@@ -142,7 +144,27 @@ class Actor:
                 else:
                     bad = next(i for i, x in enumerate(items) if type(x) is t)
                     raise self.type_error(items[bad], seqs[bad])
+        if self._named is not None:
+            for s, x in zip(seqs, items, strict=True):
+                self.check_named(x, s)
         return seqs, items
+
+    def check_named(self, value: Any, seq: Any) -> None:
+        """Run a named output type's checks on one value."""
+        assert self._named is not None
+        why = self._named.problem(value)
+        if why is not None:
+            raise MailboxTypeError(
+                self.run.flow_name, self.name, "out", self._named.name, f"{type(value).__qualname__} {value!r:.40}",
+                seq, why,
+            )
+
+    def check_product(self, value: Any) -> None:
+        """Check a final product against the declared type (named types included)."""
+        if self._classes is not None and not isinstance(value, self._classes):
+            raise self.type_error(value, None)
+        if self._named is not None:
+            self.check_named(value, None)
 
     def type_error(self, value: Any, seq: Any, port: str = "out") -> MailboxTypeError:
         return MailboxTypeError(
@@ -379,8 +401,7 @@ class TaskActor(Actor):
                 value = await fn() if spec.is_async else fn()
             except Exception as exc:
                 raise _ItemError(None, exc) from exc
-            if self._classes is not None and not isinstance(value, self._classes):
-                raise self.type_error(value, None)
+            self.check_product(value)
             self.items_out = 1
             self.product.set(value)
             return
@@ -670,8 +691,7 @@ class CollectorActor(Actor):
                     value = await value
             except Exception as exc:
                 raise _ItemError(None, exc) from exc
-        if self._classes is not None and not isinstance(value, self._classes):
-            raise self.type_error(value, None)
+        self.check_product(value)
         return value
 
     async def _per_groups(self) -> None:

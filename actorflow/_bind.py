@@ -19,6 +19,7 @@ import cattrs
 
 from ._errors import InvocationError
 from ._executors import bind_problems as executor_problems
+from ._named import NamedType
 from ._typing import runtime_classes, type_name
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ def coerce(value: Any, annotation: Any) -> Any:
     Values that already have the right type are kept as they are. Text (from ``--set`` or a TOML
     file), mappings (for attrs classes) and lists are structured with cattrs.
     """
+    if isinstance(annotation, NamedType):
+        return annotation(coerce(value, annotation.root))
     classes = runtime_classes(annotation)
     if classes is None:
         return value

@@ -41,16 +41,19 @@ class MailboxTypeError(ActorflowError, TypeError):
     Raised in the sending task; the run fails with it (wrapped in :class:`TaskFailed`).
     """
 
-    def __init__(self, flow: str, task: str, port: str, expected: str, actual: str, seq: Any) -> None:
+    def __init__(
+        self, flow: str, task: str, port: str, expected: str, actual: str, seq: Any, reason: str = ""
+    ) -> None:
         self.flow = flow
         self.task = task
         self.port = port
         self.expected = expected
         self.actual = actual
         self.seq = seq
+        why = f": {reason}" if reason else ""
         super().__init__(
             f"flow {flow!r}, task {task!r}, port {port!r}: expected {expected}, got {actual} "
-            f"(item seq {_fmt_seq(seq)})"
+            f"(item seq {_fmt_seq(seq)}){why}"
         )
 
 

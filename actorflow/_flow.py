@@ -202,6 +202,70 @@ class Flow:
         except (KeyError, TypeError):
             raise KeyError(f"{ref!r} is not a task of flow {self.name!r}") from None
 
+    # -- mutation ------------------------------------------------------------------------------
+
+    def copy(self, name: str | None = None) -> Flow:
+        """A new flow with the same task definitions (mutating one leaves the other alone)."""
+        other = Flow(name or self.name)
+        other._tasks = dict(self._tasks)
+        other._by_fn = dict(self._by_fn)
+        return other
+
+    def remove(self, name: str) -> None:
+        """Remove a task that no other task reads from.
+
+        Raises:
+            DefinitionError: other tasks depend on it (they are named).
+        """
+        self._get(name)
+        users = self.downstream(name) + [t.name for t in self._tasks.values() if t.per == name]
+        if users:
+            raise DefinitionError(
+                f"{_where(self.name, name)}: cannot remove it, {sorted(set(users))} depend on it; remove those first"
+            )
+        spec = self._tasks.pop(name)
+        self._by_fn.pop(spec.fn, None)
+
+    def replace(self, name: str, fn: Callable[..., Any]) -> TaskDef:
+        """Swap a task's implementation (a test double, a faster version), keeping its place.
+
+        The new function is read like a decorator would read it, with the task's kind and
+        settings, against the tasks defined before it; its output must still fit every task that
+        reads it, and stream where the old one streamed.
+
+        Raises:
+            DefinitionError: the new function's inputs, options or types do not fit.
+        """
+        old = self._get(name)
+        order = list(self._tasks)
+        before = Flow(self.name)
+        before._tasks = {n: self._tasks[n] for n in order[: order.index(name)]}
+        new = analyse(
+            before, fn, old.kind, name=name, capacity=old.capacity, batch_size=old.batch_size,
+            concurrency=old.concurrency, ordered=old.ordered, init=old.init, finish=old.finish, per=old.per,
+            executor=old.executor, on_error=old.on_error,
+        )
+        if new.streaming != old.streaming or new.depth != old.depth:
+            what = "a stream" if old.streaming else "a single product"
+            raise DefinitionError(
+                f"{_where(self.name, name)}: the replacement must produce {what} at the same generator level "
+                "as the task it replaces"
+            )
+        for down in self.downstream(name):
+            for inp in self._tasks[down].inputs:
+                if inp.name != name:
+                    continue
+                accepted = list_item_type(inp.annotation)[1] if inp.gather else inp.annotation
+                if not fits(new.out_type, accepted):
+                    raise DefinitionError(
+                        f"{_where(self.name, down, name)}: the replacement for {name!r} produces "
+                        f"{type_name(new.out_type)}, which does not fit the annotation {type_name(inp.annotation)}"
+                    )
+        self._by_fn.pop(old.fn, None)
+        self._tasks[name] = new
+        self._by_fn[fn] = name
+        return new
+
     def to_json(self) -> str:
         """The graph as JSON: tasks (kind, types, inputs, options with defaults) and edges."""
         from ._export import to_json

@@ -12,6 +12,8 @@ import types
 import typing
 from typing import Any, Final, NewType, TypeAlias, TypeVar, Union, final
 
+from ._named import NamedType
+
 T = TypeVar("T")
 
 #: Return annotation of a source or generator task: ``def numbers() -> af.Stream[int]``.
@@ -91,7 +93,9 @@ def list_item_type(annotation: Any) -> tuple[bool, Any]:
 
 def _strip(tp: Any) -> Any:
     while True:
-        if typing.get_origin(tp) is typing.Annotated:
+        if isinstance(tp, NamedType):
+            tp = tp.root
+        elif typing.get_origin(tp) is typing.Annotated:
             tp = typing.get_args(tp)[0]
         elif hasattr(tp, "__supertype__"):  # typing.NewType
             tp = tp.__supertype__
@@ -137,8 +141,13 @@ def fits(produced: Any, accepted: Any) -> bool:
     """Whether every value of type *produced* is acceptable where *accepted* is declared.
 
     Lenient where it cannot tell (``Any``, type variables, protocols): a definition is refused only
-    when the two types surely disagree.
+    when the two types surely disagree. A named type is only accepted from itself or a named
+    subtype (its checks are not implied by its parent), or from an unannotated producer.
     """
+    if isinstance(accepted, NamedType):
+        if isinstance(produced, NamedType):
+            return produced.is_subtype_of(accepted)
+        return produced is Any or produced is inspect_empty
     produced, accepted = _strip(produced), _strip(accepted)
     if accepted is Any or produced is Any or accepted is object or accepted is inspect_empty:
         return True

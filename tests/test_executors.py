@@ -196,7 +196,7 @@ async def test_retry_policy_retries_the_failing_item_in_the_worker(executor: af.
         result = await run.result()
     assert result["flaky"] == list(range(20))
     retried = [e.seq async for e in events if type(e) is ev.ItemRetried]
-    assert retried == [7, 12]
+    assert sorted(retried) == [7, 12]  # two batches are in flight at once: either may retry first
 
 
 async def test_dead_letter_policy_drops_only_the_failing_item() -> None:

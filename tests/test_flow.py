@@ -252,3 +252,82 @@ def test_non_generator_declared_as_stream_is_refused() -> None:
 def test_flow_needs_a_name() -> None:
     with pytest.raises(af.DefinitionError, match="non-empty string name"):
         af.Flow("")
+
+
+def graph_flow() -> af.Flow:
+    flow = af.Flow("g")
+    make_numbers(flow)
+
+    @flow.task
+    def fetch(numbers: int) -> str:
+        raise ConnectionError("no network in tests")
+
+    @flow.collector(init=0)
+    def total(acc: int, fetch: str) -> int:
+        return acc + len(fetch)
+
+    return flow
+
+
+def test_replace_swaps_in_a_test_double() -> None:
+    flow = graph_flow()
+
+    def fake_fetch(numbers: int) -> str:
+        return "x" * numbers
+
+    flow.replace("fetch", fake_fetch)
+    assert af.run(flow, {"numbers": {"n": 4}})["total"] == 6
+    assert list(flow.tasks) == ["numbers", "fetch", "total"]
+    assert flow.task_name(fake_fetch) == "fetch"
+
+
+def test_replace_checks_ports_and_types() -> None:
+    flow = graph_flow()
+
+    def wrong_type(numbers: int) -> float:
+        return 1.0
+
+    with pytest.raises(af.DefinitionError, match=r"task 'total', parameter 'fetch'.*produces float"):
+        flow.replace("fetch", wrong_type)
+
+    def wrong_input(total: int) -> str:
+        return ""
+
+    with pytest.raises(af.DefinitionError, match=r"needs a|collector|stream"):
+        flow.replace("fetch", wrong_input)
+
+    def a_generator(numbers: int) -> af.Stream[str]:
+        yield "a"
+
+    with pytest.raises(af.DefinitionError, match="same generator level"):
+        flow.replace("fetch", a_generator)
+    with pytest.raises(KeyError, match="no task 'nope'"):
+        flow.replace("nope", wrong_type)
+
+
+def test_copy_is_independent() -> None:
+    flow = graph_flow()
+    double = flow.copy()
+    double.replace("fetch", lambda numbers: "ab")
+    with pytest.raises(af.TaskFailed):
+        af.run(flow)
+    assert af.run(double, {"numbers": {"n": 3}})["total"] == 6
+
+
+def test_remove_refuses_tasks_others_depend_on() -> None:
+    flow = graph_flow()
+    with pytest.raises(af.DefinitionError, match=r"cannot remove it, \['fetch'\] depend on it"):
+        flow.remove("numbers")
+    flow.remove("total")
+    flow.remove("fetch")
+    assert list(flow.tasks) == ["numbers"]
+
+
+def test_exports_name_tasks_and_edges() -> None:
+    import json
+
+    flow = graph_flow()
+    doc = json.loads(flow.to_json())
+    assert doc["flow"] == "g" and [t["kind"] for t in doc["tasks"]] == ["source", "task", "collector"]
+    assert "numbers --> fetch" in flow.to_mermaid()
+    assert '"fetch" -> "total";' in flow.to_dot()
