@@ -12,6 +12,8 @@ from ._console import EventLog as EventLog
 from ._console import observe as observe
 from ._console import show_progress as show_progress
 from ._console import summary_table as summary_table
+from ._context import Context as Context
+from ._context import SecretError as SecretError
 from ._errors import ActorflowError as ActorflowError
 from ._errors import DefinitionError as DefinitionError
 from ._errors import InvocationError as InvocationError
@@ -63,6 +65,7 @@ __all__ = [
     "SKIP",
     "ActorflowError",
     "ConsoleProgress",
+    "Context",
     "Cursor",
     "DaskExecutor",
     "DeadLetter",
@@ -87,6 +90,7 @@ __all__ = [
     "RunInterrupted",
     "RunGraph",
     "RunResult",
+    "SecretError",
     "Seq",
     "Store",
     "StoreError",

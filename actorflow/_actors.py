@@ -18,6 +18,7 @@ import trio
 
 from . import _events as ev
 from ._calls import bind_consts, is_async_callable, item_call, step_call
+from ._context import context_for, redact
 from ._errors import MailboxTypeError, TaskFailed
 from ._executors import open_task_session
 from ._flow import TaskDef
@@ -207,6 +208,8 @@ class Actor:
                     up = run.actors[inp.upstream].product
                     await up.ready.wait()
                     consts[inp.name] = up.value
+                if self.spec.context_param is not None:
+                    consts[self.spec.context_param] = context_for(run, self.name, self.spec.secrets)
                 self._consts = consts
                 resend, self.resend = self.resend, []
                 for seqs, items, start in resend:
@@ -242,9 +245,11 @@ class Actor:
         else:
             exc = TaskFailed(self.run.flow_name, self.name, seq, error)
             exc.__cause__ = error
-        self.run.bus.publish(
-            ev.TaskFailed(run_id=self.run.run_id, task=self.name, seq=seq, error=f"{type(error).__name__}: {error}")
-        )
+        text = f"{type(error).__name__}: {error}"
+        if self.run.secrets:  # secret values never reach messages or events
+            exc.args = (redact(str(exc), self.run.secrets),)
+            text = redact(text, self.run.secrets)
+        self.run.bus.publish(ev.TaskFailed(run_id=self.run.run_id, task=self.name, seq=seq, error=text))
         self.run.fail(exc)
 
     async def main(self, consts: dict[str, Any]) -> None:

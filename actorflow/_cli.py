@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import runpy
 import sys
 import tomllib
@@ -109,6 +110,19 @@ def parse_sets(values: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def parse_secrets(values: Sequence[str]) -> dict[str, str]:
+    """``NAME=ENV_VAR`` pairs: each secret's value is read from the environment variable."""
+    out: dict[str, str] = {}
+    for text in values:
+        name, eq, var = text.partition("=")
+        if not eq or not name.strip() or not var.strip():
+            raise UsageError(f"--secret expects NAME=ENV_VAR, got {text!r}")
+        if var.strip() not in os.environ:
+            raise UsageError(f"--secret {name.strip()}: environment variable {var.strip()!r} is not set")
+        out[name.strip()] = os.environ[var.strip()]
+    return out
+
+
 def load_config(path: str) -> dict[str, dict[str, Any]]:
     """Options from a TOML file: one table per task."""
     try:
@@ -159,13 +173,15 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
     from ._run import open_run
 
     graph = flow.bind(options)
-    kwargs = store_kwargs(args, target) if getattr(args, "store", None) else {}
+    kwargs: dict[str, Any] = store_kwargs(args, target) if getattr(args, "store", None) else {}
     if getattr(args, "resume_store", None):
         kwargs = {"store": args.resume_store, "resume": True, "handle_signals": True,
                   "checkpoint_every": args.checkpoint_every}
 
+    secrets = parse_secrets(getattr(args, "secret", []))
+
     async def main() -> Any:
-        async with open_run(graph, **kwargs) as run, observe(run, **observe_options(args)):
+        async with open_run(graph, secrets=secrets, **kwargs) as run, observe(run, **observe_options(args)):
             return await run.result()
 
     result = trio.run(main)
@@ -219,6 +235,10 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--set", action="append", default=[], metavar="TASK.OPTION=VALUE", help="set an option")
     p.add_argument("--config", metavar="FILE.toml", help="options from a TOML file, one [table] per task")
     p.add_argument("--json", action="store_true", help="print the products as one JSON object")
+    p.add_argument(
+        "--secret", action="append", default=[], metavar="NAME=ENV_VAR",
+        help="give the run a secret, read from an environment variable (tasks declare the names they read)",
+    )
     add_store_arguments(p)
     add_observe_arguments(p)
     p.set_defaults(handler=cmd_run)
@@ -230,6 +250,7 @@ def _add_resume(sub: Any) -> None:
     add_resume_parser(sub, cmd_resume)
     p = sub.choices["resume"]
     p.add_argument("--json", action="store_true", help="print the products as one JSON object")
+    p.add_argument("--secret", action="append", default=[], metavar="NAME=ENV_VAR", help="as for run")
     add_observe_arguments(p)
 
 

@@ -158,6 +158,16 @@ class RunResumed(Event):
     queued_items: int
 
 
+@attrs.frozen(kw_only=True)
+class TaskProgress(Event):
+    """A task reported its own progress with ``ctx.progress(done, total)``."""
+
+    kind: ClassVar[str] = "task_progress"
+    task: str
+    done: int
+    total: int | None
+
+
 class EventStream:
     """One subscriber's view of a run's events; iterate it with ``async for``.
 

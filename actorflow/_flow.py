@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final, Literal, TypeVar, final, overload
 
 import attrs
 
+from ._context import Context
 from ._errors import DefinitionError
 from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
 from ._policy import DeadLetter, Fail, Restart, Retry
@@ -111,6 +112,10 @@ class TaskDef:
     cursor_param: str | None = None
     #: Parameter annotated ``af.Seq`` (receives each item's sequence number), if any.
     seq_param: str | None = None
+    #: Parameter annotated ``af.Context`` (receives the run context), if any.
+    context_param: str | None = None
+    #: Names of the secrets the task may read through its context.
+    secrets: tuple[str, ...] = ()
     init: Any = None
     finish: Callable[..., Any] | None = None
     per: str | None = None
@@ -243,7 +248,7 @@ class Flow:
         new = analyse(
             before, fn, old.kind, name=name, capacity=old.capacity, batch_size=old.batch_size,
             concurrency=old.concurrency, ordered=old.ordered, init=old.init, finish=old.finish, per=old.per,
-            executor=old.executor, on_error=old.on_error,
+            executor=old.executor, on_error=old.on_error, secrets=old.secrets,
         )
         if new.streaming != old.streaming or new.depth != old.depth:
             what = "a stream" if old.streaming else "a single product"
@@ -302,6 +307,7 @@ class Flow:
         capacity: int = DEFAULT_CAPACITY,
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_error: Any = None,
+        secrets: Sequence[str] = (),
     ) -> Callable[[F], F]: ...
     def source(
         self,
@@ -312,6 +318,7 @@ class Flow:
         capacity: int = DEFAULT_CAPACITY,
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_error: Any = None,
+        secrets: Sequence[str] = (),
     ) -> Any:
         """Define a source: a sync or async generator function whose items start a stream.
 
@@ -324,7 +331,9 @@ class Flow:
         """
 
         def deco(f: F) -> F:
-            self._define(f, "source", name=name, capacity=capacity, batch_size=batch_size, on_error=on_error)
+            self._define(
+                f, "source", name=name, capacity=capacity, batch_size=batch_size, on_error=on_error, secrets=secrets
+            )
             return f
 
         return deco(fn) if fn is not None else deco
@@ -342,6 +351,7 @@ class Flow:
         batch_size: int = DEFAULT_BATCH_SIZE,
         executor: Any = None,
         on_error: Any = None,
+        secrets: Sequence[str] = (),
     ) -> Callable[[F], F]: ...
     def task(
         self,
@@ -355,6 +365,7 @@ class Flow:
         batch_size: int = DEFAULT_BATCH_SIZE,
         executor: Any = None,
         on_error: Any = None,
+        secrets: Sequence[str] = (),
     ) -> Any:
         """Define a task.
 
@@ -386,6 +397,7 @@ class Flow:
                 capacity=capacity,
                 batch_size=batch_size,
                 on_error=on_error,
+                secrets=secrets,
             )
             return f
 
@@ -400,6 +412,7 @@ class Flow:
         name: str | None = None,
         capacity: int = DEFAULT_CAPACITY,
         on_error: Any = None,
+        secrets: Sequence[str] = (),
     ) -> Callable[[F], F]:
         """Define a collector: ``step(acc, item) -> acc`` folds a stream, starting from *init*.
 
@@ -415,7 +428,8 @@ class Flow:
 
         def deco(f: F) -> F:
             self._define(
-                f, "collector", name=name, capacity=capacity, init=init, finish=finish, per=per_name, on_error=on_error
+                f, "collector", name=name, capacity=capacity, init=init, finish=finish, per=per_name,
+                on_error=on_error, secrets=secrets,
             )
             return f
 
@@ -425,7 +439,13 @@ class Flow:
     def sink(self, fn: F, /) -> F: ...
     @overload
     def sink(
-        self, *, name: str | None = None, concurrency: int = 1, capacity: int = DEFAULT_CAPACITY, on_error: Any = None
+        self,
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        capacity: int = DEFAULT_CAPACITY,
+        on_error: Any = None,
+        secrets: Sequence[str] = (),
     ) -> Callable[[F], F]: ...
     def sink(
         self,
@@ -436,6 +456,7 @@ class Flow:
         concurrency: int = 1,
         capacity: int = DEFAULT_CAPACITY,
         on_error: Any = None,
+        secrets: Sequence[str] = (),
     ) -> Any:
         """Define a sink: called once per item for its side effects; it has no product.
 
@@ -444,7 +465,9 @@ class Flow:
         """
 
         def deco(f: F) -> F:
-            self._define(f, "sink", name=name, concurrency=concurrency, capacity=capacity, on_error=on_error)
+            self._define(
+                f, "sink", name=name, concurrency=concurrency, capacity=capacity, on_error=on_error, secrets=secrets
+            )
             return f
 
         return deco(fn) if fn is not None else deco
@@ -466,6 +489,7 @@ class Flow:
         per: str | None = None,
         executor: Any = None,
         on_error: Any = None,
+        secrets: Any = (),
     ) -> TaskDef:
         spec = analyse(
             self,
@@ -481,6 +505,7 @@ class Flow:
             per=per,
             executor=executor,
             on_error=on_error,
+            secrets=secrets,
         )
         self._tasks[spec.name] = spec
         self._by_fn[fn] = spec.name
@@ -535,6 +560,7 @@ def analyse(
     per: str | None,
     executor: Any = None,
     on_error: Any = None,
+    secrets: Any = (),
 ) -> TaskDef:
     """Read a function's signature into a :class:`TaskDef`, checking the wiring."""
     if not callable(fn):
@@ -596,6 +622,9 @@ def analyse(
         if p.kind is p.POSITIONAL_ONLY:
             raise DefinitionError(f"{_where(flow.name, tname, p.name)}: positional-only parameters are not supported")
         ann = hints.get(p.name, inspect_empty)
+        if ann is Context:
+            special["context_param"] = p.name
+            continue
         if ann is Cursor or ann is Seq:
             marker = "cursor_param" if ann is Cursor else "seq_param"
             if marker in special:
@@ -721,7 +750,15 @@ def analyse(
         on_error=check_policy(flow.name, tname, kind, on_error),
         cursor_param=special.get("cursor_param"),
         seq_param=special.get("seq_param"),
+        context_param=special.get("context_param"),
+        secrets=_secret_names(flow.name, tname, secrets),
     )
+
+
+def _secret_names(flow: str, task: str, secrets: Any) -> tuple[str, ...]:
+    if isinstance(secrets, str) or not all(isinstance(s, str) and s for s in secrets):
+        raise DefinitionError(f"{_where(flow, task)}: secrets must be a list of names, got {secrets!r}")
+    return tuple(secrets)
 
 
 def check_policy(flow: str, task: str, kind: TaskKind, policy: Any) -> Any:

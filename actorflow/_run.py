@@ -136,8 +136,11 @@ class Run:
         store: Any = None,
         checkpoint_every: float | None = None,
         handle_signals: bool = False,
+        secrets: Mapping[str, str] | None = None,
     ) -> None:
         self.graph = graph
+        #: Secret values by name; handed only to the tasks that declare them, never persisted.
+        self.secrets: Mapping[str, str] = dict(secrets or {})
         #: The supervisor: failure policies and checkpoints.
         self.supervisor = Supervisor(self, store, checkpoint_every)
         #: Every mailbox by name: (mailbox, consumer actor, input port or None for a ``per`` feed).
@@ -353,6 +356,7 @@ async def open_run(
     checkpoint_every: float | None = DEFAULT_CHECKPOINT_EVERY,
     handle_signals: bool = False,
     meta: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Run]:
     """Start a run inside the caller's trio task tree and yield its handle.
 
@@ -370,7 +374,9 @@ async def open_run(
         raise ActorflowError("resume=True needs store=PATH: the store to resume from")
     opened, doc = (None, None) if store is None else open_for_run(store, graph, resume, dict(meta or {}))
     try:
-        run = Run(graph, store=opened, checkpoint_every=checkpoint_every, handle_signals=handle_signals)
+        run = Run(
+            graph, store=opened, checkpoint_every=checkpoint_every, handle_signals=handle_signals, secrets=secrets
+        )
         if doc is not None:
             apply(run, doc)
             run.resumed_from = run.supervisor.number = doc["number"]
@@ -407,6 +413,7 @@ async def run_async(
     checkpoint_every: float | None = DEFAULT_CHECKPOINT_EVERY,
     handle_signals: bool = False,
     meta: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run a flow to completion inside trio and return its products.
 
@@ -417,7 +424,7 @@ async def run_async(
     """
     async with open_run(
         flow, options, store=store, resume=resume, checkpoint_every=checkpoint_every,
-        handle_signals=handle_signals, meta=meta,
+        handle_signals=handle_signals, meta=meta, secrets=secrets,
     ) as run:
         return await run.result()
 
@@ -431,6 +438,7 @@ def run(
     checkpoint_every: float | None = DEFAULT_CHECKPOINT_EVERY,
     handle_signals: bool = False,
     meta: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run a flow to completion (starts its own trio loop) and return its products.
 
@@ -442,6 +450,6 @@ def run(
     return trio.run(
         functools.partial(
             run_async, graph, store=store, resume=resume, checkpoint_every=checkpoint_every,
-            handle_signals=handle_signals, meta=meta,
+            handle_signals=handle_signals, meta=meta, secrets=secrets,
         )
     )

@@ -20,6 +20,7 @@ import trio
 
 from . import _events as ev
 from ._codec import EncodeError, pack
+from ._context import redact
 from ._errors import StoreError
 from ._policy import DeadLetter, Fail, Restart, Retry
 
@@ -91,7 +92,7 @@ class Supervisor:
             if attempt < policy.attempts:
                 delay = policy.delay(attempt)
                 run.bus.publish(ev.ItemRetried(run_id=run.run_id, task=actor.name, seq=seq, attempt=attempt + 1,
-                                               delay=delay, error=_err(exc)))
+                                               delay=delay, error=self._text(exc)))
                 await trio.sleep(delay)
                 return True
             if isinstance(policy.then, DeadLetter):
@@ -110,13 +111,17 @@ class Supervisor:
             window.append(now)
             actor.restart()
             run.bus.publish(ev.ActorRestarted(run_id=run.run_id, task=actor.name, seq=seq, restarts=len(window),
-                                              error=_err(exc)))
+                                              error=self._text(exc)))
             return True
         if isinstance(policy, DeadLetter):
             self.dead_letter(actor, seq, item, exc)
             return False
         assert isinstance(policy, Fail)
         raise ItemFailure(seq, exc)
+
+    def _text(self, exc: BaseException) -> str:
+        """An error's text with the run's secret values redacted."""
+        return redact(_err(exc), self.run.secrets) if self.run.secrets else _err(exc)
 
     def _escalate(self, actor: Actor, seq: Any, reason: str) -> None:
         self.run.bus.publish(ev.Escalated(run_id=self.run.run_id, task=actor.name, seq=seq, reason=reason))
@@ -130,10 +135,10 @@ class Supervisor:
         except (EncodeError, TypeError, ValueError, OverflowError):
             stored, encoded = repr(item), False
         record = {"task": actor.name, "seq": list(seq) if isinstance(seq, tuple) else seq, "item": stored,
-                  "encoded": encoded, "error": _err(exc), "time": time.time()}
+                  "encoded": encoded, "error": self._text(exc), "time": time.time()}
         self.dead_letters.append(record)
         self._unsaved.append(record)
-        self.run.bus.publish(ev.DeadLettered(run_id=self.run.run_id, task=actor.name, seq=seq, error=_err(exc)))
+        self.run.bus.publish(ev.DeadLettered(run_id=self.run.run_id, task=actor.name, seq=seq, error=self._text(exc)))
 
     # -- checkpoints ---------------------------------------------------------------------------
 

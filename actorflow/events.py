@@ -13,6 +13,7 @@ from ._events import RunResumed as RunResumed
 from ._events import RunStarted as RunStarted
 from ._events import TaskFailed as TaskFailed
 from ._events import TaskFinished as TaskFinished
+from ._events import TaskProgress as TaskProgress
 from ._events import TaskStarted as TaskStarted
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "RunStarted",
     "TaskFailed",
     "TaskFinished",
+    "TaskProgress",
     "TaskStarted",
 ]

@@ -1,0 +1,91 @@
+"""The run context a task can ask for with a parameter annotated ``af.Context``.
+
+It carries the run id, the task's path, a progress reporter, a logger bound to the task, and the
+secrets the task declared (``@flow.task(secrets=["API_KEY"])``). Secret values are held only
+here and in the run: never in options, events, logs, exports, error messages or the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, final
+
+from . import _events as ev
+from ._errors import ActorflowError
+
+if TYPE_CHECKING:
+    from ._run import Run
+
+REDACTED = "***"
+
+
+class SecretError(ActorflowError, KeyError):
+    """A task asked for a secret it did not declare, or that the runner was not given."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@final
+class Context:
+    """What a task knows about its run. Declare a parameter ``ctx: af.Context`` to receive it.
+
+    Attributes:
+        run_id: the run's id.
+        task: the task's path (its name; ``outer/inner`` inside a nested flow).
+        logger: a :class:`logging.LoggerAdapter` whose records carry the run id and task.
+    """
+
+    __slots__ = ("_run", "_secrets", "logger", "run_id", "task")
+
+    def __init__(self, run: Run, task: str, secrets: Mapping[str, str]) -> None:
+        self._run = run
+        self.run_id = run.run_id
+        self.task = task
+        self._secrets = dict(secrets)
+        self.logger = logging.LoggerAdapter(
+            logging.getLogger(f"actorflow.task.{task}"), {"run_id": run.run_id, "task": task}
+        )
+
+    def __repr__(self) -> str:
+        return f"Context(run_id={self.run_id!r}, task={self.task!r}, secrets={sorted(self._secrets)})"
+
+    def progress(self, done: int, total: int | None = None) -> None:
+        """Report progress within the task (published as a ``task_progress`` event)."""
+        self._run.bus.publish(ev.TaskProgress(run_id=self.run_id, task=self.task, done=done, total=total))
+
+    def secret(self, name: str) -> str:
+        """The value of a secret this task declared.
+
+        Raises:
+            SecretError: the task did not declare *name*, or the runner was not given it.
+        """
+        if name not in self._secrets:
+            declared = sorted(self._run.graph.tasks[self.task].secrets) if self.task in self._run.graph.tasks else []
+            if name in declared:
+                raise SecretError(
+                    f"task {self.task!r}: secret {name!r} was not given to the run "
+                    "(pass secrets={...} to af.run, or --secret NAME=ENV_VAR)"
+                )
+            raise SecretError(f"task {self.task!r} reads secret {name!r} but declares only {declared}")
+        return self._secrets[name]
+
+    @property
+    def secret_names(self) -> list[str]:
+        """Names of the secrets this task may read."""
+        return sorted(self._secrets)
+
+
+def redact(text: str, secrets: Mapping[str, str]) -> str:
+    """*text* with every secret value replaced by ``***``."""
+    for value in secrets.values():
+        if value and len(value) >= 3:
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def context_for(run: Run, task: str, declared: tuple[str, ...]) -> Context:
+    """The context of *task*: only the secrets it declared that the run was given."""
+    given: Mapping[str, Any] = run.secrets
+    return Context(run, task, {k: given[k] for k in declared if k in given})
