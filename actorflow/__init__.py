@@ -53,6 +53,7 @@ from ._run import run as run
 from ._run import run_async as run_async
 from ._store import Store as Store
 from ._store import open_store as open_store
+from ._taskclass import Task as Task
 from ._typing import SKIP as SKIP
 from ._typing import Cursor as Cursor
 from ._typing import Seq as Seq
@@ -97,6 +98,7 @@ __all__ = [
     "Stream",
     "Summary",
     "Tap",
+    "Task",
     "TaskDef",
     "TaskFailed",
     "TaskStats",

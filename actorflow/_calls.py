@@ -12,10 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ._flow import TaskDef
+from ._taskclass import bound_instance
 
 
 def bind_consts(spec: TaskDef, consts: dict[str, Any]) -> Callable[..., Any]:
-    """*spec.fn* with every option and final input bound."""
+    """*spec.fn* with every option and final input bound (for a task class: a fresh instance's run)."""
+    instance_run = bound_instance(spec.fn, consts)
+    if instance_run is not None:
+        return instance_run
     return functools.partial(spec.fn, **consts) if consts else spec.fn
 
 

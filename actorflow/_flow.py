@@ -207,6 +207,27 @@ class Flow:
         except (KeyError, TypeError):
             raise KeyError(f"{ref!r} is not a task of flow {self.name!r}") from None
 
+    def add(self, task_class: type[Any], *, name: str | None = None) -> TaskDef:
+        """Add a class-based task (a subclass of :class:`Task`); returns its definition."""
+        from ._taskclass import task_function
+
+        fn, settings = task_function(task_class)
+        kind = settings.pop("kind")
+        settings.pop("cache")
+        per = settings.pop("per")
+        if kind != "collector":
+            for key in ("init", "finish"):
+                settings.pop(key)
+        if kind in ("source", "collector"):
+            settings.pop("concurrency")
+            settings.pop("ordered")
+        if kind == "sink":
+            settings.pop("ordered")
+            settings.pop("batch_size")
+            settings["concurrency"] = settings["concurrency"] or 1
+        per_name = self.task_name(per) if per is not None else None
+        return self._define(fn, kind, name=name, **({"per": per_name} if kind == "collector" else {}), **settings)
+
     # -- mutation ------------------------------------------------------------------------------
 
     def copy(self, name: str | None = None) -> Flow:
@@ -537,7 +558,8 @@ class Flow:
 
 
 def _is_generator(fn: Callable[..., Any]) -> tuple[bool, bool]:
-    """(is_async, is_generator) of a function."""
+    """(is_async, is_generator) of a function (of a task class's run method)."""
+    fn = getattr(fn, "__actorflow_run__", fn)
     if inspect.isasyncgenfunction(fn):
         return True, True
     if inspect.isgeneratorfunction(fn):

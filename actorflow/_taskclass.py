@@ -1,0 +1,164 @@
+"""Class-based tasks: options and settings as class attributes, the work in ``run``.
+
+    class Fetch(af.Task):
+        concurrency = 8                 # a setting
+        retries = 2                     # a setting: af.Retry(attempts=3)
+        timeout: float = 5.0            # an option (annotated, with its default)
+
+        async def run(self, urls: str) -> bytes:   # inputs are run's parameters
+            ...
+
+    flow.add(Fetch)
+
+A subclass inherits ``run`` and the settings; the nearest definition wins. One instance is made
+per actor (and a fresh one when the Restart policy restarts it); options are set on it as
+attributes before the first call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from ._errors import DefinitionError
+from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
+from ._policy import Retry
+
+#: Class attributes that configure the task rather than being options.
+SETTINGS = (
+    "kind", "name", "concurrency", "capacity", "batch_size", "ordered", "retries", "on_error", "cache",
+    "secrets", "init", "finish", "per",
+)
+
+
+class Task:
+    """Base class of class-based tasks; add a subclass to a flow with :meth:`Flow.add`.
+
+    Settings (class attributes, inherited, nearest definition wins): ``kind`` (``"task"``,
+    ``"source"``, ``"sink"`` or ``"collector"``), ``name``, ``concurrency``, ``capacity``,
+    ``batch_size``, ``ordered``, ``retries`` (shorthand for ``on_error=af.Retry(attempts=retries + 1)``),
+    ``on_error``, ``cache``, ``secrets``, and for collectors ``init``, ``finish``, ``per``.
+    Annotated class attributes that are not settings are options.
+    """
+
+    kind: ClassVar[str] = "task"
+    name: ClassVar[str | None] = None
+    concurrency: ClassVar[int | None] = None
+    capacity: ClassVar[int] = DEFAULT_CAPACITY
+    batch_size: ClassVar[int] = DEFAULT_BATCH_SIZE
+    ordered: ClassVar[bool] = True
+    retries: ClassVar[int] = 0
+    on_error: ClassVar[Any] = None
+    cache: ClassVar[bool] = True
+    secrets: ClassVar[Sequence[str]] = ()
+    init: ClassVar[Any] = None
+    finish: ClassVar[Callable[[Any], Any] | None] = None
+    per: ClassVar[Any] = None
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """The task's work: parameters are inputs (and ``af.Context``/``af.Seq``), as for functions."""
+        raise NotImplementedError(f"{type(self).__name__} must define run()")
+
+
+def _options(cls: type[Task]) -> dict[str, tuple[Any, Any]]:
+    """Option name -> (annotation, default) from the annotated class attributes, nearest first."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except NameError as exc:
+        raise DefinitionError(f"task class {cls.__qualname__}: cannot resolve an annotation: {exc}") from exc
+    out: dict[str, tuple[Any, Any]] = {}
+    for name, ann in hints.items():
+        if name in SETTINGS or name.startswith("_") or typing.get_origin(ann) is ClassVar:
+            continue
+        out[name] = (ann, getattr(cls, name, inspect.Parameter.empty))
+    return out
+
+
+def task_function(cls: type[Task]) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """A function standing for *cls* (its signature: run's parameters plus the options) and its settings."""
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise DefinitionError(f"expected a subclass of af.Task, got {cls!r}")
+    if cls.run is Task.run:
+        raise DefinitionError(f"task class {cls.__qualname__} does not define run()")
+    run = cls.run
+    try:
+        run_hints = typing.get_type_hints(run)
+    except NameError as exc:
+        raise DefinitionError(f"task class {cls.__qualname__}: cannot resolve an annotation of run(): {exc}") from exc
+    params = list(inspect.signature(run).parameters.values())[1:]
+    options = _options(cls)
+    clash = [p.name for p in params if p.name in options]
+    if clash:
+        raise DefinitionError(f"task class {cls.__qualname__}: {clash} are both run() parameters and options")
+    option_params = [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for n, (a, d) in options.items()
+    ]
+    annotations = {p.name: run_hints.get(p.name, inspect.Parameter.empty) for p in params}
+    annotations = {k: v for k, v in annotations.items() if v is not inspect.Parameter.empty}
+    annotations.update({n: a for n, (a, _) in options.items()})
+    if "return" in run_hints:
+        annotations["return"] = run_hints["return"]
+    option_names = tuple(options)
+
+    def make() -> Any:
+        return cls()
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        instance = make()
+        for name in option_names:
+            if name in kwargs:
+                setattr(instance, name, kwargs.pop(name))
+        return instance.run(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = cls.name or _snake(cls.__name__)
+    call.__doc__ = cls.__doc__
+    call.__module__ = cls.__module__
+    call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) if p.kind is p.POSITIONAL_ONLY else p for p in params]
+        + option_params,
+        return_annotation=annotations.get("return", inspect.Signature.empty),
+    )
+    call.__annotations__ = annotations
+    call.__actorflow_class__ = cls  # type: ignore[attr-defined]
+    call.__actorflow_run__ = run  # type: ignore[attr-defined]
+    call.__actorflow_options__ = option_names  # type: ignore[attr-defined]
+    on_error = cls.on_error
+    if on_error is None and cls.retries:
+        on_error = Retry(attempts=cls.retries + 1)
+    settings = {
+        "kind": cls.kind, "concurrency": cls.concurrency, "capacity": cls.capacity, "batch_size": cls.batch_size,
+        "ordered": cls.ordered, "on_error": on_error, "secrets": tuple(cls.secrets), "init": cls.init,
+        "finish": cls.finish, "per": cls.per, "cache": cls.cache,
+    }
+    if settings["kind"] not in ("task", "source", "sink", "collector"):
+        raise DefinitionError(f"task class {cls.__qualname__}: kind must be task, source, sink or collector")
+    return call, settings
+
+
+def bound_instance(fn: Callable[..., Any], consts: dict[str, Any]) -> Callable[..., Any] | None:
+    """For a class-based task: a fresh instance's ``run`` with options set and the rest bound."""
+    cls = getattr(fn, "__actorflow_class__", None)
+    if cls is None:
+        return None
+    instance = cls()
+    rest = dict(consts)
+    for name in fn.__actorflow_options__:  # type: ignore[attr-defined]
+        if name in rest:
+            setattr(instance, name, rest.pop(name))
+    run = instance.run
+    if not rest:
+        return run  # type: ignore[no-any-return]
+    import functools
+
+    return functools.partial(run, **rest)
+
+
+def _snake(name: str) -> str:
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and not name[i - 1].isupper():
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
