@@ -110,6 +110,11 @@ def bind(flow: Flow, options: Mapping[str, Mapping[str, Any]] | None) -> RunGrap
         problem = f"options must map task name to a dict of option values, got {_describe(options)}"
         raise InvocationError(flow.name, [problem])
     tasks = flow.tasks
+    if flow.inputs:
+        raise InvocationError(flow.name, [
+            f"flow {flow.name!r} takes inputs {flow.inputs}; it runs only inside another flow "
+            "(outer.add(flow, name=..., inputs={...}))"
+        ])
     for tname in options:
         if tname not in tasks:
             problems.append(f"unknown task {tname!r}{_suggest(str(tname), list(tasks))}")
@@ -160,7 +165,7 @@ def _fingerprint(name: str, tasks: Mapping[str, TaskDef], options: Mapping[str, 
             {
                 "name": t.name,
                 "kind": t.kind,
-                "inputs": [[i.name, i.streaming, i.gather] for i in t.inputs],
+                "inputs": [[i.name, i.upstream, i.streaming, i.gather] for i in t.inputs],
                 "options": {k: _plain(v) for k, v in options[t.name].items()},
                 "per": t.per,
             }

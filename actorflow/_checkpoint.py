@@ -133,7 +133,8 @@ def apply(run: Run, doc: dict[str, Any]) -> int:
                     front[bname] = [seqs, [t[k] for t in items]]
     for name, batches in doc["mailboxes"].items():
         box, consumer, port = run.mailboxes[name]
-        upstream = tasks[port if port is not None else consumer.spec.per]  # type: ignore[index]
+        up_name = next((i.upstream for i in consumer.spec.inputs if i.name == port), consumer.spec.per)
+        upstream = tasks[up_name]  # type: ignore[index]
         if name in front:
             batches = [front[name], *batches]
         for seqs, items in batches:

@@ -58,7 +58,7 @@ def describe(flow: Flow) -> dict[str, Any]:
 
 
 def _streaming(flow: Flow, up: str, down: str) -> bool:
-    return any(i.name == up and i.streaming for i in flow.tasks[down].inputs)
+    return any(i.upstream == up and i.streaming for i in flow.tasks[down].inputs)
 
 
 def to_json(flow: Flow, indent: int | None = 2) -> str:
@@ -66,7 +66,9 @@ def to_json(flow: Flow, indent: int | None = 2) -> str:
     return json.dumps(describe(flow), indent=indent)
 
 
-_MERMAID_SHAPES = {"source": ("([", "])"), "task": ("[", "]"), "collector": ("[(", ")]"), "sink": ("[/", "/]")}
+_MERMAID_SHAPES = {
+    "source": ("([", "])"), "task": ("[", "]"), "collector": ("[(", ")]"), "sink": ("[/", "/]"), "input": ("((", "))"),
+}
 
 
 def to_mermaid(flow: Flow) -> str:
@@ -74,14 +76,19 @@ def to_mermaid(flow: Flow) -> str:
     lines = ["flowchart LR"]
     for spec in flow.tasks.values():
         left, right = _MERMAID_SHAPES[spec.kind]
-        lines.append(f'    {spec.name}{left}"{spec.name}<br/><i>{spec.kind}: {type_name(spec.out_type)}</i>"{right}')
+        node = _mermaid_id(spec.name)
+        lines.append(f'    {node}{left}"{spec.name}<br/><i>{spec.kind}: {type_name(spec.out_type)}</i>"{right}')
     for up, down in flow.edges:
         arrow = "-->" if _streaming(flow, up, down) else "-.->"
-        lines.append(f"    {up} {arrow} {down}")
+        lines.append(f"    {_mermaid_id(up)} {arrow} {_mermaid_id(down)}")
     return "\n".join(lines) + "\n"
 
 
-_DOT_SHAPES = {"source": "invhouse", "task": "box", "collector": "cylinder", "sink": "house"}
+def _mermaid_id(name: str) -> str:
+    return name.replace("/", "__")
+
+
+_DOT_SHAPES = {"source": "invhouse", "task": "box", "collector": "cylinder", "sink": "house", "input": "circle"}
 
 
 def to_dot(flow: Flow) -> str:

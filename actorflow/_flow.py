@@ -23,7 +23,7 @@ from ._typing import Cursor, Seq, fits, inspect_empty, list_item_type, runtime_c
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-TaskKind = Literal["source", "task", "collector", "sink"]
+TaskKind = Literal["source", "task", "collector", "sink", "input"]
 
 
 @final
@@ -51,11 +51,13 @@ class Input:
     annotation: Any
     streaming: bool
     gather: bool
+    #: The task read from, when it is not the parameter's name (inside a nested flow).
+    source: str | None = None
 
     @property
     def upstream(self) -> str:
-        """The task this input reads from (same as its name)."""
-        return self.name
+        """The task this input reads from (its name, unless the input was rewired)."""
+        return self.source or self.name
 
 
 @attrs.frozen
@@ -162,6 +164,8 @@ class Flow:
         self.name = name
         self._tasks: dict[str, TaskDef] = {}
         self._by_fn: dict[Callable[..., Any], str] = {}
+        #: Names outer tasks use for nested flows' outputs: name -> the output task's path.
+        self._aliases: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Flow({self.name!r}, tasks={list(self._tasks)})"
@@ -207,8 +211,52 @@ class Flow:
         except (KeyError, TypeError):
             raise KeyError(f"{ref!r} is not a task of flow {self.name!r}") from None
 
-    def add(self, task_class: type[Any], *, name: str | None = None) -> TaskDef:
-        """Add a class-based task (a subclass of :class:`Task`); returns its definition."""
+    def input(self, name: str, item_type: Any = Any, *, stream: bool = True) -> TaskDef:
+        """Declare an input this flow takes when nested in another flow (see :meth:`add`).
+
+        Tasks defined afterwards read it by naming a parameter *name*. A flow with inputs runs only
+        inside another flow.
+
+        Args:
+            name: the input's name.
+            item_type: the type of its items (or of its product when ``stream=False``).
+            stream: True for a stream of items, False for a single final product.
+        """
+        if not isinstance(name, str) or not name.isidentifier() or name in self._tasks:
+            raise DefinitionError(f"flow {self.name!r}: input name {name!r} is taken or not an identifier")
+        spec = TaskDef(
+            name=name, kind="input", fn=_no_call, is_async=False, is_generator=False, params=(), inputs=(),
+            options=(), out_type=item_type, streaming=stream, depth=1 if stream else 0, ordered=True,
+        )
+        self._tasks[name] = spec
+        return spec
+
+    @property
+    def inputs(self) -> list[str]:
+        """Names of the inputs declared with :meth:`input`."""
+        return [t.name for t in self._tasks.values() if t.kind == "input"]
+
+    def add(
+        self,
+        task: Any,
+        *,
+        name: str | None = None,
+        inputs: Mapping[str, str | Callable[..., Any]] | None = None,
+        output: str | None = None,
+    ) -> TaskDef:
+        """Add a class-based task (a subclass of :class:`Task`) or a nested :class:`Flow`.
+
+        For a flow, *name* is required: its tasks become ``name/<task>``, *inputs* wires each of
+        its declared inputs to a task of this flow, and tasks defined afterwards read its output
+        (its last task, or *output*) by naming a parameter *name*.
+        """
+        if isinstance(task, Flow):
+            from ._compound import inline
+
+            if name is None:
+                raise DefinitionError(f"flow {self.name!r}: adding flow {task.name!r} needs name='...'")
+            return inline(self, task, name, inputs, output)
+        task_class = task
         from ._taskclass import task_function
 
         fn, settings = task_function(task_class)
@@ -235,6 +283,7 @@ class Flow:
         other = Flow(name or self.name)
         other._tasks = dict(self._tasks)
         other._by_fn = dict(self._by_fn)
+        other._aliases = dict(self._aliases)
         return other
 
     def remove(self, name: str) -> None:
@@ -557,6 +606,10 @@ class Flow:
         return iter(self._tasks.values())
 
 
+def _no_call(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("a flow input is fed by the outer flow; it is never called")
+
+
 def _is_generator(fn: Callable[..., Any]) -> tuple[bool, bool]:
     """(is_async, is_generator) of a function (of a task class's run method)."""
     fn = getattr(fn, "__actorflow_run__", fn)
@@ -644,6 +697,10 @@ def analyse(
         if p.kind is p.POSITIONAL_ONLY:
             raise DefinitionError(f"{_where(flow.name, tname, p.name)}: positional-only parameters are not supported")
         ann = hints.get(p.name, inspect_empty)
+        if p.name in flow._aliases and p.name not in flow._tasks:
+            target = flow._tasks[flow._aliases[p.name]]
+            inputs.append(attrs.evolve(_input_port(flow, tname, p.name, ann, target), source=target.name))
+            continue
         if ann is Context:
             special["context_param"] = p.name
             continue
