@@ -49,3 +49,14 @@ def test_fanout_fanin_example() -> None:
     assert result["hot"] == [f"HOT {round((r - 32) * 5 / 9 - 0.5, 2)}C" for r in hot]
     celsius = [round((r - 32) * 5 / 9 - 0.5, 2) for r in readings]
     assert result["stats"] == (min(celsius), max(celsius))
+
+
+def test_resumable_example_dead_letters_and_resumes(tmp_path: Path) -> None:
+    ns = load("resumable.py")
+    opts = {"orders": {"count": 3000}, "fetch": {"work_us": 0}}
+    result = af.run(ns["flow"], opts, store=tmp_path / "s")
+    bad = [i for i in range(1, 3000) if i % 997 == 0]
+    assert result["revenue"] == sum(i % 1000 for i in range(3000) if i not in bad)
+    assert sorted(d["seq"] for d in result.dead_letters) == bad
+    again = af.run(ns["flow"], opts, store=tmp_path / "s", resume=True)  # a finished run resumes at once
+    assert again["revenue"] == result["revenue"]
