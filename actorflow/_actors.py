@@ -179,6 +179,18 @@ class Actor:
 
     # -- supervision ---------------------------------------------------------------------------
 
+    async def take(self, inbox: Mailbox | ZipInbox, chunk: int = 0) -> Batch | None:
+        """The next batch, taken at a batch boundary: waits while a checkpoint is pending, then
+        marks this actor busy (the caller calls ``sup.leave()`` when the batch is processed).
+        None means the stream ended."""
+        sup = self.sup
+        if sup.pending:
+            await sup.gate()
+        batch = inbox.get_nowait(chunk) or await inbox.get(chunk)
+        if batch is not None:
+            sup.busy += 1
+        return batch
+
     @property
     def spec_policy(self) -> Any:
         """The task's failure policy (``Fail()`` when none was given)."""
@@ -415,18 +427,11 @@ class TaskActor(Actor):
         inbox = self.inbox()
         async with open_task_session(self, consts):
             if spec.concurrency == 1:
-                sup = self.sup
-                while True:
-                    if sup.pending:
-                        await sup.gate()
-                    batch = inbox.get_nowait() or await inbox.get()
-                    if batch is None:
-                        return
-                    sup.busy += 1
+                while (batch := await self.take(inbox)) is not None:
                     try:
                         seqs, out = await self.process(batch, flush=True)
                     finally:
-                        sup.leave()
+                        self.sup.leave()
                     self.batch_event(len(batch[1]), len(out))
                     await self.send(seqs, out)
             else:
@@ -444,15 +449,12 @@ class TaskActor(Actor):
 
         async def worker(slot: int) -> None:
             while True:
-                if sup.pending:
-                    await sup.gate()
                 chunk = max(1, min(self._bs, len(inbox) // n)) if isinstance(inbox, Mailbox) else 0
-                batch = inbox.get_nowait(chunk) or await inbox.get(chunk)
+                batch = await self.take(inbox, chunk)
                 if batch is None:
                     return
                 ticket = counters["take"]
                 counters["take"] += 1
-                sup.busy += 1
                 try:
                     seqs, out = await self.process(batch, flush=False)
                 except Exception as exc:
@@ -578,15 +580,12 @@ class SinkActor(Actor):
 
         async def consume() -> None:
             while True:
-                if sup.pending:
-                    await sup.gate()
                 chunk = max(1, len(inbox) // self.spec.concurrency) if isinstance(inbox, Mailbox) else 0
-                batch = inbox.get_nowait(chunk) or await inbox.get(chunk)
+                batch = await self.take(inbox, chunk)
                 if batch is None:
                     return
                 seqs, items = batch
                 args = list(zip(items, seqs, strict=True)) if with_seq else items
-                sup.busy += 1
                 try:
                     i, attempt = 0, 1
                     while i < len(args):
@@ -648,18 +647,11 @@ class CollectorActor(Actor):
         if not self.acc_restored:
             self.acc = copy.deepcopy(spec.init)
             self.acc_restored = True  # from here on `acc` is state worth checkpointing
-        sup = self.sup
-        while True:
-            if sup.pending:
-                await sup.gate()
-            batch = inbox.get_nowait() or await inbox.get()
-            if batch is None:
-                break
-            sup.busy += 1
+        while (batch := await self.take(inbox)) is not None:
             try:
                 self.acc = await self._fold(self.acc, batch)
             finally:
-                sup.leave()
+                self.sup.leave()
             self.batch_event(len(batch[1]), 0)
         value = await self._finished(self.acc)
         self.items_out = 1
