@@ -118,6 +118,8 @@ class TaskDef:
     context_param: str | None = None
     #: Names of the secrets the task may read through its context.
     secrets: tuple[str, ...] = ()
+    #: Whether the task's products may be cached (see the caching how-to); True unless opted out.
+    cache: bool = True
     init: Any = None
     finish: Callable[..., Any] | None = None
     per: str | None = None
@@ -261,7 +263,7 @@ class Flow:
 
         fn, settings = task_function(task_class)
         kind = settings.pop("kind")
-        settings.pop("cache")
+        cache = bool(settings.pop("cache"))
         per = settings.pop("per")
         if kind != "collector":
             for key in ("init", "finish"):
@@ -274,7 +276,10 @@ class Flow:
             settings.pop("batch_size")
             settings["concurrency"] = settings["concurrency"] or 1
         per_name = self.task_name(per) if per is not None else None
-        return self._define(fn, kind, name=name, **({"per": per_name} if kind == "collector" else {}), **settings)
+        spec = self._define(fn, kind, name=name, **({"per": per_name} if kind == "collector" else {}), **settings)
+        if not cache:
+            spec = self._tasks[spec.name] = attrs.evolve(spec, cache=False)
+        return spec
 
     # -- mutation ------------------------------------------------------------------------------
 

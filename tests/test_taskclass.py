@@ -35,6 +35,7 @@ class Scale(af.Task):
 class Triple(Scale):
     factor: int = 3  # nearest definition wins
     capacity = 64
+    cache = False
 
 
 class Total(af.Task):
@@ -56,7 +57,8 @@ def build() -> af.Flow:
 def test_class_tasks_run_with_inherited_run_and_settings() -> None:
     flow = build()
     spec = flow.tasks["triple"]
-    assert spec.concurrency == 2 and spec.capacity == 64
+    assert spec.concurrency == 2 and spec.capacity == 64 and spec.cache is False
+    assert flow.tasks["total"].cache is True
     assert isinstance(spec.on_error, af.Retry) and spec.on_error.attempts == 2
     assert [(o.name, o.default) for o in spec.options] == [("factor", 3), ("offset", 0)]
     assert spec.is_async and [i.name for i in spec.inputs] == ["numbers"]
