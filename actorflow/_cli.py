@@ -199,9 +199,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """``actorflow resume --store DIR``."""
-    target, options = resume_target(args.store)
+    target, options, every = resume_target(args.store)
     flow = load_flow(target)
     args.resume_store = args.store
+    if args.checkpoint_every is None:
+        args.checkpoint_every = every
     return _execute(flow, options, args, target)
 
 

@@ -54,7 +54,11 @@ def store_kwargs(args: argparse.Namespace, target: str) -> dict[str, Any]:
         "store": args.store,
         "checkpoint_every": args.checkpoint_every,
         "handle_signals": True,
-        "meta": {"target": target, "pipeline": str(Path(target.rsplit(":", 1)[0]).resolve())},
+        "meta": {
+            "target": target,
+            "pipeline": str(Path(target.rsplit(":", 1)[0]).resolve()),
+            "checkpoint_every": args.checkpoint_every,
+        },
     }
 
 
@@ -65,8 +69,8 @@ def interrupted(exc: RunInterrupted) -> int:
     return 130 if exc.signal == signal.SIGINT else 143
 
 
-def resume_target(store: str) -> tuple[str, Mapping[str, Any]]:
-    """The pipeline target (``FILE:FLOW``) and the options a store records for its run.
+def resume_target(store: str) -> tuple[str, Mapping[str, Any], float]:
+    """The pipeline target (``FILE:FLOW``), options and checkpoint interval a store records.
 
     Raises:
         StoreError: the store is missing, foreign or records no run.
@@ -77,14 +81,17 @@ def resume_target(store: str) -> tuple[str, Mapping[str, Any]]:
         raise StoreError(f"store {store!r} records no pipeline to resume (was it started by `actorflow run`?)")
     if info.get("options") is None:
         raise StoreError(f"store {store!r} could not record its run's options; resume it from Python instead")
-    return str(info["target"]), info["options"]
+    return str(info["target"]), info["options"], float(info.get("checkpoint_every") or 2.0)
 
 
 def add_resume_parser(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None:
     """Register ``actorflow resume --store DIR [--json] [--checkpoint-every D]``."""
     p = sub.add_parser("resume", help="continue a run from the last checkpoint of its store")
     p.add_argument("--store", required=True, metavar="DIR", help="the run's store")
-    p.add_argument("--checkpoint-every", metavar="DURATION", type=parse_duration, default=2.0)
+    p.add_argument(
+        "--checkpoint-every", metavar="DURATION", type=parse_duration, default=None,
+        help="time between checkpoints (default: what the run was started with)",
+    )
     p.set_defaults(handler=handler)
 
 
