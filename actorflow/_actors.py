@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from . import _events as ev
+from ._cache import record, save
 from ._calls import bind_consts, is_async_callable, item_call, step_call
+from ._codec import restore, restore_items
 from ._context import context_for, redact
 from ._errors import MailboxTypeError, TaskFailed
 from ._executors import open_task_session
@@ -66,6 +68,20 @@ def seq_prefix(seq: Any, depth: int) -> Any:
 
 class Actor:
     """Base actor: wiring, counters, sending, type checks, lifecycle events, supervision hooks."""
+
+    # Cache state (see _cache): "hit", "miss" or None (not cacheable / no cache).
+    cache: str | None = None
+    cache_key: str | None = None
+    cache_entry: dict[str, Any] | None = None
+    cache_reason = ""
+    #: A hit replays its stream (a consumer runs) / loads its items (the result or a consumer needs them).
+    cache_replay = False
+    cache_items = False
+    #: Batches of a hit's stream already replayed (a checkpoint keeps it).
+    replayed = 0
+    #: A miss's sent batches, encoded, until it finishes and they are written.
+    recording: list[bytes] | None = None
+    recorded = 0
 
     def __init__(self, run: Run, spec: TaskDef) -> None:
         self.run = run
@@ -120,6 +136,8 @@ class Actor:
             await self.run.gate()
         for tap in self.taps:
             tap(seqs, items)
+        if self.recording is not None:
+            record(self, seqs, items)
         outs = self.outs
         for i in range(start, len(outs)):
             state[2] = i
@@ -213,8 +231,16 @@ class Actor:
         self.status = "running"
         self.started = time.perf_counter()
         run.bus.publish(ev.TaskStarted(run_id=run.run_id, task=self.name))
+        if self.cache is not None:
+            self.cache_event()
         try:
-            if not self.restored_finished:
+            if self.cache == "hit":
+                if not self.restored_finished:
+                    resend, self.resend = self.resend, []
+                    for seqs, items, start in resend:
+                        await self.send(seqs, items, start=start)
+                    await self.replay()
+            elif not self.restored_finished:
                 consts = dict(run.graph.options[self.name])
                 for inp in self.spec.final_inputs:
                     up = run.actors[inp.upstream].product
@@ -243,12 +269,57 @@ class Actor:
         if self.gather is not None and not self.product.ready.is_set():
             self.product.set(self.gather)
         self.status = "finished"
+        if self.cache == "miss":
+            save(self)
         run.bus.publish(
             ev.TaskFinished(
                 run_id=run.run_id, task=self.name, items_in=self.items_in, items_out=self.items_out,
                 elapsed=self.elapsed,
             )
         )
+
+    def cache_event(self) -> None:
+        run = self.run
+        if self.cache == "hit":
+            items = self.cache_entry["items"] if self.cache_entry else 0
+            run.bus.publish(ev.CacheHit(run_id=run.run_id, task=self.name, key=self.cache_key or "", items=items))
+        else:
+            run.bus.publish(
+                ev.CacheMiss(run_id=run.run_id, task=self.name, key=self.cache_key or "", reason=self.cache_reason)
+            )
+
+    async def replay(self) -> None:
+        """A cache hit: load the product, or replay the stream in order where it is needed."""
+        cache = self.run.cache
+        entry = self.cache_entry
+        assert cache is not None and entry is not None and self.cache_key is not None
+        form = entry["form"]
+        if form == "product":
+            self.product.set(restore(cache.product(self.cache_key), self.spec.out_type))
+            self.items_out = 1
+            return
+        if form == "sink":
+            self.items_in = entry["items"]
+            self.product.set(None)
+            return
+        if not (self.cache_replay or self.cache_items):
+            self.gather = None  # nobody reads these items this time
+            self.product.set(None)
+            self.items_out = entry["items"]
+            return
+        sup = self.sup
+        out_type = self.spec.out_type
+        for seqs, plain in cache.chunks(self.cache_key, self.replayed):
+            if sup.pending:
+                await sup.gate()
+            self.replayed += 1
+            items = restore_items(plain, out_type)
+            self.batch_event(0, len(items))
+            if self.cache_replay:
+                await self.send(seqs, items)
+            else:
+                self.gather.extend(items)  # type: ignore[union-attr]
+                self.items_out += len(items)
 
     def _failed(self, seq: Any, error: BaseException) -> None:
         self.status = "failed"

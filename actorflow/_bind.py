@@ -10,6 +10,7 @@ import difflib
 import enum
 import hashlib
 import json
+import os
 import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ import cattrs
 
 from ._errors import InvocationError
 from ._executors import bind_problems as executor_problems
+from ._file import File
 from ._named import NamedType
 from ._typing import runtime_classes, type_name
 
@@ -42,6 +44,8 @@ def _structure_bool(value: Any, _: Any) -> bool:
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter()
     conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook(File, lambda value, _: File.of(value))
+    conv.register_unstructure_hook(File, str)
     return conv
 
 
@@ -66,18 +70,48 @@ def coerce(value: Any, annotation: Any) -> Any:
     classes = runtime_classes(annotation)
     if classes is None:
         return value
+    if isinstance(value, os.PathLike) and not isinstance(value, classes):
+        value = os.fspath(value)  # a Path given for an af.File (or a str) option
     if isinstance(value, classes) and not (isinstance(value, bool) and bool not in classes and int in classes):
         if isinstance(value, list | dict | tuple | set) and getattr(annotation, "__args__", None):
-            return converter.structure(value, annotation)
+            return _structure(value, annotation)
         return value
     if isinstance(value, bool) or not isinstance(value, str | Mapping | list | tuple | int):
         raise TypeError(f"expected {type_name(annotation)}, got {_describe(value)}")
     if isinstance(value, int) and not any(issubclass(c, float | enum.Enum) for c in classes):
         raise TypeError(f"expected {type_name(annotation)}, got {_describe(value)}")
+    return _structure(value, annotation)
+
+
+def _structure(value: Any, annotation: Any) -> Any:
     try:
         return converter.structure(value, annotation)
     except Exception as exc:  # cattrs raises many kinds; all mean "does not fit"
-        raise ValueError(f"expected {type_name(annotation)}, got {_describe(value)}") from exc
+        raise ValueError(f"expected {type_name(annotation)}, got {_describe(value)}{_why(exc)}") from exc
+
+
+def _why(exc: Exception) -> str:
+    """The useful part of a structuring error: what was wrong, and where inside the value."""
+    if type(exc) is ValueError and str(exc):
+        return f" ({exc})"
+    if isinstance(exc, cattrs.BaseValidationError):
+        leaves: list[str] = []
+
+        def walk(group: BaseException, where: str) -> None:
+            for sub in getattr(group, "exceptions", ()):
+                note = next((n for n in getattr(sub, "__notes__", ()) if "@" in str(n) or "index" in str(n)), "")
+                idx = getattr(note, "index", None)
+                here = f"{where}[{idx!r}]" if idx is not None else where
+                if isinstance(sub, cattrs.BaseValidationError):
+                    walk(sub, here)
+                else:
+                    leaves.append(f"{here or 'value'}: {sub}")
+
+        walk(exc, "")
+        if leaves:
+            return " (" + "; ".join(leaves[:3]) + ")"
+    return ""
+
 
 
 @attrs.frozen(eq=False)

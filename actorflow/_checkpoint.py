@@ -19,10 +19,10 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ._actors import CollectorActor, SourceActor, TaskActor
-from ._codec import EncodeError, restore, restore_like, seq_from_plain, unpack
+from ._cache import restore_state
+from ._codec import EncodeError, restore, restore_items, restore_like, seq_from_plain, unpack
 from ._errors import ResumeError, StoreError
 from ._store import Store, open_store
-from ._typing import runtime_classes
 
 if TYPE_CHECKING:
     from ._actors import Actor
@@ -63,6 +63,8 @@ def _actor_state(actor: Actor) -> dict[str, Any]:
             st["accs"] = [[list(k) if isinstance(k, tuple) else k, v] for k, v in actor.accs.items()]
             st["known"] = _plain_seqs(list(actor.known))
             st["mark"] = list(actor.mark) if isinstance(actor.mark, tuple) else actor.mark
+    if actor.cache is not None:
+        st["cache"] = [actor.cache, actor.cache_key, actor.replayed, actor.cache_replay, actor.cache_items]
     if isinstance(actor, TaskActor) and actor.inflight is not None:
         seqs, items, emitted = actor.inflight
         st["inflight"] = [*_batch(seqs, items), emitted]
@@ -95,13 +97,6 @@ def snapshot(run: Run, number: int, final: bool) -> dict[str, Any]:
         "mailboxes": boxes,
         "dead_letters": len(run.supervisor.dead_letters),
     }
-
-
-def _items(values: list[Any], annotation: Any) -> list[Any]:
-    classes = runtime_classes(annotation)
-    if classes is None or set(map(type, values)) <= set(classes) - {list, dict}:
-        return values  # plain data already of the declared type: nothing to structure
-    return [restore(v, annotation) for v in values]
 
 
 def apply(run: Run, doc: dict[str, Any]) -> int:
@@ -138,16 +133,16 @@ def apply(run: Run, doc: dict[str, Any]) -> int:
         if name in front:
             batches = [front[name], *batches]
         for seqs, items in batches:
-            box.put_nowait([seq_from_plain(s) for s in seqs], _items(items, upstream.out_type))
+            box.put_nowait([seq_from_plain(s) for s in seqs], restore_items(items, upstream.out_type))
             queued += len(items)
     for name, st in doc["actors"].items():
         actor = run.actors[name]
         spec = actor.spec
         actor.items_in, actor.items_out = st["items_in"], st["items_out"]
-        actor.resend = [[[seq_from_plain(s) for s in seqs], _items(items, spec.out_type), nxt]
+        actor.resend = [[[seq_from_plain(s) for s in seqs], restore_items(items, spec.out_type), nxt]
                         for seqs, items, nxt in st["outboxes"]]
         if "gather" in st:
-            actor.gather = _items(st["gather"], spec.out_type)
+            actor.gather = restore_items(st["gather"], spec.out_type)
         if isinstance(actor, SourceActor):
             actor.cursor = st["cursor"]
         if isinstance(actor, CollectorActor):
@@ -159,6 +154,8 @@ def apply(run: Run, doc: dict[str, Any]) -> int:
                 actor.known = deque(seq_from_plain(k) for k in st["known"])
                 actor.mark = seq_from_plain(st["mark"])
                 actor.acc_restored = True
+        if "cache" in st:
+            restore_state(run, name, st)
         if st["status"] == "finished":
             actor.restored_finished = True
             if actor.gather is not None:

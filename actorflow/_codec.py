@@ -75,3 +75,11 @@ def restore_like(value: Any, example: Any) -> Any:
 def seq_from_plain(value: Any) -> Any:
     """Sequence numbers come back as ints or lists; the runtime uses ints and tuples."""
     return tuple(value) if isinstance(value, list) else value
+
+
+def restore_items(values: list[Any], annotation: Any) -> list[Any]:
+    """A batch of decoded items back into the port's declared type (as it is when already plain)."""
+    classes = runtime_classes(annotation)
+    if classes is None or set(map(type, values)) <= set(classes) - {list, dict}:
+        return values  # plain data already of the declared type: nothing to structure
+    return [restore(v, annotation) for v in values]

@@ -159,6 +159,29 @@ class RunResumed(Event):
 
 
 @attrs.frozen(kw_only=True)
+class CacheHit(Event):
+    """A task's products were found in the cache: its code does not run this time.
+
+    ``key`` is the task's cache key (a fingerprint of its definition, options and inputs).
+    """
+
+    kind: ClassVar[str] = "cache_hit"
+    task: str
+    key: str
+    items: int
+
+
+@attrs.frozen(kw_only=True)
+class CacheMiss(Event):
+    """A cacheable task is not in the cache (``reason`` says why) and runs; its products are stored."""
+
+    kind: ClassVar[str] = "cache_miss"
+    task: str
+    key: str
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
 class TaskProgress(Event):
     """A task reported its own progress with ``ctx.progress(done, total)``."""
 

@@ -120,6 +120,8 @@ class TaskDef:
     secrets: tuple[str, ...] = ()
     #: Whether the task's products may be cached (see the caching how-to); True unless opted out.
     cache: bool = True
+    #: Explicit definition version for the cache key (instead of the function's source code).
+    version: str | None = None
     init: Any = None
     finish: Callable[..., Any] | None = None
     per: str | None = None
@@ -263,7 +265,6 @@ class Flow:
 
         fn, settings = task_function(task_class)
         kind = settings.pop("kind")
-        cache = bool(settings.pop("cache"))
         per = settings.pop("per")
         if kind != "collector":
             for key in ("init", "finish"):
@@ -276,10 +277,7 @@ class Flow:
             settings.pop("batch_size")
             settings["concurrency"] = settings["concurrency"] or 1
         per_name = self.task_name(per) if per is not None else None
-        spec = self._define(fn, kind, name=name, **({"per": per_name} if kind == "collector" else {}), **settings)
-        if not cache:
-            spec = self._tasks[spec.name] = attrs.evolve(spec, cache=False)
-        return spec
+        return self._define(fn, kind, name=name, **({"per": per_name} if kind == "collector" else {}), **settings)
 
     # -- mutation ------------------------------------------------------------------------------
 
@@ -383,6 +381,8 @@ class Flow:
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_error: Any = None,
         secrets: Sequence[str] = (),
+        cache: bool = True,
+        version: str | None = None,
     ) -> Callable[[F], F]: ...
     def source(
         self,
@@ -394,6 +394,8 @@ class Flow:
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_error: Any = None,
         secrets: Sequence[str] = (),
+        cache: bool = True,
+        version: str | None = None,
     ) -> Any:
         """Define a source: a sync or async generator function whose items start a stream.
 
@@ -407,7 +409,8 @@ class Flow:
 
         def deco(f: F) -> F:
             self._define(
-                f, "source", name=name, capacity=capacity, batch_size=batch_size, on_error=on_error, secrets=secrets
+                f, "source", name=name, capacity=capacity, batch_size=batch_size, on_error=on_error, secrets=secrets,
+                cache=cache, version=version,
             )
             return f
 
@@ -427,6 +430,8 @@ class Flow:
         executor: Any = None,
         on_error: Any = None,
         secrets: Sequence[str] = (),
+        cache: bool = True,
+        version: str | None = None,
     ) -> Callable[[F], F]: ...
     def task(
         self,
@@ -441,6 +446,8 @@ class Flow:
         executor: Any = None,
         on_error: Any = None,
         secrets: Sequence[str] = (),
+        cache: bool = True,
+        version: str | None = None,
     ) -> Any:
         """Define a task.
 
@@ -473,6 +480,8 @@ class Flow:
                 batch_size=batch_size,
                 on_error=on_error,
                 secrets=secrets,
+                cache=cache,
+                version=version,
             )
             return f
 
@@ -488,6 +497,8 @@ class Flow:
         capacity: int = DEFAULT_CAPACITY,
         on_error: Any = None,
         secrets: Sequence[str] = (),
+        cache: bool = True,
+        version: str | None = None,
     ) -> Callable[[F], F]:
         """Define a collector: ``step(acc, item) -> acc`` folds a stream, starting from *init*.
 
@@ -504,7 +515,7 @@ class Flow:
         def deco(f: F) -> F:
             self._define(
                 f, "collector", name=name, capacity=capacity, init=init, finish=finish, per=per_name,
-                on_error=on_error, secrets=secrets,
+                on_error=on_error, secrets=secrets, cache=cache, version=version,
             )
             return f
 
@@ -521,6 +532,8 @@ class Flow:
         capacity: int = DEFAULT_CAPACITY,
         on_error: Any = None,
         secrets: Sequence[str] = (),
+        cache: bool = True,
+        version: str | None = None,
     ) -> Callable[[F], F]: ...
     def sink(
         self,
@@ -532,6 +545,8 @@ class Flow:
         capacity: int = DEFAULT_CAPACITY,
         on_error: Any = None,
         secrets: Sequence[str] = (),
+        cache: bool = True,
+        version: str | None = None,
     ) -> Any:
         """Define a sink: called once per item for its side effects; it has no product.
 
@@ -541,7 +556,8 @@ class Flow:
 
         def deco(f: F) -> F:
             self._define(
-                f, "sink", name=name, concurrency=concurrency, capacity=capacity, on_error=on_error, secrets=secrets
+                f, "sink", name=name, concurrency=concurrency, capacity=capacity, on_error=on_error, secrets=secrets,
+                cache=cache, version=version,
             )
             return f
 
@@ -565,6 +581,8 @@ class Flow:
         executor: Any = None,
         on_error: Any = None,
         secrets: Any = (),
+        cache: bool = True,
+        version: str | None = None,
     ) -> TaskDef:
         spec = analyse(
             self,
@@ -581,6 +599,8 @@ class Flow:
             executor=executor,
             on_error=on_error,
             secrets=secrets,
+            cache=cache,
+            version=version,
         )
         self._tasks[spec.name] = spec
         self._by_fn[fn] = spec.name
@@ -641,6 +661,8 @@ def analyse(
     executor: Any = None,
     on_error: Any = None,
     secrets: Any = (),
+    cache: bool = True,
+    version: str | None = None,
 ) -> TaskDef:
     """Read a function's signature into a :class:`TaskDef`, checking the wiring."""
     if not callable(fn):
@@ -804,6 +826,10 @@ def analyse(
         from ._executors import check_definition
 
         check_definition(flow.name, tname, fn, is_async, bool(streaming_in))
+    if not isinstance(cache, bool):
+        raise DefinitionError(f"{_where(flow.name, tname)}: cache must be True or False, got {cache!r}")
+    if version is not None and (not isinstance(version, str) or not version):
+        raise DefinitionError(f"{_where(flow.name, tname)}: version must be a non-empty string, got {version!r}")
     if concurrency > 1 and kind not in ("task", "sink"):
         raise DefinitionError(f"{_where(flow.name, tname)}: concurrency applies to tasks and sinks only")
     if concurrency > 1 and not streaming_in:
@@ -836,6 +862,8 @@ def analyse(
         seq_param=special.get("seq_param"),
         context_param=special.get("context_param"),
         secrets=_secret_names(flow.name, tname, secrets),
+        cache=cache,
+        version=version,
     )
 
 

@@ -17,14 +17,17 @@ import trio
 from . import _events as ev
 from ._actors import Actor, actor_for
 from ._bind import RunGraph
+from ._cache import Cache, pin_run, plan
 from ._checkpoint import apply, open_for_run
 from ._errors import ActorflowError, RunCancelled, RunInterrupted, StoreError
 from ._flow import Flow
 from ._mailbox import Mailbox
-from ._store import Store
+from ._store import Store, open_store
 from ._supervisor import Supervisor
 
 Options = Mapping[str, Mapping[str, Any]]
+#: What ``cache=`` accepts: None (cache when there is a store), True, False, a directory, a Store or a Cache.
+CacheArg = bool | str | os.PathLike[str] | Store | Cache | None
 
 #: Seconds between checkpoints when a run has a store.
 DEFAULT_CHECKPOINT_EVERY = 2.0
@@ -49,6 +52,8 @@ class TaskStats:
     items_in: int
     items_out: int
     elapsed: float
+    #: ``"hit"`` (products came from the cache), ``"miss"`` (ran and was cached) or None.
+    cache: str | None = None
 
 
 @attrs.frozen
@@ -62,16 +67,23 @@ class Summary:
     tasks: Mapping[str, TaskStats]
 
     def __str__(self) -> str:
-        rows = [("task", "kind", "status", "in", "out", "seconds", "items/s")]
+        cached = any(t.cache for t in self.tasks.values())
+        rows = [("task", "kind", "status", "in", "out", "seconds", "items/s", *(("cache",) if cached else ()))]
         for t in self.tasks.values():
             n = max(t.items_in, t.items_out)
-            rate = f"{n / t.elapsed:,.0f}" if t.elapsed > 0 and n else "-"
-            rows.append((t.name, t.kind, t.status, f"{t.items_in:,}", f"{t.items_out:,}", f"{t.elapsed:.3f}", rate))
+            rate = f"{n / t.elapsed:,.0f}" if t.elapsed > 0 and n and t.cache != "hit" else "-"
+            extra = (t.cache or "-",) if cached else ()
+            rows.append(
+                (t.name, t.kind, t.status, f"{t.items_in:,}", f"{t.items_out:,}", f"{t.elapsed:.3f}", rate, *extra)
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [f"flow {self.flow!r}: {self.status} in {self.elapsed:.3f}s (run {self.run_id})"]
         for j, r in enumerate(rows):
             cells = zip(r, widths, strict=True)
-            lines.append("  " + "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(cells)))
+            lines.append(
+                ("  " + "  ".join(c.ljust(w) if i < 3 or i > 6 else c.rjust(w) for i, (c, w) in enumerate(cells)))
+                .rstrip()
+            )
             if j == 0:
                 lines.append("  " + "  ".join("-" * w for w in widths))
         return "\n".join(lines)
@@ -137,8 +149,11 @@ class Run:
         checkpoint_every: float | None = None,
         handle_signals: bool = False,
         secrets: Mapping[str, str] | None = None,
+        cache: Cache | None = None,
     ) -> None:
         self.graph = graph
+        #: The product cache this run reads and writes (None: no caching).
+        self.cache = cache
         #: Secret values by name; handed only to the tasks that declare them, never persisted.
         self.secrets: Mapping[str, str] = dict(secrets or {})
         #: The supervisor: failure policies and checkpoints.
@@ -254,7 +269,7 @@ class Run:
             elapsed=elapsed,
             tasks={
                 n: TaskStats(n, a.spec.kind, a.status, a.items_in, a.items_out,
-                             a.elapsed or (time.perf_counter() - a.started if a.started else 0.0))
+                             a.elapsed or (time.perf_counter() - a.started if a.started else 0.0), a.cache)
                 for n, a in self.actors.items()
             },
         )
@@ -297,6 +312,7 @@ class Run:
             queued = sum(len(box) for box, _, _ in self.mailboxes.values())
             self.bus.publish(ev.RunResumed(run_id=self.run_id, number=self.resumed_from, queued_items=queued))
         sup = self.supervisor
+        pinned = pin_run(self)
         try:
             with trio.CancelScope() as scope:
                 self._scope = scope
@@ -333,6 +349,8 @@ class Run:
             raise
         finally:
             self._elapsed = time.perf_counter() - self._started
+            if self.cache is not None:
+                self.cache.unpin(pinned)
             try:
                 sup.save_dead_letters()
             except StoreError as exc:
@@ -357,6 +375,8 @@ async def open_run(
     handle_signals: bool = False,
     meta: Mapping[str, Any] | None = None,
     secrets: Mapping[str, str] | None = None,
+    cache: CacheArg = None,
+    cache_limit: int | None = None,
 ) -> AsyncIterator[Run]:
     """Start a run inside the caller's trio task tree and yield its handle.
 
@@ -373,18 +393,51 @@ async def open_run(
     if resume and store is None:
         raise ActorflowError("resume=True needs store=PATH: the store to resume from")
     opened, doc = (None, None) if store is None else open_for_run(store, graph, resume, dict(meta or {}))
+    cache_store: Store | None = None
     try:
+        the_cache, cache_store = _open_cache(cache, opened, cache_limit)
         run = Run(
-            graph, store=opened, checkpoint_every=checkpoint_every, handle_signals=handle_signals, secrets=secrets
+            graph, store=opened, checkpoint_every=checkpoint_every, handle_signals=handle_signals, secrets=secrets,
+            cache=the_cache,
         )
         if doc is not None:
             apply(run, doc)
             run.resumed_from = run.supervisor.number = doc["number"]
+        elif the_cache is not None:
+            plan(run, the_cache)
         async with _running(run) as handle:
             yield handle
     finally:
+        if cache_store is not None:
+            cache_store.close()
         if opened is not None and opened is not store:
             opened.close()
+
+
+def _open_cache(cache: CacheArg, store: Store | None, limit: int | None) -> tuple[Cache | None, Store | None]:
+    """The run's cache, and a store opened just for it (to close afterwards)."""
+    if cache is False:
+        return None, None
+    if isinstance(cache, Cache):
+        return cache, None
+    if cache is None or cache is True:
+        if store is None:
+            if cache is True:
+                raise ActorflowError("cache=True needs a store to keep the cache in: pass store=DIR or cache=DIR")
+            return None, None
+        return Cache(store, limit), None
+    if isinstance(cache, Store):
+        return Cache(cache, limit), None
+    if not isinstance(cache, str | os.PathLike):
+        raise ActorflowError(f"cache must be True, False, a directory or a Store, got {type(cache).__name__}")
+    if store is not None and os.path.realpath(cache) == os.path.realpath(store.path):
+        return Cache(store, limit), None
+    opened = open_store(cache)
+    try:
+        return Cache(opened, limit), opened
+    except BaseException:
+        opened.close()
+        raise
 
 
 @asynccontextmanager
@@ -414,6 +467,8 @@ async def run_async(
     handle_signals: bool = False,
     meta: Mapping[str, Any] | None = None,
     secrets: Mapping[str, str] | None = None,
+    cache: CacheArg = None,
+    cache_limit: int | None = None,
 ) -> RunResult:
     """Run a flow to completion inside trio and return its products.
 
@@ -424,7 +479,7 @@ async def run_async(
     """
     async with open_run(
         flow, options, store=store, resume=resume, checkpoint_every=checkpoint_every,
-        handle_signals=handle_signals, meta=meta, secrets=secrets,
+        handle_signals=handle_signals, meta=meta, secrets=secrets, cache=cache, cache_limit=cache_limit,
     ) as run:
         return await run.result()
 
@@ -439,6 +494,8 @@ def run(
     handle_signals: bool = False,
     meta: Mapping[str, Any] | None = None,
     secrets: Mapping[str, str] | None = None,
+    cache: CacheArg = None,
+    cache_limit: int | None = None,
 ) -> RunResult:
     """Run a flow to completion (starts its own trio loop) and return its products.
 
@@ -450,6 +507,6 @@ def run(
     return trio.run(
         functools.partial(
             run_async, graph, store=store, resume=resume, checkpoint_every=checkpoint_every,
-            handle_signals=handle_signals, meta=meta, secrets=secrets,
+            handle_signals=handle_signals, meta=meta, secrets=secrets, cache=cache, cache_limit=cache_limit,
         )
     )

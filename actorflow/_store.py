@@ -6,6 +6,8 @@ Layout (named databases):
   run graph, ``run`` (msgpack: flow name, pipeline file, options) and ``created``.
 - ``checkpoint``: ``latest`` (msgpack document, see :mod:`actorflow._checkpoint`).
 - ``dead_letters``: one record per ``(task, seq)``; written with each checkpoint.
+- ``cache`` and ``cache_files``: the product cache and the file fingerprints behind it (see
+  :mod:`actorflow._cache`). They outlive runs: starting a new run in the store keeps them.
 
 Every write is one transaction, so a failed write (full disk, map full, crash) leaves the last
 good checkpoint intact.
@@ -58,6 +60,8 @@ class Store:
             self._meta = self.env.open_db(b"meta")
             self._ckpt = self.env.open_db(b"checkpoint")
             self._dead = self.env.open_db(b"dead_letters")
+            self._cache = self.env.open_db(b"cache")
+            self._files = self.env.open_db(b"cache_files")
         except lmdb.Error as exc:
             raise StoreError(f"store {str(self.path)!r} cannot be opened as an LMDB store: {exc}") from exc
         with self.env.begin(db=self._meta) as txn:
@@ -82,7 +86,7 @@ class Store:
     def _has_foreign_data(self) -> bool:
         with self.env.begin() as txn:
             names = [k for k, _ in txn.cursor()]
-        return any(n not in (b"meta", b"checkpoint", b"dead_letters", b"cache") for n in names)
+        return any(n not in (b"meta", b"checkpoint", b"dead_letters", b"cache", b"cache_files") for n in names)
 
     def close(self) -> None:
         """Close the LMDB environment."""

@@ -28,7 +28,7 @@ from ._policy import Retry
 
 #: Class attributes that configure the task rather than being options.
 SETTINGS = (
-    "kind", "name", "concurrency", "capacity", "batch_size", "ordered", "retries", "on_error", "cache",
+    "kind", "name", "concurrency", "capacity", "batch_size", "ordered", "retries", "on_error", "cache", "version",
     "secrets", "init", "finish", "per",
 )
 
@@ -52,6 +52,7 @@ class Task:
     retries: ClassVar[int] = 0
     on_error: ClassVar[Any] = None
     cache: ClassVar[bool] = True
+    version: ClassVar[str | None] = None
     secrets: ClassVar[Sequence[str]] = ()
     init: ClassVar[Any] = None
     finish: ClassVar[Callable[[Any], Any] | None] = None
@@ -130,7 +131,7 @@ def task_function(cls: type[Task]) -> tuple[Callable[..., Any], dict[str, Any]]:
     settings = {
         "kind": cls.kind, "concurrency": cls.concurrency, "capacity": cls.capacity, "batch_size": cls.batch_size,
         "ordered": cls.ordered, "on_error": on_error, "secrets": tuple(cls.secrets), "init": cls.init,
-        "finish": cls.finish, "per": cls.per, "cache": cls.cache,
+        "finish": cls.finish, "per": cls.per, "cache": cls.cache, "version": cls.version,
     }
     if settings["kind"] not in ("task", "source", "sink", "collector"):
         raise DefinitionError(f"task class {cls.__qualname__}: kind must be task, source, sink or collector")

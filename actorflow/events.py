@@ -2,6 +2,8 @@
 
 from ._events import ActorRestarted as ActorRestarted
 from ._events import BatchProcessed as BatchProcessed
+from ._events import CacheHit as CacheHit
+from ._events import CacheMiss as CacheMiss
 from ._events import CheckpointWritten as CheckpointWritten
 from ._events import DeadLettered as DeadLettered
 from ._events import Escalated as Escalated
@@ -19,6 +21,8 @@ from ._events import TaskStarted as TaskStarted
 __all__ = [
     "ActorRestarted",
     "BatchProcessed",
+    "CacheHit",
+    "CacheMiss",
     "CheckpointWritten",
     "DeadLettered",
     "Escalated",
