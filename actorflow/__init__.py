@@ -7,6 +7,11 @@ Define tasks with the decorators of a :class:`Flow`, then run it with :func:`run
 from . import events as events
 from . import types as types
 from ._bind import RunGraph as RunGraph
+from ._cache import Cache as Cache
+from ._concat import ConcatResult as ConcatResult
+from ._concat import PartReport as PartReport
+from ._concat import concat as concat
+from ._concat import concat_async as concat_async
 from ._console import ConsoleProgress as ConsoleProgress
 from ._console import EventLog as EventLog
 from ._console import observe as observe
@@ -26,6 +31,7 @@ from ._errors import TaskFailed as TaskFailed
 from ._executors import DaskExecutor as DaskExecutor
 from ._executors import Executor as Executor
 from ._executors import ProcessExecutor as ProcessExecutor
+from ._file import File as File
 from ._flow import REQUIRED as REQUIRED
 from ._flow import Flow as Flow
 from ._flow import Input as Input
@@ -65,6 +71,8 @@ __all__ = [
     "REQUIRED",
     "SKIP",
     "ActorflowError",
+    "Cache",
+    "ConcatResult",
     "ConsoleProgress",
     "Context",
     "Cursor",
@@ -75,6 +83,7 @@ __all__ = [
     "Executor",
     "Fail",
     "Feed",
+    "File",
     "Flow",
     "Input",
     "InvocationError",
@@ -82,6 +91,7 @@ __all__ = [
     "MailboxTypeError",
     "MonitorServer",
     "Option",
+    "PartReport",
     "ProcessExecutor",
     "Restart",
     "ResumeError",
@@ -102,6 +112,8 @@ __all__ = [
     "TaskDef",
     "TaskFailed",
     "TaskStats",
+    "concat",
+    "concat_async",
     "events",
     "external_source",
     "feed",

@@ -370,6 +370,7 @@ def plan(run: Run, cache: Cache) -> None:
             if spec.streaming:
                 actor.recording = []
     settle(run)
+    route(run)
     hits = [a.cache_key for a in actors.values() if a.cache == "hit"]
     cache.touch(hits)  # type: ignore[arg-type]
 
@@ -393,6 +394,14 @@ def settle(run: Run) -> None:
                 replay = True
         actor.cache_replay = replay
         actor.cache_items = need_items or actor.in_result
+
+
+def route(run: Run) -> None:
+    """A hit sends only to the mailboxes of tasks that run: a hit consumer never reads its inbox."""
+    consumer = {id(box): actor for box, actor, _ in run.mailboxes.values()}
+    for actor in run.actors.values():
+        if actor.cache == "hit":
+            actor.outs = [box for box in actor.outs if consumer[id(box)].cache != "hit"]
 
 
 def pin_run(run: Run) -> list[str]:

@@ -19,7 +19,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ._actors import CollectorActor, SourceActor, TaskActor
-from ._cache import restore_state
+from ._cache import restore_state, route
 from ._codec import EncodeError, restore, restore_items, restore_like, seq_from_plain, unpack
 from ._errors import ResumeError, StoreError
 from ._store import Store, open_store
@@ -164,6 +164,7 @@ def apply(run: Run, doc: dict[str, Any]) -> int:
                 actor.product.set(restore(st["product"], spec.out_type))
             else:
                 actor.product.set(None)
+    route(run)
     return queued
 
 

@@ -2,9 +2,11 @@
 
 Subcommands (each a function registered in :data:`COMMANDS`, so more can be added):
 
-- ``run FILE[:FLOW]``: run a flow and print its products (``--json``: one object);
+- ``run FILE[:FLOW]``: run a flow and print its products (``--json``: one object); ``--watch``
+  re-runs it, recomputing only dirty tasks, whenever its inputs change;
 - ``resume --store DIR``: continue a run from its store's last checkpoint;
 - ``dead-letters --store DIR``: list the items a run set aside;
+- ``cache ls|clear --store DIR``: list or clear the product cache;
 - ``tasks FILE``: list tasks with their options, types and defaults;
 - ``graph FILE --format mermaid|dot|json``: export the graph.
 
@@ -27,11 +29,13 @@ from typing import Any
 import trio
 
 from ._bind import converter
+from ._cli_cache import add_cache_parser
 from ._cli_durable import (
     add_dead_letters_parser,
     add_resume_parser,
     add_store_arguments,
     interrupted,
+    parse_duration,
     resume_target,
     store_kwargs,
 )
@@ -174,6 +178,8 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
 
     graph = flow.bind(options)
     kwargs: dict[str, Any] = store_kwargs(args, target) if getattr(args, "store", None) else {}
+    if getattr(args, "no_cache", False):
+        kwargs["cache"] = False
     if getattr(args, "resume_store", None):
         kwargs = {"store": args.resume_store, "resume": True, "handle_signals": True,
                   "checkpoint_every": args.checkpoint_every}
@@ -191,10 +197,29 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``actorflow run FILE[:FLOW]``."""
+    if args.watch:
+        return _watch(args)
     flow = load_flow(args.target)
     config = load_config(args.config) if args.config else {}
     options = merge_options(config, parse_sets(args.set))
     return _execute(flow, options, args, args.target)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    """``actorflow run FILE --watch``: run, then re-run what is dirty whenever an input changes."""
+    from ._cli_cache import run_watched, watch
+
+    if args.no_cache:
+        raise UsageError("--watch re-runs only what changed, which needs the cache; drop --no-cache")
+    parse_secrets(args.secret)  # a missing variable is a usage error before anything runs
+
+    def load() -> tuple[Any, dict[str, str]]:
+        flow = load_flow(args.target)
+        config = load_config(args.config) if args.config else {}
+        graph = flow.bind(merge_options(config, parse_sets(args.set)))
+        return graph, parse_secrets(args.secret)
+
+    return watch(args, lambda cache: run_watched(args, cache, load, lambda r: print_products(r, args.json)))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -242,6 +267,15 @@ def _add_run(sub: Any) -> None:
         help="give the run a secret, read from an environment variable (tasks declare the names they read)",
     )
     add_store_arguments(p)
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the store's product cache")
+    p.add_argument(
+        "--watch", action="store_true",
+        help="after the run, re-run whenever the pipeline, --config or an af.File input changes (Ctrl-C stops)",
+    )
+    p.add_argument(
+        "--debounce", metavar="DURATION", type=parse_duration, default=0.3,
+        help="with --watch: wait for this much quiet after a change before re-running (default 300ms)",
+    )
     add_observe_arguments(p)
     p.set_defaults(handler=cmd_run)
 
@@ -270,7 +304,9 @@ def _add_graph(sub: Any) -> None:
 
 
 #: Subcommand registrations, in the order ``--help`` lists them. Append to add a command.
-COMMANDS: list[Callable[[Any], None]] = [_add_run, _add_resume, add_dead_letters_parser, _add_tasks, _add_graph]
+COMMANDS: list[Callable[[Any], None]] = [
+    _add_run, _add_resume, add_dead_letters_parser, add_cache_parser, _add_tasks, _add_graph,
+]
 
 
 class _Parser(argparse.ArgumentParser):

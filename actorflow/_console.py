@@ -63,15 +63,18 @@ def summary_table(summary: Summary) -> Table:
         f"(run {summary.run_id})",
         title_justify="left",
     )
+    cached = any(t.cache for t in summary.tasks.values())
     for col, justify in (("task", "left"), ("kind", "left"), ("status", "left"), ("in", "right"),
-                         ("out", "right"), ("seconds", "right"), ("items/s", "right")):
+                         ("out", "right"), ("seconds", "right"), ("items/s", "right"),
+                         *((("cache", "left"),) if cached else ())):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for t in summary.tasks.values():
         n = max(t.items_in, t.items_out)
-        rate = f"{n / t.elapsed:,.0f}" if t.elapsed > 0 and n else "-"
+        rate = f"{n / t.elapsed:,.0f}" if t.elapsed > 0 and n and t.cache != "hit" else "-"
         icon, style = _STATUS_STYLE.get(t.status, ("?", ""))
+        extra = (Text(t.cache or "-", style="cyan" if t.cache == "hit" else ""),) if cached else ()
         table.add_row(t.name, t.kind, Text(f"{icon} {t.status}", style=style), f"{t.items_in:,}",
-                      f"{t.items_out:,}", f"{t.elapsed:.3f}", rate)
+                      f"{t.items_out:,}", f"{t.elapsed:.3f}", rate, *extra)
     return table
 
 
