@@ -281,17 +281,45 @@ def _source(obj: Any) -> str:
         return repr(obj)
 
 
+_PLAIN = (int, float, str, bytes, bool, type(None))
+
+
+def _constants(fn: Any) -> str:
+    """The plain module-level constants a function reads (``WEIGHT = 10``), as text."""
+    code, glob = getattr(fn, "__code__", None), getattr(fn, "__globals__", None)
+    if code is None or glob is None:
+        return ""
+    names: set[str] = set()
+    todo = [code]
+    while todo:
+        c = todo.pop()
+        names.update(c.co_names)
+        todo.extend(k for k in c.co_consts if inspect.iscode(k))
+    found = []
+    for name in sorted(names):
+        value = glob.get(name)
+        if isinstance(value, _PLAIN) or (
+            isinstance(value, tuple | frozenset) and all(isinstance(v, _PLAIN) for v in value)
+        ):
+            found.append(f"{name}={value!r}")
+    return ";".join(found)
+
+
 def definition_token(spec: TaskDef) -> str:
-    """What identifies a task's code: its ``version=``, or the source of its function(s)."""
+    """What identifies a task's code: its ``version=``, or the source of its function(s) and the
+    plain module constants they read."""
     if spec.version is not None:
         return "version:" + spec.version
     cls = getattr(spec.fn, "__actorflow_class__", None)
     if cls is not None:
-        parts = [_source(c) for c in cls.__mro__ if c.__module__ not in ("builtins", "actorflow._taskclass")]
+        classes = [c for c in cls.__mro__ if c.__module__ not in ("builtins", "actorflow._taskclass")]
+        parts = [_source(c) for c in classes]
+        parts += [_constants(f) for c in classes for f in vars(c).values() if inspect.isfunction(f)]
     else:
-        parts = [_source(inspect.unwrap(spec.fn))]
+        fn = inspect.unwrap(spec.fn)
+        parts = [_source(fn), _constants(fn)]
     if spec.finish is not None:
-        parts.append(_source(spec.finish))
+        parts += [_source(spec.finish), _constants(spec.finish)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

@@ -105,8 +105,11 @@ def watched_paths(target: str, config: str | None, graph: Any) -> list[Path]:
     return [p.resolve() for p in paths]
 
 
-async def _changes(paths: list[Path], debounce: float, stop: Any) -> set[str]:
-    """Wait until one of *paths* changes; returns the changed paths (empty when stopped)."""
+async def _changes(paths: list[Path], debounce: float, stop: Any, ready: Callable[[], None]) -> set[str]:
+    """Wait until one of *paths* changes; returns the changed paths (empty when stopped).
+
+    *ready* is called once the watcher is in place (a change from then on is seen).
+    """
     import watchfiles
 
     wanted = {str(p) for p in paths}
@@ -117,11 +120,16 @@ async def _changes(paths: list[Path], debounce: float, stop: Any) -> set[str]:
 
     changes = watchfiles.awatch(
         *dirs, watch_filter=only_ours, debounce=int(debounce * 1000), step=20, stop_event=stop,
-        recursive=False, rust_timeout=500,
+        recursive=False, rust_timeout=100, yield_on_timeout=True,
     )
+    announced = False
     async with contextlib.aclosing(changes) as stream:
         async for batch in stream:
-            return {os.path.abspath(p) for _, p in batch}
+            if not announced:
+                announced = True
+                ready()  # the first yield (a timeout or a change) comes after the watch was set up
+            if batch:
+                return {os.path.abspath(p) for _, p in batch}
     return set()
 
 
@@ -145,8 +153,12 @@ def watch(args: argparse.Namespace, run_once: Callable[[Cache], Any]) -> int:
                         graph = await run_once(cache)
                         paths = watched_paths(args.target, args.config, graph)
                         names = ", ".join(p.name for p in paths)
-                        print(f"actorflow: watching {names} for changes (Ctrl-C to stop)", file=sys.stderr, flush=True)
-                        changed = await _changes(paths, args.debounce, stop)
+
+                        def ready(names: str = names) -> None:
+                            print(f"actorflow: watching {names} for changes (Ctrl-C to stop)", file=sys.stderr,
+                                  flush=True)
+
+                        changed = await _changes(paths, args.debounce, stop, ready)
                         if not changed:
                             return
                         shown = ", ".join(sorted(Path(p).name for p in changed))

@@ -1,0 +1,155 @@
+"""``actorflow run --watch``: a real subprocess, real file changes, real Ctrl-C (SIGINT)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+PIPELINE = '''
+import os
+import actorflow as af
+
+flow = af.Flow("lines")
+
+
+def _log(name):
+    with open(os.environ["CALLS_LOG"], "a") as fh:
+        fh.write(name + "\\n")
+
+
+@flow.source
+def lines(src: af.File) -> af.Stream[str]:
+    _log("lines")
+    yield from src.read_text().splitlines()
+
+
+@flow.task
+def upper(lines: str) -> str:
+    _log("upper")
+    return lines.upper()
+
+
+@flow.collector(init=0)
+def count(acc: int, upper: str) -> int:
+    _log("count")
+    return acc + WEIGHT
+
+
+WEIGHT = 1
+'''
+
+TIMEOUT = 60.0
+
+
+class Watcher:
+    """A running ``actorflow run --watch`` whose stderr lines are read by a thread."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.calls = tmp / "calls.log"
+        env = {**os.environ, "CALLS_LOG": str(self.calls), "PYTHONPATH": str(Path(__file__).parent.parent)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "actorflow", "run", str(tmp / "pipe.py"), "--watch", "--quiet", "--json",
+             "--set", f"lines.src={tmp / 'data.txt'}", "--store", str(tmp / "store"), "--debounce", "50ms"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        self.err: queue.Queue[str] = queue.Queue()
+        self.out: queue.Queue[str] = queue.Queue()
+        self.stderr_seen: list[str] = []
+        for stream, q in ((self.proc.stderr, self.err), (self.proc.stdout, self.out)):
+            threading.Thread(target=self._pump, args=(stream, q), daemon=True).start()
+
+    @staticmethod
+    def _pump(stream: object, q: queue.Queue[str]) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            q.put(line.rstrip("\n"))
+        q.put("<eof>")
+
+    def next_err(self, prefix: str) -> str:
+        """The next stderr line starting with *prefix* (lines before it are kept in stderr_seen)."""
+        while True:
+            line = self.err.get(timeout=TIMEOUT)
+            self.stderr_seen.append(line)
+            assert line != "<eof>", f"watch ended early: {self.stderr_seen}"
+            if line.startswith(prefix):
+                return line
+
+    def run_counts(self) -> Counter[str]:
+        counts = Counter(self.calls.read_text().split()) if self.calls.exists() else Counter()
+        self.calls.write_text("")
+        return counts
+
+
+def test_watch_reruns_only_dirty_tasks_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    (tmp_path / "pipe.py").write_text(PIPELINE)
+    data = tmp_path / "data.txt"
+    data.write_text("a\nb\n")
+    w = Watcher(tmp_path)
+    try:
+        assert "3 ran" in w.next_err("actorflow: cache:")
+        assert w.out.get(timeout=TIMEOUT) == '{"count": 2}'
+        w.next_err("actorflow: watching")
+        assert w.run_counts() == Counter({"lines": 1, "upper": 2, "count": 2})
+
+        # the collector's code changes: only it runs again
+        (tmp_path / "pipe.py").write_text(PIPELINE.replace("WEIGHT = 1", "WEIGHT = 10"))
+        assert "pipe.py changed" in w.next_err("actorflow: ")
+        line = w.next_err("actorflow: cache:")
+        assert "2 from the cache (lines, upper)" in line and "1 ran (count)" in line
+        assert w.out.get(timeout=TIMEOUT) == '{"count": 20}'
+        w.next_err("actorflow: watching")
+        assert w.run_counts() == Counter({"count": 2})
+
+        # the input file's content changes: everything downstream of it runs
+        data.write_text("a\nb\nc\n")
+        assert "data.txt changed" in w.next_err("actorflow: ")
+        assert "3 ran" in w.next_err("actorflow: cache:")
+        assert w.out.get(timeout=TIMEOUT) == '{"count": 30}'
+        w.next_err("actorflow: watching")
+        assert w.run_counts() == Counter({"lines": 1, "upper": 3, "count": 3})
+
+        # touched but not changed: a re-run, all from the cache
+        st = data.stat()
+        os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+        assert "data.txt changed" in w.next_err("actorflow: ")
+        assert "3 from the cache" in w.next_err("actorflow: cache:")
+        assert w.out.get(timeout=TIMEOUT) == '{"count": 30}'
+        w.next_err("actorflow: watching")
+        assert w.run_counts() == Counter()
+
+        w.proc.send_signal(signal.SIGINT)
+        assert w.proc.wait(timeout=TIMEOUT) == 0
+        rest = []
+        while (line := w.err.get(timeout=TIMEOUT)) != "<eof>":
+            rest.append(line)
+        assert rest[-1] == "actorflow: watch stopped"
+        assert not any("Traceback" in line for line in w.stderr_seen + rest)
+    finally:
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait()
+
+
+def test_watch_keeps_going_after_a_broken_edit(tmp_path: Path) -> None:
+    (tmp_path / "pipe.py").write_text(PIPELINE)
+    (tmp_path / "data.txt").write_text("a\n")
+    w = Watcher(tmp_path)
+    try:
+        w.next_err("actorflow: watching")
+        (tmp_path / "pipe.py").write_text(PIPELINE + "\nthis is not python\n")
+        error = w.next_err("actorflow: error:")
+        assert "pipe.py" in error and "failed to load" in error
+        w.next_err("actorflow: watching")
+        (tmp_path / "pipe.py").write_text(PIPELINE)
+        assert "from the cache" in w.next_err("actorflow: cache:")
+        w.proc.send_signal(signal.SIGTERM)
+        assert w.proc.wait(timeout=TIMEOUT) == 0
+    finally:
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait()
