@@ -1,7 +1,8 @@
 """Checkpoint cost: throughput with and without periodic checkpoints, and the cost of one big one.
 
 1. N integers through source -> task (x*2+1) -> collector (sum), once with no store and once with
-   a store and a checkpoint every second (``ratio_checkpointed_vs_plain``; target >= 0.9).
+   a store and a checkpoint every second (``ratio_checkpointed_vs_plain``; target >= 0.9). The
+   product cache is off here (``cache=False``): ``benchmarks/cache.py`` measures it.
 2. A run whose collector is held back while 100,000 items queue in its mailbox: the time to write
    one checkpoint holding them (pause + encode + LMDB write), then the time to resume from it
    (open the store, decode, restore every mailbox) and the time to finish the resumed run.
@@ -76,7 +77,7 @@ def measure_throughput(n: int, store: Path | None, every: float) -> tuple[float,
     written = [0]
 
     async def main() -> None:
-        kwargs = {} if store is None else {"store": store, "checkpoint_every": every}
+        kwargs = {} if store is None else {"store": store, "checkpoint_every": every, "cache": False}
         async with af.open_run(flow, {"numbers": {"n": n}}, **kwargs) as run:
             events = run.events(maxlen=16)
             result = await run.result()
@@ -98,7 +99,7 @@ def measure_big_checkpoint(root: Path) -> dict[str, float]:
         HOLD["on"] = True
         flow = queued_flow()
         with trio.CancelScope() as scope:
-            async with af.open_run(flow, store=store, checkpoint_every=None) as run:
+            async with af.open_run(flow, store=store, checkpoint_every=None, cache=False) as run:
                 while len(run.mailboxes["total.numbers"][0]) < QUEUED:
                     await trio.sleep(0.01)
                 t0 = time.perf_counter()
