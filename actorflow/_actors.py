@@ -588,21 +588,23 @@ class TaskActor(Actor):
         out: list[Any] = []
         is_async = self.spec.is_async
         skips = self.skip_children
+        with_seq = self.spec.seq_param is not None
         for idx, (s, x) in enumerate(zip(seqs, items, strict=True)):
             done = skips.pop(s, 0) if skips else 0  # children emitted before a resume or retry
             attempt = 1
+            arg = (x, s) if with_seq else x
             while True:
                 j = 0
                 try:
                     if is_async:
-                        async with aclosing(call(x)) as agen:
+                        async with aclosing(call(arg)) as agen:
                             async for r in agen:
                                 if j >= done:
                                     out_seqs.append(child_seq(s, j))
                                     out.append(r)
                                 j += 1
                     else:
-                        for r in call(x):
+                        for r in call(arg):
                             if j >= done:
                                 out_seqs.append(child_seq(s, j))
                                 out.append(r)

@@ -60,3 +60,30 @@ def test_resumable_example_dead_letters_and_resumes(tmp_path: Path) -> None:
     assert sorted(d["seq"] for d in result.dead_letters) == bad
     again = af.run(ns["flow"], opts, store=tmp_path / "s", resume=True)  # a finished run resumes at once
     assert again["revenue"] == result["revenue"]
+
+
+def test_concat_folder_example_caches_unchanged_files(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("hello   world\n\n  second line \n", encoding="utf-8")
+    (src / "b.txt").write_text("b file\n", encoding="utf-8")
+    (src / "notes.md").write_text("not a part\n", encoding="utf-8")
+
+    def run() -> str:
+        proc = subprocess.run(
+            [sys.executable, str(EXAMPLES / "concat_folder.py"), str(src), str(tmp_path / "out.txt"),
+             "--store", str(tmp_path / "store")],
+            capture_output=True, text=True, timeout=120, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""},
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "(0 from the cache, 2 processed)" in run()
+    expected = "# 2 files from src\n\n== a.txt ==\n   1  hello world\n   3  second line\n\n== b.txt ==\n   1  b file\n"
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == expected
+    assert "(2 from the cache, 0 processed)" in run()
+    (src / "b.txt").write_text("b file, changed\n", encoding="utf-8")
+    assert "(1 from the cache, 1 processed)" in run()
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8").endswith("   1  b file, changed\n")
+    ns = load("concat_folder.py")
+    assert ns["main"]([str(tmp_path / "missing"), str(tmp_path / "x.txt")]) == 2

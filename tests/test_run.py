@@ -126,6 +126,27 @@ def test_generator_tasks_chain_and_per_collector_groups() -> None:
     assert result["seqs"] == ["a", "b", "c", "d", "e", "f", "g"]
 
 
+def test_generator_tasks_receive_sequence_numbers() -> None:
+    flow = af.Flow("seqgen")
+
+    @flow.source
+    def words() -> af.Stream[str]:
+        yield from ["a", "bb", "ccc"]
+
+    @flow.task
+    def letters(words: str, seq: af.Seq) -> af.Stream[str]:
+        for ch in words:
+            yield f"{seq}:{ch}"
+
+    @flow.task
+    async def tagged(letters: str, seq: af.Seq) -> af.Stream[str]:
+        yield f"{letters}@{list(seq)}"
+
+    assert af.run(flow)["tagged"] == [
+        "0:a@[0, 0]", "1:b@[1, 0]", "1:b@[1, 1]", "2:c@[2, 0]", "2:c@[2, 1]", "2:c@[2, 2]"
+    ]
+
+
 def test_per_collector_output_can_feed_a_task() -> None:
     flow = af.Flow("per")
 
