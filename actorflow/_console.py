@@ -172,12 +172,13 @@ class ConsoleProgress:
             state = "paused" if self.run.paused and t.status == "running" else t.status
             if t.status != "pending" and not self.progress.tasks[tid].started:
                 self.progress.start_task(tid)
+            hit = t.cache == "hit"
             self.progress.update(
                 tid,
-                completed=self._count(name, t.items_in, t.items_out),
-                total=self._total(name, summary.tasks),
+                completed=t.items_out if hit else self._count(name, t.items_in, t.items_out),
+                total=t.items_out if hit else self._total(name, summary.tasks),
                 icon=_STATUS_STYLE.get(state, ("?", ""))[0],
-                state=state,
+                state=f"{state} (from the cache)" if hit else state,
                 elapsed=t.elapsed,
             )
             if t.status in ("finished", "failed") and not self.progress.tasks[tid].finished_time:
