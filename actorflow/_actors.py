@@ -82,6 +82,7 @@ class Actor:
     #: A miss's sent batches, encoded, until it finishes and they are written.
     recording: list[bytes] | None = None
     recorded = 0
+    recorded_bytes = 0
 
     def __init__(self, run: Run, spec: TaskDef) -> None:
         self.run = run

@@ -442,12 +442,18 @@ def pin_run(run: Run) -> list[str]:
 def record(actor: Actor, seqs: list[Any], items: list[Any]) -> None:
     """Keep one sent batch for the actor's cache entry (a value msgpack cannot hold stops recording)."""
     try:
-        actor.recording.append(encode_chunk(seqs, items))  # type: ignore[union-attr]
-        actor.recorded += len(items)
+        raw = encode_chunk(seqs, items)
     except (EncodeError, TypeError, ValueError, OverflowError) as exc:
         actor.recording = None
-        actor.cache_reason = f"not cached: {exc}"
         log.warning("cache: task %s not cached: %s", actor.name, exc)
+        return
+    actor.recording.append(raw)  # type: ignore[union-attr]
+    actor.recorded += len(items)
+    actor.recorded_bytes += len(raw)
+    cache = actor.run.cache
+    if cache is not None and actor.recorded_bytes > cache.limit:
+        actor.recording = None  # it could never be stored: stop holding it in memory
+        log.warning("cache: task %s not cached: its stream is larger than the cache limit", actor.name)
 
 
 def save(actor: Actor) -> None:
