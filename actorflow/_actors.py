@@ -310,7 +310,7 @@ class Actor:
             return
         sup = self.sup
         out_type = self.spec.out_type
-        for seqs, plain in cache.chunks(self.cache_key, self.replayed):
+        for seqs, plain in cache.chunks(self.cache_key, self.replayed, expect=entry["chunks"]):
             if sup.pending:
                 await sup.gate()
             self.replayed += 1

@@ -115,14 +115,25 @@ class Cache:
             raw = txn.get(_h(key))
         return unpack(raw) if raw is not None else None
 
-    def chunks(self, key: str, start: int = 0) -> Iterator[tuple[list[Any], list[Any]]]:
-        """The recorded batches of a stream entry from batch *start* on, one short read each."""
+    def chunks(
+        self, key: str, start: int = 0, expect: int | None = None
+    ) -> Iterator[tuple[list[Any], list[Any]]]:
+        """The recorded batches of a stream entry from batch *start* on, one short read each.
+
+        With *expect* (the header's batch count) a missing batch raises :class:`StoreError`
+        instead of silently ending the stream early.
+        """
         n = start
-        while True:
+        while expect is None or n < expect:
             with self._env.begin(db=self.store._cache) as txn:
                 raw = txn.get(_c(key, n))
                 if raw is None:
-                    return
+                    if expect is None:
+                        return
+                    raise StoreError(
+                        f"cache entry {key} in store {str(self.store.path)!r} is damaged (batch {n} of {expect} "
+                        "is missing); clear it with `actorflow cache clear --store DIR` and run again"
+                    )
                 chunk = decode_chunk(raw)
             yield chunk
             n += 1

@@ -382,3 +382,23 @@ def test_cache_ls_and_clear_on_the_command_line(tmp_path: Path, capsys: pytest.C
     calls.clear()
     af.run(flow, store=store)
     assert calls["numbers"] == 1  # cleared: everything ran again
+
+
+def test_a_damaged_cache_entry_fails_clearly_instead_of_losing_items(tmp_path: Path) -> None:
+    flow = make_flow()
+    store = tmp_path / "s"
+    af.run(flow, store=store)
+    with af.open_store(store) as st:
+        entry = next(e for e in af.Cache(st).entries() if e["task"] == "square")
+        with st.env.begin(write=True, db=st._cache) as txn:
+            assert txn.delete(b"c%s:%08d" % (entry["key"].encode(), 0))
+    with pytest.raises(af.TaskFailed, match=r"cache entry .* is damaged \(batch 0 of 1 is missing\)"):
+        af.run(flow, {"total": {"offset": 1}}, store=store)  # square is a hit that must replay
+    assert cli(["cache", "clear", "--store", str(store), "--task", "square"]) == 0
+    assert af.run(flow, {"total": {"offset": 1}}, store=store)["total"] == sum(i * i + 1 for i in range(50))
+
+
+def test_watch_needs_the_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pipeline = Path(__file__).parent / "pipelines" / "durable.py"
+    assert cli(["run", str(pipeline), "--watch", "--no-cache"]) == 2
+    assert "--watch re-runs only what changed, which needs the cache" in capsys.readouterr().err
