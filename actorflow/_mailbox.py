@@ -17,8 +17,8 @@ import trio
 #: One message on an edge: the items' sequence numbers and the items themselves, index-aligned.
 Batch = tuple[list[Any], list[Any]]
 
-DEFAULT_CAPACITY = 1024
-DEFAULT_BATCH_SIZE = 256
+DEFAULT_CAPACITY = 4096
+DEFAULT_BATCH_SIZE = 1024
 
 
 @final

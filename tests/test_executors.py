@@ -271,8 +271,8 @@ def test_concurrency_defaults_to_in_flight_and_can_be_set() -> None:
 
 
 def test_capacity_grows_to_hold_every_batch_in_flight() -> None:
-    flow = flow_with(af.ProcessExecutor(workers=2, in_flight=4), square, n_batch=500)
-    assert flow.tasks["square"].capacity == 2000
+    flow = flow_with(af.ProcessExecutor(workers=2, in_flight=4), square, n_batch=2000)
+    assert flow.tasks["square"].capacity == 8000
     flow = flow_with(af.ProcessExecutor(workers=2, in_flight=4), square, n_batch=500, capacity=100)
     assert flow.tasks["square"].capacity == 100
 

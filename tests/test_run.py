@@ -12,6 +12,7 @@ import trio
 import trio.testing
 
 import actorflow as af
+from actorflow._mailbox import DEFAULT_BATCH_SIZE
 
 
 def squares_flow() -> af.Flow:
@@ -359,7 +360,7 @@ def test_backpressure_keeps_memory_flat() -> None:
     result = af.run(flow)
     assert result["total"] == sum(range(50_000))
     # two mailboxes of 64 (+ a batch each), one outbox and one batch in hand per actor
-    assert state["ahead"] < 4 * 256 + 2 * 64
+    assert state["ahead"] < 4 * DEFAULT_BATCH_SIZE + 2 * 64
 
 
 def test_wrong_typed_item_fails_at_the_sender() -> None:
