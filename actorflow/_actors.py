@@ -12,6 +12,7 @@ import time
 from collections import deque
 from contextlib import aclosing
 from itertools import islice
+from operator import length_hint
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -740,8 +741,13 @@ class CollectorActor(Actor):
                     for i, x in enumerate(items[i:] if i else items, i):  # noqa: B007, B020
                         acc = await step(acc, x)
                 else:
-                    for i, x in enumerate(items[i:] if i else items, i):  # noqa: B007, B020
-                        acc = step(acc, x)
+                    rest = iter(items[i:] if i else items)
+                    try:
+                        for x in rest:
+                            acc = step(acc, x)
+                    except Exception:
+                        i = n - length_hint(rest) - 1  # the item that raised
+                        raise
                 break
             except Exception as exc:
                 if await self.item_error(seqs[i], items[i], exc, attempt):

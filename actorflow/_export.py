@@ -48,6 +48,8 @@ def describe(flow: Flow) -> dict[str, Any]:
             ],
             "concurrency": spec.concurrency,
             "per": spec.per,
+            "cache": spec.cache,
+            "version": spec.version,
             "doc": spec.description.splitlines()[0] if spec.description else "",
         })
     edges = [

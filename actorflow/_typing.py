@@ -8,6 +8,7 @@ wired, and at run time only the outer class is checked (``list[int]`` checks ``l
 from __future__ import annotations
 
 import collections.abc as cabc
+import re
 import types
 import typing
 from typing import Any, Final, NewType, TypeAlias, TypeVar, Union, final
@@ -170,13 +171,16 @@ def fits(produced: Any, accepted: Any) -> bool:
     return True
 
 
+_QUALIFIED = re.compile(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)")
+
+
 def type_name(tp: Any) -> str:
     """A short readable name for a type annotation (``int``, ``list[str]``, ``int | None``)."""
     if tp is inspect_empty:
         return "Any"
     if isinstance(tp, type) and not typing.get_args(tp):
         return tp.__qualname__
-    return repr(tp).replace("typing.", "").replace("collections.abc.", "")
+    return _QUALIFIED.sub(r"\1", repr(tp))  # list[pathlib.Path] -> list[Path]
 
 
 class _Empty:
