@@ -169,7 +169,10 @@ def watch(args: argparse.Namespace, run_once: Callable[[Cache], Any]) -> int:
                     await loop(Cache(store))
                     nursery.cancel_scope.cancel()
 
-    trio.run(main)
+    with contextlib.ExitStack() as stack:
+        if getattr(args, "events", None):
+            args.events_log = stack.enter_context(open(args.events, "w", encoding="utf-8"))
+        trio.run(main)
     print("actorflow: watch stopped", file=sys.stderr)
     return 0
 
@@ -199,8 +202,12 @@ async def run_watched(
     except ActorflowError as exc:
         print(f"actorflow: error: {exc}", file=sys.stderr, flush=True)
         return None
+    options = observe_options(args)
+    log = getattr(args, "events_log", None)
+    if log is not None:
+        options["events"] = log  # one event log for the whole watch session
     try:
-        async with open_run(graph, secrets=secrets, cache=cache) as run, observe(run, **observe_options(args)):
+        async with open_run(graph, secrets=secrets, cache=cache) as run, observe(run, **options):
             result = await run.result()
     except (TaskFailed, MailboxTypeError, ActorflowError) as exc:
         print(f"actorflow: error: {exc}", file=sys.stderr, flush=True)

@@ -169,6 +169,8 @@ class CacheHit(Event):
     task: str
     key: str
     items: int
+    #: Always ``"hit"`` (handy when both cache events are read as JSON).
+    outcome: str = "hit"
 
 
 @attrs.frozen(kw_only=True)
@@ -179,6 +181,8 @@ class CacheMiss(Event):
     task: str
     key: str
     reason: str
+    #: Always ``"miss"``.
+    outcome: str = "miss"
 
 
 @attrs.frozen(kw_only=True)

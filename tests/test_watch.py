@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -55,7 +56,8 @@ class Watcher:
         env = {**os.environ, "CALLS_LOG": str(self.calls), "PYTHONPATH": str(Path(__file__).parent.parent)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "actorflow", "run", str(tmp / "pipe.py"), "--watch", "--quiet", "--json",
-             "--set", f"lines.src={tmp / 'data.txt'}", "--store", str(tmp / "store"), "--debounce", "50ms"],
+             "--set", f"lines.src={tmp / 'data.txt'}", "--store", str(tmp / "store"), "--debounce", "50ms",
+             "--events", str(tmp / "events.jsonl")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         self.err: queue.Queue[str] = queue.Queue()
@@ -129,6 +131,11 @@ def test_watch_reruns_only_dirty_tasks_and_stops_cleanly_on_ctrl_c(tmp_path: Pat
             rest.append(line)
         assert rest[-1] == "actorflow: watch stopped"
         assert not any("Traceback" in line for line in w.stderr_seen + rest)
+        events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+        assert sum(e["kind"] == "run_started" for e in events) == 4  # one log for the whole session
+        outcomes = [(e["task"], e["outcome"]) for e in events if e["kind"] in ("cache_hit", "cache_miss")]
+        assert sorted(outcomes[3:6]) == [("count", "miss"), ("lines", "hit"), ("upper", "hit")]
+        assert sorted(outcomes[9:12]) == [("count", "hit"), ("lines", "hit"), ("upper", "hit")]
     finally:
         if w.proc.poll() is None:
             w.proc.kill()
