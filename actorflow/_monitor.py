@@ -120,7 +120,8 @@ def stats_message(run: Run) -> dict[str, Any]:
         "paused": run.paused,
         "elapsed": summary.elapsed,
         "tasks": {
-            n: {"status": t.status, "items_in": t.items_in, "items_out": t.items_out, "elapsed": t.elapsed}
+            n: {"status": t.status, "items_in": t.items_in, "items_out": t.items_out, "elapsed": t.elapsed,
+                "cache": t.cache}
             for n, t in summary.tasks.items()
         },
     }

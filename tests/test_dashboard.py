@@ -109,3 +109,43 @@ async def test_dashboard_draws_the_graph_and_live_counts(tmp_path: Path) -> None
     assert seen["errors"] == []
     assert (tmp_path / "dashboard.png").stat().st_size > 0
     assert result["total"] == 1 + 4 + 9 + 16 + 25
+
+
+cached = af.Flow("dashboard_cached")
+
+
+@cached.source
+def numbers(n: int = 10) -> af.Stream[int]:
+    yield from range(n)
+
+
+@cached.collector(init=0)
+def added(acc: int, numbers: int, offset: int = 0) -> int:
+    return acc + numbers + offset
+
+
+async def test_dashboard_marks_tasks_that_came_from_the_cache(tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    await af.run_async(cached, store=tmp_path / "s")
+    seen: dict[str, object] = {}
+    options = {"added": {"offset": 1}}  # the collector is dirty; the source comes from the cache
+    async with af.open_run(cached, options, store=tmp_path / "s") as run, af.open_monitor(run, port=0) as mon:
+        result = await run.result()
+
+        def drive() -> None:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=BROWSER, headless=True, args=ARGS)
+                try:
+                    page = browser.new_page()
+                    page.goto(mon.http_url)
+                    expect(page.locator('g.node[data-task="numbers"]')).to_have_attribute("data-cache", "hit")
+                    expect(page.locator('g.node[data-task="added"]')).to_have_attribute("data-cache", "miss")
+                    seen["numbers"] = page.text_content('#tasks tr[data-task="numbers"] .state')
+                    seen["added"] = page.text_content('#tasks tr[data-task="added"] .state')
+                finally:
+                    browser.close()
+
+        await trio.to_thread.run_sync(drive)
+    assert result["added"] == 45 + 10
+    assert seen == {"numbers": "finished (cached)", "added": "finished"}

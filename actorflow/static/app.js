@@ -132,9 +132,11 @@ function applyStats(msg) {
     task.lastCount = count;
     task.lastTime = now;
     task.count = count;
-    const shown = msg.paused && t.status === "running" ? "paused" : t.status;
+    const base = msg.paused && t.status === "running" ? "paused" : t.status;
+    const shown = base + (t.cache === "hit" ? " (cached)" : "");
+    if (t.cache) task.node.dataset.cache = t.cache;
     task.status = shown;
-    task.node.dataset.state = shown;
+    task.node.dataset.state = base;
     task.node.dataset.count = String(count);
     task.countEl.textContent = `${fmt(count)} items` + (task.spec.kind === "task" ? ` → ${fmt(t.items_out)}` : "");
     task.rateEl.textContent = `${fmt(task.rate)} items/s · ${shown}`;
@@ -157,6 +159,7 @@ function logEvent(ev) {
     const task = state.tasks.get(ev.task);
     const next = { task_started: "running", task_finished: "finished", task_failed: "failed" }[ev.kind];
     if (next) task.node.dataset.state = next;
+    if (ev.kind === "cache_hit" || ev.kind === "cache_miss") task.node.dataset.cache = ev.outcome;
   }
   if (ev.kind === "run_finished") setStatus(ev.status, false);
 }
