@@ -54,6 +54,10 @@ DEFAULT_CACHE_LIMIT = 256 << 20
 log = logging.getLogger("actorflow.cache")
 
 
+#: The running total of entry bytes (a key outside the ``h``/``c``/``p`` prefixes).
+_TOTAL = b"total"
+
+
 def _h(key: str) -> bytes:
     return b"h" + key.encode()
 
@@ -182,14 +186,17 @@ class Cache:
         now = time.time()
         header = {**header, "chunks": len(chunks), "bytes": size, "created": now, "used": now}
         db = self.store._cache
-        puts: dict[tuple[Any, bytes], bytes] = {(db, _h(key)): pack(header)}
-        for n, raw in enumerate(chunks):
-            puts[(db, _c(key, n))] = raw
-        if product is not None:
-            puts[(db, _p(key))] = product
-        self._remove([key])  # an older entry under the same key may have had more chunks
-        self.store._write(puts)
-        self._evict()
+        with self.store.transaction() as txn:
+            total = self._total(txn) - self._drop(txn, key)  # an older entry under the key goes
+            txn.put(_h(key), pack(header), db=db)
+            for n, raw in enumerate(chunks):
+                txn.put(_c(key, n), raw, db=db)
+            if product is not None:
+                txn.put(_p(key), product, db=db)
+            total += size
+            txn.put(_TOTAL, str(total).encode(), db=db)
+        if total > self.limit:
+            self._evict()
         return True
 
     def touch(self, keys: list[str]) -> None:
@@ -198,19 +205,20 @@ class Cache:
             return
         now = time.time()
         db = self.store._cache
-        puts = {}
-        for key in keys:
-            hdr = self.lookup(key)
-            if hdr is not None:
-                hdr["used"] = now
-                puts[(db, _h(key))] = pack(hdr)
-        self.store._write(puts)
+        with self.store.transaction() as txn:
+            for key in keys:
+                raw = txn.get(_h(key), db=db)
+                if raw is not None:
+                    hdr = unpack(raw)
+                    hdr["used"] = now
+                    txn.put(_h(key), pack(hdr), db=db)
 
     def pin(self, keys: list[str]) -> None:
         """Keep *keys* from eviction until :meth:`unpin` (a run that uses them is running)."""
         self._pins.update(keys)
 
     def unpin(self, keys: list[str]) -> None:
+        """Release keys pinned with :meth:`pin`."""
         self._pins.subtract(keys)
         self._pins = +self._pins
 
@@ -221,14 +229,40 @@ class Cache:
         return len(gone)
 
     def total_bytes(self) -> int:
-        """Bytes held by all entries."""
-        return sum(e["bytes"] for e in self.entries())
+        """Bytes held by all entries (kept as a running total, so this is one read)."""
+        with self._env.begin(db=self.store._cache) as txn:
+            return self._total(txn)
+
+    def _total(self, txn: Any) -> int:
+        raw = txn.get(_TOTAL, db=self.store._cache)
+        if raw is not None:
+            return int(raw)
+        total = 0  # no running total yet: count once
+        cur = txn.cursor(db=self.store._cache)
+        if cur.set_range(b"h"):
+            for k, v in cur:
+                if not k.startswith(b"h"):
+                    break
+                total += unpack(v)["bytes"]
+        return total
+
+    def _drop(self, txn: Any, key: str) -> int:
+        """Delete *key*'s entry inside *txn*; returns the bytes it held (0 when there was none)."""
+        db = self.store._cache
+        raw = txn.get(_h(key), db=db)
+        if raw is None:
+            return 0
+        header = unpack(raw)
+        txn.delete(_h(key), db=db)
+        txn.delete(_p(key), db=db)
+        for n in range(header["chunks"]):
+            txn.delete(_c(key, n), db=db)
+        return int(header["bytes"])
 
     def _evict(self) -> None:
+        """Remove least recently used entries, never pinned ones, until the cache fits its limit."""
         entries = self.entries()
-        total = sum(e["bytes"] for e in entries)
-        if total <= self.limit:
-            return
+        total = self.total_bytes()
         gone = []
         for e in reversed(entries):  # least recently used first
             if total <= self.limit:
@@ -244,18 +278,11 @@ class Cache:
     def _remove(self, keys: list[str]) -> None:
         if not keys:
             return
-        db = self.store._cache
-        deletes: list[tuple[Any, bytes]] = []
-        with self._env.begin(db=db) as txn:
+        with self.store.transaction() as txn:
+            total = self._total(txn)
             for key in keys:
-                raw = txn.get(_h(key))
-                if raw is None:
-                    continue
-                deletes.append((db, _h(key)))
-                deletes.append((db, _p(key)))
-                deletes += [(db, _c(key, n)) for n in range(unpack(raw)["chunks"])]
-        if deletes:
-            self.store._write({}, deletes)
+                total -= self._drop(txn, key)
+            txn.put(_TOTAL, str(max(total, 0)).encode(), db=self.store._cache)
 
     # -- files ---------------------------------------------------------------------------------
 

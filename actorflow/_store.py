@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, final
 
@@ -102,12 +103,21 @@ class Store:
         self.close()
 
     def _write(self, puts: dict[tuple[Any, bytes], bytes], deletes: list[tuple[Any, bytes]] = ()) -> None:  # type: ignore[assignment]
+        with self.transaction() as txn:
+            for (db, key), value in puts.items():
+                txn.put(key, value, db=db)
+            for db, key in deletes:
+                txn.delete(key, db=db)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """One LMDB write transaction: all of it is written, or (on any error) none of it.
+
+        LMDB errors become :class:`StoreError` with a clear message.
+        """
         try:
             with self.env.begin(write=True) as txn:
-                for (db, key), value in puts.items():
-                    txn.put(key, value, db=db)
-                for db, key in deletes:
-                    txn.delete(key, db=db)
+                yield txn
         except lmdb.MapFullError as exc:
             raise StoreError(
                 f"store {str(self.path)!r} is full (map size {self.env.info()['map_size']:,} bytes); "

@@ -241,6 +241,7 @@ def test_least_recently_used_entries_are_evicted_past_the_limit(tmp_path: Path) 
         cache = af.Cache(st)
         entries = cache.entries()
         assert cache.total_bytes() <= 50_000
+        assert cache.total_bytes() == sum(e["bytes"] for e in entries)  # the running total is exact
     assert len(entries) == 2  # the two most recently used survive
     calls.clear()
     af.run(flow, {"blobs": {"seed": 4}}, store=store, cache_limit=50_000)
