@@ -94,7 +94,7 @@ class _Part:
 class _Out:
     """What a writer function gets: ``out.write(data: bytes)``."""
 
-    def __init__(self, part: _Part, sink: Callable[[bytes], None]) -> None:
+    def __init__(self, part: _Part, sink: Callable[[bytes], Any]) -> None:
         self._part = part
         self._sink = sink
 
@@ -299,7 +299,8 @@ async def _concat(
                 for part in plan:
                     if part.kind == "writer":
                         buf = io.BytesIO()
-                        value = part.writer(_Out(part, buf.write))  # type: ignore[misc]
+                        assert part.writer is not None
+                        value = part.writer(_Out(part, buf.write))
                         if inspect.isawaitable(value):
                             await value
                         await write(buf.getvalue())
