@@ -363,7 +363,7 @@ class SourceActor(Actor):
                 attempt = attempt + 1 if exc.seq == failed_at else 1
                 failed_at = exc.seq
                 error = exc.error if isinstance(exc.error, Exception) else exc
-                if not await self.item_error(exc.seq, None, error, attempt):  # type: ignore[arg-type]
+                if not await self.item_error(exc.seq, None, error, attempt):
                     raise
 
     def _generator(self, consts: dict[str, Any]) -> tuple[Any, int]:
@@ -556,7 +556,8 @@ class TaskActor(Actor):
         seqs, items = batch
         self.items_in += len(items)
         if self._session is not None:
-            return await self._session.process(seqs, items)
+            done: Batch = await self._session.process(seqs, items)
+            return done
         if self.spec.is_generator:
             return await self._generate(seqs, items, flush)
         if self.spec.seq_param is not None:

@@ -41,7 +41,8 @@ def _default(value: Any) -> Any:
 
 def pack(value: Any) -> bytes:
     """Encode plain data and known custom classes to msgpack bytes."""
-    return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=False)
+    data: bytes = msgpack.packb(value, default=_default, use_bin_type=True, strict_types=False)
+    return data
 
 
 def unpack(data: bytes) -> Any:

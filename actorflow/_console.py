@@ -67,7 +67,7 @@ def summary_table(summary: Summary) -> Table:
     for col, justify in (("task", "left"), ("kind", "left"), ("status", "left"), ("in", "right"),
                          ("out", "right"), ("seconds", "right"), ("items/s", "right"),
                          *((("cache", "left"),) if cached else ())):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(col, justify=justify)
     for t in summary.tasks.values():
         n = max(t.items_in, t.items_out)
         rate = f"{n / t.elapsed:,.0f}" if t.elapsed > 0 and n and t.cache != "hit" else "-"
@@ -161,7 +161,7 @@ class ConsoleProgress:
         up_name = ups[0].upstream
         up = stats[up_name]
         if up.status == "finished":
-            return up.items_out
+            return int(up.items_out)
         return self._totals.get(up_name)
 
     def update(self) -> None:
@@ -246,7 +246,10 @@ class EventLog:
     async def write(self) -> None:
         """Write events until the run ends."""
         own = isinstance(self.target, str | os.PathLike)
-        f: IO[str] = open(Path(self.target), "w", encoding="utf-8") if own else self.target  # type: ignore[arg-type]
+        f: IO[str] = (
+            open(Path(self.target), "w", encoding="utf-8")  # type: ignore[arg-type]
+            if own else self.target  # type: ignore[assignment]
+        )
         try:
             async for event in self.events:
                 f.write(json.dumps(event.to_dict(), default=repr, separators=(",", ":")) + "\n")

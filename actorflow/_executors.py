@@ -414,7 +414,9 @@ class TaskSession:
                 break
             i = pos + index
             attempt, failed = (attempt + 1 if i == failed else 1), i
-            if not await self.actor.item_error(seqs[i], items[i], error, attempt):
+            if not await self.actor.item_error(
+                seqs[i], items[i], error if isinstance(error, Exception) else Exception(str(error)), attempt
+            ):
                 out.append([] if self.call.generator else self._skip)
             pos = len(out)
         if self.call.generator:

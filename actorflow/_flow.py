@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Final, Literal, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, final, overload
 
 import attrs
 
@@ -20,6 +20,9 @@ from ._errors import DefinitionError
 from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
 from ._policy import DeadLetter, Fail, Restart, Retry
 from ._typing import Cursor, Seq, fits, inspect_empty, list_item_type, runtime_classes, stream_item_type, type_name
+
+if TYPE_CHECKING:
+    from ._bind import RunGraph
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -277,7 +280,8 @@ class Flow:
             settings.pop("batch_size")
             settings["concurrency"] = settings["concurrency"] or 1
         per_name = self.task_name(per) if per is not None else None
-        return self._define(fn, kind, name=name, **({"per": per_name} if kind == "collector" else {}), **settings)
+        extra: dict[str, Any] = {"per": per_name} if kind == "collector" else {}
+        return self._define(fn, kind, name=name, **extra, **settings)
 
     # -- mutation ------------------------------------------------------------------------------
 
@@ -362,7 +366,7 @@ class Flow:
 
         return to_dot(self)
 
-    def bind(self, options: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
+    def bind(self, options: Mapping[str, Mapping[str, Any]] | None = None) -> RunGraph:
         """Validate option values and return the immutable run graph (see :class:`RunGraph`)."""
         from ._bind import bind
 
@@ -384,7 +388,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
     ) -> Callable[[F], F]: ...
-    def source(
+    def source(  # type: ignore[misc]  # mypy cannot match the decorator-factory overload
         self,
         fn: F | None = None,
         /,
@@ -433,7 +437,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
     ) -> Callable[[F], F]: ...
-    def task(
+    def task(  # type: ignore[misc]
         self,
         fn: F | None = None,
         /,
@@ -535,7 +539,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
     ) -> Callable[[F], F]: ...
-    def sink(
+    def sink(  # type: ignore[misc]
         self,
         fn: F | None = None,
         /,

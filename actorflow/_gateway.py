@@ -58,7 +58,7 @@ def structure_item(value: Any, item_type: Any) -> Any:
         if not isinstance(value, Mapping):
             raise TypeError(f"expected a mapping of fields for {type_name(item_type)}, got {_describe(value)}")
         try:
-            return converter.structure(value, item_type)
+            return converter.structure(value, item_type)  # type: ignore[arg-type]
         except Exception as exc:
             detail = "; ".join(cattrs.transform_error(exc)) if isinstance(exc, cattrs.BaseValidationError) else exc
             raise TypeError(f"does not fit {type_name(item_type)}: {detail}") from None
@@ -210,7 +210,7 @@ def external_source(item_type: Any, *, name: str = "external", doc: str | None =
 
     source.__name__ = source.__qualname__ = name
     source.__doc__ = doc or f"Items of type {type_name(item_type)} pushed from outside the run."
-    source.__annotations__ = {"return": Stream[item_type]}
+    source.__annotations__ = {"return": Stream[item_type]}  # type: ignore[misc]
     setattr(source, EXTERNAL_ATTR, item_type)
     return source
 

@@ -163,7 +163,7 @@ class _PrefixedStream(trio.abc.Stream):
             n = len(self._prefix) if max_bytes is None else max_bytes
             out, self._prefix = self._prefix[:n], self._prefix[n:]
             return out
-        return await self._stream.receive_some(max_bytes)
+        return bytes(await self._stream.receive_some(max_bytes))
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self._stream.send_all(data)
@@ -540,7 +540,7 @@ class _Session:
             await self.send({"type": "items", "task": task, "seqs": to_wire(seqs), "items": to_wire(items)})
         if self.taps.get(task) is t:
             del self.taps[task]
-            await self.send({"type": "end", "task": task, "dropped": t.dropped})
+            await self.send({"type": "end", "task": task, "dropped": getattr(t, "dropped", 0)})
 
 
 def _check_bind(host: str, token: str | None) -> None:

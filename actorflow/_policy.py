@@ -59,7 +59,7 @@ class Retry:
         base = min(self.max_backoff, self.backoff * (2 ** (retry - 1)))
         if self.jitter:
             base *= 1 + random.uniform(-self.jitter, self.jitter)
-        return max(0.0, base)
+        return float(max(0.0, base))
 
 
 @attrs.frozen

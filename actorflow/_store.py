@@ -137,7 +137,7 @@ class Store:
             fp = txn.get(b"fingerprint")
         if raw is None:
             return None
-        info = unpack(raw)
+        info: dict[str, Any] = unpack(raw)
         info["fingerprint"] = fp.decode() if fp else None
         return info
 

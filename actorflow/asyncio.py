@@ -121,7 +121,8 @@ class Host:
 
     async def _until(self, fut: asyncio.Future[T]) -> T:
         """Await *fut*, or fail clearly if the trio loop stops first."""
-        await asyncio.wait([fut, self._done], return_when=asyncio.FIRST_COMPLETED)
+        waiting: list[asyncio.Future[Any]] = [fut, self._done]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if not fut.done():
             self._done.result().unwrap()
             raise ActorflowError("the actorflow host stopped")
