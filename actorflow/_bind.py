@@ -80,6 +80,13 @@ def coerce(value: Any, annotation: Any) -> Any:
         raise TypeError(f"expected {type_name(annotation)}, got {_describe(value)}")
     if isinstance(value, int) and not any(issubclass(c, float | enum.Enum) for c in classes):
         raise TypeError(f"expected {type_name(annotation)}, got {_describe(value)}")
+    if isinstance(value, str) and str not in classes and any(
+        issubclass(c, list | tuple | set | frozenset) for c in classes
+    ):
+        raise TypeError(
+            f"expected {type_name(annotation)}, got {_describe(value)} (give a list, e.g. [1, 2]; "
+            "on the command line --set task.option='[1, 2]')"
+        )
     return _structure(value, annotation)
 
 

@@ -134,6 +134,8 @@ def load_config(path: str) -> dict[str, dict[str, Any]]:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise UsageError(f"config file {path!r} not found") from None
+    except OSError as exc:
+        raise UsageError(f"config file {path!r} cannot be read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {path!r} is not valid TOML: {exc}") from exc
     bad = [k for k, v in data.items() if not isinstance(v, dict)]
@@ -322,7 +324,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for register in COMMANDS:
         register(sub)
+    _debug_everywhere(sub)
     return parser
+
+
+def _debug_everywhere(sub: Any) -> None:
+    """Accept ``--debug`` after the subcommand too (``actorflow run FILE --debug``)."""
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _debug_everywhere(action)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from ._bind import converter
 from ._flow import REQUIRED
 from ._typing import type_name
 
@@ -22,6 +23,12 @@ def _default(value: Any) -> Any:
     try:
         json.dumps(value)
         return value
+    except (TypeError, ValueError):
+        pass
+    try:
+        plain = converter.unstructure(value)  # Path -> "data", enum -> its value, attrs -> dict
+        json.dumps(plain)
+        return plain
     except (TypeError, ValueError):
         return repr(value)
 

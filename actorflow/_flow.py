@@ -8,6 +8,7 @@ call); one annotated ``list[T]`` is *final* (the whole product once the upstream
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -748,7 +749,9 @@ def analyse(
         up = flow._tasks.get(p.name)
         if up is None:
             default = REQUIRED if p.default is p.empty else p.default
-            options.append(Option(p.name, Any if ann is inspect_empty else ann, default))
+            option_ann = Any if ann is inspect_empty else ann
+            _check_default(flow.name, tname, p.name, option_ann, default)
+            options.append(Option(p.name, option_ann, default))
             continue
         if up.kind == "sink":
             raise DefinitionError(
@@ -869,6 +872,26 @@ def analyse(
         cache=cache,
         version=version,
     )
+
+
+def _check_default(flow: str, task: str, name: str, annotation: Any, default: Any) -> None:
+    """An option's default must be a value of its type (never a function computing one)."""
+    if default is REQUIRED or default is None:
+        return
+    if inspect.isfunction(default) or inspect.ismethod(default) or isinstance(default, functools.partial):
+        raise DefinitionError(
+            f"{_where(flow, task, name)}: an option's default must be a value, not a function ({default!r:.60}); "
+            "compute it inside the task, or make the option required"
+        )
+    from ._bind import coerce
+    from ._file import File
+
+    if File in (runtime_classes(annotation) or ()):
+        return  # a default file need not exist until the run binds it
+    try:
+        coerce(default, annotation)
+    except (TypeError, ValueError) as exc:
+        raise DefinitionError(f"{_where(flow, task, name)}: the default {default!r:.60} does not fit: {exc}") from None
 
 
 def _secret_names(flow: str, task: str, secrets: Any) -> tuple[str, ...]:

@@ -126,11 +126,16 @@ def task_function(cls: type[Task]) -> tuple[Callable[..., Any], dict[str, Any]]:
     call.__actorflow_run__ = run  # type: ignore[attr-defined]
     call.__actorflow_options__ = option_names  # type: ignore[attr-defined]
     on_error = cls.on_error
-    if on_error is None and cls.retries:
-        on_error = Retry(attempts=cls.retries + 1)
+    retries = cls.retries
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise DefinitionError(
+            f"task class {cls.__qualname__}: retries must be a whole number of retries (0 or more), got {retries!r}"
+        )
+    if on_error is None and retries:
+        on_error = Retry(attempts=retries + 1)
     settings = {
         "kind": cls.kind, "concurrency": cls.concurrency, "capacity": cls.capacity, "batch_size": cls.batch_size,
-        "ordered": cls.ordered, "on_error": on_error, "secrets": tuple(cls.secrets), "init": cls.init,
+        "ordered": cls.ordered, "on_error": on_error, "secrets": cls.secrets, "init": cls.init,
         "finish": cls.finish, "per": cls.per, "cache": cls.cache, "version": cls.version,
     }
     if settings["kind"] not in ("task", "source", "sink", "collector"):
