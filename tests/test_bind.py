@@ -114,3 +114,33 @@ def test_toml_config_values_structure_too(tmp_path: Path) -> None:
     with open(tmp_path / "c.toml", "rb") as fh:
         graph = build().bind(tomllib.load(fh))
     assert graph.options["numbers"]["retry"] == Retry(4) and graph.options["numbers"]["mode"] is Mode.SAFE
+
+
+def test_text_for_a_list_option_is_refused_not_split_into_characters() -> None:
+    with pytest.raises(af.InvocationError, match=r"option 'sizes': expected list\[int\], got str '12' \(give a list"):
+        build().bind({"numbers": {"n": 1, "sizes": "12"}})
+    assert build().bind({"numbers": {"n": 1, "sizes": ["1", 2]}}).options["numbers"]["sizes"] == [1, 2]
+
+
+def test_unknown_option_gets_a_close_match() -> None:
+    with pytest.raises(af.InvocationError, match=r"unknown option 'rato'; did you mean 'ratio'\?"):
+        build().bind({"numbers": {"n": 1, "rato": 2.0}})
+
+
+def test_option_defaults_must_be_values_of_their_type() -> None:
+    flow = af.Flow("defaults")
+    with pytest.raises(af.DefinitionError, match=r"task 'a', parameter 'n': an option's default must be a value"):
+
+        @flow.source
+        def a(n: int = lambda: 3) -> af.Stream[int]:  # type: ignore[assignment]
+            yield 1
+
+    with pytest.raises(af.DefinitionError, match=r"task 'b', parameter 'n': the default 'abc' does not fit"):
+
+        @flow.source
+        def b(n: int = "abc") -> af.Stream[int]:  # type: ignore[assignment]
+            yield 1
+
+    @flow.source
+    def c(n: int | None = None, src: af.File = "not-yet.txt", ratio: float = 1) -> af.Stream[int]:  # type: ignore[assignment]
+        yield 1  # None, a file that need not exist yet and an int for a float are fine

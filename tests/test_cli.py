@@ -126,5 +126,29 @@ def test_graph_exports() -> None:
 def test_python_dash_m_and_console_script_agree() -> None:
     done = cli("--help")
     assert done.returncode == 0
-    for command in ("run", "resume", "dead-letters", "tasks", "graph"):
+    for command in ("run", "resume", "dead-letters", "cache", "tasks", "graph"):
         assert command in done.stdout
+    script = Path(sys.executable).parent / "actorflow"  # installed by pip from [project.scripts]
+    assert script.exists(), "the actorflow console script is not installed next to this Python"
+    via_script = subprocess.run(
+        [str(script), "run", str(SQUARES), "--set", "numbers.n=100", "--json", "--quiet"],
+        capture_output=True, text=True, env=ENV, timeout=120,
+    )
+    assert via_script.returncode == 0, via_script.stderr
+    assert json.loads(via_script.stdout) == json.loads(cli("run", str(SQUARES), "--set", "numbers.n=100",
+                                                           "--json", "--quiet").stdout)
+
+
+def test_debug_after_the_subcommand_and_unreadable_config(tmp_path: Path) -> None:
+    done = cli("run", str(tmp_path / "missing.py"), "--debug")
+    assert done.returncode == 2 and "Traceback" in done.stderr and "not found" in done.stderr
+    done = cli("run", str(SQUARES), "--config", str(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"config file {str(tmp_path)!r} cannot be read" in done.stderr
+
+
+def test_graph_json_exports_plain_defaults() -> None:
+    done = cli("graph", str(ROOT / "examples" / "wordcount.py"), "--format", "json")
+    files = next(t for t in json.loads(done.stdout)["tasks"] if t["name"] == "files")
+    folder = next(o for o in files["options"] if o["name"] == "folder")
+    assert folder["default"] == "." and "PosixPath" not in done.stdout

@@ -123,3 +123,25 @@ def test_bad_task_classes_are_refused() -> None:
 
     with pytest.raises(af.DefinitionError, match=r"both run.. parameters and options"):
         flow.add(Clash)
+
+
+@pytest.mark.parametrize("retries", ["two", -1, 1.5, True])
+def test_retries_must_be_a_whole_number(retries: object) -> None:
+    class Flaky(af.Task):
+        def run(self) -> int:
+            return 1
+
+    Flaky.retries = retries  # type: ignore[assignment]
+    with pytest.raises(af.DefinitionError, match=r"task class .*Flaky: retries must be a whole number"):
+        af.Flow("bad").add(Flaky)
+
+
+def test_secrets_of_a_class_must_be_a_list_of_names() -> None:
+    class Keyed(af.Task):
+        secrets = "KEY"  # type: ignore[assignment]
+
+        def run(self) -> int:
+            return 1
+
+    with pytest.raises(af.DefinitionError, match="secrets must be a list of names, got 'KEY'"):
+        af.Flow("bad").add(Keyed)
