@@ -21,7 +21,7 @@ from . import _events as ev
 from ._cache import record, save
 from ._calls import bind_consts, is_async_callable, item_call, step_call
 from ._codec import restore, restore_items
-from ._context import context_for, redact
+from ._context import context_for, redact, scrub
 from ._errors import MailboxTypeError, TaskFailed
 from ._executors import open_task_session
 from ._flow import TaskDef
@@ -331,8 +331,9 @@ class Actor:
             exc = TaskFailed(self.run.flow_name, self.name, seq, error)
             exc.__cause__ = error
         text = f"{type(error).__name__}: {error}"
-        if self.run.secrets:  # secret values never reach messages or events
+        if self.run.secrets:  # secret values never reach messages, events or chained tracebacks
             exc.args = (redact(str(exc), self.run.secrets),)
+            scrub(error, self.run.secrets)
             text = redact(text, self.run.secrets)
         self.run.bus.publish(ev.TaskFailed(run_id=self.run.run_id, task=self.name, seq=seq, error=text))
         self.run.fail(exc)

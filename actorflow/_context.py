@@ -44,8 +44,8 @@ class Context:
         self.run_id = run.run_id
         self.task = task
         self._secrets = dict(secrets)
-        self.logger = logging.LoggerAdapter(
-            logging.getLogger(f"actorflow.task.{task}"), {"run_id": run.run_id, "task": task}
+        self.logger: logging.LoggerAdapter[logging.Logger] = _RedactingAdapter(
+            logging.getLogger(f"actorflow.task.{task}"), {"run_id": run.run_id, "task": task}, run.secrets
         )
 
     def __repr__(self) -> str:
@@ -75,6 +75,55 @@ class Context:
     def secret_names(self) -> list[str]:
         """Names of the secrets this task may read."""
         return sorted(self._secrets)
+
+
+class _RedactingAdapter(logging.LoggerAdapter[logging.Logger]):
+    """A task's logger: messages are formatted here and every secret value of the run is masked."""
+
+    def __init__(self, logger: logging.Logger, extra: Mapping[str, object], secrets: Mapping[str, str]) -> None:
+        super().__init__(logger, extra)
+        self._secrets = secrets
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):
+            text = " ".join(map(str, (msg, *args)))
+        if self._secrets:
+            text = redact(text, self._secrets)
+        text, kwargs = self.process(text, kwargs)
+        self.logger.log(level, text, **kwargs)
+
+
+def scrub(error: BaseException, secrets: Mapping[str, str]) -> None:
+    """Mask secret values in the text arguments of *error* and the exceptions chained to it."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        try:
+            exc.args = tuple(redact(a, secrets) if isinstance(a, str) else a for a in exc.args)
+        except (AttributeError, TypeError):  # an exception type that does not allow it
+            pass
+        todo += [exc.__cause__, exc.__context__]
+
+
+def check_secrets(secrets: Any) -> dict[str, str]:
+    """The secrets given to a run, checked: a mapping of names to string values."""
+    if secrets is None:
+        return {}
+    if not isinstance(secrets, Mapping):
+        raise ActorflowError(f"secrets must map secret names to string values, got {type(secrets).__name__}")
+    bad = [k for k, v in secrets.items() if not isinstance(k, str) or not isinstance(v, str)]
+    if bad:
+        kinds = ", ".join(f"{k!r}: {type(secrets[k]).__name__}" for k in bad[:5])
+        raise ActorflowError(f"secrets must map names to string values; not strings: {kinds}")
+    return dict(secrets)
 
 
 def redact(text: str, secrets: Mapping[str, str]) -> str:

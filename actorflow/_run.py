@@ -19,6 +19,7 @@ from ._actors import Actor, actor_for
 from ._bind import RunGraph
 from ._cache import Cache, pin_run, plan
 from ._checkpoint import apply, open_for_run
+from ._context import check_secrets
 from ._errors import ActorflowError, RunCancelled, RunInterrupted, StoreError
 from ._flow import Flow
 from ._mailbox import Mailbox
@@ -155,7 +156,7 @@ class Run:
         #: The product cache this run reads and writes (None: no caching).
         self.cache = cache
         #: Secret values by name; handed only to the tasks that declare them, never persisted.
-        self.secrets: Mapping[str, str] = dict(secrets or {})
+        self.secrets: Mapping[str, str] = check_secrets(secrets)
         #: The supervisor: failure policies and checkpoints.
         self.supervisor = Supervisor(self, store, checkpoint_every)
         #: Every mailbox by name: (mailbox, consumer actor, input port or None for a ``per`` feed).
@@ -390,6 +391,7 @@ async def open_run(
             result = await run.result()
     """
     graph = _as_graph(flow, options)
+    check_secrets(secrets)  # before anything is opened
     if resume and store is None:
         raise ActorflowError("resume=True needs store=PATH: the store to resume from")
     opened, doc = (None, None) if store is None else open_for_run(store, graph, resume, dict(meta or {}))

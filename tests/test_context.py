@@ -135,3 +135,37 @@ def test_cli_secret_from_environment(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, timeout=60,
     )
     assert missing.returncode == 2 and "environment variable 'NOT_SET_ANYWHERE' is not set" in missing.stderr
+
+
+def test_secrets_are_masked_in_task_logs_and_chained_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    import traceback
+
+    flow = af.Flow("leaky")
+
+    @flow.task(secrets=["API_KEY"])
+    def call(ctx: af.Context) -> str:
+        key = ctx.secret("API_KEY")
+        ctx.logger.warning("using token=%s", key)
+        ctx.logger.info(f"also inline {key}")
+        raise PermissionError(f"server refused key {key}")
+
+    caplog.set_level(logging.INFO, logger="actorflow.task")
+    with pytest.raises(af.TaskFailed) as info:
+        af.run(flow, secrets={"API_KEY": SECRET})
+    assert SECRET not in caplog.text and "using token=***" in caplog.text and "also inline ***" in caplog.text
+    assert SECRET not in "".join(traceback.format_exception(info.value))  # the chained cause too
+    assert "server refused key ***" in str(info.value.__cause__)
+
+
+@pytest.mark.parametrize(
+    ("secrets", "message"),
+    [
+        ({"API_KEY": 12345}, r"not strings: 'API_KEY': int"),
+        (["API_KEY"], r"secrets must map secret names to string values, got list"),
+    ],
+)
+def test_bad_secrets_arguments_are_refused_before_the_run(secrets: Any, message: str) -> None:
+    flow = secret_flow()
+    flow.remove("snoop")
+    with pytest.raises(af.ActorflowError, match=message):
+        af.run(flow, secrets=secrets)
