@@ -93,8 +93,8 @@ class _RedactingAdapter(logging.LoggerAdapter[logging.Logger]):
             text = " ".join(map(str, (msg, *args)))
         if self._secrets:
             text = redact(text, self._secrets)
-        text, kwargs = self.process(text, kwargs)
-        self.logger.log(level, text, **kwargs)
+        text, extra = self.process(text, kwargs)
+        self.logger.log(level, text, **extra)
 
 
 def scrub(error: BaseException, secrets: Mapping[str, str]) -> None:
