@@ -143,7 +143,10 @@ class Actor:
         outs = self.outs
         for i in range(start, len(outs)):
             state[2] = i
-            await outs[i].put(seqs, items)
+            box = outs[i]
+            if box.accepts is not None:
+                self.check_port(box, seqs, items)
+            await box.put(seqs, items)
         del self.outboxes[slot]
         self.items_out += len(items)
         if self.gather is not None:
@@ -169,6 +172,17 @@ class Actor:
             for s, x in zip(seqs, items, strict=True):
                 self.check_named(x, s)
         return seqs, items
+
+    def check_port(self, box: Mailbox, seqs: list[Any], items: list[Any]) -> None:
+        """Check items from an unannotated sender against the receiving port's type."""
+        accepts = box.accepts
+        assert accepts is not None
+        for t in set(map(type, items)):
+            if not issubclass(t, accepts):
+                bad = next(i for i, x in enumerate(items) if type(x) is t)
+                task, _, port = box.name.rpartition(".")
+                expected = " | ".join(c.__qualname__ for c in accepts)
+                raise MailboxTypeError(self.run.flow_name, task, port, expected, t.__qualname__, seqs[bad])
 
     def check_named(self, value: Any, seq: Any) -> None:
         """Run a named output type's checks on one value."""

@@ -32,7 +32,8 @@ class Mailbox:
     """
 
     __slots__ = (
-        "_abandoned", "_batches", "_closed", "_count", "_getters", "_putters", "capacity", "listener", "name",
+        "_abandoned", "_batches", "_closed", "_count", "_getters", "_putters", "accepts", "capacity", "listener",
+        "name",
     )
 
     def __init__(self, name: str, capacity: int = DEFAULT_CAPACITY) -> None:
@@ -48,6 +49,9 @@ class Mailbox:
         self._putters = trio.lowlevel.ParkingLot()
         #: Optional shared lot woken on every put or close (used by actors reading several ports).
         self.listener: trio.lowlevel.ParkingLot | None = None
+        #: Classes the receiving port accepts, when the sender's declared type cannot guarantee them
+        #: (an unannotated upstream): the sender then checks each batch against them.
+        self.accepts: tuple[type, ...] | None = None
 
     def __len__(self) -> int:
         return self._count

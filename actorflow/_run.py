@@ -25,6 +25,7 @@ from ._flow import Flow
 from ._mailbox import Mailbox
 from ._store import Store, open_store
 from ._supervisor import Supervisor
+from ._typing import runtime_classes
 
 Options = Mapping[str, Mapping[str, Any]]
 #: What ``cache=`` accepts: None (cache when there is a store), True, False, a directory, a Store or a Cache.
@@ -190,6 +191,8 @@ class Run:
                 up = self.actors[inp.upstream]
                 if inp.streaming:
                     box = Mailbox(f"{spec.name}.{inp.name}", spec.capacity)
+                    if up.spec.out_classes is None:  # an unannotated sender: check against the receiver
+                        box.accepts = runtime_classes(inp.annotation)
                     up.outs.append(box)
                     actor.inboxes.append(box)
                     self.mailboxes[box.name] = (box, actor, inp.name)

@@ -653,3 +653,31 @@ def test_invalid_options_raise_before_anything_runs() -> None:
 def test_run_rejects_non_flows() -> None:
     with pytest.raises(TypeError, match="expected an actorflow Flow"):
         af.run("squares")  # type: ignore[arg-type]
+
+
+def test_items_from_an_unannotated_sender_are_checked_against_the_receiving_port() -> None:
+    flow = af.Flow("loose")
+
+    @flow.source
+    def numbers():  # type: ignore[no-untyped-def]  # no annotation: anything may come out
+        yield from [1, 2, "three"]
+
+    @flow.task
+    def square(numbers: int) -> int:
+        return numbers * numbers
+
+    with pytest.raises(af.MailboxTypeError) as info:
+        af.run(flow)
+    err = info.value
+    assert (err.task, err.port, err.expected, err.actual, err.seq) == ("square", "numbers", "int", "str", 2)
+    assert "flow 'loose', task 'square', port 'numbers': expected int, got str (item seq 2)" in str(err)
+
+
+def test_summary_has_time_per_task() -> None:
+    result = af.run(squares_flow(), options={"numbers": {"n": 100}})
+    stats = result.summary.tasks
+    assert set(stats) == {"numbers", "square", "total"}
+    assert all(t.elapsed > 0 for t in stats.values()) and result.summary.elapsed >= max(
+        t.elapsed for t in stats.values()
+    )
+    assert (stats["square"].items_in, stats["square"].items_out, stats["total"].items_out) == (100, 100, 1)
