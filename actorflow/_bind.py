@@ -132,6 +132,8 @@ class RunGraph:
     tasks: Mapping[str, TaskDef]
     options: Mapping[str, Mapping[str, Any]]
     fingerprint: str
+    #: Nested flow name -> its output task (``outer.add(inner, name=...)``).
+    aliases: Mapping[str, str] = attrs.field(factory=dict)
 
     def downstream(self, name: str) -> list[str]:
         """Names of the tasks that read from *name*."""
@@ -157,7 +159,12 @@ def bind(flow: Flow, options: Mapping[str, Mapping[str, Any]] | None) -> RunGrap
             "(outer.add(flow, name=..., inputs={...}))"
         ])
     for tname in options:
-        if tname not in tasks:
+        if tname in flow._aliases and tname not in tasks:
+            inner = [n for n in tasks if n.startswith(f"{tname}/")]
+            problems.append(
+                f"{tname!r} is a nested flow: give options to its tasks by path ({', '.join(map(repr, inner))})"
+            )
+        elif tname not in tasks:
             problems.append(f"unknown task {tname!r}{_suggest(str(tname), list(tasks))}")
     bound: dict[str, Mapping[str, Any]] = {}
     for spec in tasks.values():
@@ -196,6 +203,7 @@ def bind(flow: Flow, options: Mapping[str, Mapping[str, Any]] | None) -> RunGrap
         tasks=types.MappingProxyType(dict(tasks)),
         options=types.MappingProxyType(bound),
         fingerprint=_fingerprint(flow.name, tasks, bound),
+        aliases=types.MappingProxyType(dict(flow._aliases)),
     )
 
 
@@ -206,9 +214,15 @@ def _fingerprint(name: str, tasks: Mapping[str, TaskDef], options: Mapping[str, 
             {
                 "name": t.name,
                 "kind": t.kind,
-                "inputs": [[i.name, i.upstream, i.streaming, i.gather] for i in t.inputs],
+                "inputs": [[i.name, i.upstream, i.streaming, i.gather, type_name(i.annotation)] for i in t.inputs],
                 "options": {k: _plain(v) for k, v in options[t.name].items()},
                 "per": t.per,
+                # what the implementation is (not its code: a fixed bug may still resume) and its settings
+                "fn": f"{getattr(t.fn, '__module__', '')}.{getattr(t.fn, '__qualname__', '')}",
+                "out": type_name(t.out_type),
+                "generator": t.is_generator,
+                "ordered": t.ordered,
+                "concurrency": t.concurrency,
             }
             for t in tasks.values()
         ],

@@ -191,13 +191,32 @@ class Flow:
         return [(i.upstream, t.name) for t in self._tasks.values() for i in t.inputs]
 
     def upstream(self, name: str) -> list[str]:
-        """Names of the tasks *name* reads from."""
+        """Names of the tasks *name* reads from (for a nested flow: the tasks feeding its inputs)."""
+        if self._is_nested(name):
+            inner = set(self.nested_tasks(name))
+            ups = [i.upstream for n in inner for i in self._tasks[n].inputs if i.upstream not in inner]
+            return list(dict.fromkeys(sorted(ups, key=list(self._tasks).index)))
         return [i.upstream for i in self._get(name).inputs]
 
     def downstream(self, name: str) -> list[str]:
-        """Names of the tasks that read from *name*."""
+        """Names of the tasks that read from *name* (for a nested flow: from any of its tasks)."""
+        if self._is_nested(name):
+            inner = set(self.nested_tasks(name))
+            return [
+                t.name for t in self._tasks.values()
+                if t.name not in inner and any(i.upstream in inner for i in t.inputs)
+            ]
         self._get(name)
         return [t.name for t in self._tasks.values() if any(i.upstream == name for i in t.inputs)]
+
+    def nested_tasks(self, name: str) -> list[str]:
+        """The tasks of the flow nested under *name* (``name/<task>``), in order."""
+        if not self._is_nested(name):
+            raise KeyError(f"flow {self.name!r} has no nested flow {name!r}")
+        return [n for n in self._tasks if n.startswith(name + "/")]
+
+    def _is_nested(self, name: str) -> bool:
+        return name in self._aliases and name not in self._tasks
 
     def topological_order(self) -> list[str]:
         """Task names such that every task comes after the tasks it reads from."""
@@ -207,6 +226,8 @@ class Flow:
         try:
             return self._tasks[name]
         except KeyError:
+            if self._is_nested(name):
+                return self._tasks[self._aliases[name]]  # a nested flow stands for its output task
             raise KeyError(f"flow {self.name!r} has no task {name!r}; it has {list(self._tasks)}") from None
 
     def task_name(self, ref: str | Callable[..., Any]) -> str:
@@ -300,6 +321,20 @@ class Flow:
         Raises:
             DefinitionError: other tasks depend on it (they are named).
         """
+        if self._is_nested(name):  # a nested flow goes as a whole
+            inner = set(self.nested_tasks(name))
+            users = self.downstream(name) + [
+                t.name for t in self._tasks.values() if t.per in inner and t.name not in inner
+            ]
+            if users:
+                raise DefinitionError(
+                    f"{_where(self.name, name)}: cannot remove nested flow, {sorted(set(users))} depend on it; "
+                    "remove those first"
+                )
+            for n in inner:
+                self._by_fn.pop(self._tasks.pop(n).fn, None)
+            del self._aliases[name]
+            return
         self._get(name)
         users = self.downstream(name) + [t.name for t in self._tasks.values() if t.per == name]
         if users:
@@ -320,14 +355,29 @@ class Flow:
             DefinitionError: the new function's inputs, options or types do not fit.
         """
         old = self._get(name)
+        name = old.name
         order = list(self._tasks)
         before = Flow(self.name)
         before._tasks = {n: self._tasks[n] for n in order[: order.index(name)]}
+        prefix, _, short = name.rpartition("/")
+        wiring: dict[str, str] = {}
+        if prefix:  # a task of a nested flow: its parameters name its siblings and the flow's inputs
+            for n in order:
+                if n.startswith(prefix + "/"):
+                    wiring.update({i.name: i.upstream for i in self._tasks[n].inputs})
+            for n in before._tasks.copy():
+                if n.startswith(prefix + "/"):
+                    wiring[n[len(prefix) + 1:]] = n
+            before._tasks.update({s: self._tasks[f] for s, f in wiring.items() if f in before._tasks})
         new = analyse(
-            before, fn, old.kind, name=name, capacity=old.capacity, batch_size=old.batch_size,
+            before, fn, old.kind, name=short, capacity=old.capacity, batch_size=old.batch_size,
             concurrency=old.concurrency, ordered=old.ordered, init=old.init, finish=old.finish, per=old.per,
-            executor=old.executor, on_error=old.on_error, secrets=old.secrets,
+            executor=old.executor, on_error=old.on_error, secrets=old.secrets, cache=old.cache,
         )
+        if prefix:
+            new = attrs.evolve(
+                new, name=name, inputs=tuple(attrs.evolve(i, source=wiring.get(i.name, i.name)) for i in new.inputs)
+            )
         if new.streaming != old.streaming or new.depth != old.depth:
             what = "a stream" if old.streaming else "a single product"
             raise DefinitionError(

@@ -100,9 +100,15 @@ class RunResult(Mapping[str, Any]):
     """
 
     def __init__(
-        self, products: dict[str, Any], summary: Summary, dead_letters: list[dict[str, Any]] | None = None
+        self,
+        products: dict[str, Any],
+        summary: Summary,
+        dead_letters: list[dict[str, Any]] | None = None,
+        aliases: Mapping[str, str] | None = None,
     ) -> None:
         self._products = products
+        #: A nested flow's name reads its output task's product (``result["clean"]``).
+        self._aliases = dict(aliases or {})
         self.summary = summary
         #: Items set aside by ``on_error=af.DeadLetter()`` (task, seq, item, error) in this run.
         self.dead_letters = list(dead_letters or [])
@@ -111,6 +117,8 @@ class RunResult(Mapping[str, Any]):
         try:
             return self._products[name]
         except KeyError:
+            if name in self._aliases and self._aliases[name] in self._products:
+                return self._products[self._aliases[name]]
             raise KeyError(f"no product named {name!r}; products: {sorted(self._products)}") from None
 
     def __iter__(self) -> Iterator[str]:
@@ -360,7 +368,7 @@ class Run:
             except StoreError as exc:
                 self._error = self._error or exc
             if self.status == "ok":
-                self._result = RunResult(self._products(), self.summary, sup.dead_letters)
+                self._result = RunResult(self._products(), self.summary, sup.dead_letters, self.graph.aliases)
             self.bus.publish(
                 ev.RunFinished(run_id=self.run_id, flow=self.flow_name, status=self.status, elapsed=self._elapsed)
             )

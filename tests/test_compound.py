@@ -99,3 +99,43 @@ def test_exports_show_nested_paths() -> None:
     outer = outer_flow()
     assert "clean__stripped" in outer.to_mermaid()
     assert '"clean/upper" -> "shouted";' in outer.to_dot()
+
+
+def test_a_nested_flow_is_addressable_by_its_name() -> None:
+    outer = outer_flow()
+    assert outer.upstream("clean") == ["lines"]
+    assert outer.downstream("clean") == ["shouted"]
+    assert outer.nested_tasks("clean") == ["clean/stripped", "clean/words", "clean/count", "clean/upper"]
+    with pytest.raises(af.DefinitionError, match=r"cannot remove nested flow, \['shouted'\] depend on it"):
+        outer.remove("clean")
+    with pytest.raises(af.InvocationError, match=r"'clean' is a nested flow: give options to its tasks by path"):
+        outer.bind({"clean": {"chars": "*"}})
+    outer.remove("shouted")
+    result = af.run(outer, {"clean/stripped": {"chars": " *"}})
+    assert result["clean"] == ["HELLO", "WORLD", "NESTED", "FLOWS"] == result["clean/upper"]
+    outer.remove("clean")
+    assert list(outer.tasks) == ["lines"]
+
+
+def test_replacing_a_task_inside_a_nested_flow() -> None:
+    outer = outer_flow()
+
+    def upper(words: str) -> str:  # reads its sibling by its short name, as in the inner flow
+        return words.lower() + "!"
+
+    outer.replace("clean/upper", upper)
+    assert af.run(outer)["shouted"] == ["hello!", "world!", "*nested!", "flows*!"]
+
+    def wrong(words: int) -> str:
+        return str(words)
+
+    with pytest.raises(af.DefinitionError, match=r"upstream 'words' yields items of type str"):
+        outer.replace("clean/upper", wrong)
+    before = outer.bind({}).fingerprint
+
+    def stripped(raw: str) -> str:  # reads the nested flow's input
+        return raw.strip() or af.SKIP
+
+    outer.replace("clean/stripped", stripped)
+    assert af.run(outer)["shouted"] == ["hello!", "world!", "*nested!", "flows*!"]
+    assert outer.bind({}).fingerprint != before  # another implementation: another run graph
