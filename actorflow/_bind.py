@@ -94,7 +94,10 @@ def _structure(value: Any, annotation: Any) -> Any:
     try:
         return converter.structure(value, annotation)
     except Exception as exc:  # cattrs raises many kinds; all mean "does not fit"
-        raise ValueError(f"expected {type_name(annotation)}, got {_describe(value)}{_why(exc)}") from exc
+        choices = ""
+        if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+            choices = f"; one of {', '.join(repr(m.value) for m in annotation)}"
+        raise ValueError(f"expected {type_name(annotation)}, got {_describe(value)}{_why(exc)}{choices}") from exc
 
 
 def _why(exc: Exception) -> str:

@@ -144,3 +144,9 @@ def test_option_defaults_must_be_values_of_their_type() -> None:
     @flow.source
     def c(n: int | None = None, src: af.File = "not-yet.txt", ratio: float = 1) -> af.Stream[int]:  # type: ignore[assignment]
         yield 1  # None, a file that need not exist yet and an int for a float are fine
+
+
+def test_a_bad_enum_value_lists_the_valid_ones() -> None:
+    message = r"option 'mode': expected Mode, got str 'FAST'.*one of 'fast', 'safe'"
+    with pytest.raises(af.InvocationError, match=message):
+        build().bind({"numbers": {"n": 1, "mode": "FAST"}})
