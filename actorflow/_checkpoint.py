@@ -100,7 +100,12 @@ def snapshot(run: Run, number: int, final: bool) -> dict[str, Any]:
 
 
 def apply(run: Run, doc: dict[str, Any]) -> int:
-    """Restore *run*'s mailboxes and actors from a snapshot; returns the number of queued items."""
+    """Restore *run*'s mailboxes and actors from a snapshot; returns the number of queued items.
+
+    Raises:
+        ResumeError: the checkpoint belongs to another format or run graph.
+        StoreError: the checkpoint is damaged (a field missing or of the wrong kind).
+    """
     if doc.get("format") != FORMAT:
         raise ResumeError(f"checkpoint format {doc.get('format')!r} is not the {FORMAT} this actorflow reads")
     if doc.get("fingerprint") != run.graph.fingerprint:
@@ -108,6 +113,23 @@ def apply(run: Run, doc: dict[str, Any]) -> int:
             "the store's checkpoint was written by a different run graph (tasks, wiring or option values changed); "
             "resume with the same flow and options, or start afresh with a new store"
         )
+    store = run.supervisor.store
+    where = f"store {str(store.path)!r}" if store is not None else "the checkpoint's store"
+    problem = _problem(doc)
+    if problem is None:
+        problem = _problem_for(run, doc)
+    if problem is not None:
+        raise StoreError(f"{where}: the checkpoint is damaged ({problem}); start the run afresh in a new store")
+    try:
+        return _apply(run, doc)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        # a damage the checks above do not foresee: say so rather than fail with a bare KeyError
+        raise StoreError(
+            f"{where}: the checkpoint is damaged ({type(exc).__name__}: {exc}); start the run afresh in a new store"
+        ) from exc
+
+
+def _apply(run: Run, doc: dict[str, Any]) -> int:
     tasks = run.graph.tasks
     if set(doc["actors"]) != set(run.actors) or set(doc["mailboxes"]) != set(run.mailboxes):
         raise ResumeError("the store's checkpoint names other tasks or mailboxes than this flow has")
@@ -223,4 +245,100 @@ def _load(store: Store) -> dict[str, Any] | None:
         raise StoreError(f"store {str(store.path)!r}: the checkpoint cannot be decoded ({exc})") from exc
     if not isinstance(doc, dict) or "actors" not in doc:
         raise StoreError(f"store {str(store.path)!r}: the checkpoint is not one actorflow wrote")
+    problem = _problem(doc) if doc.get("format") == FORMAT else None  # another format: apply() says so
+    if problem is not None:
+        raise StoreError(
+            f"store {str(store.path)!r}: the checkpoint is damaged ({problem}); start the run afresh in a new store"
+        )
     return doc
+
+
+# -- validation of a decoded checkpoint: each returns what is wrong, or None ----------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_seq(value: Any) -> bool:
+    return _is_int(value) or (isinstance(value, list) and all(_is_int(v) for v in value))
+
+
+def _batch_problem(batch: Any, what: str, extra: int = 0) -> str | None:
+    """``[seqs, items]`` (plus *extra* trailing counters) with as many sequence numbers as items."""
+    if not isinstance(batch, list) or len(batch) != 2 + extra:
+        return f"{what} is not a batch"
+    seqs, items = batch[0], batch[1]
+    if not isinstance(seqs, list) or not isinstance(items, list) or len(seqs) != len(items):
+        return f"{what} does not pair sequence numbers with items"
+    if not all(_is_seq(q) for q in seqs):
+        return f"{what} holds a sequence number that is not one"
+    if not all(_is_int(n) for n in batch[2:]):
+        return f"{what} has a counter that is not a count"
+    return None
+
+
+def _problem(doc: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a decoded checkpoint (fields every checkpoint has)."""
+    if not _is_int(doc.get("number")):
+        return f'"number" is {doc.get("number")!r}, not a checkpoint number'
+    if not isinstance(doc.get("final"), bool):
+        return f'"final" is {doc.get("final")!r}, not true or false'
+    for key in ("actors", "mailboxes"):
+        if key not in doc:
+            return f'"{key}" is missing'
+        if not isinstance(doc[key], dict) or not all(isinstance(k, str) for k in doc[key]):
+            return f'"{key}" is not a map of names'
+    for name, batches in doc["mailboxes"].items():
+        if not isinstance(batches, list):
+            return f"mailbox {name!r} is not a list of batches"
+        for batch in batches:
+            if (p := _batch_problem(batch, f"a batch of mailbox {name!r}")) is not None:
+                return p
+    for name, st in doc["actors"].items():
+        if (p := _actor_problem(st)) is not None:
+            return f"task {name!r}: {p}"
+    return None
+
+
+def _actor_problem(st: Any) -> str | None:
+    if not isinstance(st, dict):
+        return "its state is not a map"
+    for key in ("status", "items_in", "items_out", "outboxes"):
+        if key not in st:
+            return f'"{key}" is missing'
+    if not isinstance(st["status"], str):
+        return f'"status" is {st["status"]!r}'
+    for key in ("items_in", "items_out", "cursor"):
+        if key in st and not _is_int(st[key]):
+            return f'"{key}" is {st[key]!r}, not a count'
+    if not isinstance(st["outboxes"], list):
+        return '"outboxes" is not a list'
+    for box in st["outboxes"]:
+        if (p := _batch_problem(box, "an outbox", extra=1)) is not None:
+            return p
+    if "inflight" in st and (p := _batch_problem(st["inflight"], '"inflight"', extra=1)) is not None:
+        return p
+    if "gather" in st and not isinstance(st["gather"], list):
+        return '"gather" is not a list'
+    if "accs" in st:
+        if not isinstance(st["accs"], list) or not all(
+            isinstance(kv, list) and len(kv) == 2 and _is_seq(kv[0]) for kv in st["accs"]
+        ):
+            return '"accs" is not a list of (group, accumulator) pairs'
+        if not isinstance(st.get("known"), list) or not all(_is_seq(k) for k in st["known"]):
+            return '"known" is missing or not a list of groups'
+        if "mark" not in st or not (st["mark"] is None or _is_seq(st["mark"])):
+            return '"mark" is missing or not a group'
+    if "cache" in st and (not isinstance(st["cache"], list) or len(st["cache"]) != 5):
+        return '"cache" is not a cache decision'
+    return None
+
+
+def _problem_for(run: Run, doc: dict[str, Any]) -> str | None:
+    """What a checkpoint of *run*'s own graph lacks for the kinds of its actors."""
+    for name, st in doc["actors"].items():
+        actor = run.actors.get(name)
+        if isinstance(actor, SourceActor) and "cursor" not in st:
+            return f'task {name!r}: "cursor" is missing'
+    return None

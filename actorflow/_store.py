@@ -52,18 +52,23 @@ class Store:
             self.path.mkdir(parents=True)
         data = self.path / "data.mdb"
         if not data.exists() and not create:
-            raise StoreError(f"{str(self.path)!r} is not an actorflow store (no data.mdb); nothing to resume")
+            raise StoreError(f"store {str(self.path)!r} is not an actorflow store (no data.mdb)")
         if data.exists() and data.stat().st_size < 8192 and data.stat().st_size > 0:
             size = data.stat().st_size
             raise StoreError(f"store {str(self.path)!r} is truncated or corrupt ({size} bytes in data.mdb)")
         try:
             self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=8, subdir=True, lock=True)
+        except lmdb.Error as exc:
+            raise StoreError(f"store {str(self.path)!r} cannot be opened as an LMDB store: {exc}") from exc
+        self._check_size(data)
+        try:
             self._meta = self.env.open_db(b"meta")
             self._ckpt = self.env.open_db(b"checkpoint")
             self._dead = self.env.open_db(b"dead_letters")
             self._cache = self.env.open_db(b"cache")
             self._files = self.env.open_db(b"cache_files")
         except lmdb.Error as exc:
+            self.close()
             raise StoreError(f"store {str(self.path)!r} cannot be opened as an LMDB store: {exc}") from exc
         with self.env.begin(db=self._meta) as txn:
             kind = txn.get(b"kind")
@@ -82,6 +87,21 @@ class Store:
             raise StoreError(
                 f"store {str(self.path)!r} was written with schema version {schema.decode() if schema else '?'}; "
                 f"this actorflow reads version {SCHEMA_VERSION}. Finish or delete it with the version that wrote it."
+            )
+
+    def _check_size(self, data: Path) -> None:
+        """Refuse a data file shorter than its own header says: reading a missing page would SIGBUS.
+
+        LMDB maps the file; a page past its end is not an error but a bus error that kills the
+        process. The header (read without touching other pages) records the last page in use.
+        """
+        info, stat = self.env.info(), self.env.stat()
+        expected = (info["last_pgno"] + 1) * stat["psize"]
+        size = data.stat().st_size  # after reading the header: a concurrent writer only grows it
+        if size < expected:
+            self.close()
+            raise StoreError(
+                f"store {str(self.path)!r} is truncated or corrupt ({size} bytes in data.mdb, {expected} expected)"
             )
 
     def _has_foreign_data(self) -> bool:
@@ -143,11 +163,10 @@ class Store:
 
     def set_run_info(self, fingerprint: str, info: dict[str, Any]) -> None:
         """Record the run graph fingerprint and what is needed to rebuild it; clears old state."""
-        self._write(
-            {(self._meta, b"fingerprint"): fingerprint.encode(), (self._meta, b"run"): pack(info)},
-            deletes=[],
-        )
-        with self.env.begin(write=True) as txn:
+        run = pack(info)  # before the transaction: a value msgpack cannot hold changes nothing
+        with self.transaction() as txn:
+            txn.put(b"fingerprint", fingerprint.encode(), db=self._meta)
+            txn.put(b"run", run, db=self._meta)
             txn.drop(self._ckpt, delete=False)
             txn.drop(self._dead, delete=False)
 

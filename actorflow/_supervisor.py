@@ -21,7 +21,7 @@ import trio
 from . import _events as ev
 from ._codec import EncodeError, pack
 from ._context import redact
-from ._errors import StoreError
+from ._errors import ActorflowError, StoreError
 from ._policy import DeadLetter, Fail, Restart, Retry
 
 if TYPE_CHECKING:
@@ -46,6 +46,14 @@ class Supervisor:
     """Owns a run's failure policies and checkpoints. One per :class:`Run`."""
 
     def __init__(self, run: Run, store: Store | None = None, checkpoint_every: float | None = None) -> None:
+        if checkpoint_every is not None and (
+            isinstance(checkpoint_every, bool)
+            or not isinstance(checkpoint_every, int | float)
+            or not 0 < checkpoint_every < float("inf")
+        ):
+            raise ActorflowError(
+                f"checkpoint_every must be None or a positive, finite number of seconds, got {checkpoint_every!r}"
+            )
         self.run = run
         self.store = store
         self.every = checkpoint_every
@@ -167,13 +175,13 @@ class Supervisor:
                     while self.busy > 0:
                         await self._quiet.park()
                     doc = snapshot(self.run, self.number + 1, final)
-                    blob = pack(doc)
+                    blob = self._pack(doc)
                 finally:
                     self.pending = False
                     self._open.set()
             else:
                 doc = snapshot(self.run, self.number + 1, final)
-                blob = pack(doc)
+                blob = self._pack(doc)
             paused = time.perf_counter() - t0
             unsaved, self._unsaved = self._unsaved, []
             t1 = time.perf_counter()
@@ -190,6 +198,19 @@ class Supervisor:
                                                       queued_items=doc["queued_items"], size_bytes=len(blob),
                                                       pause_seconds=paused, write_seconds=wrote, final=final))
         return True
+
+    def _pack(self, doc: dict[str, Any]) -> bytes:
+        """Encode a snapshot; a value msgpack cannot hold becomes a :class:`StoreError` naming its holder."""
+        try:
+            return pack(doc)
+        except (TypeError, ValueError, OverflowError) as exc:  # EncodeError is a TypeError
+            where = _holder(doc)
+            store = str(self.store.path) if self.store is not None else "?"
+            raise StoreError(
+                f"store {store!r}: cannot write checkpoint {doc['number']}: {where} holds a value that cannot be "
+                f"stored ({exc}). Make it an attrs class or a dataclass (cattrs unstructures those) or plain data; "
+                "the last good checkpoint is intact"
+            ) from exc
 
     async def periodic(self) -> None:
         """Checkpoint every ``every`` seconds until cancelled."""
@@ -216,5 +237,40 @@ class Supervisor:
                     nursery.start_soon(self._stop_after_checkpoint)
 
     async def _stop_after_checkpoint(self) -> None:
-        await self.checkpoint()
+        try:
+            await self.checkpoint()
+        except StoreError as exc:
+            self.run.fail(exc)
+            return
         self.run.interrupt()
+
+
+def _holder(doc: dict[str, Any]) -> str:
+    """Which part of a snapshot msgpack cannot encode: ``task 'x' (its product)`` or ``mailbox 'y'``."""
+    for name, st in doc["actors"].items():
+        for key, value in st.items():
+            if not _packs(value):
+                what = _PARTS.get(key, key)
+                return f"task {name!r} ({what})"
+    for name, batches in doc["mailboxes"].items():
+        if not _packs(batches):
+            return f"mailbox {name!r} (items queued for it)"
+    return "the run's state"
+
+
+_PARTS = {
+    "product": "its product",
+    "gather": "the items it produced",
+    "outboxes": "items it is sending",
+    "inflight": "the batch it is working on",
+    "acc": "its accumulator",
+    "accs": "its accumulators",
+}
+
+
+def _packs(value: Any) -> bool:
+    try:
+        pack(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
