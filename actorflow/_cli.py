@@ -10,20 +10,27 @@ Subcommands (each a function registered in :data:`COMMANDS`, so more can be adde
 - ``tasks FILE``: list tasks with their options, types and defaults;
 - ``graph FILE --format mermaid|dot|json``: export the graph.
 
-Exit codes: 0 success; 1 a task failed; 2 invalid invocation or usage; 130/143 interrupted by
-SIGINT/SIGTERM after a final checkpoint. Errors are one clear line; ``--debug`` shows tracebacks.
+Exit codes: 0 success; 1 a task failed; 2 invalid invocation or usage (also a file, folder or
+address given that cannot be used); 130/143 interrupted by SIGINT/SIGTERM after a final checkpoint.
+Errors are one clear line; ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import importlib.machinery
+import importlib.util
 import json
+import keyword
 import os
-import runpy
+import re
 import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import trio
@@ -34,9 +41,11 @@ from ._cli_durable import (
     add_dead_letters_parser,
     add_resume_parser,
     add_store_arguments,
+    check_store_dir,
     interrupted,
     parse_duration,
     resume_target,
+    split_target,
     store_kwargs,
 )
 from ._errors import (
@@ -65,23 +74,19 @@ class UsageError(ActorflowError):
 def load_flow(target: str) -> Flow:
     """The flow named by ``FILE[:FLOW]``: FLOW is a variable name or a flow's name.
 
-    Without FLOW the file must define exactly one flow.
+    Without FLOW the file must define exactly one flow. The file is imported afresh on every
+    call (see :func:`import_pipeline`).
     """
-    file, name = target, ""
-    if not Path(target).exists() and ":" in target:
-        file, _, name = target.rpartition(":")
+    file, name = split_target(target)
     path = Path(file)
     if not path.is_file():
         raise UsageError(f"pipeline file {file!r} not found")
-    sys.path.insert(0, str(path.resolve().parent))
     try:
-        namespace = runpy.run_path(str(path), run_name="__actorflow__")
+        namespace = vars(import_pipeline(path))
     except ActorflowError:
         raise
     except Exception as exc:
         raise UsageError(f"pipeline file {file!r} failed to load: {type(exc).__name__}: {exc}") from exc
-    finally:
-        sys.path.pop(0)
     flows = {k: v for k, v in namespace.items() if isinstance(v, Flow)}
     if name:
         for var, flow in flows.items():
@@ -94,6 +99,82 @@ def load_flow(target: str) -> Flow:
             f"{file!r} defines {len(unique)} flows ({sorted(flows) or 'none'}); name one as {file}:NAME"
         )
     return next(iter(unique.values()))
+
+
+def pipeline_module_name(path: Path) -> str:
+    """The module name a pipeline file is imported under.
+
+    The file's stem (``etl`` for ``etl.py``), so that worker processes import it by name from its
+    folder, unless that is no module name or names another module; then ``actorflow_pipeline_<stem>``.
+    """
+    stem, resolved = path.stem, path.resolve()
+    if stem.isidentifier() and not keyword.iskeyword(stem):
+        loaded = sys.modules.get(stem)
+        origin: str | None  # where the name leads now: None for nowhere, "" for something not a file
+        if loaded is not None:
+            origin = getattr(loaded, "__file__", None) or ""
+        else:
+            try:
+                spec = importlib.util.find_spec(stem)
+            except (ImportError, ValueError):
+                origin = ""
+            else:
+                origin = None if spec is None else spec.origin or ""
+        if origin is None or (origin and Path(origin).resolve() == resolved):
+            return stem
+    return "actorflow_pipeline_" + re.sub(r"\W", "_", stem)
+
+
+def import_pipeline(path: Path) -> ModuleType:
+    """Import a pipeline file as a fresh module, replacing any earlier import of it.
+
+    It is a real module, registered in :data:`sys.modules` under :func:`pipeline_module_name`, so
+    that its functions can be sent to worker processes; its ``__name__`` is not ``"__main__"``, so
+    its ``if __name__ == "__main__":`` block does not run. The file's folder stays on
+    :data:`sys.path` and is added to ``PYTHONPATH``, so that workers import the module and its
+    sibling modules as this process does. Process workers (trio-parallel, which uses cloudpickle)
+    get its functions by value, as for ``python FILE``, without importing it again.
+    """
+    path = path.resolve()
+    folder = str(path.parent)
+    name = pipeline_module_name(path)
+    spec = importlib.util.spec_from_file_location(
+        name, path, loader=importlib.machinery.SourceFileLoader(name, str(path))
+    )
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(name)
+    sys.modules[name] = module
+    sys.path.insert(0, folder)  # as `python FILE` does, while the file runs
+    try:
+        # Compiled from the source every time, never from a cached .pyc: watch mode reloads a file
+        # right after an edit, which may keep its size and modification second.
+        exec(compile(path.read_bytes(), str(path), "exec", dont_inherit=True), module.__dict__)
+    except BaseException:
+        if previous is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = previous
+        raise
+    finally:
+        with contextlib.suppress(ValueError):  # unless the file took it off itself
+            sys.path.remove(folder)
+    _reachable_by_workers(folder, module)
+    return module
+
+
+def _reachable_by_workers(folder: str, module: ModuleType) -> None:
+    """Let worker processes (trio-parallel, Dask) load *module*'s functions and its sibling imports."""
+    if folder not in sys.path:
+        sys.path.append(folder)  # spawned workers start with this process's sys.path
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if folder not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([*paths, folder])  # workers started otherwise
+    try:
+        cloudpickle: Any = importlib.import_module("cloudpickle")
+    except ImportError:  # pragma: no cover - a dependency of distributed and used by trio-parallel
+        return
+    cloudpickle.register_pickle_by_value(module)
 
 
 def parse_sets(values: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -175,7 +256,7 @@ def print_products(products: Mapping[str, Any], as_json: bool) -> None:
 
 
 def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, target: str) -> int:
-    from ._console import observe, observe_options
+    from ._console import observe, observe_options, prepare_observe
     from ._run import open_run
 
     graph = flow.bind(options)
@@ -187,10 +268,16 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
                   "checkpoint_every": args.checkpoint_every}
 
     secrets = parse_secrets(getattr(args, "secret", []))
+    new_store = args.store if getattr(args, "store", None) and not getattr(args, "resume_store", None) else None
 
     async def main() -> Any:
-        async with open_run(graph, secrets=secrets, **kwargs) as run, observe(run, **observe_options(args)):
-            return await run.result()
+        # The event log is opened, the monitor bound and the store's folder made first: a bad
+        # --events, --monitor or --store fails before the run starts or its store is written.
+        async with prepare_observe(observe_options(args)) as observing:
+            if new_store:
+                check_store_dir(new_store)
+            async with open_run(graph, secrets=secrets, **kwargs) as run, observe(run, **observing):
+                return await run.result()
 
     result = trio.run(main)
     print_products(result, args.json)
@@ -214,6 +301,9 @@ def _watch(args: argparse.Namespace) -> int:
     if args.no_cache:
         raise UsageError("--watch re-runs only what changed, which needs the cache; drop --no-cache")
     parse_secrets(args.secret)  # a missing variable is a usage error before anything runs
+    _check_observe_options(args)
+    if args.store:
+        check_store_dir(args.store)
 
     def load() -> tuple[Any, dict[str, str]]:
         flow = load_flow(args.target)
@@ -222,6 +312,20 @@ def _watch(args: argparse.Namespace) -> int:
         return graph, parse_secrets(args.secret)
 
     return watch(args, lambda cache: run_watched(args, cache, load, lambda r: print_products(r, args.json)))
+
+
+def _check_observe_options(args: argparse.Namespace) -> None:
+    """Fail now, as a usage error, if the --events file cannot be written or --monitor not bound.
+
+    Watch mode opens and binds them itself, later; this finds a mistake before anything runs.
+    """
+    from ._console import observe_options, prepare_observe
+
+    async def check() -> None:
+        async with prepare_observe(observe_options(args)):
+            pass
+
+    trio.run(check)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -340,27 +444,53 @@ def _debug_everywhere(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``actorflow`` console script and ``python -m actorflow``."""
     args = build_parser().parse_args(argv)
-    debug = args.debug
     try:
         return int(args.handler(args))
-    except RunInterrupted as exc:
+    except BaseException as raised:
+        code = _exit_code(_sole(raised), raised, args.debug)
+        if code is None:
+            raise
+        return code
+
+
+def _exit_code(exc: BaseException, raised: BaseException, debug: bool) -> int | None:
+    """Report *exc* (the error *raised*, or the one error in that group) and give the exit code.
+
+    None for an error that is not mapped: it propagates as it is (a bug shows its traceback).
+    """
+    if isinstance(exc, RunInterrupted):
         return interrupted(exc)
-    except (TaskFailed, MailboxTypeError, RunCancelled) as exc:
-        return _fail(exc, EXIT_FAILED, debug)
-    except (InvocationError, DefinitionError, StoreError, UsageError) as exc:
-        return _fail(exc, EXIT_USAGE, debug)
-    except ActorflowError as exc:
-        return _fail(exc, EXIT_USAGE, debug)
-    except KeyboardInterrupt:
+    if isinstance(exc, TaskFailed | MailboxTypeError | RunCancelled):
+        return _fail(exc, raised, EXIT_FAILED, debug)
+    if isinstance(exc, InvocationError | DefinitionError | StoreError | UsageError | ActorflowError):
+        return _fail(exc, raised, EXIT_USAGE, debug)
+    if isinstance(exc, OSError):  # a path or address given on the command line that cannot be used
+        return _fail(_os_error_text(exc), raised, EXIT_USAGE, debug)
+    if isinstance(exc, KeyboardInterrupt):
         print("actorflow: interrupted", file=sys.stderr)
         return 130
+    return None
 
 
-def _fail(exc: BaseException, code: int, debug: bool) -> int:
+def _sole(exc: BaseException) -> BaseException:
+    """The one error inside nested exception groups holding exactly one; else *exc* itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _os_error_text(exc: OSError) -> str:
+    """``No such file or directory: '/x/y'`` rather than ``[Errno 2] No such file or directory: '/x/y'``."""
+    if exc.strerror and exc.filename is not None:
+        return f"{exc.strerror}: {exc.filename!r}"
+    return exc.strerror or str(exc)
+
+
+def _fail(exc: BaseException | str, raised: BaseException, code: int, debug: bool) -> int:
     if debug:
         import traceback
 
-        traceback.print_exception(exc)
+        traceback.print_exception(raised)
     print(f"actorflow: error: {exc}", file=sys.stderr)
     return code
 

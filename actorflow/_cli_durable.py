@@ -50,16 +50,44 @@ def store_kwargs(args: argparse.Namespace, target: str) -> dict[str, Any]:
     """Keyword arguments for :func:`actorflow.run` from the store flags."""
     if not getattr(args, "store", None):
         return {}
+    file, flow = split_target(target)
+    pipeline = str(Path(file).resolve())
     return {
         "store": args.store,
         "checkpoint_every": args.checkpoint_every,
         "handle_signals": True,
         "meta": {
-            "target": target,
-            "pipeline": str(Path(target.rsplit(":", 1)[0]).resolve()),
+            # absolute, so that `actorflow resume` works from any directory
+            "target": f"{pipeline}:{flow}" if flow else pipeline,
+            "pipeline": pipeline,
             "checkpoint_every": args.checkpoint_every,
         },
     }
+
+
+def check_store_dir(store: str) -> None:
+    """Create the ``--store`` directory if missing, failing with a clear StoreError if it cannot be.
+
+    The store would create it when the run starts; doing it first gives one clear line instead
+    of an error from deep inside the run.
+    """
+    path = Path(store)
+    if path.is_dir():
+        return
+    if path.exists():
+        raise StoreError(f"store {store!r} is a file, not an actorflow store directory")
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the store directory {store!r}: {exc.strerror or exc}") from exc
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``FILE[:FLOW]`` as (FILE, FLOW or ""); a target naming an existing file is all FILE."""
+    if not Path(target).exists() and ":" in target:
+        file, _, flow = target.rpartition(":")
+        return file, flow
+    return target, ""
 
 
 def interrupted(exc: RunInterrupted) -> int:

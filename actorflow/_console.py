@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, final
@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import _events as ev
+from ._errors import ActorflowError
 
 if TYPE_CHECKING:
     from ._monitor import MonitorServer
@@ -221,6 +222,22 @@ async def show_progress(run: Run, console: Console | None = None, **kwargs: Any)
     await ConsoleProgress(run, console, **kwargs).watch()
 
 
+class EventLogError(ActorflowError, OSError):
+    """The event log file cannot be written (a missing folder, a directory, no permission)."""
+
+
+def open_event_log(path: str | os.PathLike[str]) -> IO[str]:
+    """Create (or truncate) the event log file *path* for writing.
+
+    Raises:
+        EventLogError: it cannot be opened for writing; the message says why.
+    """
+    try:
+        return open(Path(path), "w", encoding="utf-8")
+    except OSError as exc:
+        raise EventLogError(f"cannot write the event log {str(path)!r}: {exc.strerror or exc}") from exc
+
+
 @final
 class EventLog:
     """Writes every event of a run as one JSON line (``--events FILE``).
@@ -247,7 +264,7 @@ class EventLog:
         """Write events until the run ends."""
         own = isinstance(self.target, str | os.PathLike)
         f: IO[str] = (
-            open(Path(self.target), "w", encoding="utf-8")  # type: ignore[arg-type]
+            open_event_log(self.target)  # type: ignore[arg-type]
             if own else self.target  # type: ignore[assignment]
         )
         try:
@@ -272,8 +289,6 @@ def parse_host_port(text: str, default_host: str = "127.0.0.1") -> tuple[str, in
     Raises:
         ActorflowError: the text is not of that form or the port is not in 0..65535.
     """
-    from ._errors import ActorflowError
-
     raw = text.strip()
     host, port_text = default_host, raw
     if raw.startswith("["):
@@ -299,6 +314,7 @@ async def observe(
     monitor_token: str | None = None,
     console: Console | None = None,
     linger: float = 0.5,
+    monitor_listeners: Sequence[trio.SocketListener] | None = None,
 ) -> AsyncIterator[MonitorServer | None]:
     """Attach what ``actorflow run`` shows to *run*: live console progress, an event log, a monitor.
 
@@ -314,9 +330,18 @@ async def observe(
         monitor_token: the token the monitor requires (needed for a non-loopback host).
         console: where progress goes (default: stderr).
         linger: seconds the monitor stays up after the run ended.
+        monitor_listeners: sockets already listening on *monitor* (see :func:`prepare_observe`).
+
+    The event log file is opened and the monitor's address bound on entering, before anything is
+    shown; if either fails, nothing is started.
 
     Yields:
         The :class:`MonitorServer` when *monitor* was given, else None.
+
+    Raises:
+        EventLogError: the *events* file cannot be written.
+        MonitorBindError: the *monitor* address cannot be listened on.
+        ActorflowError: *monitor* is not ``HOST:PORT``, or needs a token.
 
     Example:
         async with af.open_run(flow) as run, af.observe(run, monitor="127.0.0.1:8765") as server:
@@ -325,14 +350,25 @@ async def observe(
     from ._monitor import open_monitor
 
     con = console or Console(stderr=True)
-    progress = None if quiet else ConsoleProgress(run, con)
-    log = EventLog(run, events) if events is not None else None
     server: MonitorServer | None = None
     body_error: BaseException | None = None
     async with AsyncExitStack() as stack:
-        if monitor is not None:
-            host, port = parse_host_port(monitor)
-            server = await stack.enter_async_context(open_monitor(run, host, port, token=monitor_token))
+        if isinstance(events, str | os.PathLike):
+            events = stack.enter_context(open_event_log(events))  # a bad path fails before anything starts
+        address = parse_host_port(monitor) if monitor is not None else None
+        # subscribed before the first await, so that no event is missed
+        progress = None if quiet else ConsoleProgress(run, con)
+        log = EventLog(run, events) if events is not None else None
+        if address is not None:
+            try:
+                server = await stack.enter_async_context(
+                    open_monitor(run, *address, token=monitor_token, listeners=monitor_listeners)
+                )
+            except BaseException:
+                for watcher in (progress, log):
+                    if watcher is not None:
+                        watcher.events.close()
+                raise
             con.print(f"monitor: dashboard at {server.http_url}  (websocket {server.url})")
         async with trio.open_nursery() as nursery:
             if progress is not None:
@@ -350,6 +386,32 @@ async def observe(
                 await trio.sleep(linger)  # let the monitor's clients receive the last events
     if body_error is not None:
         raise body_error
+
+
+@asynccontextmanager
+async def prepare_observe(options: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """:func:`observe`'s *options* with the event log opened and the monitor bound, for a run to come.
+
+    Enter it before :func:`open_run`: a bad ``--events`` file or ``--monitor`` address then fails
+    before the run (and its store) is touched. The file and sockets are closed on leaving.
+
+    Raises:
+        EventLogError, MonitorBindError, ActorflowError: as :func:`observe` would.
+    """
+    from ._monitor import bind_monitor
+
+    out = dict(options)
+    async with AsyncExitStack() as stack:
+        events = out.get("events")
+        if isinstance(events, str | os.PathLike):
+            out["events"] = stack.enter_context(open_event_log(events))
+        if out.get("monitor") is not None and not out.get("monitor_listeners"):
+            host, port = parse_host_port(out["monitor"])
+            listeners = await bind_monitor(host, port, out.get("monitor_token"))
+            for listener in listeners:
+                stack.push_async_callback(listener.aclose)  # already closed once a monitor served on it
+            out["monitor_listeners"] = listeners
+        yield out
 
 
 def add_observe_arguments(parser: Any) -> None:

@@ -16,7 +16,7 @@ import ipaddress
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, final
 from urllib.parse import parse_qs, urlsplit
@@ -543,6 +543,28 @@ class _Session:
             await self.send({"type": "end", "task": task, "dropped": getattr(t, "dropped", 0)})
 
 
+class MonitorBindError(ActorflowError, OSError):
+    """The monitor's address cannot be listened on: in use, not this machine's, or not resolvable.
+
+    Also an :class:`OSError`, which this used to be.
+    """
+
+
+async def bind_monitor(host: str, port: int, token: str | None = None) -> list[trio.SocketListener]:
+    """Listen on ``host:port`` for a monitor, ahead of its run; give the sockets to :func:`open_monitor`.
+
+    Raises:
+        ActorflowError: a non-loopback *host* without a token, or an empty token.
+        MonitorBindError: the address cannot be listened on.
+    """
+    _check_bind(host, token)
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise MonitorBindError(f"cannot serve the monitor on {where}: {exc.strerror or exc}") from exc
+
+
 def _check_bind(host: str, token: str | None) -> None:
     if token is not None and (not isinstance(token, str) or not token):
         raise ActorflowError("monitor token must be a non-empty string")
@@ -562,6 +584,7 @@ async def serve_monitor(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     max_clients: int = 64,
     stats_interval: float = 0.5,
+    listeners: Sequence[trio.SocketListener] | None = None,
     task_status: trio.TaskStatus[MonitorServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve *run*'s graph, events, controls and dashboard on ``host:port`` until cancelled.
@@ -579,24 +602,35 @@ async def serve_monitor(
             that client's connection with code 1009.
         max_clients: websocket clients served at once; more are refused with HTTP 503.
         stats_interval: seconds between ``stats`` messages.
+        listeners: sockets already listening on *host*:*port* (from :func:`bind_monitor`) to
+            serve on, instead of binding here; they are closed when serving ends.
 
     Raises:
         ActorflowError: a non-loopback *host* without a token, or an empty token.
-        OSError: the port cannot be bound.
+        MonitorBindError: the address cannot be listened on (an :class:`OSError` too).
     """
-    server, listeners = await _listen(run, host, port, token, max_message_size, max_clients, stats_interval)
+    server, listeners = await _listen(
+        run, host, port, token, max_message_size, max_clients, stats_interval, listeners
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, server.handle, listeners)
         task_status.started(server)
 
 
 async def _listen(
-    run: Run, host: str, port: int, token: str | None, max_message_size: int, max_clients: int, stats_interval: float
+    run: Run,
+    host: str,
+    port: int,
+    token: str | None,
+    max_message_size: int,
+    max_clients: int,
+    stats_interval: float,
+    bound: Sequence[trio.SocketListener] | None = None,
 ) -> tuple[MonitorServer, list[trio.SocketListener]]:
     _check_bind(host, token)
     if not isinstance(max_message_size, int) or max_message_size < 64:
         raise ActorflowError(f"max_message_size must be an int of at least 64 bytes, got {max_message_size!r}")
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = list(bound) if bound else await bind_monitor(host, port, token)
     port = listeners[0].socket.getsockname()[1]
     return MonitorServer(run, host, port, token, max_message_size, max_clients, stats_interval), listeners
 
@@ -611,6 +645,7 @@ async def open_monitor(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     max_clients: int = 64,
     stats_interval: float = 0.5,
+    listeners: Sequence[trio.SocketListener] | None = None,
 ) -> AsyncIterator[MonitorServer]:
     """Serve the monitor for the duration of an ``async with`` block; see :func:`serve_monitor`.
 
@@ -621,7 +656,9 @@ async def open_monitor(
             print("dashboard at", monitor.http_url)
             await run.result()
     """
-    server, listeners = await _listen(run, host, port, token, max_message_size, max_clients, stats_interval)
+    server, listeners = await _listen(
+        run, host, port, token, max_message_size, max_clients, stats_interval, listeners
+    )
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, server.handle, listeners)
