@@ -133,6 +133,8 @@ def add_dead_letters_parser(sub: Any) -> None:
 
 def dead_letters(args: argparse.Namespace) -> int:
     """List dead letters: a table, or JSON lines with ``--json``."""
+    if not Path(args.store).exists():
+        raise StoreError(f"store {args.store!r} does not exist; it holds no dead letters")
     with open_store(args.store, create=False) as st:
         letters = sorted(st.dead_letters(), key=lambda d: (d["task"], _seq_key(d["seq"])))
     if args.json:

@@ -351,3 +351,10 @@ def test_dead_letters_of_a_directory_without_a_store_does_not_talk_of_resuming(t
     assert done.returncode == 2, done.stderr
     assert "is not an actorflow store (no data.mdb)" in done.stderr
     assert "nothing to resume" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_dead_letters_of_a_missing_store_does_not_talk_of_resuming(tmp_path: Path) -> None:
+    done = cli("dead-letters", "--store", str(tmp_path / "missing"))
+    assert done.returncode == 2, done.stderr
+    assert "does not exist; it holds no dead letters" in done.stderr
+    assert "nothing to resume" not in done.stderr and "Traceback" not in done.stderr
