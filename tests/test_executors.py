@@ -199,6 +199,16 @@ async def test_retry_policy_retries_the_failing_item_in_the_worker(executor: af.
     assert sorted(retried) == [7, 12]  # two batches are in flight at once: either may retry first
 
 
+async def test_restart_policy_restarts_the_actor_and_goes_on(executor: af.Executor, tmp_path: Any) -> None:
+    flow = flow_with(executor, flaky, n_batch=5, on_error=af.Restart(intensity=5, period=60.0))
+    async with af.open_run(flow, {"numbers": {"n": 20}, "flaky": {"marks": str(tmp_path)}}) as run:
+        events = run.events()
+        result = await run.result()
+    assert result["flaky"] == list(range(20))  # nothing lost, order kept
+    restarts = [e async for e in events if type(e) is ev.ActorRestarted]
+    assert sorted(e.seq for e in restarts) == [7, 12] and all(e.task == "flaky" for e in restarts)
+
+
 async def test_dead_letter_policy_drops_only_the_failing_item() -> None:
     flow = flow_with(af.ProcessExecutor(workers=2), fail_on_7, n_batch=5, on_error=af.DeadLetter())
     result = await af.run_async(flow, {"numbers": {"n": 12}})
