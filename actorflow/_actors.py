@@ -250,13 +250,12 @@ class Actor:
         if self.cache is not None:
             self.cache_event()
         try:
-            if self.cache == "hit":
-                if not self.restored_finished:
-                    resend, self.resend = self.resend, []
-                    for seqs, items, start in resend:
-                        await self.send(seqs, items, start=start)
-                    await self.replay()
-            elif not self.restored_finished:
+            if self.restored_finished:
+                pass
+            elif self.cache == "hit":
+                await self._resend()
+                await self.replay()
+            else:
                 consts = dict(run.graph.options[self.name])
                 for inp in self.spec.final_inputs:
                     up = run.actors[inp.upstream].product
@@ -265,9 +264,7 @@ class Actor:
                 if self.spec.context_param is not None:
                     consts[self.spec.context_param] = context_for(run, self.name, self.spec.secrets)
                 self._consts = consts
-                resend, self.resend = self.resend, []
-                for seqs, items, start in resend:
-                    await self.send(seqs, items, start=start)
+                await self._resend()
                 await self.main(consts)
         except _ItemError as exc:
             self._failed(exc.seq, exc.error)
@@ -293,6 +290,12 @@ class Actor:
                 elapsed=self.elapsed,
             )
         )
+
+    async def _resend(self) -> None:
+        """Send the outboxes a checkpoint restored, before anything new."""
+        resend, self.resend = self.resend, []
+        for seqs, items, start in resend:
+            await self.send(seqs, items, start=start)
 
     def cache_event(self) -> None:
         run = self.run

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, final
 from ._codec import EncodeError, pack, unpack
 from ._errors import ActorflowError, StoreError
 from ._file import File, content_hash, files_in
+from ._store import Store, open_store
 from ._typing import type_name
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
     from ._bind import RunGraph
     from ._flow import TaskDef
     from ._run import Run
-    from ._store import Store
 
 #: Bytes the cache may hold before least-recently-used entries are evicted.
 DEFAULT_CACHE_LIMIT = 256 << 20
@@ -142,18 +142,6 @@ class Cache:
             yield chunk
             n += 1
 
-    def raw_chunks(self, key: str) -> Iterator[bytes]:
-        """The msgpack bytes of a stream entry's batches, in order."""
-        n = 0
-        while True:
-            with self._env.begin(db=self.store._cache) as txn:
-                raw = txn.get(_c(key, n))
-                if raw is None:
-                    return
-                data = bytes(raw)
-            yield data
-            n += 1
-
     def product(self, key: str) -> Any:
         """The stored final product of *key* (plain data)."""
         with self._env.begin(db=self.store._cache) as txn:
@@ -199,19 +187,15 @@ class Cache:
             self._evict()
         return True
 
-    def touch(self, keys: list[str]) -> None:
-        """Mark entries as just used (for least-recently-used eviction)."""
-        if not keys:
+    def touch(self, headers: Mapping[str, dict[str, Any]]) -> None:
+        """Mark entries as just used (for least-recently-used eviction), given their headers by key."""
+        if not headers:
             return
         now = time.time()
         db = self.store._cache
         with self.store.transaction() as txn:
-            for key in keys:
-                raw = txn.get(_h(key), db=db)
-                if raw is not None:
-                    hdr = unpack(raw)
-                    hdr["used"] = now
-                    txn.put(_h(key), pack(hdr), db=db)
+            for key, header in headers.items():
+                txn.put(_h(key), pack({**header, "used": now}), db=db)
 
     def pin(self, keys: list[str]) -> None:
         """Keep *keys* from eviction until :meth:`unpin` (a run that uses them is running)."""
@@ -304,6 +288,36 @@ class Cache:
         digest = content_hash(path)
         self.store._write({(self.store._files, key): pack([*stamp, digest])})
         return digest
+
+
+def open_cache(cache: Any, store: Store | None, limit: int | None) -> tuple[Cache | None, Store | None]:
+    """The cache that ``cache=`` asks for, and a store opened just for it (to close afterwards).
+
+    *cache* is None (the cache of *store*, if any), True (that cache, which must exist), False (no
+    cache), a :class:`Cache`, a :class:`~actorflow._store.Store` or a store directory.
+    """
+    if cache is False:
+        return None, None
+    if isinstance(cache, Cache):
+        return cache, None
+    if cache is None or cache is True:
+        if store is None:
+            if cache is True:
+                raise ActorflowError("cache=True needs a store to keep the cache in: pass store=DIR or cache=DIR")
+            return None, None
+        return Cache(store, limit), None
+    if isinstance(cache, Store):
+        return Cache(cache, limit), None
+    if not isinstance(cache, str | os.PathLike):
+        raise ActorflowError(f"cache must be True, False, a directory or a Store, got {type(cache).__name__}")
+    if store is not None and os.path.realpath(cache) == os.path.realpath(store.path):
+        return Cache(store, limit), None
+    opened = open_store(cache)
+    try:
+        return Cache(opened, limit), opened
+    except BaseException:
+        opened.close()
+        raise
 
 
 # -- keys ------------------------------------------------------------------------------------------
@@ -437,8 +451,7 @@ def plan(run: Run, cache: Cache) -> None:
                 actor.recording = []
     settle(run)
     route(run)
-    hits = [a.cache_key for a in actors.values() if a.cache == "hit"]
-    cache.touch(hits)  # type: ignore[arg-type]
+    cache.touch({a.cache_key: a.cache_entry for a in actors.values() if a.cache_key and a.cache_entry})
 
 
 def settle(run: Run) -> None:

@@ -288,10 +288,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     """``actorflow run FILE[:FLOW]``."""
     if args.watch:
         return _watch(args)
-    flow = load_flow(args.target)
+    return _execute(load_flow(args.target), run_options(args), args, args.target)
+
+
+def run_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The option values of ``run``: the ``--config`` file, then ``--set`` on top."""
     config = load_config(args.config) if args.config else {}
-    options = merge_options(config, parse_sets(args.set))
-    return _execute(flow, options, args, args.target)
+    return merge_options(config, parse_sets(args.set))
 
 
 def _watch(args: argparse.Namespace) -> int:
@@ -306,10 +309,7 @@ def _watch(args: argparse.Namespace) -> int:
         check_store_dir(args.store)
 
     def load() -> tuple[Any, dict[str, str]]:
-        flow = load_flow(args.target)
-        config = load_config(args.config) if args.config else {}
-        graph = flow.bind(merge_options(config, parse_sets(args.set)))
-        return graph, parse_secrets(args.secret)
+        return load_flow(args.target).bind(run_options(args)), parse_secrets(args.secret)
 
     return watch(args, lambda cache: run_watched(args, cache, load, lambda r: print_products(r, args.json)))
 

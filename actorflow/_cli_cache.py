@@ -25,7 +25,8 @@ from typing import Any
 import trio
 
 from ._cache import Cache
-from ._errors import ActorflowError, MailboxTypeError, StoreError, TaskFailed
+from ._cli_durable import existing_store
+from ._errors import ActorflowError, MailboxTypeError, TaskFailed
 from ._file import files_in
 from ._store import Store, open_store
 
@@ -52,15 +53,9 @@ def _size(n: int) -> str:
     return f"{n:.1f} GiB"
 
 
-def _existing(path: str) -> Store:
-    if not Path(path).exists():
-        raise StoreError(f"store {path!r} does not exist; it holds no cache")
-    return open_store(path, create=False)
-
-
 def cache_ls(args: argparse.Namespace) -> int:
     """List the cache: a table, or JSON lines with ``--json``."""
-    with _existing(args.store) as store:
+    with existing_store(args.store, "cache") as store:
         entries = Cache(store).entries()
     if args.json:
         for e in entries:
@@ -83,7 +78,7 @@ def cache_ls(args: argparse.Namespace) -> int:
 
 def cache_clear(args: argparse.Namespace) -> int:
     """Remove entries; says how many."""
-    with _existing(args.store) as store:
+    with existing_store(args.store, "cache") as store:
         gone = Cache(store).clear(args.task)
     what = f" of task {args.task!r}" if args.task else ""
     print(f"removed {gone} cache entr{'ies' if gone != 1 else 'y'}{what}")

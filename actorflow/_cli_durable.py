@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import RunInterrupted, StoreError
-from ._store import open_store
+from ._store import Store, open_store
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
@@ -131,11 +131,16 @@ def add_dead_letters_parser(sub: Any) -> None:
     p.set_defaults(handler=dead_letters)
 
 
+def existing_store(path: str, holds: str) -> Store:
+    """Open a store a read-only command looks into; a missing one says it holds no *holds*."""
+    if not Path(path).exists():
+        raise StoreError(f"store {path!r} does not exist; it holds no {holds}")
+    return open_store(path, create=False)
+
+
 def dead_letters(args: argparse.Namespace) -> int:
     """List dead letters: a table, or JSON lines with ``--json``."""
-    if not Path(args.store).exists():
-        raise StoreError(f"store {args.store!r} does not exist; it holds no dead letters")
-    with open_store(args.store, create=False) as st:
+    with existing_store(args.store, "dead letters") as st:
         letters = sorted(st.dead_letters(), key=lambda d: (d["task"], _seq_key(d["seq"])))
     if args.json:
         for d in letters:

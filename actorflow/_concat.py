@@ -24,11 +24,11 @@ import attrs
 import trio
 
 from ._bind import RunGraph
-from ._cache import Cache
+from ._cache import Cache, open_cache
 from ._errors import ActorflowError
 from ._events import Event
 from ._flow import Flow
-from ._store import Store, open_store
+from ._store import Store
 from ._typing import fits, type_name
 
 #: Bytes copied from a spill file to the output at a time.
@@ -232,19 +232,6 @@ async def _emit(part: _Part, cache: Cache | None, write: Callable[[bytes], Any])
         part.pinned = False
 
 
-def _cache_for(cache: Any, limit: int | None) -> tuple[Cache | None, Store | None]:
-    if cache is None or cache is False:
-        return None, None
-    if isinstance(cache, Cache):
-        return cache, None
-    if isinstance(cache, Store):
-        return Cache(cache, limit), None
-    if isinstance(cache, str | os.PathLike):
-        store = open_store(cache)
-        return Cache(store, limit), store
-    raise ActorflowError(f"concat: cache must be a directory, a Store or None, got {type(cache).__name__}")
-
-
 async def concat_async(
     output: Any,
     parts: Sequence[Any],
@@ -259,7 +246,7 @@ async def concat_async(
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ActorflowError(f"concat: limit must be a positive int, got {limit!r}")
     plan = _parts(parts)
-    opened_cache, cache_store = _cache_for(cache, cache_limit)
+    opened_cache, cache_store = open_cache(cache, None, cache_limit)
     try:
         async with _output(output) as write:
             return await _concat(write, plan, limit, opened_cache, on_event, tmp_dir)

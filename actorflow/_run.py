@@ -17,13 +17,13 @@ import trio
 from . import _events as ev
 from ._actors import Actor, actor_for
 from ._bind import RunGraph
-from ._cache import Cache, pin_run, plan
+from ._cache import Cache, open_cache, pin_run, plan
 from ._checkpoint import apply, open_for_run
 from ._context import check_secrets
 from ._errors import ActorflowError, RunCancelled, RunInterrupted, StoreError
 from ._flow import Flow
 from ._mailbox import Mailbox
-from ._store import Store, open_store
+from ._store import Store
 from ._supervisor import Supervisor
 from ._typing import runtime_classes
 
@@ -408,7 +408,7 @@ async def open_run(
     opened, doc = (None, None) if store is None else open_for_run(store, graph, resume, dict(meta or {}))
     cache_store: Store | None = None
     try:
-        the_cache, cache_store = _open_cache(cache, opened, cache_limit)
+        the_cache, cache_store = open_cache(cache, opened, cache_limit)
         run = Run(
             graph, store=opened, checkpoint_every=checkpoint_every, handle_signals=handle_signals, secrets=secrets,
             cache=the_cache,
@@ -425,32 +425,6 @@ async def open_run(
             cache_store.close()
         if opened is not None and opened is not store:
             opened.close()
-
-
-def _open_cache(cache: CacheArg, store: Store | None, limit: int | None) -> tuple[Cache | None, Store | None]:
-    """The run's cache, and a store opened just for it (to close afterwards)."""
-    if cache is False:
-        return None, None
-    if isinstance(cache, Cache):
-        return cache, None
-    if cache is None or cache is True:
-        if store is None:
-            if cache is True:
-                raise ActorflowError("cache=True needs a store to keep the cache in: pass store=DIR or cache=DIR")
-            return None, None
-        return Cache(store, limit), None
-    if isinstance(cache, Store):
-        return Cache(cache, limit), None
-    if not isinstance(cache, str | os.PathLike):
-        raise ActorflowError(f"cache must be True, False, a directory or a Store, got {type(cache).__name__}")
-    if store is not None and os.path.realpath(cache) == os.path.realpath(store.path):
-        return Cache(store, limit), None
-    opened = open_store(cache)
-    try:
-        return Cache(opened, limit), opened
-    except BaseException:
-        opened.close()
-        raise
 
 
 @asynccontextmanager

@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 import pytest
 import trio
+from test_store import small_flow
 
 import actorflow as af
 
@@ -102,20 +103,6 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "actorflow", *args], capture_output=True, text=True, env=ENV, timeout=timeout
     )
-
-
-def small_flow() -> af.Flow:
-    flow = af.Flow("small")
-
-    @flow.source
-    def numbers(n: int = 100) -> af.Stream[int]:
-        yield from range(n)
-
-    @flow.collector(init=0)
-    def total(acc: int, numbers: int) -> int:
-        return acc + numbers
-
-    return flow
 
 
 # -- 1. a truncated data file ---------------------------------------------------------------------
