@@ -7,122 +7,23 @@ Nothing here runs task code. Every problem is collected and reported at once in 
 from __future__ import annotations
 
 import difflib
-import enum
 import hashlib
 import json
-import os
 import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import cattrs
 
+from ._convert import coerce, plain
+from ._convert import describe as _describe
 from ._errors import InvocationError
 from ._executors import bind_problems as executor_problems
-from ._file import File
-from ._named import NamedType
-from ._typing import runtime_classes, type_name
+from ._typing import type_name
 
 if TYPE_CHECKING:
-    from ._flow import Flow, TaskDef
-
-_TRUE = {"true", "yes", "on", "1"}
-_FALSE = {"false", "no", "off", "0"}
-
-
-def _structure_bool(value: Any, _: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise ValueError(f"expected a bool, got {value!r}")
-
-
-def _make_converter() -> cattrs.Converter:
-    conv = cattrs.Converter()
-    conv.register_structure_hook(bool, _structure_bool)
-    conv.register_structure_hook(File, lambda value, _: File.of(value))
-    conv.register_unstructure_hook(File, str)
-    return conv
-
-
-converter = _make_converter()
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
-
-
-def coerce(value: Any, annotation: Any) -> Any:
-    """Return *value* as *annotation*, or raise ValueError/TypeError saying why not.
-
-    Values that already have the right type are kept as they are. Text (from ``--set`` or a TOML
-    file), mappings (for attrs classes) and lists are structured with cattrs.
-    """
-    if isinstance(annotation, NamedType):
-        return annotation(coerce(value, annotation.root))
-    classes = runtime_classes(annotation)
-    if classes is None:
-        return value
-    if isinstance(value, os.PathLike) and not isinstance(value, classes):
-        value = os.fspath(value)  # a Path given for an af.File (or a str) option
-    if isinstance(value, classes) and not (isinstance(value, bool) and bool not in classes and int in classes):
-        if isinstance(value, list | dict | tuple | set) and getattr(annotation, "__args__", None):
-            return _structure(value, annotation)
-        return value
-    if isinstance(value, bool) or not isinstance(value, str | Mapping | list | tuple | int):
-        raise TypeError(f"expected {type_name(annotation)}, got {_describe(value)}")
-    if isinstance(value, int) and not any(issubclass(c, float | enum.Enum) for c in classes):
-        raise TypeError(f"expected {type_name(annotation)}, got {_describe(value)}")
-    if isinstance(value, str) and str not in classes and any(
-        issubclass(c, list | tuple | set | frozenset) for c in classes
-    ):
-        raise TypeError(
-            f"expected {type_name(annotation)}, got {_describe(value)} (give a list, e.g. [1, 2]; "
-            "on the command line --set task.option='[1, 2]')"
-        )
-    return _structure(value, annotation)
-
-
-def _structure(value: Any, annotation: Any) -> Any:
-    try:
-        return converter.structure(value, annotation)
-    except Exception as exc:  # cattrs raises many kinds; all mean "does not fit"
-        choices = ""
-        if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-            choices = f"; one of {', '.join(repr(m.value) for m in annotation)}"
-        raise ValueError(f"expected {type_name(annotation)}, got {_describe(value)}{_why(exc)}{choices}") from exc
-
-
-def _why(exc: Exception) -> str:
-    """The useful part of a structuring error: what was wrong, and where inside the value."""
-    if type(exc) is ValueError and str(exc):
-        return f" ({exc})"
-    if isinstance(exc, cattrs.BaseValidationError):
-        leaves: list[str] = []
-
-        def walk(group: BaseException, where: str) -> None:
-            for sub in getattr(group, "exceptions", ()):
-                note = next((n for n in getattr(sub, "__notes__", ()) if "@" in str(n) or "index" in str(n)), "")
-                idx = getattr(note, "index", None)
-                here = f"{where}[{idx!r}]" if idx is not None else where
-                if isinstance(sub, cattrs.BaseValidationError):
-                    walk(sub, here)
-                else:
-                    leaves.append(f"{here or 'value'}: {sub}")
-
-        walk(exc, "")
-        if leaves:
-            return " (" + "; ".join(leaves[:3]) + ")"
-    return ""
-
-
+    from ._flow import Flow
+    from ._spec import TaskDef
 
 @attrs.frozen(eq=False)
 class RunGraph:
@@ -218,7 +119,7 @@ def _fingerprint(name: str, tasks: Mapping[str, TaskDef], options: Mapping[str, 
                 "name": t.name,
                 "kind": t.kind,
                 "inputs": [[i.name, i.upstream, i.streaming, i.gather, type_name(i.annotation)] for i in t.inputs],
-                "options": {k: _plain(v) for k, v in options[t.name].items()},
+                "options": {k: plain(v) for k, v in options[t.name].items()},
                 "per": t.per,
                 # what the implementation is (not its code: a fixed bug may still resume) and its settings
                 "fn": f"{getattr(t.fn, '__module__', '')}.{getattr(t.fn, '__qualname__', '')}",
@@ -231,10 +132,3 @@ def _fingerprint(name: str, tasks: Mapping[str, TaskDef], options: Mapping[str, 
         ],
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode()).hexdigest()
-
-
-def _plain(value: Any) -> Any:
-    try:
-        return converter.unstructure(value)
-    except Exception:  # an exotic value still fingerprints by its repr
-        return repr(value)

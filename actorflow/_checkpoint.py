@@ -15,75 +15,29 @@ Items are stored as plain data and structured back into each port's declared typ
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from ._actors import CollectorActor, SourceActor, TaskActor
-from ._cache import restore_state, route
-from ._codec import EncodeError, restore, restore_items, restore_like, seq_from_plain, unpack
+from ._codec import EncodeError, pack, plain_batch, restore_items, seq_from_plain, unpack
 from ._errors import ResumeError, StoreError
 from ._store import Store, open_store
 
 if TYPE_CHECKING:
-    from ._actors import Actor
-    from ._run import Run
+    from ._runtime import Runtime
 
 FORMAT = 1
 
 
-def _plain_seqs(seqs: list[Any]) -> list[Any]:
-    return [list(s) if isinstance(s, tuple) else s for s in seqs]
+def snapshot(run: Runtime, number: int, final: bool) -> dict[str, Any]:
+    """Frame the whole state of *run* as plain data. Call only while every actor is parked.
 
-
-def _batch(seqs: list[Any], items: list[Any]) -> list[Any]:
-    return [_plain_seqs(seqs), list(items)]
-
-
-def _actor_state(actor: Actor) -> dict[str, Any]:
-    st: dict[str, Any] = {
-        "status": actor.status,
-        "items_in": actor.items_in,
-        "items_out": actor.items_out,
-        "outboxes": [[*_batch(s, i), nxt] for _, (s, i, nxt) in sorted(actor.outboxes.items())],
-    }
-    done_out = getattr(actor, "done_out", None)
-    if done_out:
-        st["outboxes"] += [[*_batch(s, i), 0] for _, (s, i) in sorted(done_out.items())]
-    if actor.gather is not None:
-        st["gather"] = list(actor.gather)
-    if actor.status == "finished" and actor.product.ready.is_set() and actor.gather is None:
-        st["product"] = actor.product.value
-    if isinstance(actor, SourceActor):
-        st["cursor"] = actor.cursor
-    if isinstance(actor, CollectorActor):
-        if actor.spec.per is None:
-            if actor.acc_restored:
-                st["acc"] = actor.acc
-        elif hasattr(actor, "accs"):
-            st["accs"] = [[list(k) if isinstance(k, tuple) else k, v] for k, v in actor.accs.items()]
-            st["known"] = _plain_seqs(list(actor.known))
-            st["mark"] = list(actor.mark) if isinstance(actor.mark, tuple) else actor.mark
-    if actor.cache is not None:
-        st["cache"] = [actor.cache, actor.cache_key, actor.replayed, actor.cache_replay, actor.cache_items]
-    if isinstance(actor, TaskActor) and actor.inflight is not None:
-        seqs, items, emitted = actor.inflight
-        st["inflight"] = [*_batch(seqs, items), emitted]
-    return st
-
-
-def snapshot(run: Run, number: int, final: bool) -> dict[str, Any]:
-    """Copy the whole state of *run* into plain data. Call only while every actor is parked."""
+    Each actor gives its own state (:meth:`Actor.state`); each mailbox its queued batches, after
+    the items its reader took but has not processed yet (a zip's unmatched items).
+    """
     boxes: dict[str, list[Any]] = {}
     queued = 0
-    for name, (box, consumer, port) in run.mailboxes.items():
-        batches: list[Any] = []
-        zipped = getattr(consumer, "_zip", None)
-        if zipped is not None and port is not None and box in zipped.boxes:
-            k = zipped.boxes.index(box)
-            pending = list(zipped._bufs[k]) + list(zipped._maps[k].items())
-            if pending:
-                batches.append(_batch([s for s, _ in pending], [x for _, x in pending]))
-        batches += [_batch(s, i) for s, i in box._batches]
+    for name, (box, consumer, _) in run.mailboxes.items():
+        batches = [plain_batch(s, i) for s, i in consumer.queued_for(box)]
+        batches += [plain_batch(s, i) for s, i in box.batches()]
         queued += sum(len(b[1]) for b in batches)
         boxes[name] = batches
     return {
@@ -93,13 +47,55 @@ def snapshot(run: Run, number: int, final: bool) -> dict[str, Any]:
         "final": final,
         "time": time.time(),
         "queued_items": queued,
-        "actors": {name: _actor_state(a) for name, a in run.actors.items()},
+        "actors": {name: a.state() for name, a in run.actors.items()},
         "mailboxes": boxes,
         "dead_letters": len(run.supervisor.dead_letters),
     }
 
 
-def apply(run: Run, doc: dict[str, Any]) -> int:
+def encode(doc: dict[str, Any], store: Store) -> bytes:
+    """A snapshot as msgpack; a value msgpack cannot hold becomes a :class:`StoreError` naming its holder."""
+    try:
+        return pack(doc)
+    except (TypeError, ValueError, OverflowError) as exc:  # EncodeError is a TypeError
+        raise StoreError(
+            f"store {str(store.path)!r}: cannot write checkpoint {doc['number']}: {_holder(doc)} holds a value that "
+            f"cannot be stored ({exc}). Make it an attrs class or a dataclass (cattrs unstructures those) or plain "
+            "data; the last good checkpoint is intact"
+        ) from exc
+
+
+def _holder(doc: dict[str, Any]) -> str:
+    """Which part of a snapshot msgpack cannot encode: ``task 'x' (its product)`` or ``mailbox 'y'``."""
+    for name, st in doc["actors"].items():
+        for key, value in st.items():
+            if not _packs(value):
+                return f"task {name!r} ({_PARTS.get(key, key)})"
+    for name, batches in doc["mailboxes"].items():
+        if not _packs(batches):
+            return f"mailbox {name!r} (items queued for it)"
+    return "the run's state"
+
+
+_PARTS = {
+    "product": "its product",
+    "gather": "the items it produced",
+    "outboxes": "items it is sending",
+    "inflight": "the batch it is working on",
+    "acc": "its accumulator",
+    "accs": "its accumulators",
+}
+
+
+def _packs(value: Any) -> bool:
+    try:
+        pack(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def apply(run: Runtime, doc: dict[str, Any]) -> int:
     """Restore *run*'s mailboxes and actors from a snapshot; returns the number of queued items.
 
     Raises:
@@ -129,64 +125,18 @@ def apply(run: Run, doc: dict[str, Any]) -> int:
         ) from exc
 
 
-def _apply(run: Run, doc: dict[str, Any]) -> int:
-    tasks = run.graph.tasks
+def _apply(run: Runtime, doc: dict[str, Any]) -> int:
     if set(doc["actors"]) != set(run.actors) or set(doc["mailboxes"]) != set(run.mailboxes):
         raise ResumeError("the store's checkpoint names other tasks or mailboxes than this flow has")
     queued = 0
-    # Inflight batches of generator tasks go back to the front of their inbox.
-    front: dict[str, list[Any]] = {}
-    for name, st in doc["actors"].items():
-        actor = run.actors[name]
-        if "inflight" in st:
-            seqs, items, emitted = st["inflight"]
-            seqs = [seq_from_plain(s) for s in seqs]
-            actor.skip_children = {seqs[0]: emitted} if emitted else {}  # type: ignore[attr-defined]
-            boxes = [n for n, (_, c, p) in run.mailboxes.items() if c is actor and p is not None]
-            if len(boxes) == 1:
-                front[boxes[0]] = [seqs, items]
-            else:
-                for k, bname in enumerate(boxes):
-                    front[bname] = [seqs, [t[k] for t in items]]
     for name, batches in doc["mailboxes"].items():
-        box, consumer, port = run.mailboxes[name]
-        up_name = next((i.upstream for i in consumer.spec.inputs if i.name == port), consumer.spec.per)
-        upstream = tasks[up_name]  # type: ignore[index]
-        if name in front:
-            batches = [front[name], *batches]
+        box, _, _ = run.mailboxes[name]
+        item_type = run.sender_type(name)
         for seqs, items in batches:
-            box.put_nowait([seq_from_plain(s) for s in seqs], restore_items(items, upstream.out_type))
+            box.put_nowait([seq_from_plain(s) for s in seqs], restore_items(items, item_type))
             queued += len(items)
-    for name, st in doc["actors"].items():
-        actor = run.actors[name]
-        spec = actor.spec
-        actor.items_in, actor.items_out = st["items_in"], st["items_out"]
-        actor.resend = [[[seq_from_plain(s) for s in seqs], restore_items(items, spec.out_type), nxt]
-                        for seqs, items, nxt in st["outboxes"]]
-        if "gather" in st:
-            actor.gather = restore_items(st["gather"], spec.out_type)
-        if isinstance(actor, SourceActor):
-            actor.cursor = st["cursor"]
-        if isinstance(actor, CollectorActor):
-            if "acc" in st:
-                actor.acc = restore_like(st["acc"], spec.init)
-                actor.acc_restored = True
-            elif "accs" in st:
-                actor.accs = {seq_from_plain(k): restore_like(v, spec.init) for k, v in st["accs"]}
-                actor.known = deque(seq_from_plain(k) for k in st["known"])
-                actor.mark = seq_from_plain(st["mark"])
-                actor.acc_restored = True
-        if "cache" in st:
-            restore_state(run, name, st)
-        if st["status"] == "finished":
-            actor.restored_finished = True
-            if actor.gather is not None:
-                actor.product.set(actor.gather)
-            elif "product" in st:
-                actor.product.set(restore(st["product"], spec.out_type))
-            else:
-                actor.product.set(None)
-    route(run)
+    for name, st in doc["actors"].items():  # after the mailboxes: an actor may put a batch back in front
+        run.actors[name].restore(st)
     return queued
 
 
@@ -336,10 +286,11 @@ def _actor_problem(st: Any) -> str | None:
     return None
 
 
-def _problem_for(run: Run, doc: dict[str, Any]) -> str | None:
+def _problem_for(run: Runtime, doc: dict[str, Any]) -> str | None:
     """What a checkpoint of *run*'s own graph lacks for the kinds of its actors."""
     for name, st in doc["actors"].items():
         actor = run.actors.get(name)
-        if isinstance(actor, SourceActor) and "cursor" not in st:
-            return f'task {name!r}: "cursor" is missing'
+        for key in actor.required_state if actor is not None else ():
+            if key not in st:
+                return f'task {name!r}: "{key}" is missing'
     return None

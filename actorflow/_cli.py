@@ -35,7 +35,6 @@ from typing import Any
 
 import trio
 
-from ._bind import converter
 from ._cli_cache import add_cache_parser
 from ._cli_durable import (
     add_dead_letters_parser,
@@ -48,6 +47,7 @@ from ._cli_durable import (
     split_target,
     store_kwargs,
 )
+from ._convert import converter
 from ._errors import (
     ActorflowError,
     DefinitionError,

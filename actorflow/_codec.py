@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import msgpack
 
-from ._bind import converter
+from ._convert import converter
 from ._typing import runtime_classes
 
 
@@ -71,6 +71,16 @@ def restore_like(value: Any, example: Any) -> Any:
     if isinstance(value, list) and issubclass(kind, (list, set, frozenset, tuple)):
         return kind(value)
     return restore(value, kind)
+
+
+def plain_seqs(seqs: list[Any]) -> list[Any]:
+    """Sequence numbers as msgpack keeps them (the runtime's tuples become lists)."""
+    return [list(s) if isinstance(s, tuple) else s for s in seqs]
+
+
+def plain_batch(seqs: list[Any], items: list[Any]) -> list[Any]:
+    """A batch as plain data: ``[seqs, items]``."""
+    return [plain_seqs(seqs), list(items)]
 
 
 def seq_from_plain(value: Any) -> Any:

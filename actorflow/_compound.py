@@ -19,7 +19,8 @@ from ._errors import DefinitionError
 from ._typing import fits, type_name
 
 if TYPE_CHECKING:
-    from ._flow import Flow, TaskDef
+    from ._flow import Flow
+    from ._spec import TaskDef
 
 
 def inline(
@@ -75,7 +76,7 @@ def inline(
             t,
             name=mapping[t.name],
             inputs=tuple(attrs.evolve(i, source=mapping[i.upstream]) for i in t.inputs),
-            per=mapping[t.per] if t.per is not None else None,
+            settings=attrs.evolve(t.settings, per=mapping[t.per]) if t.per is not None else t.settings,
             depth=t.depth + offset if t.streaming else t.depth,
         )
         outer._tasks[new.name] = new

@@ -28,6 +28,7 @@ from ._cache import Cache, open_cache
 from ._errors import ActorflowError
 from ._events import Event
 from ._flow import Flow
+from ._run import open_run
 from ._store import Store
 from ._typing import fits, type_name
 
@@ -165,7 +166,7 @@ async def _run_flow(
     on_event: Callable[[Event], Any] | None,
     spawn: Callable[..., Any],
 ) -> None:
-    from ._run import open_run
+
 
     assert part.graph is not None
     spill: BinaryIO | None = None
@@ -175,22 +176,17 @@ async def _run_flow(
                 spawn(_forward, run.events(), on_event)
             part.run_id = run.run_id
             actor = run.actors[part.terminal]
-            part.cache, part.cache_key = actor.cache, actor.cache_key
-            if actor.cache == "hit" and actor.cache_entry is not None and cache is not None:
-                part.cache_form = actor.cache_entry["form"]
-                cache.pin([part.cache_key])  # type: ignore[list-item]
+            role = actor.cached
+            part.cache, part.cache_key = (role.decision, role.key) if role is not None else (None, None)
+            if role is not None and role.hit and role.entry is not None and cache is not None:
+                part.cache_form = role.entry["form"]
+                cache.pin([role.key])
                 part.pinned = True
             else:
                 part.spill = spill_dir / f"part-{part.index:06d}"
                 spill = part.spill.open("wb")
                 if part.streaming:
-                    fh = spill
-
-                    def tap(_seqs: list[Any], items: list[Any]) -> None:
-                        for x in items:
-                            fh.write(_check_bytes(part, x))
-
-                    actor.taps.append(tap)
+                    actor.taps.append(_SpillTap(part, spill))
                     actor.in_result, actor.gather = False, None  # the spill file holds the stream
             result = await run.result()
         if spill is not None and not part.streaming:
@@ -199,6 +195,21 @@ async def _run_flow(
         if spill is not None:
             spill.close()
     part.ready.set()
+
+
+class _SpillTap:
+    """Writes a part's stream to its spill file as the terminal task sends it."""
+
+    def __init__(self, part: _Part, fh: BinaryIO) -> None:
+        self.part = part
+        self.fh = fh
+
+    def __call__(self, _seqs: list[Any], items: list[Any]) -> None:
+        for x in items:
+            self.fh.write(_check_bytes(self.part, x))
+
+    def wake(self) -> None:
+        """The task ended: nothing waits on a spill."""
 
 
 async def _forward(stream: Any, on_event: Callable[[Event], Any]) -> None:

@@ -24,7 +24,8 @@ from ._errors import ActorflowError
 
 if TYPE_CHECKING:
     from ._monitor import MonitorServer
-    from ._run import Run, Summary
+    from ._result import Summary
+    from ._run import Run
 
 _STATUS_STYLE = {
     "pending": ("·", "dim"),
@@ -382,7 +383,7 @@ async def observe(
                 nursery.cancel_scope.cancel()
         if server is not None and body_error is None and server.clients:
             with trio.move_on_after(linger):
-                await run._done.wait()
+                await run.wait_done()
                 await trio.sleep(linger)  # let the monitor's clients receive the last events
     if body_error is not None:
         raise body_error

@@ -15,7 +15,7 @@ from . import _events as ev
 from ._errors import ActorflowError
 
 if TYPE_CHECKING:
-    from ._run import Run
+    from ._runtime import Runtime as Run
 
 REDACTED = "***"
 

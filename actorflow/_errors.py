@@ -108,3 +108,15 @@ def _fmt_seq(seq: Any) -> str:
     if isinstance(seq, tuple):
         return ".".join(str(s) for s in seq)
     return str(seq)
+
+
+class ItemFailure(Exception):
+    """Internal: user code raised on one item and its policy gave up; the run fails on that item.
+
+    Carries the item's sequence number (None when the failure is not tied to one item).
+    """
+
+    def __init__(self, seq: Any, error: BaseException) -> None:
+        super().__init__(seq, error)
+        self.seq = seq
+        self.error = error

@@ -14,6 +14,7 @@ defined or the flow is bound, with a message naming the task.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import sys
@@ -25,11 +26,11 @@ from typing import TYPE_CHECKING, Any, final
 import attrs
 import trio
 
+from ._calls import item_caller
 from ._errors import DefinitionError
 
 if TYPE_CHECKING:
-    from ._actors import TaskActor
-    from ._flow import TaskDef
+    from ._spec import TaskDef
 
 
 # -- what runs in the worker -------------------------------------------------------------------
@@ -53,16 +54,13 @@ class BatchCall:
     positional: bool
     generator: bool
 
-    def call(self, item: Any) -> Any:
-        """Call the function on one item (a tuple of items for zipped inputs)."""
-        fn, consts, names = self.fn, self.consts, self.names
-        if len(names) == 1:
-            value = fn(item, **consts) if self.positional else fn(**{names[0]: item}, **consts)
-        elif self.positional:
-            value = fn(*item, **consts)
-        else:
-            value = fn(**dict(zip(names, item, strict=True)), **consts)
-        return list(value) if self.generator else value
+    def caller(self) -> Callable[[Any], Any]:
+        """The function as a one-argument callable of an item (a tuple of items for zipped inputs)."""
+        fn = functools.partial(self.fn, **self.consts) if self.consts else self.fn
+        call = item_caller(fn, self.names, self.positional)
+        if self.generator:
+            return lambda item: list(call(item))
+        return call
 
 
 def run_batch(call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
@@ -75,7 +73,7 @@ def run_batch(call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseEx
     """
     out: list[Any] = []
     append = out.append
-    f = call.call
+    f = call.caller()
     try:
         for x in items:
             append(f(x))
@@ -373,79 +371,3 @@ def bind_problems(tasks: Iterable[TaskDef]) -> list[str]:
         if reason:
             problems.append(f"task {spec.name!r}: {reason}")
     return problems
-
-
-# -- the actor side ----------------------------------------------------------------------------
-
-
-@final
-class TaskSession:
-    """What a :class:`TaskActor` with an executor uses in place of its per-item loop."""
-
-    def __init__(self, actor: TaskActor, session: Session, call: BatchCall) -> None:
-        from ._actors import _ItemError, child_seq
-        from ._typing import SKIP
-
-        self.actor = actor
-        self.session = session
-        self.call = call
-        self._item_error = _ItemError
-        self._child_seq = child_seq
-        self._skip = SKIP
-
-    async def process(self, seqs: list[Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
-        """Run one batch in the executor; returns the checked output batch.
-
-        A worker's failure on one item is mapped back to that item's sequence number and handed to
-        the task's failure policy, exactly as inline: retry it (the rest of the batch is sent
-        again from that item), go on without it (dead letter), or fail the run naming it.
-        """
-        out: list[Any] = []
-        pos, attempt, failed = 0, 1, -1
-        while pos < len(items):
-            try:
-                done, index, error = await self.session.run(self.call, items[pos:] if pos else items)
-            except (trio.Cancelled, KeyboardInterrupt):
-                raise
-            except Exception as exc:  # the batch could not run (a worker died, a value could not be sent)
-                raise self._item_error(seqs[pos] if len(seqs) - pos == 1 else None, exc) from exc
-            out.extend(done)
-            if error is None:
-                break
-            i = pos + index
-            attempt, failed = (attempt + 1 if i == failed else 1), i
-            if not await self.actor.item_error(
-                seqs[i], items[i], error if isinstance(error, Exception) else Exception(str(error)), attempt
-            ):
-                out.append([] if self.call.generator else self._skip)
-            pos = len(out)
-        if self.call.generator:
-            child = self._child_seq
-            out_seqs = [child(s, j) for s, rs in zip(seqs, out, strict=True) for j in range(len(rs))]
-            out = [r for rs in out for r in rs]
-            return self.actor.check(out_seqs, out)
-        return self.actor.check(seqs, out)
-
-
-@asynccontextmanager
-async def open_task_session(actor: TaskActor, consts: dict[str, Any]) -> AsyncIterator[None]:
-    """Open the actor's executor (if it has one) for the length of its run; sets ``actor._session``."""
-    spec = actor.spec
-    if spec.executor is None:
-        yield
-        return
-    names = tuple(i.name for i in spec.streaming_inputs)
-    call = BatchCall(
-        fn=spec.fn,
-        consts=dict(consts),
-        names=names,
-        positional=list(spec.params[: len(names)]) == list(names),
-        generator=spec.is_generator,
-    )
-    executor: Executor = spec.executor
-    async with executor.session() as session:
-        actor._session = TaskSession(actor, session, call)
-        try:
-            yield
-        finally:
-            actor._session = None

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ._bind import converter
-from ._flow import REQUIRED
+from ._convert import converter
+from ._spec import REQUIRED
 from ._typing import type_name
 
 if TYPE_CHECKING:

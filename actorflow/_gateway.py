@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, final
@@ -22,15 +21,15 @@ import attrs
 import cattrs
 import trio
 
-from ._bind import converter
+from ._convert import converter
 from ._errors import ActorflowError
+from ._runtime import Runtime, current_run
+from ._spec import EXTERNAL_ATTR
 from ._typing import Stream, runtime_classes, type_name
 
 if TYPE_CHECKING:
     from ._run import Run
 
-#: Attribute set on the function made by :func:`external_source`: the item type it accepts.
-EXTERNAL_ATTR = "__actorflow_external__"
 
 DEFAULT_FEED_CAPACITY = 1024
 
@@ -40,6 +39,19 @@ def _describe(value: Any) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__name__} {text}"
+
+
+def _structure_record(value: Any, item_type: Any) -> Any:
+    """:func:`structure_item` for an attrs class or dataclass: an instance as it is, else from a mapping."""
+    if isinstance(item_type, type) and isinstance(value, item_type):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a mapping of fields for {type_name(item_type)}, got {_describe(value)}")
+    try:
+        return converter.structure(value, item_type)
+    except Exception as exc:
+        detail = "; ".join(cattrs.transform_error(exc)) if isinstance(exc, cattrs.BaseValidationError) else exc
+        raise TypeError(f"does not fit {type_name(item_type)}: {detail}") from None
 
 
 def structure_item(value: Any, item_type: Any) -> Any:
@@ -53,15 +65,7 @@ def structure_item(value: Any, item_type: Any) -> Any:
         TypeError: *value* has the wrong shape; the message says what was expected and what came.
     """
     if attrs.has(item_type) or dataclasses.is_dataclass(item_type):
-        if isinstance(item_type, type) and isinstance(value, item_type):
-            return value
-        if not isinstance(value, Mapping):
-            raise TypeError(f"expected a mapping of fields for {type_name(item_type)}, got {_describe(value)}")
-        try:
-            return converter.structure(value, item_type)  # type: ignore[arg-type]
-        except Exception as exc:
-            detail = "; ".join(cattrs.transform_error(exc)) if isinstance(exc, cattrs.BaseValidationError) else exc
-            raise TypeError(f"does not fit {type_name(item_type)}: {detail}") from None
+        return _structure_record(value, item_type)
     classes = runtime_classes(item_type)
     if classes is None:
         return value
@@ -139,10 +143,7 @@ class Feed:
                 yield item
 
 
-_feeds: weakref.WeakKeyDictionary[Run, dict[str, Feed]] = weakref.WeakKeyDictionary()
-
-
-def external_sources(run: Run) -> dict[str, Any]:
+def external_sources(run: Runtime) -> dict[str, Any]:
     """Names of the run's external sources and their item types."""
     out: dict[str, Any] = {}
     for name, spec in run.graph.tasks.items():
@@ -152,8 +153,22 @@ def external_sources(run: Run) -> dict[str, Any]:
     return out
 
 
+def feed_of(run: Runtime, source: str) -> Feed:
+    """The :class:`Feed` of the external source *source* of a run's runtime (made on first use)."""
+    if source in run.feeds:
+        return run.feeds[source]
+    known = external_sources(run)
+    if source not in known:
+        raise KeyError(
+            f"flow {run.flow_name!r} has no external source {source!r}; external sources: {sorted(known)}"
+        )
+    spec = run.graph.tasks[source]
+    run.feeds[source] = f = Feed(source, known[source], capacity=max(1, spec.capacity))
+    return f
+
+
 def feed(run: Run, source: str) -> Feed:
-    """The :class:`Feed` of the external source named *source* in *run*.
+    """The :class:`Feed` of the external source named *source* in *run* (same as ``run.feed(source)``).
 
     Example:
         async with af.open_run(flow) as run:
@@ -164,17 +179,7 @@ def feed(run: Run, source: str) -> Feed:
     Raises:
         KeyError: *source* is not an external source of the run's flow.
     """
-    per_run = _feeds.setdefault(run, {})
-    if source in per_run:
-        return per_run[source]
-    known = external_sources(run)
-    if source not in known:
-        raise KeyError(
-            f"flow {run.flow_name!r} has no external source {source!r}; external sources: {sorted(known)}"
-        )
-    spec = run.graph.tasks[source]
-    per_run[source] = f = Feed(source, known[source], capacity=max(1, spec.capacity))
-    return f
+    return feed_of(run.runtime, source)
 
 
 def external_source(item_type: Any, *, name: str = "external", doc: str | None = None) -> Callable[[], Any]:
@@ -199,13 +204,11 @@ def external_source(item_type: Any, *, name: str = "external", doc: str | None =
         raise ActorflowError(f"external_source: name must be a Python identifier, got {name!r}")
 
     async def source() -> AsyncIterator[Any]:
-        from ._run import current_run
-
         try:
             run = current_run.get()
         except LookupError:
             raise ActorflowError(f"external source {name!r} can only run inside an actorflow run") from None
-        async for item in feed(run, name)._items():
+        async for item in feed_of(run, name)._items():
             yield item
 
     source.__name__ = source.__qualname__ = name
@@ -224,7 +227,7 @@ class Tap:
     (counted in :attr:`dropped`); the task never waits for a tap.
     """
 
-    def __init__(self, run: Run, task: str, maxlen: int = 10_000) -> None:
+    def __init__(self, run: Runtime, task: str, maxlen: int = 10_000) -> None:
         self.run = run
         self.task = task
         self.maxlen = maxlen
@@ -243,6 +246,10 @@ class Tap:
         if self._lot:
             self._lot.unpark_all()
 
+    def wake(self) -> None:
+        """The task or the run ended: let a waiting reader see it."""
+        self._lot.unpark_all()
+
     def close(self) -> None:
         """Stop watching the task."""
         if self._closed:
@@ -255,7 +262,7 @@ class Tap:
     @property
     def ended(self) -> bool:
         actor = self.run.actors[self.task]
-        return self._closed or actor.status in ("finished", "failed") or self.run._done.is_set()
+        return self._closed or actor.status in ("finished", "failed") or self.run.done.is_set()
 
     def __aiter__(self) -> Tap:
         return self
@@ -265,8 +272,7 @@ class Tap:
             if self.ended:
                 self.close()
                 raise StopAsyncIteration
-            with trio.move_on_after(0.25):  # the task may finish without sending again
-                await self._lot.park()
+            await self._lot.park()  # woken by a batch, by the task's end (wake) or by close
         seqs, items = [], []
         while self._queue:
             s, x = self._queue.popleft()
@@ -276,12 +282,17 @@ class Tap:
 
 
 def tap(run: Run, task: str, maxlen: int = 10_000) -> Tap:
-    """Watch the items *task* sends downstream in *run*, without slowing it.
+    """Watch the items *task* sends downstream in *run*, without slowing it (same as ``run.tap(task)``).
 
     Raises:
         KeyError: the run's flow has no task *task*.
         ActorflowError: the task has no output stream (a sink or a task with a single product).
     """
+    return tap_of(run.runtime, task, maxlen)
+
+
+def tap_of(run: Runtime, task: str, maxlen: int = 10_000) -> Tap:
+    """A :class:`Tap` on *task* of a run's runtime (see :func:`tap`)."""
     actor = run.actors.get(task)
     if actor is None:
         raise KeyError(f"flow {run.flow_name!r} has no task {task!r}; tasks: {list(run.actors)}")

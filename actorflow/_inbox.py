@@ -2,13 +2,21 @@
 
 A task with two or more streaming inputs receives tuples of items that share a sequence number.
 When every input stream is in sequence order (the default) this is a merge join: an item whose
-partner was skipped upstream is dropped as soon as the other stream has moved past it, so memory
-stays bounded. Unordered inputs are matched through a dict and kept until matched.
+partner was skipped upstream is dropped as soon as the other stream has moved past it — or has
+promised, through its mailbox's watermark, that the partner will never come — so memory stays
+bounded. Unordered inputs are matched through a dict and kept until matched.
+
+Each input is drained up to a limit while matching goes on. When no match can be made, an input
+waits on a lagging one and the others queue items, the zip reports itself *stalled*; if the whole
+run then stands still (the lagging side can only move once the blocked senders do: a generator
+that needs a whole product first, a per-collector's group), the supervisor makes it **spill**: it
+takes everything queued for the other inputs, so their senders are never blocked for good.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -19,7 +27,10 @@ from ._mailbox import Batch, Mailbox
 class ZipInbox:
     """Presents several :class:`Mailbox` objects as one source of zipped batches."""
 
-    def __init__(self, boxes: list[Mailbox], ordered: bool, batch_size: int) -> None:
+    def __init__(
+        self, boxes: list[Mailbox], ordered: bool, batch_size: int,
+        on_stall: Callable[[ZipInbox], None] | None = None,
+    ) -> None:
         self.boxes = boxes
         self.ordered = ordered
         self.batch_size = batch_size
@@ -30,10 +41,11 @@ class ZipInbox:
         self._bufs: list[deque[tuple[Any, Any]]] = [deque() for _ in boxes]
         self._maps: list[dict[Any, Any]] = [{} for _ in boxes]
         self._finished = False
+        self._on_stall = on_stall
 
-    def _drain(self) -> None:
+    def _drain(self, spill: bool = False) -> None:
         for box, buf, pending in zip(self.boxes, self._bufs, self._maps, strict=True):
-            while len(buf) + len(pending) < self._limit:
+            while spill or len(buf) + len(pending) < self._limit:
                 b = box.get_nowait()
                 if b is None:
                     break
@@ -53,7 +65,20 @@ class ZipInbox:
                 for b in bufs:
                     while b and b[0][0] < top:
                         b.popleft()
+        self._trim()
         return seqs, items
+
+    def _trim(self) -> None:
+        """Drop items whose partner an empty input promised will never come (its watermark)."""
+        bufs = self._bufs
+        for j, (box, buf) in enumerate(zip(self.boxes, bufs, strict=True)):
+            mark = box.watermark
+            if buf or mark is None or len(box):
+                continue
+            for k, other in enumerate(bufs):
+                if k != j:
+                    while other and other[0][0] <= mark:
+                        other.popleft()
 
     def _match_unordered(self) -> Batch:
         seqs: list[Any] = []
@@ -95,7 +120,26 @@ class ZipInbox:
                 return batch
             if self.ended():
                 return None
+            if self._on_stall is not None and self.stalled():
+                self._on_stall(self)
             await self.lot.park()
+
+    def spill(self) -> None:
+        """Take everything queued for every input, whatever the limit (see the module docstring)."""
+        self._drain(spill=True)
+        self.lot.unpark_all()
+
+    def stalled(self) -> bool:
+        """No match can be made and an input waits for a lagging one while others queue items."""
+        pairs = zip(self.boxes, self._bufs, strict=True)
+        waiting = any(not buf and not len(box) and not box.done for box, buf in pairs)
+        return waiting and any(len(box) for box in self.boxes)
+
+    def pending(self, box: Mailbox) -> list[Batch]:
+        """Items taken from *box* but not matched yet, as one batch (for a checkpoint)."""
+        k = self.boxes.index(box)
+        items = list(self._bufs[k]) + list(self._maps[k].items())
+        return [([s for s, _ in items], [x for _, x in items])] if items else []
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._bufs)

@@ -32,8 +32,8 @@ class Mailbox:
     """
 
     __slots__ = (
-        "_abandoned", "_batches", "_closed", "_count", "_getters", "_putters", "accepts", "capacity", "listener",
-        "name",
+        "_abandoned", "_batches", "_closed", "_count", "_getters", "_putters", "_spilling", "accepts", "capacity",
+        "listener", "name", "watermark",
     )
 
     def __init__(self, name: str, capacity: int = DEFAULT_CAPACITY) -> None:
@@ -45,6 +45,9 @@ class Mailbox:
         self._count = 0
         self._closed = False
         self._abandoned = False
+        self._spilling = False
+        #: The sender's promise: no item numbered this or lower will come any more (None: no promise yet).
+        self.watermark: Any = None
         self._getters = trio.lowlevel.ParkingLot()
         self._putters = trio.lowlevel.ParkingLot()
         #: Optional shared lot woken on every put or close (used by actors reading several ports).
@@ -66,13 +69,17 @@ class Mailbox:
         """True when the stream ended and every queued item was taken."""
         return self._closed and not self._batches
 
+    def batches(self) -> list[Batch]:
+        """The queued batches, oldest first (the lists themselves, not copies)."""
+        return list(self._batches)
+
     def snapshot(self) -> list[Batch]:
         """The queued batches, oldest first (copies of the lists)."""
         return [(list(s), list(i)) for s, i in self._batches]
 
     async def put(self, seqs: list[Any], items: list[Any]) -> None:
         """Queue one batch, waiting first while the mailbox is full."""
-        while self._count >= self.capacity and not self._abandoned:
+        while self._count >= self.capacity and not (self._abandoned or self._spilling):
             await self._putters.park()
         self.put_nowait(seqs, items)
 
@@ -86,6 +93,25 @@ class Mailbox:
         self._count += len(items)
         if self._getters:
             self._getters.unpark_all()
+        if self.listener is not None:
+            self.listener.unpark_all()
+
+    def put_front(self, seqs: list[Any], items: list[Any]) -> None:
+        """Queue one batch before every other (a restored batch that was being processed)."""
+        if items:
+            self._batches.appendleft((seqs, items))
+            self._count += len(items)
+
+    def spill(self, on: bool) -> None:
+        """While on, senders never wait: the receiver cannot read yet and must not block them (it
+        waits for a whole product that those very senders may be needed to finish)."""
+        self._spilling = on
+        if on:
+            self._putters.unpark_all()
+
+    def advance(self, seq: Any) -> None:
+        """The sender promises that no item numbered *seq* or lower will come any more."""
+        self.watermark = seq
         if self.listener is not None:
             self.listener.unpark_all()
 

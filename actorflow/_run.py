@@ -1,32 +1,36 @@
-"""Running a flow: the sync entry point, the trio entry point and the embeddable run handle."""
+"""Running a flow: the sync entry point, the trio entry point and the embeddable run handle.
+
+``run``, ``run_async`` and ``open_run`` take the same keyword settings, declared once in
+:class:`RunOptions`. ``open_run`` yields a :class:`Run`: a thin handle (results, events, cancel,
+pause, feeds, taps) over the runtime that owns the actors and the supervisor (``_runtime``).
+"""
 
 from __future__ import annotations
 
 import functools
 import os
-import time
-import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
-from typing import Any, final
+from typing import Any, TypedDict, Unpack, final
 
-import attrs
 import trio
 
 from . import _events as ev
-from ._actors import Actor, actor_for
 from ._bind import RunGraph
-from ._cache import Cache, open_cache, pin_run, plan
+from ._cache import Cache, open_cache
+from ._cache_run import plan
 from ._checkpoint import apply, open_for_run
 from ._context import check_secrets
-from ._errors import ActorflowError, RunCancelled, RunInterrupted, StoreError
+from ._errors import ActorflowError
 from ._flow import Flow
-from ._mailbox import Mailbox
+from ._gateway import Feed, Tap, feed_of, tap_of
+from ._result import RunResult, Summary
+from ._runtime import Runtime, current_run
 from ._store import Store
-from ._supervisor import Supervisor
-from ._typing import runtime_classes
 
+__all__ = ["DEFAULT_CHECKPOINT_EVERY", "Options", "Run", "RunOptions", "current_run", "open_run", "run", "run_async"]
+
+#: Option values by task name, then option name.
 Options = Mapping[str, Mapping[str, Any]]
 #: What ``cache=`` accepts: None (cache when there is a store), True, False, a directory, a Store or a Cache.
 CacheArg = bool | str | os.PathLike[str] | Store | Cache | None
@@ -34,101 +38,42 @@ CacheArg = bool | str | os.PathLike[str] | Store | Cache | None
 #: Seconds between checkpoints when a run has a store.
 DEFAULT_CHECKPOINT_EVERY = 2.0
 
-#: The run whose actors the current trio task belongs to (set for every actor of a run).
-current_run: ContextVar[Run] = ContextVar("actorflow_current_run")
 
-
-@attrs.frozen
-class TaskStats:
-    """What one task did in a run.
+class RunOptions(TypedDict, total=False):
+    """The keyword settings of :func:`run`, :func:`run_async` and :func:`open_run` (all optional).
 
     Attributes:
-        items_in: items received (for a source: items produced).
-        items_out: items sent downstream (1 for a final product).
-        elapsed: seconds from the task's start to its end.
+        store: a directory (or opened :class:`Store`) to checkpoint into and keep the cache in.
+        resume: resume the unfinished run recorded in *store*.
+        checkpoint_every: seconds between checkpoints (None: only the final one). Default 2.0.
+        handle_signals: on SIGINT/SIGTERM write a final checkpoint and stop (:class:`RunInterrupted`).
+        meta: extra facts recorded with the run in the store (the CLI records the pipeline file).
+        secrets: secret values by name, handed only to tasks that declare them.
+        cache: None (the store's cache, if any), True, False, a directory, a Store or a Cache.
+        cache_limit: bytes the cache may hold (default 256 MiB).
     """
 
-    name: str
-    kind: str
-    status: str
-    items_in: int
-    items_out: int
-    elapsed: float
-    #: ``"hit"`` (products came from the cache), ``"miss"`` (ran and was cached) or None.
-    cache: str | None = None
+    store: str | os.PathLike[str] | Store | None
+    resume: bool
+    checkpoint_every: float | None
+    handle_signals: bool
+    meta: Mapping[str, Any] | None
+    secrets: Mapping[str, str] | None
+    cache: CacheArg
+    cache_limit: int | None
 
 
-@attrs.frozen
-class Summary:
-    """A run's figures: status, wall time and per-task statistics. ``str()`` gives a table."""
-
-    flow: str
-    run_id: str
-    status: str
-    elapsed: float
-    tasks: Mapping[str, TaskStats]
-
-    def __str__(self) -> str:
-        cached = any(t.cache for t in self.tasks.values())
-        rows = [("task", "kind", "status", "in", "out", "seconds", "items/s", *(("cache",) if cached else ()))]
-        for t in self.tasks.values():
-            n = max(t.items_in, t.items_out)
-            rate = f"{n / t.elapsed:,.0f}" if t.elapsed > 0 and n and t.cache != "hit" else "-"
-            extra = (t.cache or "-",) if cached else ()
-            rows.append(
-                (t.name, t.kind, t.status, f"{t.items_in:,}", f"{t.items_out:,}", f"{t.elapsed:.3f}", rate, *extra)
-            )
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = [f"flow {self.flow!r}: {self.status} in {self.elapsed:.3f}s (run {self.run_id})"]
-        for j, r in enumerate(rows):
-            cells = zip(r, widths, strict=True)
-            lines.append(
-                ("  " + "  ".join(c.ljust(w) if i < 3 or i > 6 else c.rjust(w) for i, (c, w) in enumerate(cells)))
-                .rstrip()
-            )
-            if j == 0:
-                lines.append("  " + "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+_DEFAULTS: RunOptions = {
+    "store": None, "resume": False, "checkpoint_every": DEFAULT_CHECKPOINT_EVERY, "handle_signals": False,
+    "meta": None, "secrets": None, "cache": None, "cache_limit": None,
+}
 
 
-@final
-class RunResult(Mapping[str, Any]):
-    """The products of a finished run, by task name, plus its :class:`Summary`.
-
-    Products are those of collectors, of tasks fed only final inputs and of streams nothing
-    reads (gathered into lists). Sinks have none.
-    """
-
-    def __init__(
-        self,
-        products: dict[str, Any],
-        summary: Summary,
-        dead_letters: list[dict[str, Any]] | None = None,
-        aliases: Mapping[str, str] | None = None,
-    ) -> None:
-        self._products = products
-        #: A nested flow's name reads its output task's product (``result["clean"]``).
-        self._aliases = dict(aliases or {})
-        self.summary = summary
-        #: Items set aside by ``on_error=af.DeadLetter()`` (task, seq, item, error) in this run.
-        self.dead_letters = list(dead_letters or [])
-
-    def __getitem__(self, name: str) -> Any:
-        try:
-            return self._products[name]
-        except KeyError:
-            if name in self._aliases and self._aliases[name] in self._products:
-                return self._products[self._aliases[name]]
-            raise KeyError(f"no product named {name!r}; products: {sorted(self._products)}") from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._products)
-
-    def __len__(self) -> int:
-        return len(self._products)
-
-    def __repr__(self) -> str:
-        return f"RunResult({self._products!r})"
+def _settings(caller: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(given) - set(_DEFAULTS))
+    if unknown:
+        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}; settings: {sorted(_DEFAULTS)}")
+    return {**_DEFAULTS, **given}
 
 
 def _as_graph(flow: Flow | RunGraph, options: Options | None) -> RunGraph:
@@ -143,82 +88,42 @@ def _as_graph(flow: Flow | RunGraph, options: Options | None) -> RunGraph:
 
 @final
 class Run:
-    """One execution of a run graph. Get it from :func:`open_run`.
+    """A handle on one running flow. Get it from :func:`open_run`.
 
     Attributes:
         run_id: a unique id for this run.
-        status: ``"pending"``, ``"running"``, ``"ok"``, ``"failed"`` or ``"cancelled"``.
     """
 
-    def __init__(
-        self,
-        graph: RunGraph,
-        run_id: str | None = None,
-        *,
-        store: Any = None,
-        checkpoint_every: float | None = None,
-        handle_signals: bool = False,
-        secrets: Mapping[str, str] | None = None,
-        cache: Cache | None = None,
-    ) -> None:
-        self.graph = graph
-        #: The product cache this run reads and writes (None: no caching).
-        self.cache = cache
-        #: Secret values by name; handed only to the tasks that declare them, never persisted.
-        self.secrets: Mapping[str, str] = check_secrets(secrets)
-        #: The supervisor: failure policies and checkpoints.
-        self.supervisor = Supervisor(self, store, checkpoint_every)
-        #: Every mailbox by name: (mailbox, consumer actor, input port or None for a ``per`` feed).
-        self.mailboxes: dict[str, tuple[Mailbox, Actor, str | None]] = {}
-        self.resumed_from: int | None = None
-        self._handle_signals = handle_signals
-        self._interrupted = False
-        self.flow_name = graph.name
-        self.run_id = run_id or uuid.uuid4().hex[:12]
-        self.bus = ev.EventBus()
-        self.status = "pending"
-        self.actors: dict[str, Actor] = {}
-        self._error: BaseException | None = None
-        self._error_seen = False
-        self._scope: trio.CancelScope | None = None
-        self._cancel_requested = False
-        self._done = trio.Event()
-        self._unpaused: trio.Event | None = None  # not None while paused: see pause()
-        self._result: RunResult | None = None
-        self._started = 0.0
-        self._elapsed = 0.0
-        self._build()
+    def __init__(self, runtime: Runtime) -> None:
+        #: The runtime behind this handle (actors, supervisor); for actorflow's own observers.
+        self.runtime = runtime
+        self.run_id = runtime.run_id
 
-    def _build(self) -> None:
-        graph = self.graph
-        for spec in graph.tasks.values():
-            self.actors[spec.name] = actor_for(self, spec)
-        for spec in graph.tasks.values():
-            actor = self.actors[spec.name]
-            for inp in spec.inputs:
-                up = self.actors[inp.upstream]
-                if inp.streaming:
-                    box = Mailbox(f"{spec.name}.{inp.name}", spec.capacity)
-                    if up.spec.out_classes is None:  # an unannotated sender: check against the receiver
-                        box.accepts = runtime_classes(inp.annotation)
-                    up.outs.append(box)
-                    actor.inboxes.append(box)
-                    self.mailboxes[box.name] = (box, actor, inp.name)
-                elif inp.gather and up.gather is None:
-                    up.gather = []
-            if spec.per is not None:
-                box = Mailbox(f"{spec.name}.<per {spec.per}>", spec.capacity)
-                self.actors[spec.per].outs.append(box)
-                actor.inboxes.append(box)
-                self.mailboxes[box.name] = (box, actor, None)
-        for spec in graph.tasks.values():
-            actor = self.actors[spec.name]
-            if spec.streaming and (spec.kind == "collector" or not graph.downstream(spec.name)):
-                actor.in_result = True  # per-collectors and unread streams are gathered for the result
-                if actor.gather is None:
-                    actor.gather = []
+    def __repr__(self) -> str:
+        return f"Run({self.run_id!r}, flow={self.flow_name!r}, status={self.status!r})"
 
-    # -- public handle -------------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        """``"pending"``, ``"running"``, ``"ok"``, ``"failed"``, ``"cancelled"`` or ``"interrupted"``."""
+        return self.runtime.status
+
+    @property
+    def flow_name(self) -> str:
+        return self.runtime.flow_name
+
+    @property
+    def graph(self) -> RunGraph:
+        """The run graph being executed."""
+        return self.runtime.graph
+
+    @property
+    def done(self) -> bool:
+        """True once the run has ended (whatever the outcome)."""
+        return self.runtime.done.is_set()
+
+    async def wait_done(self) -> None:
+        """Wait until the run has ended, without raising its error (see :meth:`result`)."""
+        await self.runtime.done.wait()
 
     def events(self, maxlen: int = 10_000) -> ev.EventStream:
         """Subscribe to this run's events from now on; iterate with ``async for``.
@@ -228,12 +133,12 @@ class Run:
         Args:
             maxlen: how far this reader may fall behind before batch events are dropped for it.
         """
-        return self.bus.subscribe(maxlen)
+        return self.runtime.bus.subscribe(maxlen)
 
     @property
     def paused(self) -> bool:
         """True between :meth:`pause` and :meth:`resume`."""
-        return self._unpaused is not None
+        return self.runtime.paused
 
     def pause(self) -> None:
         """Hold every source and task at its next batch boundary (before it sends) until :meth:`resume`.
@@ -241,159 +146,67 @@ class Run:
         Items already in mailboxes are still consumed by sinks and collectors, so a paused run
         drains and then sits idle. Pausing a paused run does nothing.
         """
-        if self._unpaused is None:
-            self._unpaused = trio.Event()
+        self.runtime.pause()
 
     def resume(self) -> None:
         """Let a paused run go on. Resuming a run that is not paused does nothing."""
-        if self._unpaused is not None:
-            self._unpaused.set()
-            self._unpaused = None
-
-    async def gate(self) -> None:
-        """Wait while the run is paused (actors call this at batch boundaries)."""
-        while self._unpaused is not None:
-            await self._unpaused.wait()
+        self.runtime.resume()
 
     def cancel(self) -> None:
         """Stop every actor; :meth:`result` then raises :class:`RunCancelled`."""
-        self._cancel_requested = True
-        if self._scope is not None:
-            self._scope.cancel()
+        self.runtime.cancel()
 
     async def result(self) -> RunResult:
         """Wait for the run to end and return its products (or raise its error)."""
-        await self._done.wait()
-        if self._error is not None:
-            self._error_seen = True
-            raise self._error
-        assert self._result is not None
-        return self._result
+        rt = self.runtime
+        await rt.done.wait()
+        if rt.error is not None:
+            rt.error_seen = True
+            raise rt.error
+        assert rt.result is not None
+        return rt.result
 
     @property
     def summary(self) -> Summary:
         """Figures so far (final once the run ended)."""
-        elapsed = self._elapsed or (time.perf_counter() - self._started if self._started else 0.0)
-        return Summary(
-            flow=self.flow_name,
-            run_id=self.run_id,
-            status=self.status,
-            elapsed=elapsed,
-            tasks={
-                n: TaskStats(n, a.spec.kind, a.status, a.items_in, a.items_out,
-                             a.elapsed or (time.perf_counter() - a.started if a.started else 0.0), a.cache)
-                for n, a in self.actors.items()
-            },
-        )
-
-    # -- internals -----------------------------------------------------------------------------
+        return self.runtime.summary
 
     async def checkpoint_now(self) -> bool:
         """Write a checkpoint at once (False when the run has no store)."""
-        return await self.supervisor.checkpoint()
+        return await self.runtime.supervisor.checkpoint()
 
-    def interrupt(self) -> None:
-        """Stop the run after an interrupting signal (its final checkpoint is already written)."""
-        self._interrupted = True
-        if self._scope is not None:
-            self._scope.cancel()
+    def feed(self, source: str) -> Feed:
+        """The :class:`Feed` of the external source *source* (see :func:`actorflow.feed`)."""
+        return feed_of(self.runtime, source)
 
-    def fail(self, error: BaseException) -> None:
-        """Record the first failure and cancel every actor."""
-        if self._error is None:
-            self._error = error
-        if self._scope is not None:
-            self._scope.cancel()
+    def tap(self, task: str, maxlen: int = 10_000) -> Tap:
+        """Watch the items *task* sends downstream (see :func:`actorflow.tap`)."""
+        return tap_of(self.runtime, task, maxlen)
 
-    def _products(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, actor in self.actors.items():
-            spec = actor.spec
-            if spec.kind == "sink":
-                continue
-            if not spec.streaming or actor.in_result:
-                out[name] = actor.product.value
-        return out
+    # -- for actorflow's observers (console, monitor) and tests --------------------------------
 
-    async def _main(self) -> None:
-        current_run.set(self)  # inherited by every actor task started below
-        self.status = "running"
-        self._started = time.perf_counter()
-        self.bus.publish(ev.RunStarted(run_id=self.run_id, flow=self.flow_name, tasks=tuple(self.actors)))
-        if self.resumed_from is not None:
-            queued = sum(len(box) for box, _, _ in self.mailboxes.values())
-            self.bus.publish(ev.RunResumed(run_id=self.run_id, number=self.resumed_from, queued_items=queued))
-        sup = self.supervisor
-        pinned = pin_run(self)
-        try:
-            with trio.CancelScope() as scope:
-                self._scope = scope
-                if self._cancel_requested:
-                    scope.cancel()
-                async with trio.open_nursery() as outer:
-                    if self._handle_signals:
-                        await outer.start(sup.watch_signals)
-                    if sup.store is not None and sup.every:
-                        outer.start_soon(sup.periodic)
-                    async with trio.open_nursery() as nursery:
-                        for actor in self.actors.values():
-                            nursery.start_soon(actor.start)
-                    if self._error is None and not self._interrupted and not scope.cancel_called:
-                        try:
-                            await sup.checkpoint(final=True)
-                        except StoreError as exc:
-                            self.fail(exc)
-                    outer.cancel_scope.cancel()
-            if self._error is not None:
-                self.status = "failed"
-            elif self._interrupted:
-                self.status = "interrupted"
-                store = str(sup.store.path) if sup.store is not None else "?"
-                self._error = RunInterrupted(sup.interrupted or 0, store)
-            elif scope.cancelled_caught or self._cancel_requested:
-                self.status = "cancelled"
-                self._error = RunCancelled(f"run {self.run_id} of flow {self.flow_name!r} was cancelled")
-                self._error_seen = True
-            else:
-                self.status = "ok"
-        except BaseException:
-            self.status = "cancelled"
-            raise
-        finally:
-            self._elapsed = time.perf_counter() - self._started
-            if self.cache is not None:
-                self.cache.unpin(pinned)
-            try:
-                sup.save_dead_letters()
-            except StoreError as exc:
-                self._error = self._error or exc
-            if self.status == "ok":
-                self._result = RunResult(self._products(), self.summary, sup.dead_letters, self.graph.aliases)
-            self.bus.publish(
-                ev.RunFinished(run_id=self.run_id, flow=self.flow_name, status=self.status, elapsed=self._elapsed)
-            )
-            self.bus.close()
-            self._done.set()
+    @property
+    def actors(self) -> Mapping[str, Any]:
+        return self.runtime.actors
+
+    @property
+    def supervisor(self) -> Any:
+        return self.runtime.supervisor
+
+    @property
+    def bus(self) -> ev.EventBus:
+        return self.runtime.bus
 
 
 @asynccontextmanager
 async def open_run(
-    flow: Flow | RunGraph,
-    options: Options | None = None,
-    *,
-    store: str | os.PathLike[str] | Store | None = None,
-    resume: bool = False,
-    checkpoint_every: float | None = DEFAULT_CHECKPOINT_EVERY,
-    handle_signals: bool = False,
-    meta: Mapping[str, Any] | None = None,
-    secrets: Mapping[str, str] | None = None,
-    cache: CacheArg = None,
-    cache_limit: int | None = None,
+    flow: Flow | RunGraph, options: Options | None = None, **settings: Unpack[RunOptions]
 ) -> AsyncIterator[Run]:
     """Start a run inside the caller's trio task tree and yield its handle.
 
     Leaving the block waits for the run to end. If the block raises, the run is cancelled. A run
     that failed raises its error when the block ends, unless :meth:`Run.result` already did.
+    The keyword settings are those of :class:`RunOptions`.
 
     Example:
         async with af.open_run(flow, options={"numbers": {"n": 5}}) as run:
@@ -401,24 +214,27 @@ async def open_run(
                 print(event)
             result = await run.result()
     """
+    cfg = _settings("open_run", settings)
     graph = _as_graph(flow, options)
-    check_secrets(secrets)  # before anything is opened
-    if resume and store is None:
+    check_secrets(cfg["secrets"])  # before anything is opened
+    store = cfg["store"]
+    if cfg["resume"] and store is None:
         raise ActorflowError("resume=True needs store=PATH: the store to resume from")
-    opened, doc = (None, None) if store is None else open_for_run(store, graph, resume, dict(meta or {}))
+    opened, doc = (None, None) if store is None else open_for_run(store, graph, cfg["resume"], dict(cfg["meta"] or {}))
     cache_store: Store | None = None
     try:
-        the_cache, cache_store = open_cache(cache, opened, cache_limit)
-        run = Run(
-            graph, store=opened, checkpoint_every=checkpoint_every, handle_signals=handle_signals, secrets=secrets,
-            cache=the_cache,
+        the_cache, cache_store = open_cache(cfg["cache"], opened, cfg["cache_limit"])
+        runtime = Runtime(
+            graph, store=opened, checkpoint_every=cfg["checkpoint_every"], handle_signals=cfg["handle_signals"],
+            secrets=cfg["secrets"], cache=the_cache,
         )
         if doc is not None:
-            apply(run, doc)
-            run.resumed_from = run.supervisor.number = doc["number"]
+            apply(runtime, doc)
+            runtime.route_hits()
+            runtime.resumed_from = runtime.supervisor.number = doc["number"]
         elif the_cache is not None:
-            plan(run, the_cache)
-        async with _running(run) as handle:
+            runtime.attach_cache(plan(graph, the_cache, runtime.in_result()))
+        async with _running(runtime) as handle:
             yield handle
     finally:
         if cache_store is not None:
@@ -428,72 +244,44 @@ async def open_run(
 
 
 @asynccontextmanager
-async def _running(run: Run) -> AsyncIterator[Run]:
+async def _running(runtime: Runtime) -> AsyncIterator[Run]:
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(run._main)
+        nursery.start_soon(runtime.main)
         try:
-            yield run
+            yield Run(runtime)
         except BaseException as exc:
             body_error = exc
-            run.cancel()
+            runtime.cancel()
     if body_error is not None:
         raise body_error
-    if run._error is not None and not run._error_seen:
-        run._error_seen = True
-        raise run._error
+    if runtime.error is not None and not runtime.error_seen:
+        runtime.error_seen = True
+        raise runtime.error
 
 
-async def run_async(
-    flow: Flow | RunGraph,
-    options: Options | None = None,
-    *,
-    store: str | os.PathLike[str] | Store | None = None,
-    resume: bool = False,
-    checkpoint_every: float | None = DEFAULT_CHECKPOINT_EVERY,
-    handle_signals: bool = False,
-    meta: Mapping[str, Any] | None = None,
-    secrets: Mapping[str, str] | None = None,
-    cache: CacheArg = None,
-    cache_limit: int | None = None,
-) -> RunResult:
-    """Run a flow to completion inside trio and return its products.
+async def run_async(flow: Flow | RunGraph, options: Options | None = None, **settings: Unpack[RunOptions]) -> RunResult:
+    """Run a flow to completion inside trio and return its products (settings: :class:`RunOptions`).
 
     Raises:
         InvocationError: options are invalid (nothing ran).
         TaskFailed: a task's code raised; the original exception is chained.
         MailboxTypeError: a task sent an item of the wrong type.
     """
-    async with open_run(
-        flow, options, store=store, resume=resume, checkpoint_every=checkpoint_every,
-        handle_signals=handle_signals, meta=meta, secrets=secrets, cache=cache, cache_limit=cache_limit,
-    ) as run:
-        return await run.result()
+    _settings("run_async", settings)
+    async with open_run(flow, options, **settings) as handle:
+        return await handle.result()
 
 
-def run(
-    flow: Flow | RunGraph,
-    options: Options | None = None,
-    *,
-    store: str | os.PathLike[str] | Store | None = None,
-    resume: bool = False,
-    checkpoint_every: float | None = DEFAULT_CHECKPOINT_EVERY,
-    handle_signals: bool = False,
-    meta: Mapping[str, Any] | None = None,
-    secrets: Mapping[str, str] | None = None,
-    cache: CacheArg = None,
-    cache_limit: int | None = None,
-) -> RunResult:
+def run(flow: Flow | RunGraph, options: Options | None = None, **settings: Unpack[RunOptions]) -> RunResult:
     """Run a flow to completion (starts its own trio loop) and return its products.
+
+    The keyword settings are those of :class:`RunOptions`.
 
     Example:
         >>> result = af.run(flow, options={"numbers": {"n": 100}})
         >>> result["total"]
     """
+    _settings("run", settings)
     graph = _as_graph(flow, options)
-    return trio.run(
-        functools.partial(
-            run_async, graph, store=store, resume=resume, checkpoint_every=checkpoint_every,
-            handle_signals=handle_signals, meta=meta, secrets=secrets, cache=cache, cache_limit=cache_limit,
-        )
-    )
+    return trio.run(functools.partial(run_async, graph, **settings))

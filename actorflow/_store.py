@@ -148,6 +148,38 @@ class Store:
                 f"store {str(self.path)!r}: write failed ({exc}); the last good checkpoint is intact"
             ) from exc
 
+    # -- the cache's databases (see _cache): bytes in, bytes out ----------------------------------
+
+    def db(self, name: str) -> Any:
+        """The handle of a database the cache keeps here (``"cache"`` or ``"cache_files"``)."""
+        if name == "cache":
+            return self._cache
+        if name == "cache_files":
+            return self._files
+        raise KeyError(f"store {str(self.path)!r} has no database {name!r} for the cache")
+
+    def get(self, db: str, key: bytes) -> bytes | None:
+        """The value under *key* in database *db*, or None (one short read transaction)."""
+        with self.env.begin(db=self.db(db)) as txn:
+            raw = txn.get(key)
+        return bytes(raw) if raw is not None else None
+
+    def scan(self, db: str, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """Every ``(key, value)`` of database *db* whose key starts with *prefix*, in key order."""
+        out: list[tuple[bytes, bytes]] = []
+        with self.env.begin(db=self.db(db)) as txn:
+            cur = txn.cursor()
+            if cur.set_range(prefix):
+                for k, v in cur:
+                    if not bytes(k).startswith(prefix):
+                        break
+                    out.append((bytes(k), bytes(v)))
+        return out
+
+    def put(self, db: str, key: bytes, value: bytes) -> None:
+        """Write one value in its own transaction."""
+        self._write({(self.db(db), key): value})
+
     # -- run metadata --------------------------------------------------------------------------
 
     def run_info(self) -> dict[str, Any] | None:

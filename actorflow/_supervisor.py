@@ -14,28 +14,28 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
+import trio.testing
 
 from . import _events as ev
+from ._checkpoint import encode, snapshot
 from ._codec import EncodeError, pack
 from ._context import redact
-from ._errors import ActorflowError, StoreError
+from ._errors import ActorflowError, ItemFailure, StoreError
 from ._policy import DeadLetter, Fail, Restart, Retry
 
 if TYPE_CHECKING:
-    from ._actors import Actor
-    from ._run import Run
+    from ._actor import Actor
+    from ._inbox import ZipInbox
+    from ._runtime import Runtime
     from ._store import Store
 
 
-class ItemFailure(Exception):
-    """Raised by the supervisor when a policy gives up on an item: the run fails."""
-
-    def __init__(self, seq: Any, error: BaseException) -> None:
-        self.seq = seq
-        self.error = error
+_FAIL = Fail()
 
 
 def _err(exc: BaseException) -> str:
@@ -45,7 +45,7 @@ def _err(exc: BaseException) -> str:
 class Supervisor:
     """Owns a run's failure policies and checkpoints. One per :class:`Run`."""
 
-    def __init__(self, run: Run, store: Store | None = None, checkpoint_every: float | None = None) -> None:
+    def __init__(self, run: Runtime, store: Store | None = None, checkpoint_every: float | None = None) -> None:
         if checkpoint_every is not None and (
             isinstance(checkpoint_every, bool)
             or not isinstance(checkpoint_every, int | float)
@@ -68,7 +68,8 @@ class Supervisor:
         self.dead_letters: list[dict[str, Any]] = []
         self._unsaved: list[dict[str, Any]] = []
         self.interrupted: int | None = None
-        self.last_checkpoint: dict[str, float] = {}
+        self._stalls: set[ZipInbox] = set()
+        self._stall = trio.Event()
 
     # -- actor hooks ---------------------------------------------------------------------------
 
@@ -77,11 +78,45 @@ class Supervisor:
         while self.pending:
             await self._open.wait()
 
-    def leave(self) -> None:
-        """An actor unit finished processing a batch."""
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """An actor unit processes a batch (user code may run): a checkpoint waits until it leaves."""
+        self.busy += 1
+        try:
+            yield
+        finally:
+            self.busy -= 1
+            if self.pending and self.busy <= 0:
+                self._quiet.unpark_all()
+
+    @contextmanager
+    def parked(self) -> Iterator[None]:
+        """Inside :meth:`working`: the unit waits (to send) with its state recorded, so a checkpoint may go on."""
         self.busy -= 1
         if self.pending and self.busy <= 0:
             self._quiet.unpark_all()
+        try:
+            yield
+        finally:
+            self.busy += 1
+
+    # -- stalls --------------------------------------------------------------------------------
+
+    def stalled(self, inbox: ZipInbox) -> None:
+        """A zip cannot match and waits on a lagging input (see ``_inbox``): look at it once the run stands still."""
+        self._stalls.add(inbox)
+        self._stall.set()
+
+    async def relieve_stalls(self) -> None:
+        """Whenever the whole run stands still with a zip stalled, make that zip spill (until cancelled)."""
+        while True:
+            await self._stall.wait()
+            self._stall = trio.Event()
+            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+            stalls, self._stalls = self._stalls, set()
+            for inbox in stalls:
+                if inbox.stalled():
+                    inbox.spill()
 
     # -- failure policies ----------------------------------------------------------------------
 
@@ -94,7 +129,7 @@ class Supervisor:
         Raises:
             ItemFailure: the policy is to fail, or its limits are exceeded.
         """
-        policy = actor.spec_policy
+        policy = actor.spec.on_error or _FAIL
         run = self.run
         if isinstance(policy, Retry):
             if attempt < policy.attempts:
@@ -164,8 +199,6 @@ class Supervisor:
         """
         if self.store is None:
             return False
-        from ._checkpoint import snapshot
-
         async with self._lock:
             t0 = time.perf_counter()
             if not final:
@@ -175,13 +208,13 @@ class Supervisor:
                     while self.busy > 0:
                         await self._quiet.park()
                     doc = snapshot(self.run, self.number + 1, final)
-                    blob = self._pack(doc)
+                    blob = encode(doc, self.store)
                 finally:
                     self.pending = False
                     self._open.set()
             else:
                 doc = snapshot(self.run, self.number + 1, final)
-                blob = self._pack(doc)
+                blob = encode(doc, self.store)
             paused = time.perf_counter() - t0
             unsaved, self._unsaved = self._unsaved, []
             t1 = time.perf_counter()
@@ -192,25 +225,10 @@ class Supervisor:
                 raise
             self.number += 1
             wrote = time.perf_counter() - t1
-            self.last_checkpoint = {"pause_seconds": paused, "write_seconds": wrote, "size_bytes": len(blob),
-                                    "queued_items": doc["queued_items"]}
             self.run.bus.publish(ev.CheckpointWritten(run_id=self.run.run_id, number=self.number,
                                                       queued_items=doc["queued_items"], size_bytes=len(blob),
                                                       pause_seconds=paused, write_seconds=wrote, final=final))
         return True
-
-    def _pack(self, doc: dict[str, Any]) -> bytes:
-        """Encode a snapshot; a value msgpack cannot hold becomes a :class:`StoreError` naming its holder."""
-        try:
-            return pack(doc)
-        except (TypeError, ValueError, OverflowError) as exc:  # EncodeError is a TypeError
-            where = _holder(doc)
-            store = str(self.store.path) if self.store is not None else "?"
-            raise StoreError(
-                f"store {store!r}: cannot write checkpoint {doc['number']}: {where} holds a value that cannot be "
-                f"stored ({exc}). Make it an attrs class or a dataclass (cattrs unstructures those) or plain data; "
-                "the last good checkpoint is intact"
-            ) from exc
 
     async def periodic(self) -> None:
         """Checkpoint every ``every`` seconds until cancelled."""
@@ -243,34 +261,3 @@ class Supervisor:
             self.run.fail(exc)
             return
         self.run.interrupt()
-
-
-def _holder(doc: dict[str, Any]) -> str:
-    """Which part of a snapshot msgpack cannot encode: ``task 'x' (its product)`` or ``mailbox 'y'``."""
-    for name, st in doc["actors"].items():
-        for key, value in st.items():
-            if not _packs(value):
-                what = _PARTS.get(key, key)
-                return f"task {name!r} ({what})"
-    for name, batches in doc["mailboxes"].items():
-        if not _packs(batches):
-            return f"mailbox {name!r} (items queued for it)"
-    return "the run's state"
-
-
-_PARTS = {
-    "product": "its product",
-    "gather": "the items it produced",
-    "outboxes": "items it is sending",
-    "inflight": "the batch it is working on",
-    "acc": "its accumulator",
-    "accs": "its accumulators",
-}
-
-
-def _packs(value: Any) -> bool:
-    try:
-        pack(value)
-    except (TypeError, ValueError, OverflowError):
-        return False
-    return True

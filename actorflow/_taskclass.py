@@ -25,11 +25,12 @@ from typing import Any, ClassVar
 from ._errors import DefinitionError
 from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
 from ._policy import Retry
+from ._spec import TaskKind
 
 #: Class attributes that configure the task rather than being options.
 SETTINGS = (
-    "kind", "name", "concurrency", "capacity", "batch_size", "ordered", "retries", "on_error", "cache", "version",
-    "secrets", "init", "finish", "per",
+    "kind", "name", "concurrency", "capacity", "batch_size", "ordered", "retries", "on_error", "executor", "cache",
+    "version", "secrets", "init", "finish", "per",
 )
 
 
@@ -51,6 +52,7 @@ class Task:
     ordered: ClassVar[bool] = True
     retries: ClassVar[int] = 0
     on_error: ClassVar[Any] = None
+    executor: ClassVar[Any] = None
     cache: ClassVar[bool] = True
     version: ClassVar[str | None] = None
     secrets: ClassVar[Sequence[str]] = ()
@@ -77,8 +79,11 @@ def _options(cls: type[Task]) -> dict[str, tuple[Any, Any]]:
     return out
 
 
-def task_function(cls: type[Task]) -> tuple[Callable[..., Any], dict[str, Any]]:
-    """A function standing for *cls* (its signature: run's parameters plus the options) and its settings."""
+def task_function(cls: type[Task]) -> tuple[Callable[..., Any], TaskKind, dict[str, Any]]:
+    """A function standing for *cls* (its signature: run's parameters plus the options), its kind and settings.
+
+    The settings are the keywords :meth:`TaskSettings.of <actorflow._spec.TaskSettings.of>` takes.
+    """
     if not (isinstance(cls, type) and issubclass(cls, Task)):
         raise DefinitionError(f"expected a subclass of af.Task, got {cls!r}")
     if cls.run is Task.run:
@@ -134,13 +139,13 @@ def task_function(cls: type[Task]) -> tuple[Callable[..., Any], dict[str, Any]]:
     if on_error is None and retries:
         on_error = Retry(attempts=retries + 1)
     settings = {
-        "kind": cls.kind, "concurrency": cls.concurrency, "capacity": cls.capacity, "batch_size": cls.batch_size,
-        "ordered": cls.ordered, "on_error": on_error, "secrets": cls.secrets, "init": cls.init,
-        "finish": cls.finish, "per": cls.per, "cache": cls.cache, "version": cls.version,
+        "concurrency": cls.concurrency, "capacity": cls.capacity, "batch_size": cls.batch_size,
+        "ordered": cls.ordered, "on_error": on_error, "executor": cls.executor, "secrets": cls.secrets,
+        "init": cls.init, "finish": cls.finish, "per": cls.per, "cache": cls.cache, "version": cls.version,
     }
-    if settings["kind"] not in ("task", "source", "sink", "collector"):
+    if cls.kind not in ("task", "source", "sink", "collector"):
         raise DefinitionError(f"task class {cls.__qualname__}: kind must be task, source, sink or collector")
-    return call, settings
+    return call, cls.kind, settings  # type: ignore[return-value]  # checked just above
 
 
 def bound_instance(fn: Callable[..., Any], consts: dict[str, Any]) -> Callable[..., Any] | None:

@@ -11,9 +11,72 @@ import collections.abc as cabc
 import re
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, Final, NewType, TypeAlias, TypeVar, Union, final
 
-from ._named import NamedType
+
+@final
+class NamedType:
+    """A declared type: a *parent* (a class, an annotation or another named type) and a *check*.
+
+    Calling it validates a value and returns it: ``PositiveInt(3) == 3``; ``PositiveInt(0)`` raises
+    ``ValueError``. Get one from :func:`define`.
+    """
+
+    __slots__ = ("__name__", "__qualname__", "check", "doc", "name", "parent")
+
+    def __init__(self, name: str, parent: Any, check: Callable[[Any], bool] | None, doc: str) -> None:
+        self.name = name
+        self.__name__ = self.__qualname__ = name
+        self.parent = parent
+        self.check = check
+        self.doc = doc
+
+    def __repr__(self) -> str:
+        return self.name
+
+    @property
+    def root(self) -> Any:
+        """The plain annotation at the bottom of the parent chain (``int`` for ``PositiveInt``)."""
+        parent = self.parent
+        while isinstance(parent, NamedType):
+            parent = parent.parent
+        return parent
+
+    def lineage(self) -> list[NamedType]:
+        """This type and its named ancestors, nearest first."""
+        out: list[NamedType] = [self]
+        while isinstance(out[-1].parent, NamedType):
+            out.append(out[-1].parent)
+        return out
+
+    def problem(self, value: Any) -> str | None:
+        """Why *value* is not of this type (parents' checks first), or None when it is."""
+        classes = runtime_classes(self.root)
+        if classes is not None and (not isinstance(value, classes) or (isinstance(value, bool) and bool not in classes
+                                                                        and int in classes)):
+            return f"expected {self.name} (a {type_name(self.root)}), got {type(value).__name__} {value!r:.60}"
+        for named in reversed(self.lineage()):
+            if named.check is None:
+                continue
+            try:
+                ok = named.check(value)
+            except Exception as exc:  # a check that raises is a failed check
+                return f"{value!r:.60} is not a valid {named.name}: its check raised {type(exc).__name__}: {exc}"
+            if not ok:
+                return f"{value!r:.60} is not a valid {named.name}" + (f" ({named.doc})" if named.doc else "")
+        return None
+
+    def __call__(self, value: Any) -> Any:
+        why = self.problem(value)
+        if why is not None:
+            raise ValueError(why)
+        return value
+
+    def is_subtype_of(self, other: NamedType) -> bool:
+        """True when *other* is this type or one of its named ancestors."""
+        return other in self.lineage()
+
 
 T = TypeVar("T")
 

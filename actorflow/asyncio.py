@@ -33,7 +33,8 @@ from ._bind import RunGraph
 from ._errors import ActorflowError, RunCancelled
 from ._events import BatchProcessed, Event, EventStream
 from ._flow import Flow
-from ._run import Options, Run, RunResult, Summary, open_run
+from ._result import RunResult, Summary
+from ._run import Options, Run, open_run
 
 if TYPE_CHECKING:
     import outcome

@@ -100,15 +100,21 @@ def measure_big_checkpoint(root: Path) -> dict[str, float]:
         flow = queued_flow()
         with trio.CancelScope() as scope:
             async with af.open_run(flow, store=store, checkpoint_every=None, cache=False) as run:
-                while len(run.mailboxes["total.numbers"][0]) < QUEUED:
+                events = run.events()
+                while len(run.runtime.mailboxes["total.numbers"][0]) < QUEUED:
                     await trio.sleep(0.01)
                 t0 = time.perf_counter()
                 await run.checkpoint_now()
                 figures["checkpoint_100k_seconds"] = time.perf_counter() - t0
-                info = run.supervisor.last_checkpoint
-                figures["checkpoint_100k_bytes"] = info["size_bytes"]
-                figures["checkpoint_100k_pause_seconds"] = info["pause_seconds"]
-                assert info["queued_items"] >= QUEUED
+                info = None
+                async for event in events:
+                    if isinstance(event, af.events.CheckpointWritten):
+                        info = event
+                        break
+                assert info is not None
+                figures["checkpoint_100k_bytes"] = info.size_bytes
+                figures["checkpoint_100k_pause_seconds"] = info.pause_seconds
+                assert info.queued_items >= QUEUED
                 scope.cancel()  # a crash right after the checkpoint
 
     async def resume() -> None:
@@ -117,7 +123,7 @@ def measure_big_checkpoint(root: Path) -> dict[str, float]:
         t0 = time.perf_counter()
         async with af.open_run(flow, store=store, resume=True) as run:
             figures["resume_100k_seconds"] = time.perf_counter() - t0
-            assert sum(len(b) for b, _, _ in run.mailboxes.values()) >= QUEUED
+            assert sum(len(b) for b, _, _ in run.runtime.mailboxes.values()) >= QUEUED
             result = await run.result()
         figures["resume_and_finish_seconds"] = time.perf_counter() - t0
         assert result["total"] == sum(range(QUEUED))

@@ -1,0 +1,128 @@
+"""Cache keys: what identifies a task's work, so that unchanged work is found again.
+
+A task's key is a SHA-256 of its definition (the source code of its function and the plain module
+constants it reads, or the ``version=`` it declares), its option values (an :class:`~actorflow.File`
+counts by content) and the keys of the tasks it reads from. External sources and tasks that opt out
+(``cache=False``), and every task reading from one, have no key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import marshal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._cache import Cache
+from ._convert import plain as _plain
+from ._file import File, files_in
+from ._spec import EXTERNAL_ATTR
+from ._typing import type_name
+
+if TYPE_CHECKING:
+    from ._bind import RunGraph
+    from ._spec import TaskDef
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+
+def _source(obj: Any) -> str:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        code = getattr(obj, "__code__", None)
+        if code is not None:
+            return hashlib.sha256(marshal.dumps(code)).hexdigest()
+        return repr(obj)
+
+
+_PLAIN = (int, float, str, bytes, bool, type(None))
+
+
+def _constants(fn: Any) -> str:
+    """The plain module-level constants a function reads (``WEIGHT = 10``), as text."""
+    code, glob = getattr(fn, "__code__", None), getattr(fn, "__globals__", None)
+    if code is None or glob is None:
+        return ""
+    names: set[str] = set()
+    todo = [code]
+    while todo:
+        c = todo.pop()
+        names.update(c.co_names)
+        todo.extend(k for k in c.co_consts if inspect.iscode(k))
+    found = []
+    for name in sorted(names):
+        value = glob.get(name)
+        if isinstance(value, _PLAIN) or (
+            isinstance(value, tuple | frozenset) and all(isinstance(v, _PLAIN) for v in value)
+        ):
+            found.append(f"{name}={value!r}")
+    return ";".join(found)
+
+
+def definition_token(spec: TaskDef) -> str:
+    """What identifies a task's code: its ``version=``, or the source of its function(s) and the
+    plain module constants they read."""
+    if spec.version is not None:
+        return "version:" + spec.version
+    cls = getattr(spec.fn, "__actorflow_class__", None)
+    if cls is not None:
+        classes = [c for c in cls.__mro__ if c.__module__ not in ("builtins", "actorflow._taskclass")]
+        parts = [_source(c) for c in classes]
+        parts += [_constants(f) for c in classes for f in vars(c).values() if inspect.isfunction(f)]
+    else:
+        fn = inspect.unwrap(spec.fn)
+        parts = [_source(fn), _constants(fn)]
+    if spec.finish is not None:
+        parts += [_source(spec.finish), _constants(spec.finish)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _token(value: Any, cache: Cache) -> Any:
+    """An option value as plain data for the key; files by content."""
+    if isinstance(value, File):
+        return {"file": cache.file_token(value)}
+    if isinstance(value, list | tuple):
+        return [_token(v, cache) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((_token(v, cache) for v in value), key=repr)
+    if isinstance(value, dict):
+        return {str(k): _token(v, cache) for k, v in value.items()}
+    if files_in(value):  # an attrs class holding files
+        return {a.name: _token(getattr(value, a.name), cache) for a in attrs.fields(type(value))}
+    return _plain(value)
+
+
+def _upstreams(spec: TaskDef) -> list[str]:
+    ups = [i.upstream for i in spec.inputs]
+    if spec.per is not None:
+        ups.append(spec.per)
+    return ups
+
+
+def compute_keys(graph: RunGraph, cache: Cache) -> dict[str, str | None]:
+    """Every task's cache key (None: not cacheable), in the graph's topological order."""
+    keys: dict[str, str | None] = {}
+    for name, spec in graph.tasks.items():
+        ups = _upstreams(spec)
+        if not spec.cache or hasattr(spec.fn, EXTERNAL_ATTR) or any(keys.get(u) is None for u in ups):
+            keys[name] = None
+            continue
+        doc = {
+            "task": name,
+            "kind": spec.kind,
+            "def": definition_token(spec),
+            "init": _plain(spec.init) if spec.kind == "collector" else None,
+            "options": {k: _token(v, cache) for k, v in graph.options[name].items()},
+            "inputs": [[i.name, keys[i.upstream], i.streaming, i.gather] for i in spec.inputs],
+            "per": keys[spec.per] if spec.per is not None else None,
+            "out": type_name(spec.out_type),
+            "depth": spec.depth,
+        }
+        text = json.dumps(doc, sort_keys=True, default=repr)
+        keys[name] = hashlib.sha256(text.encode()).hexdigest()[:32]
+    return keys

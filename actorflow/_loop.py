@@ -1,0 +1,266 @@
+"""The one item loop: how every actor calls the user's code on items.
+
+A :class:`Handler` is the user's function made ready for one actor: options and final inputs
+bound once, a task class instantiated once (and again only when the Restart policy restarts the
+actor), and the calling convention — streaming inputs by position or keyword, ``af.Seq``,
+``af.Context``, ``af.Cursor`` — decided once. An :class:`ItemLoop` calls it on batches: sync
+handlers through ``map`` (a C loop), async ones awaited one by one, generators item by item; and
+it owns what happens when user code raises: the task's policy (retry with backoff, restart,
+dead letter, fail) through :meth:`ItemLoop.recover`. Sources, tasks, sinks, collectors,
+per-collectors and executor-backed tasks all go through here.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from contextlib import aclosing, contextmanager
+from operator import length_hint
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._calls import item_caller, step_caller
+from ._errors import ItemFailure, MailboxTypeError
+from ._typing import SKIP
+
+if TYPE_CHECKING:
+    from ._spec import TaskDef
+
+Batch = tuple[list[Any], list[Any]]
+
+
+def child_seq(seq: Any, j: int) -> Any:
+    """Sequence number of the *j*-th item a generator task yields for the item *seq*."""
+    return (seq, j) if type(seq) is int else (*seq, j)
+
+
+def seq_prefix(seq: Any, depth: int) -> Any:
+    """The sequence number of *seq*'s ancestor at generator level *depth*."""
+    if type(seq) is int:
+        return seq
+    return seq[0] if depth == 1 else seq[:depth]
+
+
+class Recovering(Protocol):
+    """What the loop needs from its actor when user code raises: the supervisor's policy."""
+
+    spec: TaskDef
+
+    async def apply_policy(self, seq: Any, item: Any, exc: Exception, attempt: int) -> bool: ...
+
+
+class Handler:
+    """The user's function bound for one actor (see the module docstring).
+
+    Args:
+        spec: the task's definition.
+        consts: option values and final inputs (and the ``af.Context``), by parameter name.
+    """
+
+    def __init__(self, spec: TaskDef, consts: dict[str, Any]) -> None:
+        self.spec = spec
+        self.consts = consts
+        #: Instances made for a class-based task (one per actor, plus one per restart).
+        self.instances = 0
+        self.fn: Callable[..., Any] = spec.fn
+        self.item: Callable[..., Any] = spec.fn
+        self.restart()
+
+    def restart(self) -> None:
+        """Bind afresh: a new task-class instance (the Restart policy) and new adapters."""
+        self.fn = fn = self._bound()
+        spec = self.spec
+        names = [i.name for i in spec.streaming_inputs]
+        if spec.kind == "collector":
+            self.item = step_caller(fn, names, spec.positional)
+        else:
+            self.item = item_caller(fn, names, spec.positional, spec.seq_param)
+
+    def _bound(self) -> Callable[..., Any]:
+        fn, consts = self.spec.fn, self.consts
+        cls = getattr(fn, "__actorflow_class__", None)
+        if cls is None:
+            return functools.partial(fn, **consts) if consts else fn
+        instance = cls()
+        self.instances += 1
+        rest = dict(consts)
+        for name in fn.__actorflow_options__:  # type: ignore[attr-defined]
+            if name in rest:
+                setattr(instance, name, rest.pop(name))
+        run = instance.run
+        return functools.partial(run, **rest) if rest else run
+
+    def open_stream(self, cursor: int) -> tuple[Any, int]:
+        """A source's generator positioned at *cursor*, and how many items it must still skip."""
+        if self.spec.cursor_param is not None:
+            return self.fn(**{self.spec.cursor_param: cursor}), 0
+        return self.fn(), cursor
+
+    async def product(self) -> Any:
+        """Call a task fed only final inputs: its return value is its product."""
+        value = self.fn()
+        return await value if self.spec.is_async else value
+
+    def initial(self) -> Any:
+        """A fresh accumulator for a collector (a deep copy of ``init``)."""
+        return copy.deepcopy(self.spec.init)
+
+    async def finish(self, acc: Any) -> Any:
+        """A collector's product from its accumulator (``finish(acc)``, when it has one)."""
+        finish = self.spec.finish
+        if finish is None:
+            return acc
+        value = finish(acc)
+        return await value if _is_async(finish) else value
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return inspect.iscoroutinefunction(fn)
+
+
+class ItemLoop:
+    """Calls a :class:`Handler` on batches for one actor, applying the task's failure policy."""
+
+    def __init__(self, actor: Recovering, handler: Handler) -> None:
+        self.actor = actor
+        self.handler = handler
+        spec = handler.spec
+        self.is_async = spec.is_async
+        self.with_seq = spec.seq_param is not None
+        #: Generator task: item seq -> children emitted before a resume or retry (skipped when re-run).
+        self.skip_children: dict[Any, int] = {}
+
+    async def recover(self, seq: Any, item: Any, exc: Exception, attempt: int) -> bool:
+        """The policy's answer for one failed item: True to call it again, False to go on without it.
+
+        Raises:
+            ItemFailure: the task has no policy, or its policy gave up (the run fails on this item).
+        """
+        if self.actor.spec.on_error is None or isinstance(exc, MailboxTypeError):
+            raise ItemFailure(seq, exc) from exc
+        return await self.actor.apply_policy(seq, item, exc, attempt)
+
+    async def _retrying(
+        self, seqs: list[Any], items: list[Any], run_from: Callable[[int], Any], failed_at: Callable[[], int],
+        skip: Callable[[int], None],
+    ) -> None:
+        """Run ``run_from(0)``; when item ``failed_at()`` raises, recover and go on from it or past it."""
+        pos, attempt, last = 0, 1, -1
+        while True:
+            try:
+                await run_from(pos)
+                return
+            except (ItemFailure, MailboxTypeError):
+                raise
+            except Exception as exc:
+                i = failed_at()
+                attempt, last = (attempt + 1 if i == last else 1), i
+                if await self.recover(seqs[i], items[i], exc, attempt):
+                    pos = i
+                else:
+                    skip(i)
+                    pos = i + 1
+
+    async def map(self, seqs: list[Any], items: list[Any]) -> list[Any]:
+        """The handler's result for every item, in order (:data:`SKIP` for items gone to dead letters)."""
+        out: list[Any] = []
+
+        async def run_from(pos: int) -> None:
+            call = self.handler.item  # fetched anew: a restart rebinds it
+            todo = items if pos == 0 else items[pos:]
+            if self.with_seq:
+                rest = seqs if pos == 0 else seqs[pos:]
+                if self.is_async:
+                    for x, s in zip(todo, rest, strict=True):
+                        out.append(await call(x, s))
+                else:
+                    out.extend(map(call, todo, rest))  # a C loop; on an error `out` keeps what was done
+            elif self.is_async:
+                for x in todo:
+                    out.append(await call(x))
+            else:
+                out.extend(map(call, todo))
+
+        await self._retrying(seqs, items, run_from, out.__len__, lambda _: out.append(SKIP))
+        return out
+
+    async def fold(self, acc: Any, seqs: list[Any], items: list[Any]) -> Any:
+        """Fold *items* into *acc* with a collector's step; returns the new accumulator."""
+        state = [acc, 0]  # the accumulator after the last good item, and the failing index
+
+        async def run_from(pos: int) -> None:
+            step = self.handler.item
+            acc = state[0]
+            if self.is_async:
+                for i in range(pos, len(items)):
+                    state[1] = i
+                    acc = state[0] = await step(acc, items[i])
+                return
+            rest = iter(items[pos:] if pos else items)
+            try:
+                for x in rest:
+                    acc = step(acc, x)
+            except Exception:
+                state[1] = len(items) - length_hint(rest) - 1  # the item that raised
+                raise
+            finally:
+                state[0] = acc
+
+        await self._retrying(seqs, items, run_from, lambda: state[1], lambda _: None)
+        return state[0]
+
+    async def generate(self, seqs: list[Any], items: list[Any]) -> AsyncIterator[tuple[int, int, Any]]:
+        """``(index, j, child)`` for the *j*-th item a generator task yields for ``items[index]``.
+
+        Children already emitted for an item (before a resume or a retry) are not yielded again.
+        """
+        skips = self.skip_children
+        for idx in range(len(items)):
+            s, x = seqs[idx], items[idx]
+            done = skips.pop(s, 0) if skips else 0
+            attempt = 1
+            while True:
+                j = 0
+                try:
+                    async with aclosing(self._children(x, s)) as children:
+                        async for r in children:
+                            if j >= done:
+                                yield idx, j, r
+                            j += 1
+                    break
+                except (ItemFailure, MailboxTypeError):
+                    raise
+                except Exception as exc:
+                    done = max(done, j)
+                    if not await self.recover(s, x, exc, attempt):
+                        break
+                    attempt += 1
+
+    async def _children(self, x: Any, s: Any) -> AsyncGenerator[Any, None]:
+        call = self.handler.item
+        gen = call(x, s) if self.with_seq else call(x)
+        if self.is_async:
+            async with aclosing(gen) as agen:
+                async for r in agen:
+                    yield r
+        else:
+            with _closing(gen):
+                for r in gen:
+                    yield r
+
+
+@contextmanager
+def _closing(gen: Any) -> Iterator[None]:
+    """Close a sync generator when leaving the block (also on cancellation)."""
+    try:
+        yield
+    finally:
+        close = getattr(gen, "close", None)
+        if close is not None:
+            close()
+
+
+closing = _closing

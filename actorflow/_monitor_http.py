@@ -1,0 +1,178 @@
+"""The monitor's plain-HTTP side: request heads, host and token checks, responses, the dashboard's files.
+
+The monitor server reads every connection's request head here; a websocket upgrade then goes on
+to a session over :class:`PrefixedStream` (which replays the head), and anything else is answered
+by :func:`serve_static` with the dashboard's static files (``actorflow/static/``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib.resources
+import ipaddress
+from urllib.parse import parse_qs, urlsplit
+
+import h11
+import trio
+
+_MAX_HEAD = 16 * 1024
+_HEAD_TIMEOUT = 10.0
+_STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+
+
+def host_name(header: str) -> str:
+    """The host part of a ``Host`` header (``[::1]:8765`` -> ``::1``)."""
+    header = header.strip()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else ""
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def token_ok(token: str | None, target: str, headers: dict[str, str]) -> bool:
+    """True when no *token* is needed, or the request offers it (query, bearer, header or cookie)."""
+    if token is None:
+        return True
+    offered: list[str] = parse_qs(urlsplit(target).query).get("token", [])
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        offered.append(auth[7:].strip())
+    if "x-actorflow-token" in headers:
+        offered.append(headers["x-actorflow-token"])
+    for part in headers.get("cookie", "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == "actorflow_token":
+            offered.append(value)
+    want = token.encode()
+    return any(hmac.compare_digest(o.encode(), want) for o in offered)
+
+
+class PrefixedStream(trio.abc.Stream):
+    """A stream that first replays bytes already read (the request head), then reads on."""
+
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """The replayed bytes first, then what the underlying stream receives."""
+        if self._prefix:
+            n = len(self._prefix) if max_bytes is None else max_bytes
+            out, self._prefix = self._prefix[:n], self._prefix[n:]
+            return out
+        return bytes(await self._stream.receive_some(max_bytes))
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send on the underlying stream."""
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """Wait on the underlying stream."""
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        """Close the underlying stream."""
+        await self._stream.aclose()
+
+
+async def read_request(stream: trio.SocketStream) -> tuple[h11.Connection, h11.Request, bytes] | None:
+    """Read a request head from *stream*: its h11 connection, the request and the raw bytes read.
+
+    None when there is no request to serve: the client went away or took too long, or the head
+    was malformed (then answered with 400 here).
+    """
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+    raw = bytearray()
+    request: object = None
+    with trio.move_on_after(_HEAD_TIMEOUT):
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError:
+                await respond(stream, conn, 400, b"bad request\n")
+                return None
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(4096)
+                if not data:
+                    return None
+                raw += data
+                conn.receive_data(data)
+                continue
+            request = event
+            break
+    if not isinstance(request, h11.Request):
+        return None
+    return conn, request, bytes(raw)
+
+
+async def respond(
+    stream: trio.abc.Stream,
+    conn: h11.Connection,
+    status: int,
+    body: bytes,
+    content_type: str = "text/plain; charset=utf-8",
+    extra: list[tuple[str, str]] | None = None,
+    head_only: bool = False,
+) -> None:
+    """Answer the request on *conn* with *status* and *body* (``connection: close``, not cached)."""
+    headers = [
+        ("content-type", content_type),
+        ("content-length", str(len(body))),
+        ("connection", "close"),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+        *(extra or []),
+    ]
+    try:
+        out = conn.send(h11.Response(status_code=status, headers=headers))
+        if not head_only:
+            out = (out or b"") + (conn.send(h11.Data(data=body)) or b"")
+        out = (out or b"") + (conn.send(h11.EndOfMessage()) or b"")
+    except h11.LocalProtocolError:  # e.g. the request itself was unusable: answer by hand
+        out = f"HTTP/1.1 {status} error\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+        out += body
+    await stream.send_all(out)
+
+
+async def serve_static(
+    stream: trio.abc.Stream,
+    conn: h11.Connection,
+    method: bytes,
+    target: str,
+    headers: dict[str, str],
+    token: str | None,
+) -> None:
+    """Answer a plain HTTP request with a dashboard file (or 405, 401, 404)."""
+    head_only = method == b"HEAD"
+    if method not in (b"GET", b"HEAD"):
+        await respond(stream, conn, 405, b"only GET is served here\n", extra=[("allow", "GET, HEAD")])
+        return
+    if not token_ok(token, target, headers):
+        await respond(stream, conn, 401, b"this monitor needs a token: add ?token=... to the URL\n")
+        return
+    path = urlsplit(target).path
+    name = "index.html" if path in ("/", "/index.html") else path.lstrip("/")
+    static = importlib.resources.files("actorflow").joinpath("static")
+    suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
+    if "/" in name or name.startswith(".") or suffix not in _STATIC_TYPES or not static.joinpath(name).is_file():
+        await respond(stream, conn, 404, f"not found: {path}\n".encode(), head_only=head_only)
+        return
+    body = static.joinpath(name).read_bytes()
+    extra = [("content-security-policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:")]
+    if token is not None:
+        extra.append(("set-cookie", f"actorflow_token={token}; HttpOnly; SameSite=Strict; Path=/"))
+    await respond(stream, conn, 200, body, _STATIC_TYPES[suffix], extra, head_only)

@@ -1,0 +1,95 @@
+"""What the monitor puts on the wire: protocol constants, plain-data values and the server's snapshots.
+
+Everything here is pure: it turns a run (or any value) into JSON/msgpack-friendly data and knows
+nothing of sockets or sessions. See ``docs/monitor-protocol.md`` for the messages.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ._convert import converter
+from ._gateway import external_sources
+from ._typing import type_name
+
+if TYPE_CHECKING:
+    from ._run import Run
+
+#: Version of the message protocol; sent in the ``hello`` message.
+PROTOCOL_VERSION = 1
+#: The websocket subprotocol a client proposes to get msgpack binary frames instead of JSON text.
+MSGPACK_SUBPROTOCOL = "actorflow.msgpack"
+#: The subprotocol name of the default JSON text frames (proposing it is optional).
+JSON_SUBPROTOCOL = "actorflow.json"
+
+
+def wire_fallback(value: Any) -> Any:
+    """The ``default=`` hook of the JSON and msgpack encoders: *value* as something they can encode.
+
+    Sets become lists, non-finite floats their ``repr``, attrs instances (and whatever else the
+    converter unstructures) plain data; anything else its ``repr``.
+    """
+    if isinstance(value, set | frozenset):
+        return list(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    try:
+        out = converter.unstructure(value)
+    except Exception:
+        return repr(value)
+    return out if out is not value else repr(value)
+
+
+def to_wire(value: Any) -> Any:
+    """*value* made of JSON/msgpack-friendly parts (attrs instances become dicts; others repr)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(k): to_wire(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_wire(v) for v in value]
+    return to_wire(wire_fallback(value))
+
+
+def graph_description(run: Run) -> dict[str, Any]:
+    """The run's graph as sent in ``hello``: tasks (with layer for drawing), edges and options."""
+    graph = run.graph
+    externals = external_sources(run.runtime)
+    layer: dict[str, int] = {}
+    tasks = []
+    for name, spec in graph.tasks.items():
+        ups = [i.upstream for i in spec.inputs] + ([spec.per] if spec.per else [])
+        layer[name] = 1 + max((layer[u] for u in ups if u in layer), default=-1)
+        tasks.append(
+            {
+                "name": name,
+                "kind": spec.kind,
+                "inputs": [i.upstream for i in spec.inputs],
+                "streaming": spec.streaming,
+                "layer": layer[name],
+                "out_type": type_name(spec.out_type),
+                "options": to_wire(dict(graph.options.get(name, {}))),
+                "concurrency": spec.concurrency,
+                "external": name in externals,
+                "description": spec.description.split("\n", 1)[0],
+            }
+        )
+    edges = [[i.upstream, t.name] for t in graph.tasks.values() for i in t.inputs]
+    return {"flow": run.flow_name, "fingerprint": getattr(graph, "fingerprint", None), "tasks": tasks, "edges": edges}
+
+
+def stats_message(run: Run) -> dict[str, Any]:
+    """A ``stats`` message: the run's status and every task's counters right now."""
+    summary = run.summary
+    return {
+        "type": "stats",
+        "status": summary.status,
+        "paused": run.paused,
+        "elapsed": summary.elapsed,
+        "tasks": {
+            n: {"status": t.status, "items_in": t.items_in, "items_out": t.items_out, "elapsed": t.elapsed,
+                "cache": t.cache}
+            for n, t in summary.tasks.items()
+        },
+    }

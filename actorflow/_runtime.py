@@ -1,0 +1,285 @@
+"""The runtime of one run: its actors, their mailboxes, the supervisor, the event bus.
+
+Users never hold this; they hold a :class:`~actorflow.Run` handle (``_run``), which asks it for
+results, events, feeds and taps. The runtime builds an actor per task, wires a typed, bounded
+mailbox per streaming edge, and runs every actor in one nursery under the supervisor.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from . import _events as ev
+from ._actor import Actor
+from ._actor_kinds import SinkActor, SourceActor, TaskActor
+from ._bind import RunGraph
+from ._cache import Cache
+from ._cache_run import CacheRole
+from ._collect import CollectorActor
+from ._context import check_secrets
+from ._errors import RunCancelled, RunInterrupted, StoreError
+from ._mailbox import Mailbox
+from ._result import RunResult, Summary, TaskStats
+from ._store import Store
+from ._supervisor import Supervisor
+from ._typing import runtime_classes
+
+if TYPE_CHECKING:
+    from ._gateway import Feed
+    from ._spec import TaskDef
+
+#: The runtime whose actors the current trio task belongs to (set for every actor of a run).
+current_run: ContextVar[Runtime] = ContextVar("actorflow_current_run")
+
+_KINDS: dict[str, type[Actor]] = {
+    "source": SourceActor, "task": TaskActor, "sink": SinkActor, "collector": CollectorActor,
+}
+
+
+def actor_for(run: Runtime, spec: TaskDef) -> Actor:
+    """The actor for *spec*'s kind (a generator task fed only final inputs is a source)."""
+    if spec.kind == "task" and spec.is_generator and not spec.streaming_inputs:
+        return SourceActor(run, spec)
+    return _KINDS[spec.kind](run, spec)
+
+
+class Runtime:
+    """One execution of a run graph (see the module docstring)."""
+
+    def __init__(
+        self,
+        graph: RunGraph,
+        *,
+        store: Store | None = None,
+        checkpoint_every: float | None = None,
+        handle_signals: bool = False,
+        secrets: Mapping[str, str] | None = None,
+        cache: Cache | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.graph = graph
+        #: The product cache this run reads and writes (None: no caching).
+        self.cache = cache
+        #: Secret values by name; handed only to the tasks that declare them, never persisted.
+        self.secrets: Mapping[str, str] = check_secrets(secrets)
+        self.supervisor = Supervisor(self, store, checkpoint_every)
+        #: Every mailbox by name: (mailbox, consumer actor, input port or None for a ``per`` feed).
+        self.mailboxes: dict[str, tuple[Mailbox, Actor, str | None]] = {}
+        #: Feeds of external sources, made on first use (see ``_gateway``).
+        self.feeds: dict[str, Feed] = {}
+        self.resumed_from: int | None = None
+        self.handle_signals = handle_signals
+        self.interrupted = False
+        self.flow_name = graph.name
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.bus = ev.EventBus()
+        self.status = "pending"
+        self.actors: dict[str, Actor] = {}
+        self.error: BaseException | None = None
+        self.error_seen = False
+        self.done = trio.Event()
+        self.result: RunResult | None = None
+        self._scope: trio.CancelScope | None = None
+        self._cancel_requested = False
+        self._unpaused: trio.Event | None = None  # not None while paused
+        self._started = 0.0
+        self._elapsed = 0.0
+        self._build()
+
+    def _build(self) -> None:
+        graph = self.graph
+        for spec in graph.tasks.values():
+            self.actors[spec.name] = actor_for(self, spec)
+        for spec in graph.tasks.values():
+            actor = self.actors[spec.name]
+            for inp in spec.inputs:
+                up = self.actors[inp.upstream]
+                if inp.streaming:
+                    box = Mailbox(f"{spec.name}.{inp.name}", spec.capacity)
+                    if up.spec.out_classes is None:  # an unannotated sender: check against the receiver
+                        box.accepts = runtime_classes(inp.annotation)
+                    self._wire(box, up, actor, inp.name)
+                elif inp.gather and up.gather is None:
+                    up.gather = []
+            if spec.per is not None:
+                self._wire(Mailbox(f"{spec.name}.<per {spec.per}>", spec.capacity), self.actors[spec.per], actor, None)
+        for spec in graph.tasks.values():
+            actor = self.actors[spec.name]
+            if spec.streaming and (spec.kind == "collector" or not graph.downstream(spec.name)):
+                actor.in_result = True  # per-collectors and unread streams are gathered for the result
+                if actor.gather is None:
+                    actor.gather = []
+
+    def _wire(self, box: Mailbox, sender: Actor, reader: Actor, port: str | None) -> None:
+        sender.outs.append(box)
+        reader.inboxes.append(box)
+        self.mailboxes[box.name] = (box, reader, port)
+
+    def sender_type(self, mailbox: str) -> Any:
+        """The item type of the task that sends into *mailbox*."""
+        _, reader, port = self.mailboxes[mailbox]
+        spec = reader.spec
+        upstream = next((i.upstream for i in spec.inputs if i.name == port), spec.per)
+        return self.graph.tasks[upstream].out_type  # type: ignore[index]
+
+    def in_result(self) -> set[str]:
+        """Tasks whose items the run's result holds (unread streams, per-collectors)."""
+        return {name for name, a in self.actors.items() if a.in_result}
+
+    def attach_cache(self, roles: Mapping[str, CacheRole]) -> None:
+        """Give actors their cache roles; a hit then sends only to tasks that run (a hit never reads)."""
+        for name, role in roles.items():
+            self.actors[name].cached = role
+        self.route_hits()
+
+    def route_hits(self) -> None:
+        """A hit sends only to the mailboxes of tasks that run: a hit consumer never reads its inbox."""
+        reader = {id(box): actor for box, actor, _ in self.mailboxes.values()}
+        for actor in self.actors.values():
+            if actor.cached is not None and actor.cached.hit:
+                actor.outs = [b for b in actor.outs if not ((r := reader[id(b)].cached) is not None and r.hit)]
+
+    # -- pause, cancel, fail -----------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self._unpaused is not None
+
+    def pause(self) -> None:
+        if self._unpaused is None:
+            self._unpaused = trio.Event()
+
+    def resume(self) -> None:
+        if self._unpaused is not None:
+            self._unpaused.set()
+            self._unpaused = None
+
+    async def gate(self) -> None:
+        """Wait while the run is paused (actors call this at batch boundaries)."""
+        while self._unpaused is not None:
+            await self._unpaused.wait()
+
+    def cancel(self) -> None:
+        self._cancel_requested = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def interrupt(self) -> None:
+        """Stop the run after an interrupting signal (its final checkpoint is already written)."""
+        self.interrupted = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def fail(self, error: BaseException) -> None:
+        """Record the first failure and cancel every actor."""
+        if self.error is None:
+            self.error = error
+        if self._scope is not None:
+            self._scope.cancel()
+
+    # -- figures and products ------------------------------------------------------------------
+
+    @property
+    def summary(self) -> Summary:
+        now = time.perf_counter()
+        elapsed = self._elapsed or (now - self._started if self._started else 0.0)
+        return Summary(
+            flow=self.flow_name, run_id=self.run_id, status=self.status, elapsed=elapsed,
+            tasks={
+                n: TaskStats(n, a.spec.kind, a.status, a.items_in, a.items_out,
+                             a.elapsed or (now - a.started if a.started else 0.0),
+                             a.cached.decision if a.cached is not None else None)
+                for n, a in self.actors.items()
+            },
+        )
+
+    def products(self) -> dict[str, Any]:
+        return {
+            name: actor.product.value for name, actor in self.actors.items()
+            if actor.spec.kind != "sink" and (not actor.spec.streaming or actor.in_result)
+        }
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def main(self) -> None:
+        """Run every actor to the end under the supervisor; records the outcome, never raises it."""
+        current_run.set(self)  # inherited by every actor task started below
+        self.status = "running"
+        self._started = time.perf_counter()
+        self.bus.publish(ev.RunStarted(run_id=self.run_id, flow=self.flow_name, tasks=tuple(self.actors)))
+        if self.resumed_from is not None:
+            queued = sum(len(box) for box, _, _ in self.mailboxes.values())
+            self.bus.publish(ev.RunResumed(run_id=self.run_id, number=self.resumed_from, queued_items=queued))
+        pinned = [a.cached.key for a in self.actors.values() if a.cached is not None]
+        if self.cache is not None:
+            self.cache.pin(pinned)
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                if self._cancel_requested:
+                    scope.cancel()
+                await self._actors_under_supervision()
+            self._outcome(scope)
+        except BaseException:
+            self.status = "cancelled"
+            raise
+        finally:
+            self._end(pinned)
+
+    async def _actors_under_supervision(self) -> None:
+        sup = self.supervisor
+        async with trio.open_nursery() as outer:
+            if self.handle_signals:
+                await outer.start(sup.watch_signals)
+            if sup.store is not None and sup.every:
+                outer.start_soon(sup.periodic)
+            outer.start_soon(sup.relieve_stalls)
+            async with trio.open_nursery() as nursery:
+                for actor in self.actors.values():
+                    nursery.start_soon(actor.start)
+            if self.error is None and not self.interrupted and not outer.cancel_scope.cancel_called:
+                try:
+                    await sup.checkpoint(final=True)
+                except StoreError as exc:
+                    self.fail(exc)
+            outer.cancel_scope.cancel()
+
+    def _outcome(self, scope: trio.CancelScope) -> None:
+        sup = self.supervisor
+        if self.error is not None:
+            self.status = "failed"
+        elif self.interrupted:
+            self.status = "interrupted"
+            store = str(sup.store.path) if sup.store is not None else "?"
+            self.error = RunInterrupted(sup.interrupted or 0, store)
+        elif scope.cancelled_caught or self._cancel_requested:
+            self.status = "cancelled"
+            self.error = RunCancelled(f"run {self.run_id} of flow {self.flow_name!r} was cancelled")
+            self.error_seen = True
+        else:
+            self.status = "ok"
+
+    def _end(self, pinned: list[str]) -> None:
+        sup = self.supervisor
+        self._elapsed = time.perf_counter() - self._started
+        if self.cache is not None:
+            self.cache.unpin(pinned)
+        try:
+            sup.save_dead_letters()
+        except StoreError as exc:
+            self.error = self.error or exc
+        if self.status == "ok":
+            self.result = RunResult(self.products(), self.summary, sup.dead_letters, self.graph.aliases)
+        self.bus.publish(ev.RunFinished(run_id=self.run_id, flow=self.flow_name, status=self.status,
+                                        elapsed=self._elapsed))
+        self.bus.close()
+        self.done.set()
+        for actor in self.actors.values():
+            for tap in actor.taps:
+                tap.wake()

@@ -1,0 +1,296 @@
+"""What a defined task is: its settings (one frozen value), its ports, and its definition record.
+
+Settings are what the user chooses about how a task runs (capacity, batch size, concurrency,
+failure policy, executor, caching…). They are built and validated once, by :meth:`TaskSettings.of`,
+from a decorator's keywords or a class-based task's attributes; everything that copies a task
+(``Flow.replace``, nested flows) carries the same value along, and a change is an
+``attrs.evolve`` of it. A :class:`TaskDef` is the rest: what reading the function's signature found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal, final
+
+import attrs
+
+from ._errors import DefinitionError
+from ._executors import Executor, as_executor
+from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
+from ._policy import DeadLetter, Fail, Restart, Retry
+from ._typing import runtime_classes
+
+TaskKind = Literal["source", "task", "collector", "sink", "input"]
+
+#: Attribute set on a source function made by ``af.external_source``: the item type it accepts.
+EXTERNAL_ATTR = "__actorflow_external__"
+
+
+@final
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: Default of an option that has none: a value must be given when the flow is bound.
+REQUIRED: Final = _Required()
+
+
+def where(flow: str, task: str, param: str | None = None) -> str:
+    """``flow 'f', task 't'`` (and ``, parameter 'p'``): the place named in definition errors."""
+    loc = f"flow {flow!r}, task {task!r}"
+    return f"{loc}, parameter {param!r}" if param else loc
+
+
+@attrs.frozen
+class TaskSettings:
+    """How a task runs: one frozen value per task, built once by :meth:`of`.
+
+    Attributes:
+        capacity: the bound of each of the task's mailboxes, in items.
+        batch_size: the most items in one message sent downstream (and, with an executor, sent to a
+            worker at once).
+        concurrency: workers sharing the task's mailbox (tasks and sinks).
+        ordered: keep output in input order (with ``concurrency`` > 1).
+        on_error: the failure policy (None: fail the run).
+        executor: where batches run (None: inline, in the actor).
+        cache: whether the task's products may be cached.
+        version: an explicit definition version for the cache key.
+        secrets: names of the secrets the task may read through its context.
+        init: a collector's starting accumulator.
+        finish: a collector's ``finish(acc) -> product``.
+        per: a collector's group stream (a task name), or None for one product.
+    """
+
+    capacity: int = DEFAULT_CAPACITY
+    batch_size: int = DEFAULT_BATCH_SIZE
+    concurrency: int = 1
+    ordered: bool = True
+    on_error: Any = None
+    executor: Executor | None = None
+    cache: bool = True
+    version: str | None = None
+    secrets: tuple[str, ...] = ()
+    init: Any = None
+    finish: Callable[..., Any] | None = None
+    per: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        flow: str,
+        task: str,
+        kind: TaskKind,
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        concurrency: int | None = 1,
+        ordered: bool = True,
+        on_error: Any = None,
+        executor: Any = None,
+        cache: bool = True,
+        version: str | None = None,
+        secrets: Sequence[str] = (),
+        init: Any = None,
+        finish: Callable[..., Any] | None = None,
+        per: str | None = None,
+    ) -> TaskSettings:
+        """Validate a task's settings and resolve their defaults (an executor's concurrency).
+
+        Raises:
+            DefinitionError: a setting is of the wrong kind, naming the task and the setting.
+        """
+        here = where(flow, task)
+        if executor is not None:
+            executor = as_executor(flow, task, executor)
+        if concurrency is None:
+            concurrency = executor.in_flight if executor is not None else 1
+        for label, value in (("capacity", capacity), ("batch_size", batch_size), ("concurrency", concurrency)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise DefinitionError(f"{here}: {label} must be a positive int, got {value!r}")
+        if executor is not None and capacity == DEFAULT_CAPACITY:
+            capacity = max(capacity, batch_size * concurrency)  # room for every batch in flight to be full
+        if not isinstance(ordered, bool):
+            raise DefinitionError(f"{here}: ordered must be True or False, got {ordered!r}")
+        if not isinstance(cache, bool):
+            raise DefinitionError(f"{here}: cache must be True or False, got {cache!r}")
+        if version is not None and (not isinstance(version, str) or not version):
+            raise DefinitionError(f"{here}: version must be a non-empty string, got {version!r}")
+        if concurrency > 1 and kind not in ("task", "sink"):
+            raise DefinitionError(f"{here}: concurrency applies to tasks and sinks only")
+        if finish is not None and not callable(finish):
+            raise DefinitionError(f"{here}: finish must be a function of the accumulator, got {finish!r}")
+        return cls(
+            capacity=capacity, batch_size=batch_size, concurrency=concurrency, ordered=ordered,
+            on_error=check_policy(flow, task, kind, on_error), executor=executor, cache=cache, version=version,
+            secrets=_secret_names(flow, task, secrets), init=init, finish=finish, per=per,
+        )
+
+
+def _secret_names(flow: str, task: str, secrets: Any) -> tuple[str, ...]:
+    if isinstance(secrets, str) or not all(isinstance(s, str) and s for s in secrets):
+        raise DefinitionError(f"{where(flow, task)}: secrets must be a list of names, got {secrets!r}")
+    return tuple(secrets)
+
+
+def check_policy(flow: str, task: str, kind: TaskKind, policy: Any) -> Any:
+    """Validate a task's ``on_error`` policy."""
+    if policy is None:
+        return None
+    if not isinstance(policy, Fail | Retry | Restart | DeadLetter):
+        raise DefinitionError(
+            f"{where(flow, task)}: on_error must be af.Retry(...), af.Restart(...), af.DeadLetter() or af.Fail(), "
+            f"got {policy!r}"
+        )
+    dead = isinstance(policy, DeadLetter) or (isinstance(policy, Retry) and isinstance(policy.then, DeadLetter))
+    if kind == "source" and dead:
+        raise DefinitionError(
+            f"{where(flow, task)}: a source cannot dead-letter (there is no item to set aside); "
+            "use af.Retry or af.Restart"
+        )
+    return policy
+
+
+@attrs.frozen
+class Input:
+    """One input port of a task.
+
+    Attributes:
+        name: the parameter's name, which is also the upstream task's name.
+        annotation: the parameter's annotation.
+        streaming: True when the task receives the upstream's items one at a time.
+        gather: True when a stream is gathered into a list (annotation ``list[T]``).
+    """
+
+    name: str
+    annotation: Any
+    streaming: bool
+    gather: bool
+    #: The task read from, when it is not the parameter's name (inside a nested flow).
+    source: str | None = None
+
+    @property
+    def upstream(self) -> str:
+        """The task this input reads from (its name, unless the input was rewired)."""
+        return self.source or self.name
+
+
+@attrs.frozen
+class Option:
+    """One option of a task: a parameter that is not an input.
+
+    Attributes:
+        name: the parameter's name.
+        annotation: its declared type (``Any`` when unannotated).
+        default: its default value, or :data:`REQUIRED`.
+    """
+
+    name: str
+    annotation: Any
+    default: Any
+
+    @property
+    def required(self) -> bool:
+        """True when the option has no default."""
+        return self.default is REQUIRED
+
+
+@attrs.frozen(eq=False)
+class TaskDef:
+    """A defined task: its settings and what reading its function found.
+
+    Users get these from ``flow.tasks``; they are read-only. The settings are read through
+    :attr:`settings` (the forwarding properties below are shorthands for the same value).
+    """
+
+    name: str
+    kind: TaskKind
+    fn: Callable[..., Any]
+    settings: TaskSettings
+    is_async: bool
+    is_generator: bool
+    params: tuple[str, ...]
+    inputs: tuple[Input, ...]
+    options: tuple[Option, ...]
+    #: Item type when `streaming`, otherwise the product type.
+    out_type: Any
+    #: True when the task's product is a stream of items.
+    streaming: bool
+    #: Nesting depth of the output stream's sequence numbers (0 for final products).
+    depth: int
+    #: False when the output may come out of input order (inputs unordered, or concurrency with ordered=False).
+    ordered: bool
+    #: True when the streaming inputs can be passed positionally (they lead the signature, not keyword-only).
+    positional: bool = True
+    #: Parameter annotated ``af.Cursor`` (a source that resumes from a cursor), if any.
+    cursor_param: str | None = None
+    #: Parameter annotated ``af.Seq`` (receives each item's sequence number), if any.
+    seq_param: str | None = None
+    #: Parameter annotated ``af.Context`` (receives the run context), if any.
+    context_param: str | None = None
+    #: A collector's accumulator parameter.
+    acc_param: str | None = None
+    description: str = ""
+
+    # -- settings, read through ------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return self.settings.capacity
+
+    @property
+    def batch_size(self) -> int:
+        return self.settings.batch_size
+
+    @property
+    def concurrency(self) -> int:
+        return self.settings.concurrency
+
+    @property
+    def executor(self) -> Executor | None:
+        return self.settings.executor
+
+    @property
+    def on_error(self) -> Any:
+        return self.settings.on_error
+
+    @property
+    def cache(self) -> bool:
+        return self.settings.cache
+
+    @property
+    def version(self) -> str | None:
+        return self.settings.version
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.settings.secrets
+
+    @property
+    def init(self) -> Any:
+        return self.settings.init
+
+    @property
+    def finish(self) -> Callable[..., Any] | None:
+        return self.settings.finish
+
+    @property
+    def per(self) -> str | None:
+        return self.settings.per
+
+    # -- derived ---------------------------------------------------------------------------------
+
+    @property
+    def streaming_inputs(self) -> tuple[Input, ...]:
+        """Inputs received one item at a time (zipped by sequence number when several)."""
+        return tuple(i for i in self.inputs if i.streaming)
+
+    @property
+    def final_inputs(self) -> tuple[Input, ...]:
+        """Inputs received once, whole, before the task starts."""
+        return tuple(i for i in self.inputs if not i.streaming)
+
+    @property
+    def out_classes(self) -> tuple[type, ...] | None:
+        """Classes the output port checks each item against (None: unchecked)."""
+        return runtime_classes(self.out_type)
