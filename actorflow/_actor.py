@@ -91,7 +91,9 @@ class Actor:
         if len(self.inboxes) == 1:
             return self.inboxes[0]
         if self._zip is None:
-            self._zip = ZipInbox(self.inboxes, ordered=self.spec.ordered, batch_size=self.spec.batch_size)
+            self._zip = ZipInbox(
+                self.inboxes, ordered=self.spec.ordered, batch_size=self.spec.batch_size, on_stall=self.sup.stalled
+            )
         return self._zip
 
     def queued_for(self, box: Mailbox) -> list[Batch]:

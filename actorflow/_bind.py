@@ -63,7 +63,7 @@ def bind(flow: Flow, options: Mapping[str, Mapping[str, Any]] | None) -> RunGrap
             "(outer.add(flow, name=..., inputs={...}))"
         ])
     for tname in options:
-        if tname in flow._aliases and tname not in tasks:
+        if tname in flow.nested and tname not in tasks:
             inner = [n for n in tasks if n.startswith(f"{tname}/")]
             problems.append(
                 f"{tname!r} is a nested flow: give options to its tasks by path ({', '.join(map(repr, inner))})"
@@ -72,33 +72,7 @@ def bind(flow: Flow, options: Mapping[str, Mapping[str, Any]] | None) -> RunGrap
             problems.append(f"unknown task {tname!r}{_suggest(str(tname), list(tasks))}")
     bound: dict[str, Mapping[str, Any]] = {}
     for spec in tasks.values():
-        given = options.get(spec.name, {})
-        if not isinstance(given, Mapping):
-            problems.append(f"task {spec.name!r}: options must be a dict, got {_describe(given)}")
-            given = {}
-        known = {o.name: o for o in spec.options}
-        values: dict[str, Any] = {}
-        for oname in given:
-            if oname not in known:
-                hint = _suggest(str(oname), list(known))
-                if oname in {i.name for i in spec.inputs}:
-                    hint = f"; {oname!r} is an input from task {oname!r}, not an option"
-                problems.append(
-                    f"task {spec.name!r}: unknown option {oname!r}{hint} (options: {sorted(known) or 'none'})"
-                )
-        for opt in spec.options:
-            if opt.name in given:
-                try:
-                    values[opt.name] = coerce(given[opt.name], opt.annotation)
-                except (TypeError, ValueError) as exc:
-                    problems.append(f"task {spec.name!r}, option {opt.name!r}: {exc}")
-            elif opt.required:
-                problems.append(
-                    f"task {spec.name!r}, option {opt.name!r}: required ({type_name(opt.annotation)}) but not given"
-                )
-            else:
-                values[opt.name] = opt.default
-        bound[spec.name] = types.MappingProxyType(values)
+        bound[spec.name] = types.MappingProxyType(_bind_task(spec, options.get(spec.name, {}), problems))
     problems.extend(executor_problems(tasks.values()))
     if problems:
         raise InvocationError(flow.name, problems)
@@ -107,8 +81,36 @@ def bind(flow: Flow, options: Mapping[str, Mapping[str, Any]] | None) -> RunGrap
         tasks=types.MappingProxyType(dict(tasks)),
         options=types.MappingProxyType(bound),
         fingerprint=_fingerprint(flow.name, tasks, bound),
-        aliases=types.MappingProxyType(dict(flow._aliases)),
+        aliases=types.MappingProxyType(dict(flow.nested)),
     )
+
+
+def _bind_task(spec: TaskDef, given: Any, problems: list[str]) -> dict[str, Any]:
+    """One task's option values (defaults filled in); what is wrong is added to *problems*."""
+    if not isinstance(given, Mapping):
+        problems.append(f"task {spec.name!r}: options must be a dict, got {_describe(given)}")
+        given = {}
+    known = {o.name: o for o in spec.options}
+    for oname in given:
+        if oname not in known:
+            hint = _suggest(str(oname), list(known))
+            if oname in {i.name for i in spec.inputs}:
+                hint = f"; {oname!r} is an input from task {oname!r}, not an option"
+            problems.append(f"task {spec.name!r}: unknown option {oname!r}{hint} (options: {sorted(known) or 'none'})")
+    values: dict[str, Any] = {}
+    for opt in spec.options:
+        if opt.name in given:
+            try:
+                values[opt.name] = coerce(given[opt.name], opt.annotation)
+            except (TypeError, ValueError) as exc:
+                problems.append(f"task {spec.name!r}, option {opt.name!r}: {exc}")
+        elif opt.required:
+            problems.append(
+                f"task {spec.name!r}, option {opt.name!r}: required ({type_name(opt.annotation)}) but not given"
+            )
+        else:
+            values[opt.name] = opt.default
+    return values
 
 
 def _fingerprint(name: str, tasks: Mapping[str, TaskDef], options: Mapping[str, Mapping[str, Any]]) -> str:

@@ -263,6 +263,10 @@ def _actor_problem(st: Any) -> str | None:
     for key in ("items_in", "items_out", "cursor"):
         if key in st and not _is_int(st[key]):
             return f'"{key}" is {st[key]!r}, not a count'
+    return _batches_problem(st) or _groups_problem(st)
+
+
+def _batches_problem(st: dict[str, Any]) -> str | None:
     if not isinstance(st["outboxes"], list):
         return '"outboxes" is not a list'
     for box in st["outboxes"]:
@@ -272,6 +276,10 @@ def _actor_problem(st: Any) -> str | None:
         return p
     if "gather" in st and not isinstance(st["gather"], list):
         return '"gather" is not a list'
+    return None
+
+
+def _groups_problem(st: dict[str, Any]) -> str | None:
     if "accs" in st:
         if not isinstance(st["accs"], list) or not all(
             isinstance(kv, list) and len(kv) == 2 and _is_seq(kv[0]) for kv in st["accs"]

@@ -123,3 +123,15 @@ def test_no_module_over_600_lines() -> None:
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_architecture_doc_names_only_files_that_exist() -> None:
+    import re
+
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`(_[a-z_]+\.py)`", text))
+    named |= {f"{m}.py" for m in re.findall(r"(?<![\w.])(_[a-z_]+)\b", text)}
+    named = {n for n in named if not n.startswith("__")}
+    missing = sorted(n for n in named if not (PACKAGE / n).exists() and not n.endswith("*.py"))
+    assert "_flow.py" in named and "_loop.py" in named  # the check reads the page
+    assert missing == [], f"docs/architecture.md names files that do not exist: {missing}"
