@@ -10,8 +10,36 @@ same adapters (see ``_executors.run_batch``).
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
+
+
+def target_of(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """What to call, or send to a worker: the task class behind a class-based task, else *fn* itself."""
+    return getattr(fn, "__actorflow_class__", fn)
+
+
+def bind(target: Callable[..., Any], consts: dict[str, Any]) -> Callable[..., Any]:
+    """*target* with its options and final inputs bound.
+
+    For a task class (an ``af.Task`` subclass, or the function standing for one) this makes **one
+    new instance**: options become attributes, the rest is bound to its ``run``.
+    """
+    cls = target_of(target)
+    if not isinstance(cls, type):
+        return functools.partial(target, **consts) if consts else target
+    instance = cls()
+    params = inspect.signature(cls.run).parameters  # type: ignore[attr-defined]
+    rest = {}
+    for name, value in consts.items():
+        if name in params:
+            rest[name] = value
+        else:
+            setattr(instance, name, value)
+    run: Callable[..., Any] = instance.run
+    return functools.partial(run, **rest) if rest else run
 
 
 def item_caller(

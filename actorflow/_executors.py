@@ -14,7 +14,6 @@ defined or the flow is bound, with a message naming the task.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import os
 import sys
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any, final
 import attrs
 import trio
 
-from ._calls import item_caller
+from ._calls import bind, item_caller, target_of
 from ._errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -56,8 +55,7 @@ class BatchCall:
 
     def caller(self) -> Callable[[Any], Any]:
         """The function as a one-argument callable of an item (a tuple of items for zipped inputs)."""
-        fn = functools.partial(self.fn, **self.consts) if self.consts else self.fn
-        call = item_caller(fn, self.names, self.positional)
+        call = item_caller(bind(self.fn, self.consts), self.names, self.positional)  # a task class: one instance
         if self.generator:
             return lambda item: list(call(item))
         return call
@@ -324,7 +322,8 @@ def check_definition(flow: str, task: str, fn: Callable[..., Any], is_async: boo
 
 def unsendable(fn: Callable[..., Any]) -> str | None:
     """Why *fn* cannot be sent to a worker by reference, or None when it can (shape only)."""
-    if not inspect.isfunction(fn):
+    fn = target_of(fn)
+    if not inspect.isfunction(fn) and not isinstance(fn, type):
         return (
             f"executor tasks must be module-level functions; {fn!r} is a {type(fn).__name__} "
             "and cannot be sent to a worker"
@@ -338,7 +337,7 @@ def unsendable(fn: Callable[..., Any]) -> str | None:
             f"{name} is defined inside another function (a closure or nested function), which cannot be "
             "sent to a worker; define it at module level and pass values through options"
         )
-    if fn.__closure__:
+    if getattr(fn, "__closure__", None):
         return f"{name} is a closure, which cannot be sent to a worker; define it at module level"
     return None
 
@@ -361,8 +360,8 @@ def bind_problems(tasks: Iterable[TaskDef]) -> list[str]:
         if getattr(spec, "executor", None) is None:
             continue
         reason = unsendable(spec.fn)
-        if reason is None and not importable(spec.fn):
-            fn = spec.fn
+        if reason is None and not importable(target_of(spec.fn)):
+            fn = target_of(spec.fn)
             reason = (
                 f"{fn.__module__}.{fn.__qualname__} cannot be found by importing module {fn.__module__!r} and "
                 f"looking up {fn.__qualname__!r}, so it cannot be sent to a worker; define it at module level "

@@ -20,7 +20,7 @@ from contextlib import aclosing, contextmanager
 from operator import length_hint
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._calls import item_caller, step_caller
+from ._calls import bind, item_caller, step_caller
 from ._errors import ItemFailure, MailboxTypeError
 from ._typing import SKIP
 
@@ -61,35 +61,19 @@ class Handler:
     def __init__(self, spec: TaskDef, consts: dict[str, Any]) -> None:
         self.spec = spec
         self.consts = consts
-        #: Instances made for a class-based task (one per actor, plus one per restart).
-        self.instances = 0
         self.fn: Callable[..., Any] = spec.fn
         self.item: Callable[..., Any] = spec.fn
         self.restart()
 
     def restart(self) -> None:
         """Bind afresh: a new task-class instance (the Restart policy) and new adapters."""
-        self.fn = fn = self._bound()
+        self.fn = fn = bind(self.spec.fn, self.consts)  # a task class: one new instance
         spec = self.spec
         names = [i.name for i in spec.streaming_inputs]
         if spec.kind == "collector":
             self.item = step_caller(fn, names, spec.positional)
         else:
             self.item = item_caller(fn, names, spec.positional, spec.seq_param)
-
-    def _bound(self) -> Callable[..., Any]:
-        fn, consts = self.spec.fn, self.consts
-        cls = getattr(fn, "__actorflow_class__", None)
-        if cls is None:
-            return functools.partial(fn, **consts) if consts else fn
-        instance = cls()
-        self.instances += 1
-        rest = dict(consts)
-        for name in fn.__actorflow_options__:  # type: ignore[attr-defined]
-            if name in rest:
-                setattr(instance, name, rest.pop(name))
-        run = instance.run
-        return functools.partial(run, **rest) if rest else run
 
     def open_stream(self, cursor: int) -> tuple[Any, int]:
         """A source's generator positioned at *cursor*, and how many items it must still skip."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
+from ._calls import target_of
 from ._errors import ItemFailure
 from ._executors import BatchCall, Session
 from ._loop import child_seq
@@ -69,7 +70,7 @@ async def open_remote(actor: Actor, loop: ItemLoop, consts: dict[str, Any]) -> A
         yield None
         return
     names = tuple(i.name for i in spec.streaming_inputs)
-    call = BatchCall(fn=spec.fn, consts=dict(consts), names=names, positional=spec.positional,
-                     generator=spec.is_generator)
+    call = BatchCall(fn=target_of(spec.fn), consts=dict(consts), names=names, positional=spec.positional,
+                     generator=spec.is_generator)  # a task class travels by reference; workers make instances
     async with spec.executor.session() as session:
         yield RemoteBatches(actor, loop, session, call)
