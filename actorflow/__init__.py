@@ -2,21 +2,22 @@
 
 Define tasks with the decorators of a :class:`Flow`, then run it with :func:`run`,
 :func:`run_async` or :func:`open_run`.
+
+The top level holds what a flow and the code around a run are written with. Everything else
+lives in a sub-module named for its concern, loaded the first time it is used (``af.monitor``
+after ``import actorflow as af`` works): ``events``, ``types``, ``console``, ``monitor``,
+``metrics``, ``cache``, ``store``, ``graph``, ``mailbox``, ``testing`` and ``asyncio``. See
+``docs/api.md``.
 """
+
+from typing import TYPE_CHECKING
 
 from . import events as events
 from . import types as types
-from ._bind import RunGraph as RunGraph
-from ._cache import Cache as Cache
 from ._concat import ConcatResult as ConcatResult
 from ._concat import PartReport as PartReport
 from ._concat import concat as concat
 from ._concat import concat_async as concat_async
-from ._console import ConsoleProgress as ConsoleProgress
-from ._console import EventLog as EventLog
-from ._console import observe as observe
-from ._console import show_progress as show_progress
-from ._console import summary_table as summary_table
 from ._context import Context as Context
 from ._context import SecretError as SecretError
 from ._errors import ActorflowError as ActorflowError
@@ -31,6 +32,8 @@ from ._errors import TaskFailed as TaskFailed
 from ._executors import DaskExecutor as DaskExecutor
 from ._executors import Executor as Executor
 from ._executors import ProcessExecutor as ProcessExecutor
+from ._executors import ThreadExecutor as ThreadExecutor
+from ._extras import MissingExtraError as MissingExtraError
 from ._file import File as File
 from ._flow import Flow as Flow
 from ._gateway import Feed as Feed
@@ -38,10 +41,6 @@ from ._gateway import Tap as Tap
 from ._gateway import external_source as external_source
 from ._gateway import feed as feed
 from ._gateway import tap as tap
-from ._mailbox import Mailbox as Mailbox
-from ._monitor import MonitorServer as MonitorServer
-from ._monitor import open_monitor as open_monitor
-from ._monitor import serve_monitor as serve_monitor
 from ._policy import DeadLetter as DeadLetter
 from ._policy import Fail as Fail
 from ._policy import Restart as Restart
@@ -53,79 +52,130 @@ from ._run import Run as Run
 from ._run import open_run as open_run
 from ._run import run as run
 from ._run import run_async as run_async
+from ._sinks import JsonLinesSink as JsonLinesSink
 from ._spec import REQUIRED as REQUIRED
-from ._spec import Input as Input
-from ._spec import Option as Option
-from ._spec import TaskDef as TaskDef
-from ._store import Store as Store
-from ._store import open_store as open_store
 from ._taskclass import Task as Task
+from ._taskclass import TransactionalSink as TransactionalSink
 from ._typing import SKIP as SKIP
 from ._typing import Cursor as Cursor
 from ._typing import Seq as Seq
 from ._typing import Stream as Stream
 
+if TYPE_CHECKING:  # loaded on first use at run time (see __getattr__ below)
+    from . import asyncio as asyncio
+    from . import cache as cache
+    from . import console as console
+    from . import graph as graph
+    from . import mailbox as mailbox
+    from . import metrics as metrics
+    from . import monitor as monitor
+    from . import store as store
+    from . import testing as testing
+    from .console import ConsoleProgress as ConsoleProgress
+    from .console import observe as observe
+    from .console import show_progress as show_progress
+    from .console import summary_table as summary_table
+    from .monitor import MonitorServer as MonitorServer
+    from .monitor import open_monitor as open_monitor
+    from .monitor import serve_monitor as serve_monitor
+    from .store import Store as Store
+    from .store import open_store as open_store
+
 __version__ = "0.1.0"
 
 __all__ = [
+    # defining a flow
     "REQUIRED",
     "SKIP",
-    "ActorflowError",
-    "Cache",
-    "ConcatResult",
-    "ConsoleProgress",
     "Context",
     "Cursor",
-    "DaskExecutor",
-    "DeadLetter",
-    "DefinitionError",
-    "EventLog",
-    "Executor",
-    "Fail",
-    "Feed",
     "File",
     "Flow",
-    "Input",
-    "InvocationError",
-    "Mailbox",
-    "MailboxTypeError",
-    "MonitorServer",
-    "Option",
-    "PartReport",
-    "ProcessExecutor",
-    "Restart",
-    "ResumeError",
-    "Retry",
-    "Run",
-    "RunCancelled",
-    "RunInterrupted",
-    "RunGraph",
-    "RunResult",
-    "SecretError",
     "Seq",
-    "Store",
-    "StoreError",
     "Stream",
-    "Summary",
-    "Tap",
     "Task",
-    "TaskDef",
-    "TaskFailed",
-    "TaskStats",
-    "concat",
-    "concat_async",
-    "events",
+    "TransactionalSink",
+    "JsonLinesSink",
     "external_source",
-    "feed",
-    "observe",
-    "open_monitor",
-    "open_store",
+    # running it
+    "Run",
+    "RunResult",
+    "Summary",
+    "TaskStats",
     "open_run",
     "run",
     "run_async",
-    "serve_monitor",
-    "show_progress",
-    "summary_table",
+    "Feed",
+    "Tap",
+    "feed",
     "tap",
+    "ConcatResult",
+    "PartReport",
+    "concat",
+    "concat_async",
+    # failure policies
+    "DeadLetter",
+    "Fail",
+    "Restart",
+    "Retry",
+    # executors
+    "DaskExecutor",
+    "Executor",
+    "ProcessExecutor",
+    "ThreadExecutor",
+    # errors
+    "ActorflowError",
+    "DefinitionError",
+    "InvocationError",
+    "MailboxTypeError",
+    "MissingExtraError",
+    "ResumeError",
+    "RunCancelled",
+    "RunInterrupted",
+    "SecretError",
+    "StoreError",
+    "TaskFailed",
+    # sub-modules loaded with the package
+    "events",
     "types",
 ]
+
+#: Sub-modules loaded on first use: some bring heavy libraries (rich, trio-websocket, ...).
+_SUBMODULES = ("asyncio", "cache", "console", "graph", "mailbox", "metrics", "monitor", "store", "testing")
+
+#: Names earlier versions had at the top level, now in a sub-module; still reachable here, with a
+#: DeprecationWarning naming their home.
+_KEPT = {
+    "ConsoleProgress": "console", "observe": "console", "show_progress": "console", "summary_table": "console",
+    "MonitorServer": "monitor", "open_monitor": "monitor", "serve_monitor": "monitor",
+    "Store": "store", "open_store": "store",
+}
+
+#: Internals that left the top level for good: the AttributeError says where they went.
+_MOVED = {
+    "Cache": "cache", "EventLog": "console", "Mailbox": "mailbox",
+    "RunGraph": "graph", "TaskDef": "graph", "Input": "graph", "Option": "graph",
+}
+
+if not TYPE_CHECKING:  # type checkers keep flagging unknown names; the TYPE_CHECKING imports cover the rest
+
+    def __getattr__(name: str) -> object:
+        import importlib
+
+        if name in _SUBMODULES:
+            return importlib.import_module(f"{__name__}.{name}")
+        if name in _KEPT:
+            import warnings
+
+            home = _KEPT[name]
+            warnings.warn(
+                f"actorflow.{name} is now actorflow.{home}.{name}", DeprecationWarning, stacklevel=2
+            )
+            return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+        if name in _MOVED:
+            raise AttributeError(f"actorflow.{name} moved: use actorflow.{_MOVED[name]}.{name}")
+        raise AttributeError(f"module 'actorflow' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *_SUBMODULES, "__version__"})

@@ -12,6 +12,9 @@ An actor owns its state: :meth:`Actor.state` gives it as plain data for a checkp
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -22,7 +25,7 @@ from ._codec import plain_batch, restore, restore_items, seq_from_plain
 from ._context import context_for, redact, scrub
 from ._errors import ItemFailure, MailboxTypeError, TaskFailed
 from ._inbox import ZipInbox
-from ._loop import Handler, ItemLoop
+from ._loop import BatchSizer, Handler, ItemLoop
 from ._mailbox import Batch, Mailbox
 from ._typing import SKIP, NamedType, _Skip, type_name
 
@@ -78,6 +81,17 @@ class Actor:
         self.handler: Handler | None = None
         self.loop: ItemLoop | None = None
         self._zip: ZipInbox | None = None
+        #: Seconds a batch should take, and the sizer that keeps batches near it.
+        self.batch_time = spec.batch_time or run.batch_time
+        remote = spec.executor is not None and spec.executor.remote
+        self.sizer = BatchSizer(self.batch_time, spec.batch_size, fixed=remote)
+        #: Seconds spent processing batches (user code running), for metrics.
+        self.busy_time = 0.0
+        #: While a batch is processed: when it started and its sequence numbers (for slow-item reports).
+        self.batch_started = 0.0
+        self.batch_seqs: list[Any] = []
+        self.slow_reported = 0.0
+        self._yielded = perf_counter()
         classes = spec.out_classes
         self._classes = classes
         self._named = spec.out_type if isinstance(spec.out_type, NamedType) else None
@@ -198,14 +212,44 @@ class Actor:
     # -- supervision ---------------------------------------------------------------------------
 
     async def take(self, inbox: Mailbox | ZipInbox, chunk: int = 0) -> Batch | None:
-        """The next batch, taken at a batch boundary (after any pending checkpoint); None: the stream ended.
+        """The next batch (at most *chunk* items, else the sizer's size), taken at a batch boundary.
 
-        The caller processes it inside ``with self.sup.working():``, with no await in between.
+        Waits for a pending checkpoint first and gives the trio loop back when the actor has held it
+        for a batch time. None means the stream ended. The caller processes the batch inside
+        ``with self.working(batch):``, with no await in between.
         """
         sup = self.sup
         if sup.pending:
             await sup.gate()
+        await self.breathe()
+        chunk = chunk or self.sizer.size
         return inbox.get_nowait(chunk) or await inbox.get(chunk)
+
+    async def breathe(self) -> None:
+        """Give the trio loop back if this actor has held it for a batch time (signals, checkpoints, events)."""
+        now = perf_counter()
+        if now - self._yielded >= self.batch_time:
+            self._yielded = now
+            await trio.lowlevel.checkpoint()
+
+    @contextmanager
+    def working(self, batch: Batch) -> Iterator[None]:
+        """Process *batch*: counted busy by the supervisor, timed for the batch sizer and slow-item reports."""
+        self.batch_seqs = batch[0]
+        self.batch_started = t0 = perf_counter()
+        with self.sup.working():
+            yield
+        elapsed = perf_counter() - t0
+        self.batch_started = 0.0
+        self.busy_time += elapsed
+        self.sizer.adjust(len(batch[1]), elapsed)
+        if elapsed >= self.run.slow_item and self.slow_reported < t0 and batch[0] and not self.spec.is_async:
+            self.report_slow(batch[0][0], elapsed, t0)
+
+    def report_slow(self, seq: Any, seconds: float, since: float) -> None:
+        """Publish that the item *seq* has run (or ran) *seconds* (*since*: when it started; reported once)."""
+        self.slow_reported = since
+        self.run.bus.publish(ev.ItemSlow(run_id=self.run.run_id, task=self.name, seq=seq, seconds=seconds))
 
     async def apply_policy(self, seq: Any, item: Any, exc: Exception, attempt: int) -> bool:
         """The supervisor's policy for a failed item (see :meth:`ItemLoop.recover`)."""
@@ -248,6 +292,12 @@ class Actor:
             await self.resend_restored()
             await self.replay()
             return
+        await self.bind_handler()
+        await self.resend_restored()
+        await self.main()
+
+    async def bind_handler(self) -> None:
+        """Wait for the final inputs, then bind the handler and its item loop (one task-class instance)."""
         consts = dict(self.run.graph.options[self.name])
         spillable = list(self.inboxes) if self.spec.final_inputs else []
         for box in spillable:  # while this waits for whole products, its streams must not block their senders
@@ -262,8 +312,6 @@ class Actor:
             consts[self.spec.context_param] = context_for(self.run, self.name, self.spec.secrets)
         self.handler = Handler(self.spec, consts)
         self.loop = ItemLoop(self, self.handler)
-        await self.resend_restored()
-        await self.main()
 
     def _finished(self) -> None:
         run = self.run
@@ -351,7 +399,7 @@ class Actor:
             exc.args = (redact(str(exc), self.run.secrets),)
             scrub(error, self.run.secrets)
             text = redact(text, self.run.secrets)
-        self.run.bus.publish(ev.TaskFailed(run_id=self.run.run_id, task=self.name, seq=seq, error=text))
+        self.run.bus.publish(ev.TaskErrored(run_id=self.run.run_id, task=self.name, seq=seq, error=text))
         self.run.fail(exc)
 
     async def main(self) -> None:

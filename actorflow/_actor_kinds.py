@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator
 from itertools import islice
+from time import perf_counter
 from typing import Any
 
 import trio
@@ -13,9 +14,10 @@ from ._actor import Actor
 from ._codec import plain_batch, seq_from_plain
 from ._errors import ItemFailure
 from ._inbox import ZipInbox
-from ._loop import child_seq, closing
+from ._loop import after_seq, child_seq, closing, end_items, next_seq
 from ._mailbox import Batch, Mailbox
 from ._remote import RemoteBatches, open_remote
+from ._taskclass import end_of_stream_of, instance_state
 
 
 class SourceActor(Actor):
@@ -54,7 +56,6 @@ class SourceActor(Actor):
 
     async def _pump_sync(self) -> None:
         gen, skip = self._open()
-        bs = self.spec.batch_size
         sup = self.sup
         with closing(gen):
             try:
@@ -62,17 +63,23 @@ class SourceActor(Actor):
                     deque(islice(gen, skip), maxlen=0)
             except Exception as exc:
                 raise ItemFailure(self.cursor, exc) from exc
+            sizer = self.sizer
             while True:
                 if sup.pending:
                     await sup.gate()
+                await self.breathe()
                 n = self.cursor
                 items: list[Any] = []
+                t0 = perf_counter()
                 try:
-                    items.extend(islice(gen, bs))  # on an error, `items` keeps what came before it
+                    items.extend(islice(gen, sizer.size))  # on an error, `items` keeps what came before it
                 except Exception as exc:
                     raise ItemFailure(n + len(items), exc) from exc
                 if not items:
                     return
+                took = perf_counter() - t0
+                sizer.adjust(len(items), took)
+                self.busy_time += took
                 await self._emit(n, items)
 
     async def _emit(self, n: int, items: list[Any]) -> None:
@@ -105,6 +112,7 @@ class SourceActor(Actor):
                             wake.unpark_all()
                         while len(buf) >= bs:
                             await space.park()
+                        await self.breathe()  # a generator that never suspends still lets others run
             except Exception as exc:
                 state["error"] = ItemFailure(self.cursor + len(buf), exc)
             state["done"] = True
@@ -167,6 +175,13 @@ class TaskActor(Actor):
         super().__init__(*args)
         #: Finished output batches of concurrent workers waiting for their turn (ticket -> batch).
         self.done_out: dict[int, Batch] = {}
+        #: The task class's ``end_of_stream`` (None: it has none, or the task reads no stream).
+        self.eos = end_of_stream_of(self.spec.fn) if self.spec.streaming_inputs else None
+        #: Whether ``end_of_stream`` ran (its items then are in the outbox or sent), and the last input seq.
+        self.eos_done = False
+        self.last_in: Any = None
+        #: A task with ``end_of_stream``: its instance's public attributes from a checkpoint, set before its first item.
+        self.eos_attrs: dict[str, Any] = {}
 
     async def main(self) -> None:
         spec, handler, loop = self.spec, self.handler, self.loop
@@ -180,21 +195,54 @@ class TaskActor(Actor):
             self.items_out = 1
             self.product.set(value)
             return
+        if self.eos_attrs and handler.instance is not None:
+            for key, value in self.eos_attrs.items():
+                setattr(handler.instance, key, value)
+            self.eos_attrs = {}
         inbox = self.inbox()
         async with open_remote(self, loop, handler.consts) as remote:
             self.remote = remote
             if spec.concurrency == 1:
                 while (batch := await self.take(inbox)) is not None:
-                    with self.sup.working():
+                    with self.working(batch):
                         seqs, out = await self.process(batch, flush=True)
                     self.batch_event(len(batch[1]), len(out))
                     await self.send(seqs, out)
                     self._advance(batch)
             else:
                 await self._workers(inbox)
+        if self.eos is not None and not self.eos_done:
+            await self._end_of_stream(self.eos)
 
+    async def _end_of_stream(self, eos: Any) -> None:
+        """Call the task class's ``end_of_stream`` once; its items follow the last input item's outputs.
+
+        They are numbered as the outputs of virtual input items just after the last one (see
+        :func:`~actorflow._loop.after_seq`). ``eos_done`` is set in the same step that puts them in
+        the outbox, so a checkpoint holds either neither or both.
+        """
+        assert self.handler is not None
+        sup = self.sup
+        if sup.pending:
+            await sup.gate()
+        spec = self.spec
+        in_depth = spec.depth - 1 if spec.is_generator else spec.depth
+        first = after_seq(self.last_in, in_depth)
+        with self.working(([first], [None])):
+            try:
+                items = await end_items(eos(self.handler.instance))
+            except Exception as exc:
+                raise ItemFailure(first, exc) from exc
+            if spec.is_generator:
+                seqs = [child_seq(first, j) for j in range(len(items))]
+            else:
+                seqs = [first if j == 0 else next_seq(first, j) for j in range(len(items))]
+            seqs, items = self.check(seqs, items)
+        self.batch_event(0, len(items))
+        self.eos_done = True
+        await self.send(seqs, items)
     def _advance(self, batch: Batch) -> None:
-        if self.spec.ordered and batch[0]:
+        if self.spec.ordered and batch[0] and not self.spec.is_generator:
             self.advance(batch[0][-1])
 
     async def _workers(self, inbox: Mailbox | ZipInbox) -> None:
@@ -202,19 +250,19 @@ class TaskActor(Actor):
         ordered = self.spec.ordered
         done = self.done_out
         counters = {"take": 0, "emit": 0}
+        marks: dict[int, Any] = {}  # ticket -> the last input sequence number of its batch
         lock = trio.Lock()
-        sup = self.sup
 
         async def worker(slot: int) -> None:
             while True:
-                chunk = max(1, min(self.spec.batch_size, len(inbox) // n)) if isinstance(inbox, Mailbox) else 0
+                chunk = max(1, min(self.sizer.size, len(inbox) // n)) if isinstance(inbox, Mailbox) else 0
                 batch = await self.take(inbox, chunk)
                 if batch is None:
                     return
                 ticket = counters["take"]
                 counters["take"] += 1
                 try:
-                    with sup.working():
+                    with self.working(batch):
                         seqs, out = await self.process(batch, flush=False)
                 except ItemFailure as exc:
                     self.failed(exc.seq, exc.error)
@@ -227,11 +275,15 @@ class TaskActor(Actor):
                     await self.send(seqs, out, slot=slot)
                     continue
                 done[ticket] = (seqs, out)
+                marks[ticket] = batch[0][-1] if batch[0] else None
                 async with lock:
                     while counters["emit"] in done:
                         s, o = done.pop(counters["emit"])
+                        mark = marks.pop(counters["emit"])
                         counters["emit"] += 1
                         await self.send(s, o, slot=slot)
+                        if mark is not None and self.spec.ordered and not self.spec.is_generator:
+                            self.advance(mark)  # in ticket order: everything up to here was sent
 
         async with trio.open_nursery() as nursery:
             for slot in range(n):
@@ -241,6 +293,10 @@ class TaskActor(Actor):
         """Call the task on every item of *batch*; returns the output batch."""
         seqs, items = batch
         self.items_in += len(items)
+        if self.eos is not None and seqs:
+            last = seqs[-1] if self.spec.ordered else max(seqs)
+            if self.last_in is None or last > self.last_in:
+                self.last_in = last
         if self.remote is not None:
             return await self.remote.process(seqs, items)
         if self.spec.is_generator:
@@ -252,13 +308,15 @@ class TaskActor(Actor):
         assert self.loop is not None
         out_seqs: list[Any] = []
         out: list[Any] = []
-        bs = self.spec.batch_size
+        bs, bt = self.spec.batch_size, self.batch_time
+        t0 = perf_counter()
         async for idx, j, r in self.loop.generate(seqs, items):
             out_seqs.append(child_seq(seqs[idx], j))
             out.append(r)
-            if flush and len(out) >= bs:
+            if flush and (len(out) >= bs or perf_counter() - t0 >= bt):  # a full batch, or a batch time
                 await self._flush_mid(seqs, items, idx, j + 1, out_seqs, out)
                 out_seqs, out = [], []
+                t0 = perf_counter()
         return self.check(out_seqs, out)
 
     async def _flush_mid(
@@ -274,6 +332,11 @@ class TaskActor(Actor):
 
     def state(self) -> dict[str, Any]:
         st = super().state()
+        if self.eos is not None:
+            st["eos"] = self.eos_done
+            st["last_in"] = list(self.last_in) if isinstance(self.last_in, tuple) else self.last_in
+            instance = self.handler.instance if self.handler is not None else None
+            st["attrs"] = self.eos_attrs if instance is None else instance_state(instance, self.spec.fn)
         if self.done_out:
             st["outboxes"] += [[*plain_batch(s, i), 0] for _, (s, i) in sorted(self.done_out.items())]
         if self.inflight is not None:
@@ -283,6 +346,12 @@ class TaskActor(Actor):
 
     def restore(self, st: dict[str, Any]) -> None:
         super().restore(st)
+        if self.eos is not None:
+            self.eos_done = bool(st.get("eos", False))
+            last = st.get("last_in")
+            self.last_in = None if last is None else seq_from_plain(last)
+            attrs = st.get("attrs")
+            self.eos_attrs = dict(attrs) if isinstance(attrs, dict) else {}
         if "inflight" in st:  # the unfinished input batch goes back to the front of the inbox
             seqs, items, emitted = st["inflight"]
             seqs = [seq_from_plain(s) for s in seqs]
@@ -309,18 +378,18 @@ class SinkActor(Actor):
 
     async def main(self) -> None:
         inbox = self.inbox()
-        sup = self.sup
         loop = self.loop
         assert loop is not None
 
         async def consume() -> None:
             while True:
-                chunk = max(1, len(inbox) // self.spec.concurrency) if isinstance(inbox, Mailbox) else 0
+                n = self.spec.concurrency
+                chunk = max(1, min(self.sizer.size, len(inbox) // n)) if isinstance(inbox, Mailbox) else 0
                 batch = await self.take(inbox, chunk)
                 if batch is None:
                     return
                 seqs, items = batch
-                with sup.working():
+                with self.working(batch):
                     await loop.map(seqs, items)
                 self.items_in += len(items)
                 self.batch_event(len(items), 0)

@@ -90,11 +90,18 @@ def check_not_an_option(flow: Defined, tname: str) -> None:
         )
 
 
-def analyse(flow: Defined, fn: Callable[..., Any], kind: TaskKind, name: str, settings: TaskSettings) -> TaskDef:
-    """Read *fn*'s signature into a :class:`TaskDef` for a task *name* of *kind*, checking the wiring."""
+def analyse(
+    flow: Defined, fn: Callable[..., Any], kind: TaskKind, name: str, settings: TaskSettings,
+    wiring: Mapping[str, str] | None = None,
+) -> TaskDef:
+    """Read *fn*'s signature into a :class:`TaskDef` for a task *name* of *kind*, checking the wiring.
+
+    *wiring* maps parameters to the tasks they read (``Flow.add(..., inputs=...)``); any other
+    parameter is an input when it is named after a task.
+    """
     is_async, is_gen = is_generator(fn)
     sig, hints = _signature(flow, name, fn)
-    ports = _ports(flow, name, kind, sig, hints, is_gen)
+    ports = _ports(flow, name, kind, sig, hints, is_gen, wiring or {})
     streaming_in = [i for i in ports.inputs if i.streaming]
     in_depth, in_ordered = _readiness(flow, name, ports.inputs)
     streaming, depth, out_type = _output(flow, name, kind, settings, hints, is_gen, streaming_in, in_depth)
@@ -133,7 +140,8 @@ def _signature(flow: Defined, tname: str, fn: Callable[..., Any]) -> tuple[inspe
 
 
 def _ports(
-    flow: Defined, tname: str, kind: TaskKind, sig: inspect.Signature, hints: dict[str, Any], is_gen: bool
+    flow: Defined, tname: str, kind: TaskKind, sig: inspect.Signature, hints: dict[str, Any], is_gen: bool,
+    wiring: Mapping[str, str],
 ) -> _Ports:
     params = list(sig.parameters.values())
     acc_param = None
@@ -156,7 +164,9 @@ def _ports(
         if marker is not None:
             special[marker] = p.name
             continue
-        port = _input_for(flow, tname, p.name, ann)
+        port = _wired(flow, tname, p.name, ann, wiring[p.name]) if p.name in wiring else _input_for(
+            flow, tname, p.name, ann
+        )
         if port is not None:
             inputs.append(port)
             continue
@@ -164,6 +174,11 @@ def _ports(
         option_ann = Any if ann is inspect_empty else ann
         _check_default(flow.name, tname, p.name, option_ann, default)
         options.append(Option(p.name, option_ann, default))
+    unknown = sorted(set(wiring) - {p.name for p in params})
+    if unknown:
+        raise DefinitionError(
+            f"{where(flow.name, tname)}: inputs= names {unknown}, which are not parameters of its run()"
+        )
     return _Ports(tuple(params), tuple(inputs), tuple(options), special, acc_param)
 
 
@@ -205,6 +220,20 @@ def _input_for(flow: Defined, tname: str, pname: str, ann: Any) -> Input | None:
     if up.kind == "sink":
         raise DefinitionError(f"{where(flow.name, tname, pname)}: {pname!r} is a sink, which has no product to read")
     return _input_port(flow, tname, pname, ann, up)
+
+
+def _wired(flow: Defined, tname: str, pname: str, ann: Any, target: str) -> Input:
+    """The input port of parameter *pname* wired explicitly to the task (or nested flow) *target*."""
+    tasks = flow.defined
+    name = flow.nested.get(target, target) if target not in tasks else target
+    up = tasks.get(name)
+    if up is None:
+        raise DefinitionError(
+            f"{where(flow.name, tname, pname)}: inputs= wires it to {target!r}, which is not a task defined before it"
+        )
+    if up.kind == "sink":
+        raise DefinitionError(f"{where(flow.name, tname, pname)}: {target!r} is a sink, which has no product to read")
+    return attrs.evolve(_input_port(flow, tname, target, ann, up), name=pname, source=name)
 
 
 def _input_port(flow: Defined, task: str, pname: str, ann: Any, up: TaskDef) -> Input:
@@ -369,7 +398,7 @@ def _checks(
     streaming_in: list[Input],
 ) -> None:
     if settings.executor is not None:
-        check_definition(flow.name, tname, fn, is_async, bool(streaming_in))
+        check_definition(flow.name, tname, fn, is_async, bool(streaming_in), settings.executor.remote)
     if settings.concurrency > 1 and not streaming_in:
         raise DefinitionError(f"{where(flow.name, tname)}: concurrency needs a streaming input")
     if kind != "collector" and (settings.per is not None or settings.finish is not None):

@@ -42,6 +42,14 @@ def bind(target: Callable[..., Any], consts: dict[str, Any]) -> Callable[..., An
     return functools.partial(run, **rest) if rest else run
 
 
+def instance_of(fn: Callable[..., Any]) -> Any:
+    """The task-class instance behind what :func:`bind` returned (its bound ``run``), else None."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    owner = getattr(fn, "__self__", None)
+    return None if owner is None or isinstance(owner, type) or inspect.ismodule(owner) else owner
+
+
 def item_caller(
     fn: Callable[..., Any], names: Sequence[str], positional: bool, seq: str | None = None
 ) -> Callable[..., Any]:

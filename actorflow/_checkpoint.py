@@ -84,6 +84,8 @@ _PARTS = {
     "inflight": "the batch it is working on",
     "acc": "its accumulator",
     "accs": "its accumulators",
+    "tokens": "its prepared transactions",
+    "last_in": "its last input's sequence number",
 }
 
 

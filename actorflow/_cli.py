@@ -299,8 +299,9 @@ def run_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def _watch(args: argparse.Namespace) -> int:
     """``actorflow run FILE --watch``: run, then re-run what is dirty whenever an input changes."""
-    from ._cli_cache import run_watched, watch
+    from ._cli_cache import check_watch, run_watched, watch
 
+    check_watch()  # the watch extra, before anything else
     if args.no_cache:
         raise UsageError("--watch re-runs only what changed, which needs the cache; drop --no-cache")
     parse_secrets(args.secret)  # a missing variable is a usage error before anything runs

@@ -5,7 +5,8 @@ pipeline file, the ``--config`` file or a file given to an :class:`~actorflow.Fi
 changes; after a short quiet period (``--debounce``) it loads the pipeline again and re-runs it.
 Every run uses the cache (the ``--store`` directory, or a temporary one for the session), so only
 the tasks that changed, and what depends on them, run again. Ctrl-C (or SIGTERM) stops watching
-and exits with code 0.
+and exits with code 0. watchfiles and anyio come with the ``watch`` extra
+(``pip install 'actorflow[watch]'``) and are imported only when watching starts.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ import trio
 from ._cache import Cache
 from ._cli_durable import existing_store
 from ._errors import ActorflowError, MailboxTypeError, TaskFailed
+from ._extras import load, require
 from ._file import files_in
 from ._store import Store, open_store
+
+#: How watch mode names itself when its extra is missing.
+WATCH_FEATURE = "actorflow run --watch"
 
 
 def add_cache_parser(sub: Any) -> None:
@@ -105,8 +110,7 @@ async def _changes(paths: list[Path], debounce: float, stop: Any, ready: Callabl
 
     *ready* is called once the watcher is in place (a change from then on is seen).
     """
-    import watchfiles
-
+    watchfiles = load("watchfiles", WATCH_FEATURE)
     wanted = {str(p) for p in paths}
     dirs = sorted({str(p.parent) for p in paths if p.parent.exists()})
 
@@ -128,9 +132,19 @@ async def _changes(paths: list[Path], debounce: float, stop: Any, ready: Callabl
     return set()
 
 
+def check_watch() -> None:
+    """Refuse ``--watch`` at once, naming the extra to install, when watchfiles or anyio is missing.
+
+    Raises:
+        MissingExtraError: one of them is not installed.
+    """
+    for module in ("watchfiles", "anyio"):
+        require(module, WATCH_FEATURE)
+
+
 def watch(args: argparse.Namespace, run_once: Callable[[Cache], Any]) -> int:
     """Run, then re-run on every change until Ctrl-C/SIGTERM. *run_once* returns the graph run (or None)."""
-    import anyio
+    anyio = load("anyio", WATCH_FEATURE)
 
     async def main() -> None:
         stop = anyio.Event()

@@ -43,7 +43,7 @@ class CollectorActor(Actor):
             self.acc = handler.initial()
             self.has_state = True
         while (batch := await self.take(inbox)) is not None:
-            with self.sup.working():
+            with self.working(batch):
                 self.acc = await loop.fold(self.acc, *batch)
             self.items_in += len(batch[1])
             self.batch_event(len(batch[1]), 0)
@@ -80,6 +80,7 @@ class CollectorActor(Actor):
         while True:
             if self.sup.pending:
                 await self.sup.gate()
+            await self.breathe()
             announced = self._take_announced(groups_box)
             took = await self._take_items(inbox, depth)
             progressed = announced or took
@@ -102,12 +103,12 @@ class CollectorActor(Actor):
     async def _take_items(self, inbox: Any, depth: int) -> bool:
         """Fold one batch of items into their groups; True when one came."""
         assert self.handler is not None and self.loop is not None
-        batch = inbox.get_nowait()
+        batch = inbox.get_nowait(self.sizer.size)
         if batch is None:
             return False
         seqs, items = batch
         accs = self.accs
-        with self.sup.working():
+        with self.working(batch):
             for s, x in zip(seqs, items, strict=True):
                 key = seq_prefix(s, depth)
                 acc = accs[key] if key in accs else self.handler.initial()

@@ -99,7 +99,7 @@ class ConsoleProgress:
 
     Example:
         async with af.open_run(flow) as run:
-            progress = af.ConsoleProgress(run)
+            progress = af.console.ConsoleProgress(run)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(progress.watch)
                 result = await run.result()
@@ -194,9 +194,9 @@ class ConsoleProgress:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._redraw)
                 async for event in self.events:
-                    if isinstance(event, ev.TaskFailed):
+                    if isinstance(event, ev.TaskErrored):
                         self.failures.append(f"task {event.task!r} failed at item {event.seq!r}: {event.error}")
-                    if isinstance(event, ev.TaskStarted | ev.TaskFinished | ev.TaskFailed | ev.RunFinished):
+                    if isinstance(event, ev.TaskStarted | ev.TaskFinished | ev.TaskErrored | ev.RunFinished):
                         self.update()
                 nursery.cancel_scope.cancel()
             self.update()
@@ -345,7 +345,7 @@ async def observe(
         ActorflowError: *monitor* is not ``HOST:PORT``, or needs a token.
 
     Example:
-        async with af.open_run(flow) as run, af.observe(run, monitor="127.0.0.1:8765") as server:
+        async with af.open_run(flow) as run, af.console.observe(run, monitor="127.0.0.1:8765") as server:
             result = await run.result()
     """
     from ._monitor import open_monitor

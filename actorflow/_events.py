@@ -74,8 +74,13 @@ class TaskFinished(Event):
 
 
 @attrs.frozen(kw_only=True)
-class TaskFailed(Event):
-    """User code of a task raised; ``seq`` is the item's sequence number (or None)."""
+class TaskErrored(Event):
+    """A task failed the run: its code raised and no policy recovered (the run then raises the
+    exception :class:`~actorflow.TaskFailed`), or it sent an item of the wrong type.
+
+    ``seq`` is the item's sequence number (or None). Its ``kind`` on the wire (event logs, the
+    monitor) is ``"task_failed"``.
+    """
 
     kind: ClassVar[str] = "task_failed"
     task: str
@@ -193,6 +198,20 @@ class TaskProgress(Event):
     task: str
     done: int
     total: int | None
+
+
+@attrs.frozen(kw_only=True)
+class ItemSlow(Event):
+    """One item has been running longer than the run's ``slow_item`` threshold (or took longer).
+
+    ``seq`` is the item's sequence number (the first of its batch when a batch of several was slow);
+    ``seconds`` how long it had run when this was published.
+    """
+
+    kind: ClassVar[str] = "item_slow"
+    task: str
+    seq: Any
+    seconds: float
 
 
 class EventStream:

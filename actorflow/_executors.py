@@ -27,6 +27,7 @@ import trio
 
 from ._calls import bind, item_caller, target_of
 from ._errors import DefinitionError
+from ._extras import load, require
 
 if TYPE_CHECKING:
     from ._spec import TaskDef
@@ -94,6 +95,8 @@ class Executor:
     """
 
     in_flight: int = 1
+    #: True when batches run in other processes: the function must be importable there.
+    remote = True
 
     def session(self) -> Any:
         """An async context manager yielding a :class:`Session` for one run of one task."""
@@ -112,6 +115,43 @@ def _positive(label: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{label} must be a positive int, got {value!r}")
     return value
+
+
+@final
+class ThreadExecutor(Executor):
+    """Run batches of a sync handler in worker threads (``trio.to_thread``), a few items per call.
+
+    For blocking I/O and C code that releases the GIL. The function may be any sync callable
+    (nothing is sent to another process). A call in flight is waited for on cancellation or
+    checkpoint, and its results are kept.
+
+    Args:
+        threads: the most threads running this task's batches at once (also its default
+            ``concurrency``).
+    """
+
+    #: Runs in this process: functions need not be importable by workers.
+    remote = False
+
+    def __init__(self, threads: int = 4) -> None:
+        self.threads = _positive("ThreadExecutor threads", threads)
+        self.in_flight = self.threads
+
+    def __repr__(self) -> str:
+        return f"ThreadExecutor(threads={self.threads})"
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        yield _ThreadSession(trio.CapacityLimiter(self.threads))
+
+
+@final
+class _ThreadSession(Session):
+    def __init__(self, limiter: trio.CapacityLimiter) -> None:
+        self.limiter = limiter
+
+    async def run(self, call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
+        return await trio.to_thread.run_sync(run_batch, call, items, limiter=self.limiter)
 
 
 @final
@@ -167,7 +207,7 @@ class _ProcessSession(Session):
 
 @final
 class DaskExecutor(Executor):
-    """Run batches on a Dask distributed cluster.
+    """Run batches on a Dask distributed cluster (needs the extra: ``pip install 'actorflow[dask]'``).
 
     Args:
         address_or_client: a scheduler address (``"tcp://host:8786"``), a cluster object with a
@@ -188,6 +228,7 @@ class DaskExecutor(Executor):
     """
 
     def __init__(self, address_or_client: Any, *, in_flight: int = 4) -> None:
+        require("distributed", "DaskExecutor")  # imported when a run starts; refused now if missing
         target = address_or_client
         if not (
             (isinstance(target, str) and target)
@@ -228,9 +269,7 @@ def _is_client(obj: Any) -> bool:
 
 
 def _connect(address: str) -> Any:
-    from distributed import Client
-
-    return Client(address, set_as_default=False, timeout=30)
+    return load("distributed", "DaskExecutor").Client(address, set_as_default=False, timeout=30)
 
 
 @final
@@ -294,19 +333,23 @@ async def _cancel(client: Any, fut: Any) -> None:
 
 
 def as_executor(flow: str, task: str, executor: Any) -> Executor:
-    """*executor* as an :class:`Executor` (``"process"`` means a default :class:`ProcessExecutor`)."""
+    """*executor* as an :class:`Executor` (``"process"``/``"thread"``: a default process or thread executor)."""
     if executor == "process":
         return ProcessExecutor()
+    if executor == "thread":
+        return ThreadExecutor()
     if isinstance(executor, Executor):
         return executor
     raise DefinitionError(
-        f"flow {flow!r}, task {task!r}: executor must be 'process', af.ProcessExecutor(...) or "
-        f"af.DaskExecutor(...), got {executor!r}"
+        f"flow {flow!r}, task {task!r}: executor must be 'process', 'thread', af.ProcessExecutor(...), "
+        f"af.ThreadExecutor(...) or af.DaskExecutor(...), got {executor!r}"
     )
 
 
-def check_definition(flow: str, task: str, fn: Callable[..., Any], is_async: bool, has_stream: bool) -> None:
-    """Refuse, at definition time, a task that cannot run in an executor."""
+def check_definition(
+    flow: str, task: str, fn: Callable[..., Any], is_async: bool, has_stream: bool, remote: bool = True
+) -> None:
+    """Refuse, at definition time, a task that cannot run in an executor (*remote*: in other processes)."""
     where = f"flow {flow!r}, task {task!r}"
     if is_async:
         raise DefinitionError(
@@ -315,6 +358,8 @@ def check_definition(flow: str, task: str, fn: Callable[..., Any], is_async: boo
         )
     if not has_stream:
         raise DefinitionError(f"{where}: executor= needs a streaming input (it runs batches of items)")
+    if not remote:
+        return
     problem = unsendable(fn)
     if problem:
         raise DefinitionError(f"{where}: {problem}")
@@ -357,7 +402,7 @@ def bind_problems(tasks: Iterable[TaskDef]) -> list[str]:
     """Problems with executor tasks, found when a flow is bound (the functions now exist)."""
     problems: list[str] = []
     for spec in tasks:
-        if getattr(spec, "executor", None) is None:
+        if spec.executor is None or not spec.executor.remote:
             continue
         reason = unsendable(spec.fn)
         if reason is None and not importable(target_of(spec.fn)):

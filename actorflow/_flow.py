@@ -8,6 +8,7 @@ call); one annotated ``list[T]`` is *final* (the whole product once the upstream
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
@@ -27,6 +28,14 @@ from ._typing import fits, list_item_type, type_name
 __all__ = ["REQUIRED", "Flow", "Input", "Option", "TaskDef", "TaskKind", "TaskSettings"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _params_of(fn: Callable[..., Any]) -> Any:
+    """*fn*'s parameter names (empty when its signature cannot be read: analysis then says why)."""
+    try:
+        return inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
 
 
 class Flow:
@@ -156,6 +165,10 @@ class Flow:
         For a flow, *name* is required: its tasks become ``name/<task>``, *inputs* wires each of
         its declared inputs to a task of this flow, and tasks defined afterwards read its output
         (its last task, or *output*) by naming a parameter *name*.
+
+        For a task class, *inputs* maps parameters of its ``run`` to the tasks (names or functions)
+        they read, e.g. ``flow.add(af.JsonLinesSink, name="out", inputs={"item": "square"})``;
+        other parameters named after a task read it as usual.
         """
         if isinstance(task, Flow):
             if name is None:
@@ -164,7 +177,8 @@ class Flow:
         fn, kind, given = task_function(task)
         if given.get("per") is not None:
             given["per"] = self.task_name(given["per"])
-        return self._define(fn, kind, name, **given)
+        wiring = {p: self.task_name(t) if callable(t) else t for p, t in (inputs or {}).items()}
+        return self._define(fn, kind, name, wiring, **given)
 
     # -- mutation ------------------------------------------------------------------------------
 
@@ -230,7 +244,11 @@ class Flow:
                 if n.startswith(prefix + "/"):
                     wiring[n[len(prefix) + 1:]] = n
             before._tasks.update({s: self._tasks[f] for s, f in wiring.items() if f in before._tasks})
-        new = analyse(before, fn, old.kind, short, old.settings)  # every setting is kept as it was
+        params = _params_of(fn)
+        kept = None if prefix else {
+            i.name: i.upstream for i in old.inputs if i.source and i.source != i.name and i.name in params
+        }
+        new = analyse(before, fn, old.kind, short, old.settings, kept)  # every setting is kept as it was
         if prefix:
             new = attrs.evolve(
                 new, name=name, inputs=tuple(attrs.evolve(i, source=wiring.get(i.name, i.name)) for i in new.inputs)
@@ -243,7 +261,7 @@ class Flow:
             )
         for down in self.downstream(name):
             for inp in self._tasks[down].inputs:
-                if inp.name != name:
+                if inp.upstream != name:
                     continue
                 accepted = list_item_type(inp.annotation)[1] if inp.gather else inp.annotation
                 if not fits(new.out_type, accepted):
@@ -283,6 +301,7 @@ class Flow:
         name: str | None = None,
         capacity: int = DEFAULT_CAPACITY,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_time: float | None = None,
         on_error: Any = None,
         secrets: Sequence[str] = (),
         cache: bool = True,
@@ -296,6 +315,7 @@ class Flow:
         name: str | None = None,
         capacity: int = DEFAULT_CAPACITY,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_time: float | None = None,
         on_error: Any = None,
         secrets: Sequence[str] = (),
         cache: bool = True,
@@ -313,7 +333,8 @@ class Flow:
 
         def deco(f: F) -> F:
             self._define(
-                f, "source", name, capacity=capacity, batch_size=batch_size, on_error=on_error, secrets=secrets,
+                f, "source", name, capacity=capacity, batch_size=batch_size, batch_time=batch_time, on_error=on_error,
+                secrets=secrets,
                 cache=cache, version=version,
             )
             return f
@@ -331,6 +352,7 @@ class Flow:
         ordered: bool = True,
         capacity: int = DEFAULT_CAPACITY,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_time: float | None = None,
         executor: Any = None,
         on_error: Any = None,
         secrets: Sequence[str] = (),
@@ -347,6 +369,7 @@ class Flow:
         ordered: bool = True,
         capacity: int = DEFAULT_CAPACITY,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_time: float | None = None,
         executor: Any = None,
         on_error: Any = None,
         secrets: Sequence[str] = (),
@@ -365,10 +388,13 @@ class Flow:
             ordered: keep output in input order (the default); False lets items out as they finish.
             capacity: the mailbox bound, in items.
             batch_size: the most items sent downstream in one message (and, with an executor, the
-                most items sent to a worker at once).
-            executor: run the function on whole batches elsewhere: ``"process"`` or
-                :class:`ProcessExecutor` (local worker processes) or :class:`DaskExecutor` (a Dask
-                cluster). The function must be a sync, module-level function. ``concurrency`` then
+                most items sent to a worker at once): the upper bound of the time-sized batches.
+            batch_time: seconds one batch should take (default: the run's ``batch_time``, 10 ms).
+            executor: run the function on whole batches elsewhere: ``"thread"`` or
+                :class:`ThreadExecutor` (worker threads, for blocking I/O and C code that releases the
+                GIL), ``"process"`` or :class:`ProcessExecutor` (local worker processes) or
+                :class:`DaskExecutor` (a Dask cluster). The function must be sync (and, for processes
+                and Dask, module-level). ``concurrency`` then
                 defaults to the executor's ``in_flight`` (batches kept running at once).
         """
 
@@ -382,6 +408,7 @@ class Flow:
                 ordered=ordered,
                 capacity=capacity,
                 batch_size=batch_size,
+                batch_time=batch_time,
                 on_error=on_error,
                 secrets=secrets,
                 cache=cache,
@@ -399,6 +426,7 @@ class Flow:
         per: str | Callable[..., Any] | None = None,
         name: str | None = None,
         capacity: int = DEFAULT_CAPACITY,
+        batch_time: float | None = None,
         on_error: Any = None,
         secrets: Sequence[str] = (),
         cache: bool = True,
@@ -418,7 +446,7 @@ class Flow:
 
         def deco(f: F) -> F:
             self._define(
-                f, "collector", name, capacity=capacity, init=init, finish=finish, per=per_name,
+                f, "collector", name, capacity=capacity, batch_time=batch_time, init=init, finish=finish, per=per_name,
                 on_error=on_error, secrets=secrets, cache=cache, version=version,
             )
             return f
@@ -434,6 +462,7 @@ class Flow:
         name: str | None = None,
         concurrency: int = 1,
         capacity: int = DEFAULT_CAPACITY,
+        batch_time: float | None = None,
         on_error: Any = None,
         secrets: Sequence[str] = (),
         cache: bool = True,
@@ -447,6 +476,7 @@ class Flow:
         name: str | None = None,
         concurrency: int = 1,
         capacity: int = DEFAULT_CAPACITY,
+        batch_time: float | None = None,
         on_error: Any = None,
         secrets: Sequence[str] = (),
         cache: bool = True,
@@ -460,8 +490,8 @@ class Flow:
 
         def deco(f: F) -> F:
             self._define(
-                f, "sink", name, concurrency=concurrency, capacity=capacity, on_error=on_error, secrets=secrets,
-                cache=cache, version=version,
+                f, "sink", name, concurrency=concurrency, capacity=capacity, batch_time=batch_time, on_error=on_error,
+                secrets=secrets, cache=cache, version=version,
             )
             return f
 
@@ -469,10 +499,13 @@ class Flow:
 
     # -- definition ----------------------------------------------------------------------------
 
-    def _define(self, fn: Callable[..., Any], kind: TaskKind, name: str | None, **settings: Any) -> TaskDef:
+    def _define(
+        self, fn: Callable[..., Any], kind: TaskKind, name: str | None, wiring: Mapping[str, str] | None = None,
+        **settings: Any,
+    ) -> TaskDef:
         """Define a task from a function and its settings (a decorator's keywords or a task class's)."""
         tname = task_name(self, fn, kind, name)
-        spec = analyse(self, fn, kind, tname, TaskSettings.of(self.name, tname, kind, **settings))
+        spec = analyse(self, fn, kind, tname, TaskSettings.of(self.name, tname, kind, **settings), wiring)
         self._tasks[spec.name] = spec
         self._by_fn[fn] = spec.name
         return spec

@@ -51,11 +51,11 @@ class ZipInbox:
                     break
                 buf.extend(zip(b[0], b[1], strict=True))
 
-    def _match_ordered(self) -> Batch:
+    def _match_ordered(self, limit: int) -> Batch:
         seqs: list[Any] = []
         items: list[Any] = []
         bufs = self._bufs
-        while all(bufs) and len(items) < self.batch_size:
+        while all(bufs) and len(items) < limit:
             heads = [b[0][0] for b in bufs]
             top = max(heads)
             if all(h == top for h in heads):
@@ -102,7 +102,8 @@ class ZipInbox:
         if self._finished:
             return None
         self._drain()
-        batch = self._match_ordered() if self.ordered else self._match_unordered()
+        limit = min(max_items, self.batch_size) if max_items > 0 else self.batch_size
+        batch = self._match_ordered(limit) if self.ordered else self._match_unordered()
         return batch if batch[1] else None
 
     def ended(self) -> bool:

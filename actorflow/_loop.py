@@ -18,9 +18,10 @@ import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import aclosing, contextmanager
 from operator import length_hint
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._calls import bind, item_caller, step_caller
+from ._calls import bind, instance_of, item_caller, step_caller
 from ._errors import ItemFailure, MailboxTypeError
 from ._typing import SKIP
 
@@ -40,6 +41,68 @@ def seq_prefix(seq: Any, depth: int) -> Any:
     if type(seq) is int:
         return seq
     return seq[0] if depth == 1 else seq[:depth]
+
+
+def after_seq(seq: Any, depth: int) -> Any:
+    """The sequence number just after *seq* at its level (its last part plus one).
+
+    ``end_of_stream`` numbers its items as the outputs of virtual input items following the last
+    one: *seq* is the last input item's number (None: there was none, the level's first number).
+    """
+    if seq is None:
+        return 0 if depth <= 1 else (0,) * depth
+    return next_seq(seq, 1)
+
+
+def next_seq(seq: Any, k: int) -> Any:
+    """*seq* with its last part increased by *k*."""
+    return seq + k if type(seq) is int else (*seq[:-1], seq[-1] + k)
+
+
+async def end_items(value: Any) -> list[Any]:
+    """The items ``end_of_stream`` gave: what a (sync or async) generator yields, or the iterable returned."""
+    if inspect.isawaitable(value):
+        value = await value
+    if hasattr(value, "__aiter__"):
+        async with aclosing(value) as agen:
+            return [x async for x in agen]
+    return [] if value is None else list(value)
+
+
+#: Seconds one batch should take unless a task or run says otherwise. Small enough that a
+#: checkpoint, a signal or a progress event never waits long behind a slow handler; large enough
+#: that the per-batch costs (a scheduler pass, a type check, an event) stay a small share of it.
+DEFAULT_BATCH_TIME = 0.01
+
+
+class BatchSizer:
+    """Sizes an actor's batches by time (see ``docs/architecture.md``).
+
+    Starts at one item; after each batch it grows (at most doubling) while a full batch took less
+    than *target* seconds, and shrinks to what fits in *target* when one took more. *limit* (the
+    task's ``batch_size``) bounds it. A *fixed* sizer always gives *limit*: for batches that run in
+    other processes, where the loop is not held and a round trip costs more than a batch time.
+    """
+
+    __slots__ = ("fixed", "limit", "size", "target")
+
+    def __init__(self, target: float, limit: int, fixed: bool = False) -> None:
+        self.target = target
+        self.limit = limit
+        self.fixed = fixed
+        self.size = limit if fixed else 1
+
+    def adjust(self, n: int, elapsed: float) -> None:
+        """A batch of *n* items took *elapsed* seconds."""
+        if n <= 0 or self.fixed:
+            return
+        size = self.size
+        ideal = int(self.target * n / elapsed) if elapsed > 0 else self.limit
+        if elapsed <= self.target:
+            if n >= size:
+                self.size = min(self.limit, max(size, min(2 * size, ideal)))
+        else:
+            self.size = max(1, min(size, ideal))
 
 
 class Recovering(Protocol):
@@ -63,11 +126,14 @@ class Handler:
         self.consts = consts
         self.fn: Callable[..., Any] = spec.fn
         self.item: Callable[..., Any] = spec.fn
+        #: The task-class instance (None for a function task): ``end_of_stream``, transactions.
+        self.instance: Any = None
         self.restart()
 
     def restart(self) -> None:
         """Bind afresh: a new task-class instance (the Restart policy) and new adapters."""
         self.fn = fn = bind(self.spec.fn, self.consts)  # a task class: one new instance
+        self.instance = instance_of(fn) if hasattr(self.spec.fn, "__actorflow_class__") else None
         spec = self.spec
         names = [i.name for i in spec.streaming_inputs]
         if spec.kind == "collector":
@@ -116,6 +182,14 @@ class ItemLoop:
         self.with_seq = spec.seq_param is not None
         #: Generator task: item seq -> children emitted before a resume or retry (skipped when re-run).
         self.skip_children: dict[Any, int] = {}
+        #: The item an async handler is awaiting, and since when (for slow-item reports; 0.0: none).
+        self.current: Any = None
+        self.item_started = 0.0
+
+    def started(self, seq: Any) -> None:
+        """An async call on item *seq* begins (sync calls are timed per batch, not per item)."""
+        self.current = seq
+        self.item_started = perf_counter()
 
     async def recover(self, seq: Any, item: Any, exc: Exception, attempt: int) -> bool:
         """The policy's answer for one failed item: True to call it again, False to go on without it.
@@ -159,11 +233,13 @@ class ItemLoop:
                 rest = seqs if pos == 0 else seqs[pos:]
                 if self.is_async:
                     for x, s in zip(todo, rest, strict=True):
+                        self.started(s)
                         out.append(await call(x, s))
                 else:
                     out.extend(map(call, todo, rest))  # a C loop; on an error `out` keeps what was done
             elif self.is_async:
-                for x in todo:
+                for i, x in enumerate(todo, pos):
+                    self.started(seqs[i])
                     out.append(await call(x))
             else:
                 out.extend(map(call, todo))
@@ -181,6 +257,7 @@ class ItemLoop:
             if self.is_async:
                 for i in range(pos, len(items)):
                     state[1] = i
+                    self.started(seqs[i])
                     acc = state[0] = await step(acc, items[i])
                 return
             rest = iter(items[pos:] if pos else items)

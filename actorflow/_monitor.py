@@ -1,15 +1,17 @@
 """The monitor server: a run's graph and live events over websockets, plus the dashboard.
 
-One TCP port serves both: a websocket upgrade request becomes a monitor session (see
-``docs/monitor-protocol.md``); a plain ``GET`` is answered with the dashboard's static files.
+One TCP port serves all of it: a websocket upgrade request becomes a monitor session (see
+``docs/monitor-protocol.md``); ``GET /metrics`` is answered with the run's Prometheus metrics
+(``_monitor_metrics``); any other plain ``GET`` with the dashboard's static files.
 Nothing a client sends reaches the run except through the few commands of the session's
 command table, each checked, and no client can make the run wait: events and watched items are
 dropped for a client that falls behind, never held for it.
 
 This module is the server and its entry points. Its parts: ``_monitor_http`` (request heads,
 host and token checks, the dashboard's files), ``_monitor_session`` (one websocket client and the
-command table) and ``_monitor_wire`` (protocol constants and the data sent). Imports run one way:
-``_monitor`` -> ``_monitor_http``, and ``_monitor`` -> ``_monitor_session`` -> ``_monitor_wire``.
+command table), ``_monitor_wire`` (protocol constants and the data sent) and ``_monitor_metrics``
+(the Prometheus exposition). Imports run one way: ``_monitor`` -> ``_monitor_metrics`` ->
+``_monitor_http``, and ``_monitor`` -> ``_monitor_session`` -> ``_monitor_wire``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from trio_websocket import ConnectionClosed, wrap_server_stream
 
 from ._errors import ActorflowError
 from ._monitor_http import PrefixedStream, host_name, is_loopback, read_request, respond, serve_static, token_ok
+from ._monitor_metrics import METRICS_PATH, MetricsCollector, answer
 from ._monitor_session import Session
 from ._monitor_wire import JSON_SUBPROTOCOL as JSON_SUBPROTOCOL
 from ._monitor_wire import MSGPACK_SUBPROTOCOL as MSGPACK_SUBPROTOCOL
@@ -59,6 +62,7 @@ class MonitorServer:
         host: the address it is bound to.
         port: the TCP port it listens on (useful when 0 was asked for).
         clients: how many websocket clients are connected now.
+        metrics: the run's Prometheus metrics, served at ``GET /metrics``.
     """
 
     run: Run
@@ -68,6 +72,7 @@ class MonitorServer:
     max_message_size: int
     max_clients: int
     stats_interval: float
+    metrics: MetricsCollector
     clients: int = 0
 
     @property
@@ -81,6 +86,12 @@ class MonitorServer:
     def http_url(self) -> str:
         """The dashboard's URL (with the token, if any)."""
         return "http" + self.url[2:]
+
+    @property
+    def metrics_url(self) -> str:
+        """The URL of the Prometheus metrics (``GET /metrics``; with a token, send it as a bearer token)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{METRICS_PATH}"
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -107,6 +118,8 @@ class MonitorServer:
         upgrade = "websocket" in headers.get("upgrade", "").lower()
         if upgrade:
             await self._websocket(PrefixedStream(stream, raw), target, headers)
+        elif urlsplit(target).path == METRICS_PATH:
+            await answer(self.metrics, stream, conn, request.method, target, headers, self.token)
         else:
             await serve_static(stream, conn, request.method, target, headers, self.token)
 
@@ -180,7 +193,7 @@ async def serve_monitor(
 ) -> None:
     """Serve *run*'s graph, events, controls and dashboard on ``host:port`` until cancelled.
 
-    Start it with ``await nursery.start(af.serve_monitor, run, "127.0.0.1", 0)`` to get the
+    Start it with ``await nursery.start(af.monitor.serve_monitor, run, "127.0.0.1", 0)`` to get the
     :class:`MonitorServer` (and the port chosen), or use :func:`open_monitor`.
 
     Args:
@@ -203,9 +216,13 @@ async def serve_monitor(
     server, listeners = await _listen(
         run, host, port, token, max_message_size, max_clients, stats_interval, listeners
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, server.handle, listeners)
-        task_status.started(server)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, server.handle, listeners)
+            nursery.start_soon(server.metrics.watch)
+            task_status.started(server)
+    finally:
+        server.metrics.close()
 
 
 async def _listen(
@@ -221,9 +238,14 @@ async def _listen(
     _check_bind(host, token)
     if not isinstance(max_message_size, int) or max_message_size < 64:
         raise ActorflowError(f"max_message_size must be an int of at least 64 bytes, got {max_message_size!r}")
-    listeners = list(bound) if bound else await bind_monitor(host, port, token)
+    metrics = MetricsCollector(run)  # subscribed before the first await: no early event (a cache hit) is missed
+    try:
+        listeners = list(bound) if bound else await bind_monitor(host, port, token)
+    except BaseException:
+        metrics.close()
+        raise
     port = listeners[0].socket.getsockname()[1]
-    return MonitorServer(run, host, port, token, max_message_size, max_clients, stats_interval), listeners
+    return MonitorServer(run, host, port, token, max_message_size, max_clients, stats_interval, metrics), listeners
 
 
 @asynccontextmanager
@@ -243,7 +265,7 @@ async def open_monitor(
     Configuration and bind errors are raised on entering the block, as they are.
 
     Example:
-        async with af.open_run(flow) as run, af.open_monitor(run, port=0) as monitor:
+        async with af.open_run(flow) as run, af.monitor.open_monitor(run, port=0) as monitor:
             print("dashboard at", monitor.http_url)
             await run.result()
     """
@@ -251,13 +273,17 @@ async def open_monitor(
         run, host, port, token, max_message_size, max_clients, stats_interval, listeners
     )
     body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, server.handle, listeners)
-        try:
-            yield server
-        except BaseException as exc:  # re-raised below as it is, not wrapped in an exception group
-            body_error = exc
-        finally:
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, server.handle, listeners)
+            nursery.start_soon(server.metrics.watch)
+            try:
+                yield server
+            except BaseException as exc:  # re-raised below as it is, not wrapped in an exception group
+                body_error = exc
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        server.metrics.close()
     if body_error is not None:
         raise body_error

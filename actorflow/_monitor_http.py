@@ -89,7 +89,7 @@ class PrefixedStream(trio.abc.Stream):
         await self._stream.aclose()
 
 
-async def read_request(stream: trio.SocketStream) -> tuple[h11.Connection, h11.Request, bytes] | None:
+async def read_request(stream: trio.abc.Stream) -> tuple[h11.Connection, h11.Request, bytes] | None:
     """Read a request head from *stream*: its h11 connection, the request and the raw bytes read.
 
     None when there is no request to serve: the client went away or took too long, or the head
@@ -106,7 +106,7 @@ async def read_request(stream: trio.SocketStream) -> tuple[h11.Connection, h11.R
                 await respond(stream, conn, 400, b"bad request\n")
                 return None
             if event is h11.NEED_DATA:
-                data = await stream.receive_some(4096)
+                data = bytes(await stream.receive_some(4096))
                 if not data:
                     return None
                 raw += data

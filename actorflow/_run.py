@@ -24,8 +24,10 @@ from ._context import check_secrets
 from ._errors import ActorflowError
 from ._flow import Flow
 from ._gateway import Feed, Tap, feed_of, tap_of
+from ._loop import DEFAULT_BATCH_TIME
 from ._result import RunResult, Summary
-from ._runtime import Runtime, current_run
+from ._runtime import DEFAULT_SLOW_ITEM, Runtime, current_run
+from ._spec import positive_seconds
 from ._store import Store
 
 __all__ = ["DEFAULT_CHECKPOINT_EVERY", "Options", "Run", "RunOptions", "current_run", "open_run", "run", "run_async"]
@@ -51,6 +53,9 @@ class RunOptions(TypedDict, total=False):
         secrets: secret values by name, handed only to tasks that declare them.
         cache: None (the store's cache, if any), True, False, a directory, a Store or a Cache.
         cache_limit: bytes the cache may hold (default 256 MiB).
+        batch_time: seconds one batch should take, for tasks that do not set their own (default
+            0.01: see ``docs/architecture.md``).
+        slow_item: seconds after which a running item is reported slow (an ``ItemSlow`` event; default 1).
     """
 
     store: str | os.PathLike[str] | Store | None
@@ -61,11 +66,14 @@ class RunOptions(TypedDict, total=False):
     secrets: Mapping[str, str] | None
     cache: CacheArg
     cache_limit: int | None
+    batch_time: float
+    slow_item: float
 
 
 _DEFAULTS: RunOptions = {
     "store": None, "resume": False, "checkpoint_every": DEFAULT_CHECKPOINT_EVERY, "handle_signals": False,
-    "meta": None, "secrets": None, "cache": None, "cache_limit": None,
+    "meta": None, "secrets": None, "cache": None, "cache_limit": None, "batch_time": DEFAULT_BATCH_TIME,
+    "slow_item": DEFAULT_SLOW_ITEM,
 }
 
 
@@ -73,6 +81,9 @@ def _settings(caller: str, given: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(given) - set(_DEFAULTS))
     if unknown:
         raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}; settings: {sorted(_DEFAULTS)}")
+    for key in ("batch_time", "slow_item"):
+        if key in given and not positive_seconds(given[key]):
+            raise ActorflowError(f"{key} must be a positive, finite number of seconds, got {given[key]!r}")
     return {**_DEFAULTS, **given}
 
 
@@ -226,7 +237,7 @@ async def open_run(
         the_cache, cache_store = open_cache(cfg["cache"], opened, cfg["cache_limit"])
         runtime = Runtime(
             graph, store=opened, checkpoint_every=cfg["checkpoint_every"], handle_signals=cfg["handle_signals"],
-            secrets=cfg["secrets"], cache=the_cache,
+            secrets=cfg["secrets"], cache=the_cache, batch_time=cfg["batch_time"], slow_item=cfg["slow_item"],
         )
         if doc is not None:
             apply(runtime, doc)

@@ -24,15 +24,21 @@ from ._cache_run import CacheRole
 from ._collect import CollectorActor
 from ._context import check_secrets
 from ._errors import RunCancelled, RunInterrupted, StoreError
+from ._loop import DEFAULT_BATCH_TIME
 from ._mailbox import Mailbox
 from ._result import RunResult, Summary, TaskStats
 from ._store import Store
 from ._supervisor import Supervisor
+from ._taskclass import is_transactional
+from ._transact import TransactionalSinkActor
 from ._typing import runtime_classes
 
 if TYPE_CHECKING:
     from ._gateway import Feed
     from ._spec import TaskDef
+
+#: Seconds an item may run before it is reported as slow.
+DEFAULT_SLOW_ITEM = 1.0
 
 #: The runtime whose actors the current trio task belongs to (set for every actor of a run).
 current_run: ContextVar[Runtime] = ContextVar("actorflow_current_run")
@@ -46,6 +52,8 @@ def actor_for(run: Runtime, spec: TaskDef) -> Actor:
     """The actor for *spec*'s kind (a generator task fed only final inputs is a source)."""
     if spec.kind == "task" and spec.is_generator and not spec.streaming_inputs:
         return SourceActor(run, spec)
+    if spec.kind == "sink" and is_transactional(spec.fn):
+        return TransactionalSinkActor(run, spec)
     return _KINDS[spec.kind](run, spec)
 
 
@@ -62,8 +70,14 @@ class Runtime:
         secrets: Mapping[str, str] | None = None,
         cache: Cache | None = None,
         run_id: str | None = None,
+        batch_time: float = DEFAULT_BATCH_TIME,
+        slow_item: float = DEFAULT_SLOW_ITEM,
     ) -> None:
         self.graph = graph
+        #: Seconds a batch should take for tasks that do not set their own ``batch_time``.
+        self.batch_time = batch_time
+        #: Seconds after which an item counts as slow (an ``ItemSlow`` event).
+        self.slow_item = slow_item
         #: The product cache this run reads and writes (None: no caching).
         self.cache = cache
         #: Secret values by name; handed only to the tasks that declare them, never persisted.
@@ -81,6 +95,8 @@ class Runtime:
         self.bus = ev.EventBus()
         self.status = "pending"
         self.actors: dict[str, Actor] = {}
+        #: Sinks with two-phase commit (``af.TransactionalSink``), driven by the supervisor's checkpoints.
+        self.transactional: list[TransactionalSinkActor] = []
         self.error: BaseException | None = None
         self.error_seen = False
         self.done = trio.Event()
@@ -95,7 +111,9 @@ class Runtime:
     def _build(self) -> None:
         graph = self.graph
         for spec in graph.tasks.values():
-            self.actors[spec.name] = actor_for(self, spec)
+            self.actors[spec.name] = actor = actor_for(self, spec)
+            if isinstance(actor, TransactionalSinkActor):
+                self.transactional.append(actor)
         for spec in graph.tasks.values():
             actor = self.actors[spec.name]
             for inp in spec.inputs:
@@ -240,6 +258,7 @@ class Runtime:
             if sup.store is not None and sup.every:
                 outer.start_soon(sup.periodic)
             outer.start_soon(sup.relieve_stalls)
+            outer.start_soon(sup.watch_slow_items)
             async with trio.open_nursery() as nursery:
                 for actor in self.actors.values():
                     nursery.start_soon(actor.start)
@@ -268,6 +287,8 @@ class Runtime:
     def _end(self, pinned: list[str]) -> None:
         sup = self.supervisor
         self._elapsed = time.perf_counter() - self._started
+        for sink in self.transactional:  # no write in flight now: abort what no durable checkpoint holds
+            sink.end_transactions(self.status == "ok")
         if self.cache is not None:
             self.cache.unpin(pinned)
         try:

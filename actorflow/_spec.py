@@ -49,7 +49,9 @@ class TaskSettings:
     Attributes:
         capacity: the bound of each of the task's mailboxes, in items.
         batch_size: the most items in one message sent downstream (and, with an executor, sent to a
-            worker at once).
+            worker at once): the upper bound of the time-sized batches.
+        batch_time: the seconds one batch should take (None: the run's ``batch_time``). Batches
+            start at one item and grow while they take less, shrink when they take more.
         concurrency: workers sharing the task's mailbox (tasks and sinks).
         ordered: keep output in input order (with ``concurrency`` > 1).
         on_error: the failure policy (None: fail the run).
@@ -64,6 +66,7 @@ class TaskSettings:
 
     capacity: int = DEFAULT_CAPACITY
     batch_size: int = DEFAULT_BATCH_SIZE
+    batch_time: float | None = None
     concurrency: int = 1
     ordered: bool = True
     on_error: Any = None
@@ -84,6 +87,7 @@ class TaskSettings:
         *,
         capacity: int = DEFAULT_CAPACITY,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_time: float | None = None,
         concurrency: int | None = 1,
         ordered: bool = True,
         on_error: Any = None,
@@ -110,6 +114,8 @@ class TaskSettings:
                 raise DefinitionError(f"{here}: {label} must be a positive int, got {value!r}")
         if executor is not None and capacity == DEFAULT_CAPACITY:
             capacity = max(capacity, batch_size * concurrency)  # room for every batch in flight to be full
+        if batch_time is not None and not positive_seconds(batch_time):
+            raise DefinitionError(f"{here}: batch_time must be a positive number of seconds, got {batch_time!r}")
         if not isinstance(ordered, bool):
             raise DefinitionError(f"{here}: ordered must be True or False, got {ordered!r}")
         if not isinstance(cache, bool):
@@ -121,10 +127,15 @@ class TaskSettings:
         if finish is not None and not callable(finish):
             raise DefinitionError(f"{here}: finish must be a function of the accumulator, got {finish!r}")
         return cls(
-            capacity=capacity, batch_size=batch_size, concurrency=concurrency, ordered=ordered,
+            capacity=capacity, batch_size=batch_size, batch_time=batch_time, concurrency=concurrency, ordered=ordered,
             on_error=check_policy(flow, task, kind, on_error), executor=executor, cache=cache, version=version,
             secrets=_secret_names(flow, task, secrets), init=init, finish=finish, per=per,
         )
+
+
+def positive_seconds(value: Any) -> bool:
+    """True for a positive, finite number of seconds (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf")
 
 
 def _secret_names(flow: str, task: str, secrets: Any) -> tuple[str, ...]:
@@ -241,6 +252,10 @@ class TaskDef:
     @property
     def batch_size(self) -> int:
         return self.settings.batch_size
+
+    @property
+    def batch_time(self) -> float | None:
+        return self.settings.batch_time
 
     @property
     def concurrency(self) -> int:

@@ -206,9 +206,19 @@ class Store:
 
     def write_checkpoint(self, blob: bytes, dead_letters: list[dict[str, Any]]) -> None:
         """Write one checkpoint and the dead letters it covers, in one transaction."""
+        self.write_encoded(blob, self.encode_dead_letters(dead_letters))
+
+    @staticmethod
+    def encode_dead_letters(dead_letters: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
+        """Dead letters as the ``(key, value)`` pairs :meth:`write_encoded` writes."""
+        return [(pack([d["task"], d["seq"]]), pack(d)) for d in dead_letters]
+
+    def write_encoded(self, blob: bytes, dead_letters: list[tuple[bytes, bytes]]) -> None:
+        """Write an encoded checkpoint and encoded dead letters in one transaction: a few large puts,
+        nothing to encode (a writer thread then needs the GIL only a few times)."""
         puts: dict[tuple[Any, bytes], bytes] = {(self._ckpt, b"latest"): blob}
-        for d in dead_letters:
-            puts[(self._dead, pack([d["task"], d["seq"]]))] = pack(d)
+        for key, value in dead_letters:
+            puts[(self._dead, key)] = value
         self._write(puts)
 
     def write_dead_letters(self, dead_letters: list[dict[str, Any]]) -> None:

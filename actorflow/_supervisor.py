@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
-import trio.testing
 
 from . import _events as ev
 from ._checkpoint import encode, snapshot
@@ -36,6 +35,14 @@ if TYPE_CHECKING:
 
 
 _FAIL = Fail()
+
+#: Seconds a stalled zip waits for the whole run to stand still before it spills anyway.
+STALL_PATIENCE = 0.25
+
+#: Checkpoints up to this size are written in the loop (an LMDB commit of it takes well under a
+#: millisecond here); larger ones go to a worker thread as one transaction of a few large puts,
+#: since a thread needs the GIL back for each LMDB call while handlers keep the loop busy.
+INLINE_WRITE_BYTES = 256 * 1024
 
 
 def _err(exc: BaseException) -> str:
@@ -68,6 +75,8 @@ class Supervisor:
         self.dead_letters: list[dict[str, Any]] = []
         self._unsaved: list[dict[str, Any]] = []
         self.interrupted: int | None = None
+        #: True once the run's final checkpoint is written: no checkpoint may come after it.
+        self.wrote_final = False
         self._stalls: set[ZipInbox] = set()
         self._stall = trio.Event()
 
@@ -107,12 +116,35 @@ class Supervisor:
         self._stalls.add(inbox)
         self._stall.set()
 
+    async def watch_slow_items(self) -> None:
+        """Report items that have run longer than the run's ``slow_item`` seconds (until cancelled).
+
+        An async handler is seen while it runs; a sync one blocks the loop, so it is reported when its
+        batch ends (batches of slow handlers shrink to one item, so the item is named exactly).
+        """
+        run = self.run
+        limit = run.slow_item
+        while True:
+            await trio.sleep(limit / 2)
+            now = time.perf_counter()
+            for actor in run.actors.values():
+                if not actor.batch_started or actor.loop is None:
+                    continue
+                loop = actor.loop
+                started = loop.item_started if loop.item_started >= actor.batch_started else actor.batch_started
+                if now - started >= limit and actor.slow_reported != started:
+                    seq = loop.current if started == loop.item_started else actor.batch_seqs[0]
+                    actor.report_slow(seq, now - started, started)
+
     async def relieve_stalls(self) -> None:
         """Whenever the whole run stands still with a zip stalled, make that zip spill (until cancelled)."""
         while True:
             await self._stall.wait()
             self._stall = trio.Event()
-            await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+            from trio.testing import wait_all_tasks_blocked  # on use: trio.testing may import pytest
+
+            with trio.move_on_after(STALL_PATIENCE):  # timers (a frequent checkpoint) may never let all block
+                await wait_all_tasks_blocked(cushion=0.01)
             stalls, self._stalls = self._stalls, set()
             for inbox in stalls:
                 if inbox.stalled():
@@ -195,11 +227,16 @@ class Supervisor:
         """Pause every actor at a batch boundary, snapshot, release them, write to the store.
 
         Returns:
-            False when there is no store (nothing written).
+            False when there is no store, or the final checkpoint was already written (nothing written).
         """
         if self.store is None:
+            if final and self._prepare(final):  # transactional sinks: prepare and commit once, at the end
+                self._made_durable()
             return False
         async with self._lock:
+            if self.wrote_final:  # a periodic checkpoint that waited for the final one must not follow it
+                return False
+            self.wrote_final = final
             t0 = time.perf_counter()
             if not final:
                 self.pending = True
@@ -207,28 +244,57 @@ class Supervisor:
                 try:
                     while self.busy > 0:
                         await self._quiet.park()
+                    if not self._prepare(final):
+                        return False
                     doc = snapshot(self.run, self.number + 1, final)
                     blob = encode(doc, self.store)
                 finally:
                     self.pending = False
                     self._open.set()
             else:
+                if not self._prepare(final):
+                    return False
                 doc = snapshot(self.run, self.number + 1, final)
                 blob = encode(doc, self.store)
             paused = time.perf_counter() - t0
             unsaved, self._unsaved = self._unsaved, []
             t1 = time.perf_counter()
             try:
-                await trio.to_thread.run_sync(self.store.write_checkpoint, blob, unsaved)
+                dead = self.store.encode_dead_letters(unsaved)  # encoded here, in the loop
+                if len(blob) <= INLINE_WRITE_BYTES:  # a small write costs less than waiting for the GIL
+                    self.store.write_encoded(blob, dead)
+                else:
+                    await trio.to_thread.run_sync(self.store.write_encoded, blob, dead)
             except BaseException:
                 self._unsaved = unsaved + self._unsaved
                 raise
             self.number += 1
             wrote = time.perf_counter() - t1
+            self._made_durable()
             self.run.bus.publish(ev.CheckpointWritten(run_id=self.run.run_id, number=self.number,
                                                       queued_items=doc["queued_items"], size_bytes=len(blob),
                                                       pause_seconds=paused, write_seconds=wrote, final=final))
         return True
+
+    def _prepare(self, final: bool) -> bool:
+        """Every transactional sink prepares its open transaction (actors are parked); False if one failed."""
+        stored = self.store is not None
+        for actor in self.run.transactional:
+            try:
+                actor.prepare_transaction(final, stored)
+            except Exception as exc:  # user code: a failure of that task
+                actor.failed(None, exc)
+                return False
+        return True
+
+    def _made_durable(self) -> None:
+        """The checkpoint holding the prepared tokens is durable: commit them (a failure fails that task)."""
+        for actor in self.run.transactional:
+            actor.made_durable()
+            try:
+                actor.commit_durable()
+            except Exception as exc:
+                actor.failed(None, exc)
 
     async def periodic(self) -> None:
         """Checkpoint every ``every`` seconds until cancelled."""

@@ -24,13 +24,13 @@ from typing import Any, ClassVar
 
 from ._errors import DefinitionError
 from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
-from ._policy import Retry
+from ._policy import Restart, Retry
 from ._spec import TaskKind
 
 #: Class attributes that configure the task rather than being options.
 SETTINGS = (
-    "kind", "name", "concurrency", "capacity", "batch_size", "ordered", "retries", "on_error", "executor", "cache",
-    "version", "secrets", "init", "finish", "per",
+    "kind", "name", "concurrency", "capacity", "batch_size", "batch_time", "ordered", "retries", "on_error", "executor",
+    "cache", "version", "secrets", "init", "finish", "per",
 )
 
 
@@ -42,6 +42,12 @@ class Task:
     ``batch_size``, ``ordered``, ``retries`` (shorthand for ``on_error=af.Retry(attempts=retries + 1)``),
     ``on_error``, ``cache``, ``secrets``, and for collectors ``init``, ``finish``, ``per``.
     Annotated class attributes that are not settings are options.
+
+    A task (kind ``"task"``) may define ``end_of_stream(self)``: a plain or async function or
+    generator, called once after its streaming input ends. The items it yields (or the iterable it
+    returns) go downstream after the outputs of the last input item (see ``docs/definitions.md``).
+    Such a task's public instance attributes (not options, not starting with ``_``) are its state:
+    plain data, saved in every checkpoint and set again on resume before its first item.
     """
 
     kind: ClassVar[str] = "task"
@@ -49,6 +55,7 @@ class Task:
     concurrency: ClassVar[int | None] = None
     capacity: ClassVar[int] = DEFAULT_CAPACITY
     batch_size: ClassVar[int] = DEFAULT_BATCH_SIZE
+    batch_time: ClassVar[float | None] = None
     ordered: ClassVar[bool] = True
     retries: ClassVar[int] = 0
     on_error: ClassVar[Any] = None
@@ -63,6 +70,42 @@ class Task:
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """The task's work: parameters are inputs (and ``af.Context``/``af.Seq``), as for functions."""
         raise NotImplementedError(f"{type(self).__name__} must define run()")
+
+
+class TransactionalSink(Task):
+    """Base class of sinks whose writes become visible exactly once: two-phase commit tied to checkpoints.
+
+    On its one instance per actor the runtime calls :meth:`begin` (at start, at resume and after
+    each :meth:`prepare`), ``run(self, <input>)`` for each item (define it; its parameter is the
+    input, wired by name or with ``flow.add(..., inputs={"<param>": "<task>"})``), :meth:`prepare`
+    while a checkpoint is taken, :meth:`commit` once that checkpoint is durable (and again on
+    resume, so it must be idempotent) and :meth:`abort` when the run fails, is cancelled or
+    interrupted. Without a store, ``prepare`` and ``commit`` run once, at the run's end. See
+    ``docs/durability.md``.
+
+    A transactional sink is not cached by default (``cache = False``: its writes are the point),
+    cannot use ``af.Restart`` (a new instance would lose the open transaction) nor an executor.
+    """
+
+    kind: ClassVar[str] = "sink"
+    cache: ClassVar[bool] = False
+
+    def begin(self) -> None:
+        """Open a transaction: the items of the following ``run`` calls belong to it."""
+
+    def prepare(self) -> Any:
+        """Flush the open transaction and return a token naming it (msgpack-encodable plain data).
+
+        Called after the epoch's last item, while a checkpoint is taken; the token is saved in that
+        checkpoint. A token restored from a checkpoint comes back as msgpack gives it (a tuple as a list).
+        """
+        return None
+
+    def commit(self, token: Any) -> None:
+        """Make the prepared transaction *token* visible. Must be idempotent: it runs again on resume."""
+
+    def abort(self, token: Any) -> None:
+        """Discard a transaction that will never be committed (*token* None: the open, unprepared one)."""
 
 
 def _options(cls: type[Task]) -> dict[str, tuple[Any, Any]]:
@@ -140,12 +183,51 @@ def task_function(cls: type[Task]) -> tuple[Callable[..., Any], TaskKind, dict[s
         on_error = Retry(attempts=retries + 1)
     settings = {
         "concurrency": cls.concurrency, "capacity": cls.capacity, "batch_size": cls.batch_size,
+        "batch_time": cls.batch_time,
         "ordered": cls.ordered, "on_error": on_error, "executor": cls.executor, "secrets": cls.secrets,
         "init": cls.init, "finish": cls.finish, "per": cls.per, "cache": cls.cache, "version": cls.version,
     }
     if cls.kind not in ("task", "source", "sink", "collector"):
         raise DefinitionError(f"task class {cls.__qualname__}: kind must be task, source, sink or collector")
+    _check_hooks(cls, on_error)
     return call, cls.kind, settings  # type: ignore[return-value]  # checked just above
+
+
+def is_transactional(fn: Callable[..., Any]) -> bool:
+    """True when *fn* stands for an :class:`TransactionalSink` subclass."""
+    cls = getattr(fn, "__actorflow_class__", None)
+    return isinstance(cls, type) and issubclass(cls, TransactionalSink)
+
+
+def end_of_stream_of(fn: Callable[..., Any]) -> Callable[..., Any] | None:
+    """The ``end_of_stream`` method of the task class *fn* stands for (unbound), if it defines one."""
+    cls = getattr(fn, "__actorflow_class__", None)
+    return getattr(cls, "end_of_stream", None) if cls is not None else None
+
+
+def instance_state(instance: Any, fn: Callable[..., Any]) -> dict[str, Any]:
+    """The state of a task instance with ``end_of_stream``: its public attributes that are not options."""
+    options = set(getattr(fn, "__actorflow_options__", ()))
+    return {k: v for k, v in vars(instance).items() if not k.startswith("_") and k not in options}
+
+
+def _check_hooks(cls: type[Task], on_error: Any) -> None:
+    """``end_of_stream`` only on tasks and without parameters; transactional sinks keep their instance."""
+    here = f"task class {cls.__qualname__}"
+    eos = getattr(cls, "end_of_stream", None)
+    if eos is not None:
+        if cls.kind != "task":
+            raise DefinitionError(f"{here}: end_of_stream is for tasks (kind 'task'), not a {cls.kind}")
+        if not callable(eos) or len(inspect.signature(eos).parameters) != 1:
+            raise DefinitionError(f"{here}: end_of_stream must be a method taking only self")
+    if issubclass(cls, TransactionalSink):
+        if cls.kind != "sink":
+            raise DefinitionError(f"{here}: a TransactionalSink is a sink; do not change its kind")
+        if isinstance(on_error, Restart):
+            raise DefinitionError(f"{here}: a transactional sink cannot use af.Restart (the open transaction would "
+                                  "be lost); use af.Retry or af.DeadLetter")
+        if cls.executor is not None:
+            raise DefinitionError(f"{here}: a transactional sink runs in its actor; it cannot take an executor")
 
 
 def bound_instance(fn: Callable[..., Any], consts: dict[str, Any]) -> Callable[..., Any] | None:

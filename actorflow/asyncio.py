@@ -39,7 +39,7 @@ from ._run import Options, Run, open_run
 if TYPE_CHECKING:
     import outcome
 
-__all__ = ["AsyncioRun", "Feed", "Host", "open_host", "run"]
+__all__ = ["AsyncioFeed", "AsyncioRun", "Host", "open_host", "run"]
 
 T = TypeVar("T")
 
@@ -73,9 +73,9 @@ class Host:
         await self._until(handle._started)
         return handle
 
-    def feed(self, capacity: int = 1024) -> Feed[Any]:
-        """A bounded channel from asyncio code into a flow; see :class:`Feed`."""
-        return Feed(self, capacity)
+    def feed(self, capacity: int = 1024) -> AsyncioFeed[Any]:
+        """A bounded channel from asyncio code into a flow; see :class:`AsyncioFeed`."""
+        return AsyncioFeed(self, capacity)
 
     @property
     def closed(self) -> bool:
@@ -334,8 +334,9 @@ class _EventPipe:
 
 
 @final
-class Feed(Generic[T]):
-    """A bounded channel from asyncio code into a flow.
+class AsyncioFeed(Generic[T]):
+    """A bounded channel from asyncio code into a flow (not :class:`actorflow.Feed`, which feeds an
+    ``af.external_source`` from trio code).
 
     asyncio code awaits :meth:`put` (which waits while the feed holds *capacity* items) and calls
     :meth:`close` at the end; inside the flow, an async source iterates the feed, which it gets
@@ -343,7 +344,7 @@ class Feed(Generic[T]):
 
     Example:
         >>> @flow.source
-        ... async def requests(feed: Feed) -> af.Stream[int]:
+        ... async def requests(feed: afa.AsyncioFeed) -> af.Stream[int]:
         ...     async for item in feed:
         ...         yield item
         >>> feed = host.feed()
@@ -405,7 +406,7 @@ class Feed(Generic[T]):
 
     # -- trio side -------------------------------------------------------------------------------
 
-    def __aiter__(self) -> Feed[T]:
+    def __aiter__(self) -> AsyncioFeed[T]:
         return self
 
     async def __anext__(self) -> T:
@@ -417,3 +418,13 @@ class Feed(Generic[T]):
         if self._putters:
             _settle(self._putters.popleft(), None)
         return item
+
+
+if not TYPE_CHECKING:  # type checkers keep flagging unknown names
+
+    def __getattr__(name: str) -> object:
+        if name == "Feed":
+            raise AttributeError(
+                "actorflow.asyncio.Feed is now AsyncioFeed (actorflow.Feed is the feed of an external source)"
+            )
+        raise AttributeError(f"module 'actorflow.asyncio' has no attribute {name!r}")

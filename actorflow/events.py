@@ -1,4 +1,12 @@
-"""Event records published on a run's event stream (``run.events()``)."""
+"""Event records published on a run's event stream (``run.events()``).
+
+Each event class has a ``kind``, its name on the wire (``Event.to_dict()``, event logs, the
+monitor protocol): ``RunStarted`` is ``"run_started"``, and so on; ``TaskErrored`` (a task failed
+the run) is ``"task_failed"``. Event names never repeat the names of exceptions:
+``actorflow.TaskFailed`` is the error a failed run raises, ``TaskErrored`` the event.
+"""
+
+from typing import TYPE_CHECKING
 
 from ._events import ActorRestarted as ActorRestarted
 from ._events import BatchProcessed as BatchProcessed
@@ -10,10 +18,11 @@ from ._events import Escalated as Escalated
 from ._events import Event as Event
 from ._events import EventStream as EventStream
 from ._events import ItemRetried as ItemRetried
+from ._events import ItemSlow as ItemSlow
 from ._events import RunFinished as RunFinished
 from ._events import RunResumed as RunResumed
 from ._events import RunStarted as RunStarted
-from ._events import TaskFailed as TaskFailed
+from ._events import TaskErrored as TaskErrored
 from ._events import TaskFinished as TaskFinished
 from ._events import TaskProgress as TaskProgress
 from ._events import TaskStarted as TaskStarted
@@ -29,11 +38,22 @@ __all__ = [
     "Event",
     "EventStream",
     "ItemRetried",
+    "ItemSlow",
     "RunFinished",
     "RunResumed",
     "RunStarted",
-    "TaskFailed",
+    "TaskErrored",
     "TaskFinished",
     "TaskProgress",
     "TaskStarted",
 ]
+
+if not TYPE_CHECKING:  # type checkers keep flagging unknown names
+
+    def __getattr__(name: str) -> object:
+        if name == "TaskFailed":
+            raise AttributeError(
+                "actorflow.events has no 'TaskFailed': the event is TaskErrored (kind 'task_failed'); "
+                "the exception is actorflow.TaskFailed"
+            )
+        raise AttributeError(f"module 'actorflow.events' has no attribute {name!r}")

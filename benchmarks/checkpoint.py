@@ -6,6 +6,11 @@
 2. A run whose collector is held back while 100,000 items queue in its mailbox: the time to write
    one checkpoint holding them (pause + encode + LMDB write), then the time to resume from it
    (open the store, decode, restore every mailbox) and the time to finish the resumed run.
+3. Slow handlers (``tests/pipelines/slow.py``: a task spinning 2 ms of CPU per item): the largest
+   gap between checkpoints asked for every 0.1 s (``max_checkpoint_gap_s``), the time a checkpoint
+   holding a CPU-bound run takes (``slow_checkpoint_seconds``), and the time from SIGINT to the
+   exit of an ``actorflow run`` process (``interrupt_latency_s``; it exits 130 after its final
+   checkpoint).
 
 Usage: ``python benchmarks/checkpoint.py [--quick]``. The last line printed is one JSON object.
 """
@@ -13,8 +18,12 @@ Usage: ``python benchmarks/checkpoint.py [--quick]``. The last line printed is o
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import actorflow as af
 
 QUEUED = 100_000
+ROOT = Path(__file__).resolve().parent.parent
+SLOW = ROOT / "tests" / "pipelines" / "slow.py"
+sys.path.insert(0, str(SLOW.parent))
+import slow  # noqa: E402
 
 
 def throughput_flow() -> af.Flow:
@@ -133,6 +146,56 @@ def measure_big_checkpoint(root: Path) -> dict[str, float]:
     return figures
 
 
+def measure_slow_handler(root: Path, n: int) -> dict[str, float]:
+    """Checkpoint cadence and cost while a 2 ms CPU-bound handler keeps the loop busy."""
+    times: list[float] = []
+    costs: list[float] = []
+
+    async def go() -> None:
+        async with af.open_run(slow.flow, {"numbers": {"n": n}}, store=root / "slow", checkpoint_every=0.1,
+                               cache=False) as run:
+            async for event in run.events():
+                if isinstance(event, af.events.CheckpointWritten) and not event.final:
+                    times.append(time.perf_counter())
+                    costs.append(event.pause_seconds + event.write_seconds)
+            await run.result()
+
+    start = time.perf_counter()
+    trio.run(go)
+    marks = [start, *times]
+    return {
+        "max_checkpoint_gap_s": max(b - a for a, b in itertools.pairwise(marks)),
+        "slow_checkpoint_seconds": max(costs),
+        "slow_checkpoints": float(len(times)),
+    }
+
+
+def measure_interrupt(root: Path) -> float:
+    """Seconds from SIGINT to the exit of a CLI run whose handler spins 2 ms per item."""
+    store = root / "interrupt"
+    cmd = [
+        sys.executable, "-m", "actorflow", "run", f"{SLOW}:flow", "--store", str(store), "--checkpoint-every",
+        "0.2s", "--set", "numbers.n=5000", "--json", "--quiet",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None:  # wait until it has a checkpoint: it is running the slow task
+        try:
+            with af.store.open_store(store, create=False) as st:
+                if st.read_checkpoint() is not None:
+                    break
+        except af.StoreError:
+            pass
+        time.sleep(0.05)
+    t0 = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 130:
+        raise SystemExit(f"the interrupted run exited {proc.returncode}, not 130: {err[-500:]}")
+    return elapsed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer items (a smoke run)")
@@ -150,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             if rate > stored:
                 stored, written = rate, count
         big = measure_big_checkpoint(root)
+        slow_figures = measure_slow_handler(root, 300 if args.quick else 1500)
+        interrupt = measure_interrupt(root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"plain        {plain:14,.0f} items/s")
@@ -169,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         "checkpoint_100k_bytes": int(big["checkpoint_100k_bytes"]),
         "resume_100k_seconds": round(big["resume_100k_seconds"], 4),
         "resume_and_finish_seconds": round(big["resume_and_finish_seconds"], 4),
+        "max_checkpoint_gap_s": round(slow_figures["max_checkpoint_gap_s"], 4),
+        "slow_checkpoint_seconds": round(slow_figures["slow_checkpoint_seconds"], 4),
+        "slow_checkpoints": int(slow_figures["slow_checkpoints"]),
+        "interrupt_latency_s": round(interrupt, 4),
     }
     print(json.dumps(result))
     return 0

@@ -58,7 +58,7 @@ live = af.Flow("live-squares")
 
 
 @live.source(name="numbers")
-async def incoming(feed: afa.Feed) -> af.Stream[int]:
+async def incoming(feed: afa.AsyncioFeed) -> af.Stream[int]:
     """Whatever the service's clients send, as it arrives."""
     async for item in feed:
         yield item
@@ -77,7 +77,7 @@ class Service:
     def __init__(self, host: afa.Host) -> None:
         self.host = host
         self.runs: dict[str, afa.AsyncioRun] = {}
-        self.feeds: dict[str, afa.Feed[int]] = {}
+        self.feeds: dict[str, afa.AsyncioFeed[int]] = {}
 
     async def route(self, method: str, path: str, body: Any, writer: asyncio.StreamWriter) -> tuple[int, Any]:
         parts = [p for p in path.split("/") if p]
@@ -90,7 +90,7 @@ class Service:
             self.runs[run.run_id] = run
             return 201, {"run_id": run.run_id}
         if method == "POST" and parts == ["live"]:
-            feed: afa.Feed[int] = self.host.feed(capacity=1000)
+            feed: afa.AsyncioFeed[int] = self.host.feed(capacity=1000)
             run = await self.host.start(live, options={"numbers": {"feed": feed}})
             self.runs[run.run_id] = run
             self.feeds[run.run_id] = feed

@@ -51,7 +51,7 @@ def fed_flow() -> af.Flow:
     flow = af.Flow("fed")
 
     @flow.source
-    async def numbers(feed: afa.Feed) -> af.Stream[int]:
+    async def numbers(feed: afa.AsyncioFeed) -> af.Stream[int]:
         async for item in feed:
             yield item
 
@@ -115,7 +115,7 @@ def test_several_runs_share_one_host() -> None:
 def test_feed_items_from_asyncio_with_backpressure() -> None:
     async def main() -> tuple[int, int]:
         async with afa.open_host() as host:
-            feed: afa.Feed[int] = host.feed(capacity=3)
+            feed: afa.AsyncioFeed[int] = host.feed(capacity=3)
             run = await host.start(fed_flow(), {"numbers": {"feed": feed}})
             most = 0
             for i in range(200):
@@ -143,7 +143,7 @@ def test_feed_capacity_must_be_positive() -> None:
 def test_cancel_a_run_from_asyncio() -> None:
     async def main() -> tuple[str, str]:
         async with afa.open_host() as host:
-            feed: afa.Feed[int] = host.feed()
+            feed: afa.AsyncioFeed[int] = host.feed()
             run = await host.start(fed_flow(), {"numbers": {"feed": feed}})  # never closed: runs forever
             await feed.put(1)
             run.cancel()

@@ -34,7 +34,15 @@ def test_throughput_benchmark_keys() -> None:
 
 def test_checkpoint_benchmark_keys() -> None:
     figures = last_json("checkpoint.py", "--quick")
-    assert {"ratio_checkpointed_vs_plain", "checkpoint_100k_seconds", "resume_100k_seconds"} <= set(figures)
+    assert {
+        "ratio_checkpointed_vs_plain", "checkpoint_100k_seconds", "resume_100k_seconds", "max_checkpoint_gap_s",
+        "interrupt_latency_s",
+    } <= set(figures)
+
+
+def test_latency_benchmark_keys() -> None:
+    figures = last_json("latency.py", "--quick")
+    assert {"p50_ratio_vs_trio", "p99_ratio_vs_trio", "first_item_s"} <= set(figures)
 
 
 def test_cache_benchmark_keys() -> None:

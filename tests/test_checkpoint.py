@@ -14,6 +14,7 @@ import trio
 import trio.testing
 
 import actorflow as af
+from actorflow._store import open_store
 
 sys.path.insert(0, str(Path(__file__).parent / "pipelines"))
 import durable
@@ -27,16 +28,8 @@ def options(sink: Path, spin: float = 0.0002) -> dict[str, Any]:
 
 async def run_until_checkpoint(flow: af.Flow, opts: dict[str, Any], store: Path, number: int) -> list[Any]:
     """Start a run and cut it off (as a crash would) right after checkpoint *number*."""
-    seen: list[Any] = []
-    with trio.CancelScope() as scope:
-        async with af.open_run(flow, opts, store=store, checkpoint_every=0.02) as run:
-            async for event in run.events():
-                if isinstance(event, af.events.CheckpointWritten):
-                    seen.append(event)
-                    if event.number == number:
-                        scope.cancel()
-    assert scope.cancelled_caught, "the run ended before the checkpoint it was to be cut at"
-    return seen
+    events = await af.testing.kill_at_checkpoint(flow, opts, k=number, store=store, checkpoint_every=0.02)
+    return [e for e in events if isinstance(e, af.events.CheckpointWritten)]
 
 
 def sink_seqs(path: Path) -> set[str]:
@@ -67,12 +60,11 @@ async def test_resume_after_several_cuts(tmp_path: Path) -> None:
     sink = tmp_path / "sink.txt"
     store = tmp_path / "s"
     await run_until_checkpoint(durable.flow, options(sink), store, number=2)
-    for cut in (4, 6):
-        with trio.CancelScope() as scope:
-            async with af.open_run(durable.flow, options(sink), store=store, resume=True, checkpoint_every=0.02) as run:
-                async for event in run.events():
-                    if isinstance(event, af.events.CheckpointWritten) and event.number == cut:
-                        scope.cancel()
+    for cut in (4, 6):  # two more checkpoints in each resumed run, then cut again
+        events = await af.testing.kill_at_checkpoint(
+            durable.flow, options(sink), k=2, store=store, resume=True, checkpoint_every=0.02
+        )
+        assert [e.number for e in events if isinstance(e, af.events.CheckpointWritten)][-1] == cut
     result = await af.run_async(durable.flow, options(sink), store=store, resume=True)
     expected = durable.expected(N)
     assert (result["total"], result["per_number"], result["labels"]) == (
@@ -166,7 +158,7 @@ async def test_checkpoint_holds_mailboxes_outboxes_and_state(tmp_path: Path) -> 
     cursor = mid["actors"]["numbers"]["cursor"]
     assert 0 < cursor <= 200
     assert where + sum(queued) + sum(outboxed) == sum(range(cursor))
-    with af.open_store(tmp_path / "s") as st:
+    with af.store.open_store(tmp_path / "s") as st:
         blob = st.read_checkpoint()
     assert blob is not None
     doc = msgpack.unpackb(blob, raw=False, strict_map_key=False)
@@ -225,3 +217,27 @@ async def test_custom_classes_survive_a_checkpoint_through_cattrs(tmp_path: Path
         "red": sum(i / 2 for i in range(600) if i % 2),
         "blue": sum(i / 2 for i in range(600) if not i % 2),
     }
+
+
+def test_no_checkpoint_follows_the_final_one(tmp_path: Path) -> None:
+    """Shrunk by tests/test_model.py: with a checkpoint every millisecond, a periodic checkpoint that
+    waited for the final one's lock wrote after it, so the store said "unfinished run" and the next
+    run on it was refused. Every run now ends with its final checkpoint last."""
+    flow = af.Flow("model")
+
+    @flow.source(capacity=1, batch_size=2)
+    def src0(n: int = 1500) -> af.Stream[int]:
+        for i in range(n):
+            yield i % 2
+
+    @flow.source(capacity=1, batch_size=1)
+    def src1(n: int = 0) -> af.Stream[int]:
+        yield from range(n)
+
+    store = tmp_path / "store"
+    for _ in range(4):
+        result = af.run(flow, {"src1": {"n": 0}}, store=store, checkpoint_every=0.001)
+        assert result["src0"] == [i % 2 for i in range(1500)]
+        with open_store(store, create=False) as st:
+            blob = st.read_checkpoint()
+        assert blob is not None and msgpack.unpackb(blob)["final"] is True

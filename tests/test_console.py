@@ -41,7 +41,7 @@ def console() -> tuple[Console, io.StringIO]:
 async def test_progress_shows_every_task_and_a_summary_table() -> None:
     con, out = console()
     async with af.open_run(make_flow(), {"numbers": {"n": 500}}) as run:
-        progress = af.ConsoleProgress(run, con)
+        progress = af.console.ConsoleProgress(run, con)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(progress.watch)
             result = await run.result()
@@ -63,7 +63,7 @@ async def test_progress_reports_a_failure() -> None:
     con, out = console()
     with pytest.raises(af.TaskFailed):
         async with af.open_run(make_flow(fail_at=3)) as run:
-            progress = af.ConsoleProgress(run, con)
+            progress = af.console.ConsoleProgress(run, con)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(progress.watch)
     text = out.getvalue()
@@ -75,7 +75,7 @@ async def test_progress_reports_a_failure() -> None:
 async def test_show_progress_without_summary() -> None:
     con, out = console()
     async with af.open_run(make_flow(), {"numbers": {"n": 3}}) as run, trio.open_nursery() as nursery:
-        nursery.start_soon(lambda: af.show_progress(run, con, show_summary=False))
+        nursery.start_soon(lambda: af.console.show_progress(run, con, show_summary=False))
     assert "numbers" in out.getvalue()
     assert "flow 'progress_demo'" not in out.getvalue()
 
@@ -83,7 +83,7 @@ async def test_show_progress_without_summary() -> None:
 def test_summary_table_lists_tasks() -> None:
     result = af.run(make_flow(), {"numbers": {"n": 4}})
     con, out = console()
-    con.print(af.summary_table(result.summary))
+    con.print(af.console.summary_table(result.summary))
     text = out.getvalue()
     assert "flow 'progress_demo'" in text and "ok" in text
     rows = {line.split("│")[1].strip(): line for line in text.splitlines() if line.startswith("│ ")}
@@ -95,7 +95,7 @@ def test_summary_table_lists_tasks() -> None:
 async def test_event_log_writes_every_event_as_a_json_line(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     async with af.open_run(make_flow(), {"numbers": {"n": 300}}) as run:
-        log = af.EventLog(run, path)
+        log = af.console.EventLog(run, path)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(log.write)
             await run.result()
@@ -113,7 +113,7 @@ async def test_event_log_writes_every_event_as_a_json_line(tmp_path: Path) -> No
 async def test_event_log_to_an_open_file() -> None:
     buf = io.StringIO()
     async with af.open_run(make_flow(), {"numbers": {"n": 2}}) as run:
-        log = af.EventLog(run, buf)
+        log = af.console.EventLog(run, buf)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(log.write)
     kinds = [json.loads(line)["kind"] for line in buf.getvalue().splitlines()]
@@ -127,7 +127,7 @@ async def test_observe_combines_progress_event_log_and_monitor(tmp_path: Path) -
     con, out = console()
     path = tmp_path / "ev.jsonl"
     async with af.open_run(make_flow(), {"numbers": {"n": 50}}) as run:
-        async with af.observe(run, events=path, monitor="127.0.0.1:0", console=con, linger=0.1) as server:
+        async with af.console.observe(run, events=path, monitor="127.0.0.1:0", console=con, linger=0.1) as server:
             assert server is not None and server.port > 0
             async with open_websocket_url(server.url) as ws:
                 hello = json.loads(await ws.get_message())
@@ -143,7 +143,7 @@ async def test_observe_combines_progress_event_log_and_monitor(tmp_path: Path) -
 
 async def test_observe_quiet_prints_nothing() -> None:
     con, out = console()
-    async with af.open_run(make_flow(), {"numbers": {"n": 5}}) as run, af.observe(run, quiet=True, console=con):
+    async with af.open_run(make_flow(), {"numbers": {"n": 5}}) as run, af.console.observe(run, quiet=True, console=con):
         await run.result()
     assert out.getvalue() == ""
 
@@ -151,7 +151,7 @@ async def test_observe_quiet_prints_nothing() -> None:
 async def test_observe_passes_body_errors_through_unwrapped() -> None:
     con, _ = console()
     with pytest.raises(KeyError, match="boom"):
-        async with af.open_run(make_flow(), {"numbers": {"n": 5}}) as run, af.observe(run, console=con):
+        async with af.open_run(make_flow(), {"numbers": {"n": 5}}) as run, af.console.observe(run, console=con):
             raise KeyError("boom")
 
 
@@ -179,7 +179,7 @@ async def test_a_source_can_declare_its_total() -> None:
     flow.tasks["numbers"].fn.progress_total = lambda n: n  # type: ignore[attr-defined]
     con, _ = console()
     async with af.open_run(flow, {"numbers": {"n": 40}}) as run:
-        progress = af.ConsoleProgress(run, con)
+        progress = af.console.ConsoleProgress(run, con)
         assert progress._total("numbers", run.summary.tasks) == 40
         assert progress._total("square", run.summary.tasks) == 40  # before the source even started
         async with trio.open_nursery() as nursery:
@@ -189,7 +189,7 @@ async def test_a_source_can_declare_its_total() -> None:
     for bad in ("lots", True, -1, lambda n: 1 / 0):
         flow.tasks["numbers"].fn.progress_total = bad  # type: ignore[attr-defined]
         async with af.open_run(flow, {"numbers": {"n": 2}}) as run:
-            assert af.ConsoleProgress(run, con)._totals == {}
+            assert af.console.ConsoleProgress(run, con)._totals == {}
 
 
 async def test_cli_arguments_feed_observe(tmp_path: Path) -> None:
@@ -204,7 +204,8 @@ async def test_cli_arguments_feed_observe(tmp_path: Path) -> None:
     opts = observe_options(args)
     assert opts["quiet"] is True and opts["monitor"] == "127.0.0.1:0"
     con, out = console()
-    async with af.open_run(make_flow(), {"numbers": {"n": 3}}) as run, af.observe(run, console=con, **opts) as srv:
+    async with af.open_run(make_flow(), {"numbers": {"n": 3}}) as run, \
+            af.console.observe(run, console=con, **opts) as srv:
         assert srv is not None
         await run.result()
     assert "run_finished" in path.read_text().splitlines()[-1]

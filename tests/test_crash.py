@@ -47,7 +47,7 @@ def has_run(store: Path) -> bool:
     if not (store / "data.mdb").exists():
         return False
     try:
-        with af.open_store(store, create=False) as st:
+        with af.store.open_store(store, create=False) as st:
             return st.run_info() is not None
     except af.StoreError:
         return False
@@ -105,7 +105,7 @@ def test_interrupt_checkpoints_and_exits_with_the_signal_code(tmp_path: Path, si
     assert proc.returncode == code, err
     assert f"actorflow resume --store {store}" in err
     assert "Traceback" not in err
-    with af.open_store(store, create=False) as st:
+    with af.store.open_store(store, create=False) as st:
         blob = st.read_checkpoint()
     assert blob is not None
     resumed = subprocess.run(resume_cmd(store), capture_output=True, text=True, env=ENV, timeout=60)

@@ -46,7 +46,8 @@ def total(acc: int, square: int) -> int:
 async def test_dashboard_draws_the_graph_and_live_counts(tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    async with af.open_run(flow) as run, af.open_monitor(run, port=0, token="s3cret", stats_interval=0.1) as mon:
+    async with af.open_run(flow) as run, \
+            af.monitor.open_monitor(run, port=0, token="s3cret", stats_interval=0.1) as mon:
         feed = af.feed(run, "numbers")
 
         async def push(items: list[int]) -> None:
@@ -130,7 +131,7 @@ async def test_dashboard_marks_tasks_that_came_from_the_cache(tmp_path: Path) ->
     await af.run_async(cached, store=tmp_path / "s")
     seen: dict[str, object] = {}
     options = {"added": {"offset": 1}}  # the collector is dirty; the source comes from the cache
-    async with af.open_run(cached, options, store=tmp_path / "s") as run, af.open_monitor(run, port=0) as mon:
+    async with af.open_run(cached, options, store=tmp_path / "s") as run, af.monitor.open_monitor(run, port=0) as mon:
         result = await run.result()
 
         def drive() -> None:

@@ -92,7 +92,7 @@ async def test_feed_refuses_bad_items_and_late_items() -> None:
 
 
 async def test_websocket_round_trip_push_and_subscribe() -> None:
-    async with af.open_run(flow, {"amount": {"price": 10}}) as run, af.open_monitor(run, port=0) as mon:
+    async with af.open_run(flow, {"amount": {"price": 10}}) as run, af.monitor.open_monitor(run, port=0) as mon:
         async with open_websocket_url(mon.url) as ws:
             hello = await recv(ws)
             assert hello["graph"]["tasks"][0]["external"] is True
@@ -124,7 +124,7 @@ async def test_websocket_round_trip_push_and_subscribe() -> None:
 
 
 async def test_wrong_items_are_refused_whole_with_reasons() -> None:
-    async with af.open_run(flow) as run, af.open_monitor(run, port=0) as mon:
+    async with af.open_run(flow) as run, af.monitor.open_monitor(run, port=0) as mon:
         async with open_websocket_url(mon.url) as ws:
             await recv(ws)
             bad = await reply(ws, {"op": "push", "source": "orders",

@@ -4,7 +4,7 @@ import pytest
 import trio
 import trio.testing
 
-from actorflow import Mailbox
+from actorflow.mailbox import Mailbox
 
 
 async def test_batches_come_out_in_order() -> None:

@@ -56,8 +56,9 @@ def finished(msg: dict[str, Any]) -> bool:
 
 
 @asynccontextmanager
-async def monitored(**kwargs: Any) -> AsyncIterator[tuple[af.Run, af.MonitorServer]]:
-    async with af.open_run(flow, {"square": {"offset": 1}}) as run, af.open_monitor(run, port=0, **kwargs) as mon:
+async def monitored(**kwargs: Any) -> AsyncIterator[tuple[af.Run, af.monitor.MonitorServer]]:
+    async with af.open_run(flow, {"square": {"offset": 1}}) as run, \
+            af.monitor.open_monitor(run, port=0, **kwargs) as mon:
         yield run, mon
 
 
@@ -76,7 +77,7 @@ async def test_graph_on_connect() -> None:
         await until(ws, finished)
     assert ws.subprotocol is None
     assert hello["type"] == "hello"
-    assert hello["protocol"] == af._monitor.PROTOCOL_VERSION
+    assert hello["protocol"] == af.monitor.PROTOCOL_VERSION
     assert hello["run_id"] == run.run_id
     assert hello["encoding"] == "json"
     graph = hello["graph"]
@@ -187,7 +188,7 @@ async def test_checkpoint_now_without_a_store_is_an_error_message() -> None:
 async def test_checkpoint_now_with_a_store(tmp_path: Any) -> None:
     store = tmp_path / "run.lmdb"
     async with af.open_run(flow, store=str(store), checkpoint_every=None) as run:
-        async with af.open_monitor(run, port=0) as mon, open_websocket_url(mon.url) as ws:
+        async with af.monitor.open_monitor(run, port=0) as mon, open_websocket_url(mon.url) as ws:
             await recv(ws)
             await push(run, [1, 2], close=False)
             reply = await ask(ws, {"op": "checkpoint-now"})
@@ -287,10 +288,10 @@ async def test_token_is_required_when_set() -> None:
 async def test_non_loopback_bind_needs_a_token() -> None:
     async with af.open_run(flow) as run:
         with pytest.raises(af.ActorflowError, match="without a token"):
-            async with af.open_monitor(run, host="0.0.0.0", port=0):
+            async with af.monitor.open_monitor(run, host="0.0.0.0", port=0):
                 pass
         with pytest.raises(af.ActorflowError, match="non-empty string"):
-            async with af.open_monitor(run, port=0, token=""):
+            async with af.monitor.open_monitor(run, port=0, token=""):
                 pass
         await push(run, [])
 
@@ -369,7 +370,7 @@ async def test_a_loopback_monitor_only_answers_for_localhost() -> None:
 
 async def test_serve_monitor_in_a_nursery() -> None:
     async with af.open_run(flow) as run, trio.open_nursery() as nursery:
-        server = await nursery.start(af.serve_monitor, run, "127.0.0.1", 0)
+        server = await nursery.start(af.monitor.serve_monitor, run, "127.0.0.1", 0)
         assert server.url == f"ws://127.0.0.1:{server.port}/"
         async with open_websocket_url(server.url) as ws:
             assert (await recv(ws))["run_id"] == run.run_id
@@ -387,7 +388,7 @@ async def test_a_client_that_stops_reading_cannot_hold_the_run() -> None:
         return acc + 1
 
     n = 20_000
-    async with af.open_run(big) as run, af.open_monitor(run, port=0) as mon:
+    async with af.open_run(big) as run, af.monitor.open_monitor(run, port=0) as mon:
         async with open_websocket_url(mon.url) as ws:
             await recv(ws)
             assert (await ask(ws, {"op": "subscribe", "task": "lines"}))["type"] == "ack"

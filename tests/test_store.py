@@ -30,7 +30,7 @@ def test_new_store_records_kind_schema_and_run(tmp_path: Path) -> None:
     store = tmp_path / "s"
     result = af.run(small_flow(), {"numbers": {"n": 10}}, store=store, meta={"pipeline": "p.py"})
     assert result["total"] == 45
-    with af.open_store(store, create=False) as st:
+    with af.store.open_store(store, create=False) as st:
         info = st.run_info()
         assert info is not None
         assert info["flow"] == "small" and info["pipeline"] == "p.py"
@@ -41,7 +41,7 @@ def test_new_store_records_kind_schema_and_run(tmp_path: Path) -> None:
 
 def test_checkpoints_are_msgpack_not_pickle(tmp_path: Path) -> None:
     af.run(small_flow(), store=tmp_path / "s")
-    with af.open_store(tmp_path / "s") as st:
+    with af.store.open_store(tmp_path / "s") as st:
         blob = st.read_checkpoint()
     assert blob is not None and not blob.startswith(b"\x80")  # pickle protocol marker
     import msgpack
@@ -92,7 +92,7 @@ def test_other_schema_version_is_refused(tmp_path: Path) -> None:
         txn.put(b"schema", str(SCHEMA_VERSION + 1).encode(), db=meta)
     env.close()
     with pytest.raises(af.StoreError, match=rf"schema version {SCHEMA_VERSION + 1}"):
-        af.open_store(tmp_path / "s")
+        af.store.open_store(tmp_path / "s")
 
 
 def test_changed_options_or_graph_cannot_resume(tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ def test_changed_options_or_graph_cannot_resume(tmp_path: Path) -> None:
 
 
 def test_map_full_gives_a_clear_error_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
-    store = af.open_store(tmp_path / "s", map_size=256 * 1024)
+    store = af.store.open_store(tmp_path / "s", map_size=256 * 1024)
     try:
         store.write_checkpoint(b"good" * 10, [])
         with pytest.raises(af.StoreError, match=r"is full .* last good checkpoint is intact"):
@@ -132,7 +132,7 @@ def test_map_full_during_a_run_fails_it_clearly(tmp_path: Path) -> None:
     def everything(blobs: list[bytes]) -> int:
         return len(blobs)
 
-    store = af.open_store(tmp_path / "s", map_size=512 * 1024)
+    store = af.store.open_store(tmp_path / "s", map_size=512 * 1024)
     try:
         with pytest.raises(af.StoreError, match="is full"):
             af.run(flow, store=store)

@@ -159,7 +159,7 @@ def test_an_unencodable_product_fails_the_run_with_a_store_error(tmp_path: Path)
 
     with pytest.raises(af.StoreError, match=r"task 'things' .*cannot encode a Thing.*attrs class or a dataclass"):
         af.run(flow, store=tmp_path / "s")
-    with af.open_store(tmp_path / "s", create=False) as st:
+    with af.store.open_store(tmp_path / "s", create=False) as st:
         assert st.read_checkpoint() is None  # nothing half written
 
 
@@ -203,7 +203,7 @@ async def test_an_unencodable_queued_item_fails_the_run_and_keeps_the_last_check
     assert "mailbox 'pair.things'" in message and "cannot encode a Thing" in message
     assert "attrs class or a dataclass" in message
     assert written and run.status == "failed"
-    with af.open_store(tmp_path / "s", create=False) as st:
+    with af.store.open_store(tmp_path / "s", create=False) as st:
         blob = st.read_checkpoint()
     assert blob is not None
     doc = msgpack.unpackb(blob, raw=False, strict_map_key=False)
@@ -234,7 +234,7 @@ def test_an_unencodable_item_at_sigint_exits_2_with_the_store_error(tmp_path: Pa
 
 
 def _damage(store: Path, change: Any) -> None:
-    with af.open_store(store, create=False) as st:
+    with af.store.open_store(store, create=False) as st:
         blob = st.read_checkpoint()
         assert blob is not None
         doc = msgpack.unpackb(blob, raw=False, strict_map_key=False)
@@ -301,7 +301,7 @@ def test_a_damaged_checkpoint_is_refused_by_a_new_run_too(tmp_path: Path) -> Non
 def test_set_run_info_is_one_transaction(tmp_path: Path) -> None:
     store = tmp_path / "s"
     af.run(small_flow(), store=store)
-    with af.open_store(store, create=False) as st:
+    with af.store.open_store(store, create=False) as st:
         st.write_dead_letters([{"task": "total", "seq": 1, "item": 1, "error": "E", "time": 0.0}])
         assert st.read_checkpoint() is not None and list(st.dead_letters())
         before = st.env.info()["last_txnid"]

@@ -278,7 +278,7 @@ def test_dead_letters_reach_the_store_even_when_the_run_fails(tmp_path: Any) -> 
 
     with pytest.raises(af.TaskFailed, match="four breaks the run"):
         af.run(flow, store=tmp_path / "s", checkpoint_every=None)
-    with af.open_store(tmp_path / "s") as st:
+    with af.store.open_store(tmp_path / "s") as st:
         letters = list(st.dead_letters())
     assert [(d["task"], d["seq"], d["item"], d["error"]) for d in letters] == [
         ("picky", 1, 1, "ValueError: one is bad")

@@ -1,0 +1,293 @@
+"""A run's counters in the Prometheus text exposition format (version 0.0.4), written by hand.
+
+:class:`MetricsCollector` reads two things: the run's own counters, read at each scrape (items
+in and out, time, status, queued items, busy time), and the run's event stream for what only
+events carry (failures, retries, restarts, dead letters, checkpoints and their duration, cache
+hits and misses). The monitor serves it at ``GET /metrics``; a service that embeds a run mounts
+:meth:`MetricsCollector.render` on its own server, or serves :meth:`MetricsCollector.handle` with
+``trio.serve_tcp``.
+
+Only lifecycle events are counted, and those are never dropped, so the figures are exact as long as
+the collector was created right after :func:`~actorflow.open_run` (as every observer is).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, final
+from urllib.parse import urlsplit
+
+import attrs
+import trio
+
+from . import _events as ev
+from ._monitor_http import read_request, respond, token_ok
+
+if TYPE_CHECKING:
+    from ._run import Run
+
+#: The ``Content-Type`` of :meth:`MetricsCollector.render`'s text.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: The path the monitor (and :meth:`MetricsCollector.handle`) serves the metrics on.
+METRICS_PATH = "/metrics"
+
+
+@attrs.define
+class _TaskCounts:
+    failures: int = 0
+    retries: int = 0
+    restarts: int = 0
+    dead_letters: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+
+@attrs.frozen
+class Metric:
+    """One metric family of the exposition: its name, type, help text and samples.
+
+    Attributes:
+        name: the metric's name (``actorflow_...``; counters end in ``_total``).
+        type: ``"counter"``, ``"gauge"`` or ``"summary"``.
+        help: one line saying what it measures.
+        samples: ``(suffix, labels, value)`` triples; *suffix* is ``""`` or, for a summary,
+            ``"_sum"`` / ``"_count"``.
+    """
+
+    name: str
+    type: str
+    help: str
+    samples: tuple[tuple[str, tuple[tuple[str, str], ...], float], ...]
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def exposition(metrics: Iterable[Metric]) -> str:
+    """*metrics* in the Prometheus text format (``# HELP``, ``# TYPE``, one line per sample)."""
+    lines: list[str] = []
+    for m in metrics:
+        lines.append(f"# HELP {m.name} {_escape_help(m.help)}")
+        lines.append(f"# TYPE {m.name} {m.type}")
+        for suffix, labels, value in m.samples:
+            text = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
+            labelled = f"{{{text}}}" if text else ""
+            lines.append(f"{m.name}{suffix}{labelled} {_number(value)}")
+    return "\n".join(lines) + "\n"
+
+
+@final
+class MetricsCollector:
+    """Prometheus metrics of one run. Get it with :func:`actorflow.metrics.collector`.
+
+    Create it right after entering :func:`~actorflow.open_run` (it subscribes to the run's events
+    at once), then either run :meth:`watch` in a nursery (it counts events as they come and
+    returns when the run ends) or just call :meth:`render` now and then: it first counts the
+    events that arrived since the last call.
+
+    Example:
+        async with af.open_run(flow) as run:
+            metrics = af.metrics.collector(run)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(metrics.watch)
+                await nursery.start(trio.serve_tcp, metrics.handle, 9464)   # GET /metrics
+                await run.result()
+                nursery.cancel_scope.cancel()
+    """
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        # Batch events are not counted, so few need be kept: a reader behind by 64 drops them.
+        self._events = run.events(maxlen=64)
+        self._tasks = {name: _TaskCounts() for name in run.graph.tasks}
+        self.checkpoints = 0
+        self.checkpoint_pause_seconds = 0.0
+        self.checkpoint_write_seconds = 0.0
+        self.checkpoint_bytes = 0
+
+    # -- counting events ---------------------------------------------------------------------
+
+    def _count(self, event: ev.Event) -> None:
+        task = getattr(event, "task", None)
+        counts = self._tasks.get(task) if isinstance(task, str) else None
+        if isinstance(event, ev.CheckpointWritten):
+            self.checkpoints += 1
+            self.checkpoint_pause_seconds += event.pause_seconds
+            self.checkpoint_write_seconds += event.write_seconds
+            self.checkpoint_bytes = event.size_bytes
+        elif counts is None:
+            return
+        elif isinstance(event, ev.ItemRetried):
+            counts.retries += 1
+            counts.failures += 1
+        elif isinstance(event, ev.ActorRestarted):
+            counts.restarts += 1
+            counts.failures += 1
+        elif isinstance(event, ev.DeadLettered):
+            counts.dead_letters += 1
+            counts.failures += 1
+        elif isinstance(event, ev.TaskErrored):
+            counts.failures += 1
+        elif isinstance(event, ev.CacheHit):
+            counts.cache_hits += 1
+        elif isinstance(event, ev.CacheMiss):
+            counts.cache_misses += 1
+
+    def _drain(self) -> None:
+        while (event := self._events.get_nowait()) is not None:
+            self._count(event)
+
+    async def watch(self) -> None:
+        """Count the run's events as they come; returns once the run has ended."""
+        async for event in self._events:
+            self._count(event)
+
+    def close(self) -> None:
+        """Stop reading the run's events (the run's own counters can still be rendered)."""
+        self._drain()
+        self._events.close()
+
+    # -- the exposition ------------------------------------------------------------------------
+
+    def _queued(self) -> dict[str, int]:
+        """Items waiting in each task's inbox mailboxes."""
+        queued = dict.fromkeys(self._tasks, 0)
+        for box, reader, _port in self.run.runtime.mailboxes.values():
+            queued[reader.name] = queued.get(reader.name, 0) + len(box)
+        return queued
+
+    def metrics(self) -> list[Metric]:
+        """The metric families as values (what :meth:`render` writes out)."""
+        self._drain()
+        run = self.run
+        summary = run.summary
+        flow = ("flow", summary.flow)
+        queued = self._queued()
+        actors: Mapping[str, Any] = run.actors
+        per_task: dict[str, list[tuple[str, tuple[tuple[str, str], ...], float]]] = {}
+
+        def add(name: str, task: str, value: float) -> None:
+            per_task.setdefault(name, []).append(("", (flow, ("task", task)), value))
+
+        for name, t in summary.tasks.items():
+            counts = self._tasks.get(name, _TaskCounts())
+            actor = actors.get(name)
+            add("items_in", name, t.items_in)
+            add("items_out", name, t.items_out)
+            add("failures", name, counts.failures)
+            add("retries", name, counts.retries)
+            add("restarts", name, counts.restarts)
+            add("dead_letters", name, counts.dead_letters)
+            add("queue", name, queued.get(name, 0))
+            add("busy", name, float(getattr(actor, "busy_time", t.elapsed)))
+            add("elapsed", name, t.elapsed)
+            add("hits", name, counts.cache_hits)
+            add("misses", name, counts.cache_misses)
+            add("running", name, t.status == "running")
+
+        def task_metric(key: str, metric: str, kind: str, text: str) -> Metric:
+            return Metric(metric, kind, text, tuple(per_task.get(key, ())))
+
+        run_labels = (flow,)
+        return [
+            Metric("actorflow_run_info", "gauge", "The run being measured: 1, labelled with its id and status.",
+                   (("", (flow, ("run_id", summary.run_id), ("status", summary.status)), 1),)),
+            Metric("actorflow_run_elapsed_seconds", "gauge", "Seconds since the run started (its duration once ended).",
+                   (("", run_labels, summary.elapsed),)),
+            Metric("actorflow_run_paused", "gauge", "1 while the run is paused.", (("", run_labels, run.paused),)),
+            task_metric("items_in", "actorflow_task_items_in_total", "counter",
+                        "Items a task received (for a source: items it produced)."),
+            task_metric("items_out", "actorflow_task_items_out_total", "counter", "Items a task sent downstream."),
+            task_metric("failures", "actorflow_task_failures_total", "counter",
+                        "Times a task's code raised on an item, whatever its policy then did."),
+            task_metric("retries", "actorflow_task_retries_total", "counter",
+                        "Items tried again under a Retry policy."),
+            task_metric("restarts", "actorflow_task_restarts_total", "counter",
+                        "Times the task's actor was restarted under a Restart policy."),
+            task_metric("dead_letters", "actorflow_task_dead_letters_total", "counter",
+                        "Items set aside as dead letters."),
+            task_metric("queue", "actorflow_task_queue_depth", "gauge", "Items waiting in the task's inbox mailboxes."),
+            task_metric("busy", "actorflow_task_busy_seconds_total", "counter",
+                        "Seconds the task spent processing batches (its code running)."),
+            task_metric("elapsed", "actorflow_task_elapsed_seconds", "gauge",
+                        "Seconds from the task's start to its end (or to now while it runs)."),
+            task_metric("running", "actorflow_task_running", "gauge", "1 while the task is running."),
+            task_metric("hits", "actorflow_cache_hits_total", "counter",
+                        "Cache hits: the task's products came from the cache and its code did not run."),
+            task_metric("misses", "actorflow_cache_misses_total", "counter",
+                        "Cache misses: the task ran and its products are cached."),
+            Metric("actorflow_checkpoints_total", "counter", "Checkpoints written to the run's store.",
+                   (("", run_labels, self.checkpoints),)),
+            Metric("actorflow_checkpoint_pause_seconds", "summary",
+                   "Seconds the actors were held for a checkpoint (the consistent cut).",
+                   (("_sum", run_labels, self.checkpoint_pause_seconds), ("_count", run_labels, self.checkpoints))),
+            Metric("actorflow_checkpoint_write_seconds", "summary",
+                   "Seconds spent writing a checkpoint to the store (in a worker thread; actors keep running).",
+                   (("_sum", run_labels, self.checkpoint_write_seconds), ("_count", run_labels, self.checkpoints))),
+            Metric("actorflow_checkpoint_last_size_bytes", "gauge", "Size of the last checkpoint written.",
+                   (("", run_labels, self.checkpoint_bytes),)),
+        ]
+
+    def render(self) -> str:
+        """Every metric in the Prometheus text format (serve it with :data:`CONTENT_TYPE`)."""
+        return exposition(self.metrics())
+
+    async def handle(self, stream: trio.abc.Stream, token: str | None = None) -> None:
+        """Answer one HTTP connection: ``GET /metrics`` (``HEAD`` too) with :meth:`render`.
+
+        A stream handler for ``trio.serve_tcp(collector.handle, port)``. With *token*, a request
+        must offer it (``Authorization: Bearer``, ``?token=``), as the monitor asks.
+        """
+        async with stream:
+            head = await read_request(stream)
+            if head is None:
+                return
+            conn, request, _ = head
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
+            target = request.target.decode("latin-1")
+            if urlsplit(target).path != METRICS_PATH:
+                await respond(stream, conn, 404, f"not found: {urlsplit(target).path}\n".encode())
+                return
+            await answer(self, stream, conn, request.method, target, headers, token)
+
+
+async def answer(
+    collector: MetricsCollector,
+    stream: trio.abc.Stream,
+    conn: Any,
+    method: bytes,
+    target: str,
+    headers: dict[str, str],
+    token: str | None,
+) -> None:
+    """Answer a request for :data:`METRICS_PATH` on *conn* (405 for other methods, 401 without the token)."""
+    if method not in (b"GET", b"HEAD"):
+        await respond(stream, conn, 405, b"only GET is served here\n", extra=[("allow", "GET, HEAD")])
+    elif not token_ok(token, target, headers):
+        await respond(stream, conn, 401, b"these metrics need a token (Authorization: Bearer or ?token=)\n")
+    else:
+        body = collector.render().encode()
+        await respond(stream, conn, 200, body, CONTENT_TYPE, head_only=method == b"HEAD")
+
+
+def collector(run: Run) -> MetricsCollector:
+    """A :class:`MetricsCollector` for *run*; create it right after entering :func:`~actorflow.open_run`."""
+    return MetricsCollector(run)
