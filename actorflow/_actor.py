@@ -90,7 +90,8 @@ class Actor:
         #: While a batch is processed: when it started and its sequence numbers (for slow-item reports).
         self.batch_started = 0.0
         self.batch_seqs: list[Any] = []
-        self.slow_reported = 0.0
+        #: (batch start, item index) of the last slow item reported, so each is reported once.
+        self.slow_reported: tuple[float, int] = (0.0, 0)
         self._yielded = perf_counter()
         classes = spec.out_classes
         self._classes = classes
@@ -243,12 +244,12 @@ class Actor:
         self.batch_started = 0.0
         self.busy_time += elapsed
         self.sizer.adjust(len(batch[1]), elapsed)
-        if elapsed >= self.run.slow_item and self.slow_reported < t0 and batch[0] and not self.spec.is_async:
-            self.report_slow(batch[0][0], elapsed, t0)
+        if elapsed >= self.run.slow_item and self.slow_reported[0] != t0 and batch[0] and not self.spec.is_async:
+            self.report_slow(batch[0][0], elapsed, (t0, 0))
 
-    def report_slow(self, seq: Any, seconds: float, since: float) -> None:
-        """Publish that the item *seq* has run (or ran) *seconds* (*since*: when it started; reported once)."""
-        self.slow_reported = since
+    def report_slow(self, seq: Any, seconds: float, key: tuple[float, int]) -> None:
+        """Publish that the item *seq* has run (or ran) *seconds* (*key*: which item, so it is reported once)."""
+        self.slow_reported = key
         self.run.bus.publish(ev.ItemSlow(run_id=self.run.run_id, task=self.name, seq=seq, seconds=seconds))
 
     async def apply_policy(self, seq: Any, item: Any, exc: Exception, attempt: int) -> bool:

@@ -18,7 +18,6 @@ import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import aclosing, contextmanager
 from operator import length_hint
-from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._calls import bind, instance_of, item_caller, step_caller
@@ -29,6 +28,10 @@ if TYPE_CHECKING:
     from ._spec import TaskDef
 
 Batch = tuple[list[Any], list[Any]]
+
+
+def _zero() -> int:
+    return 0
 
 
 def child_seq(seq: Any, j: int) -> Any:
@@ -182,14 +185,9 @@ class ItemLoop:
         self.with_seq = spec.seq_param is not None
         #: Generator task: item seq -> children emitted before a resume or retry (skipped when re-run).
         self.skip_children: dict[Any, int] = {}
-        #: The item an async handler is awaiting, and since when (for slow-item reports; 0.0: none).
-        self.current: Any = None
-        self.item_started = 0.0
-
-    def started(self, seq: Any) -> None:
-        """An async call on item *seq* begins (sync calls are timed per batch, not per item)."""
-        self.current = seq
-        self.item_started = perf_counter()
+        #: The index in the current batch of the item being processed (read by the slow-item watch
+        #: while an async handler awaits; costs nothing per item: it is the length of the output).
+        self.position: Callable[[], int] = _zero
 
     async def recover(self, seq: Any, item: Any, exc: Exception, attempt: int) -> bool:
         """The policy's answer for one failed item: True to call it again, False to go on without it.
@@ -233,17 +231,16 @@ class ItemLoop:
                 rest = seqs if pos == 0 else seqs[pos:]
                 if self.is_async:
                     for x, s in zip(todo, rest, strict=True):
-                        self.started(s)
                         out.append(await call(x, s))
                 else:
                     out.extend(map(call, todo, rest))  # a C loop; on an error `out` keeps what was done
             elif self.is_async:
-                for i, x in enumerate(todo, pos):
-                    self.started(seqs[i])
+                for x in todo:
                     out.append(await call(x))
             else:
                 out.extend(map(call, todo))
 
+        self.position = out.__len__
         await self._retrying(seqs, items, run_from, out.__len__, lambda _: out.append(SKIP))
         return out
 
@@ -257,7 +254,6 @@ class ItemLoop:
             if self.is_async:
                 for i in range(pos, len(items)):
                     state[1] = i
-                    self.started(seqs[i])
                     acc = state[0] = await step(acc, items[i])
                 return
             rest = iter(items[pos:] if pos else items)
@@ -270,6 +266,7 @@ class ItemLoop:
             finally:
                 state[0] = acc
 
+        self.position = lambda: state[1]
         await self._retrying(seqs, items, run_from, lambda: state[1], lambda _: None)
         return state[0]
 

@@ -119,22 +119,28 @@ class Supervisor:
     async def watch_slow_items(self) -> None:
         """Report items that have run longer than the run's ``slow_item`` seconds (until cancelled).
 
-        An async handler is seen while it runs; a sync one blocks the loop, so it is reported when its
-        batch ends (batches of slow handlers shrink to one item, so the item is named exactly).
+        An async handler is seen while it awaits: the watch samples which item each actor is on and
+        reports one it has found on the same item for ``slow_item`` seconds. A sync handler blocks the
+        loop, so it is reported when its batch ends (batches of slow handlers shrink to one item, so
+        the item is named exactly).
         """
         run = self.run
         limit = run.slow_item
+        seen: dict[str, tuple[float, int, float]] = {}  # task -> (batch start, item index, first seen)
         while True:
-            await trio.sleep(limit / 2)
+            await trio.sleep(limit / 4)
             now = time.perf_counter()
-            for actor in run.actors.values():
+            for name, actor in run.actors.items():
                 if not actor.batch_started or actor.loop is None:
+                    seen.pop(name, None)
                     continue
-                loop = actor.loop
-                started = loop.item_started if loop.item_started >= actor.batch_started else actor.batch_started
-                if now - started >= limit and actor.slow_reported != started:
-                    seq = loop.current if started == loop.item_started else actor.batch_seqs[0]
-                    actor.report_slow(seq, now - started, started)
+                at = actor.loop.position()
+                prev = seen.get(name)
+                if prev is None or prev[:2] != (actor.batch_started, at):
+                    seen[name] = (actor.batch_started, at, now)
+                elif now - prev[2] >= limit and actor.slow_reported != (actor.batch_started, at):
+                    seqs = actor.batch_seqs
+                    actor.report_slow(seqs[min(at, len(seqs) - 1)], now - prev[2], (actor.batch_started, at))
 
     async def relieve_stalls(self) -> None:
         """Whenever the whole run stands still with a zip stalled, make that zip spill (until cancelled)."""
