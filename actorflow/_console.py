@@ -196,6 +196,11 @@ class ConsoleProgress:
                 async for event in self.events:
                     if isinstance(event, ev.TaskErrored):
                         self.failures.append(f"task {event.task!r} failed at item {event.seq!r}: {event.error}")
+                    elif isinstance(event, ev.ItemSlow):
+                        self.progress.console.print(Text(
+                            f"task {event.task!r}: item {event.seq!r} has been running {event.seconds:.1f}s",
+                            style="yellow",
+                        ))
                     if isinstance(event, ev.TaskStarted | ev.TaskFinished | ev.TaskErrored | ev.RunFinished):
                         self.update()
                 nursery.cancel_scope.cancel()

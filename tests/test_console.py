@@ -72,6 +72,28 @@ async def test_progress_reports_a_failure() -> None:
     assert "ValueError: bad number 3" in text
 
 
+async def test_progress_shows_a_slow_item() -> None:
+    con, out = console()
+    flow = af.Flow("slow_console")
+
+    @flow.source
+    def numbers(n: int = 4) -> af.Stream[int]:
+        yield from range(n)
+
+    @flow.task
+    async def wait(numbers: int) -> int:
+        if numbers == 2:
+            await trio.sleep(0.1)
+        return numbers
+
+    async with af.open_run(flow, slow_item=0.03) as run:
+        progress = af.console.ConsoleProgress(run, con)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(progress.watch)
+            await run.result()
+    assert "task 'wait': item 2 has been running" in out.getvalue()
+
+
 async def test_show_progress_without_summary() -> None:
     con, out = console()
     async with af.open_run(make_flow(), {"numbers": {"n": 3}}) as run, trio.open_nursery() as nursery:

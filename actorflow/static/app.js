@@ -151,8 +151,9 @@ function logEvent(ev) {
   const list = document.getElementById("events");
   const when = new Date(ev.time * 1000).toLocaleTimeString();
   const what = ev.task ? `${ev.kind} ${ev.task}` : `${ev.kind}${ev.status ? " " + ev.status : ""}`;
-  const li = el("li", { class: ev.kind === "task_failed" ? "failed" : "" },
-    `${when} ${what}${ev.error ? ": " + ev.error : ""}`);
+  const slow = ev.kind === "item_slow" ? ` item ${JSON.stringify(ev.seq)} running ${ev.seconds.toFixed(1)}s` : "";
+  const li = el("li", { class: ev.kind === "task_failed" ? "failed" : ev.kind === "item_slow" ? "slow" : "" },
+    `${when} ${what}${slow}${ev.error ? ": " + ev.error : ""}`);
   list.prepend(li);
   while (list.children.length > MAX_EVENTS) list.lastChild.remove();
   if (ev.task && state.tasks.has(ev.task)) {
