@@ -62,7 +62,9 @@ def _c(key: str, n: int) -> bytes:
 def encode_chunk(seqs: list[Any], items: list[Any]) -> bytes:
     """One recorded batch as msgpack (consecutive integer seqs shrink to their first)."""
     s0 = seqs[0]
-    if type(s0) is int and seqs[-1] - s0 == len(seqs) - 1 and seqs == list(range(s0, s0 + len(seqs))):
+    if isinstance(seqs, range) or (
+        type(s0) is int and seqs[-1] - s0 == len(seqs) - 1 and seqs == list(range(s0, s0 + len(seqs)))
+    ):
         return pack([s0, items])
     return pack([[list(s) if isinstance(s, tuple) else s for s in seqs], items])
 

@@ -42,10 +42,12 @@ class ZipInbox:
         self._maps: list[dict[Any, Any]] = [{} for _ in boxes]
         self._finished = False
         self._on_stall = on_stall
+        #: Set by :meth:`spill`: drain without limit until the lagging input catches up.
+        self._spilling = False
 
     def _drain(self, spill: bool = False) -> None:
         for box, buf, pending in zip(self.boxes, self._bufs, self._maps, strict=True):
-            while spill or len(buf) + len(pending) < self._limit:
+            while spill or self._spilling or len(buf) + len(pending) < self._limit:
                 b = box.get_nowait()
                 if b is None:
                     break
@@ -104,6 +106,8 @@ class ZipInbox:
         self._drain()
         limit = min(max_items, self.batch_size) if max_items > 0 else self.batch_size
         batch = self._match_ordered(limit) if self.ordered else self._match_unordered()
+        if self._spilling and batch[1] and all(len(b) < self._limit for b in self._bufs):
+            self._spilling = False  # the lagging input caught up: back to bounded draining
         return batch if batch[1] else None
 
     def ended(self) -> bool:
@@ -126,7 +130,8 @@ class ZipInbox:
             await self.lot.park()
 
     def spill(self) -> None:
-        """Take everything queued for every input, whatever the limit (see the module docstring)."""
+        """Take everything queued for every input, whatever the limit, until the lagging input catches up."""
+        self._spilling = True
         self._drain(spill=True)
         self.lot.unpark_all()
 
