@@ -21,9 +21,9 @@ import trio
 
 from . import _events as ev
 from ._cache_run import CacheRole
-from ._codec import plain_batch, restore, restore_items, seq_from_plain
+from ._codec import pack, plain_batch, restore, restore_items, seq_from_plain
 from ._context import context_for, redact, scrub
-from ._errors import ItemFailure, MailboxTypeError, TaskFailed
+from ._errors import ItemFailure, MailboxTypeError, StoreError, TaskFailed
 from ._inbox import ZipInbox
 from ._loop import BatchSizer, Handler, ItemLoop
 from ._mailbox import Batch, Mailbox
@@ -98,6 +98,8 @@ class Actor:
         self._named = spec.out_type if isinstance(spec.out_type, NamedType) else None
         self._allowed: set[type] = set(classes) if classes is not None else set()
         self._allowed.add(_Skip)
+        #: Undeclared output type and a store: each new type is checked to be storable when it first appears.
+        self._check_storable = classes is None and self._named is None and run.supervisor.store is not None
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -167,6 +169,11 @@ class Actor:
                 else:
                     bad = next(i for i, x in enumerate(items) if type(x) is t)
                     raise self.type_error(items[bad], seqs[bad])
+        elif self._check_storable:
+            for t in seen - self._allowed:
+                first = next(i for i, x in enumerate(items) if type(x) is t)
+                self.check_storable(items[first], seqs[first])
+                self._allowed.add(t)
         if self._named is not None:
             for s, x in zip(seqs, items, strict=True):
                 self.check_named(x, s)
@@ -183,6 +190,22 @@ class Actor:
                 expected = " | ".join(c.__qualname__ for c in accepts)
                 raise MailboxTypeError(self.run.flow_name, task, port, expected, t.__qualname__, seqs[bad])
 
+    def check_storable(self, value: Any, seq: Any) -> None:
+        """An output of a type not seen before, from a task that declares none: can a checkpoint hold it?
+
+        Raises:
+            ItemFailure: it cannot (a :class:`StoreError` naming the task, the item and the type).
+        """
+        try:
+            pack(value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            item = "its product" if seq is None else f"item {seq}"
+            error = StoreError(
+                f"task {self.name!r}, {item}: a value of type {type(value).__qualname__} cannot be stored in a "
+                f"checkpoint ({exc}); return plain data, an attrs class or a dataclass"
+            )
+            raise ItemFailure(seq, error) from exc
+
     def check_named(self, value: Any, seq: Any) -> None:
         """Run a named output type's checks on one value."""
         assert self._named is not None
@@ -197,6 +220,8 @@ class Actor:
         """Check a final product against the declared type (named types included)."""
         if self._classes is not None and not isinstance(value, self._classes):
             raise self.type_error(value, None)
+        if self._check_storable and type(value) not in self._allowed:
+            self.check_storable(value, None)
         if self._named is not None:
             self.check_named(value, None)
 

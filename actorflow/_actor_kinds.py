@@ -241,6 +241,7 @@ class TaskActor(Actor):
         self.batch_event(0, len(items))
         self.eos_done = True
         await self.send(seqs, items)
+
     def _advance(self, batch: Batch) -> None:
         if self.spec.ordered and batch[0] and not self.spec.is_generator:
             self.advance(batch[0][-1])

@@ -17,9 +17,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._codec import EncodeError, pack, plain_batch, restore_items, seq_from_plain, unpack
+from ._codec import EncodeError, pack, plain_batch, restore_items, seq_from_plain, storable_problem, unpack
 from ._errors import ResumeError, StoreError
 from ._store import Store, open_store
+from ._typing import type_name
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -86,6 +87,7 @@ _PARTS = {
     "accs": "its accumulators",
     "tokens": "its prepared transactions",
     "last_in": "its last input's sequence number",
+    "attrs": "its task instance's public attributes (end_of_stream state; name private ones with _)",
 }
 
 
@@ -140,6 +142,27 @@ def _apply(run: Runtime, doc: dict[str, Any]) -> int:
     for name, st in doc["actors"].items():  # after the mailboxes: an actor may put a batch back in front
         run.actors[name].restore(st)
     return queued
+
+
+def check_storable(graph: Any) -> None:
+    """With a store, refuse before any task runs a graph whose declared item or product types cannot be stored.
+
+    Raises:
+        StoreError: naming every task and type that msgpack (with cattrs) cannot hold.
+    """
+    problems = []
+    for spec in graph.tasks.values():
+        if spec.kind in ("sink", "input") and not spec.streaming:
+            continue
+        why = storable_problem(spec.out_type)
+        if why is not None:
+            what = "items" if spec.streaming else "a product"
+            problems.append(f"task {spec.name!r} produces {what} of type {type_name(spec.out_type)}: {why}")
+    if problems:
+        raise StoreError(
+            f"flow {graph.name!r}: a run with a store checkpoints every item and product, and these cannot be "
+            f"stored with msgpack/cattrs: {'; '.join(problems)}. Use plain data, attrs classes or dataclasses"
+        )
 
 
 def open_for_run(

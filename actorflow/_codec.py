@@ -7,16 +7,21 @@ structures the plain data back into it (``Path``, attrs classes, enums, tuplesâ€
 
 from __future__ import annotations
 
+import collections.abc as abc
+import dataclasses
 import datetime as dt
 import enum
 import pathlib
-from typing import Any
+import types
+import typing
+from typing import Any, TypeVar, Union
 
 import attrs
 import msgpack
 
 from ._convert import converter
-from ._typing import runtime_classes
+from ._file import File
+from ._typing import _strip, inspect_empty, runtime_classes, type_name
 
 
 class EncodeError(TypeError):
@@ -37,6 +42,58 @@ def _default(value: Any) -> Any:
     if hasattr(value, "__dataclass_fields__"):
         return converter.unstructure(value)
     raise EncodeError(f"cannot encode a {type(value).__qualname__} with msgpack: {value!r:.80}")
+
+
+#: Classes whose values msgpack holds (through :func:`_default` for the last ones).
+_PLAIN = (type(None), bool, int, float, str, bytes, bytearray, list, tuple, set, frozenset, dict,
+          pathlib.PurePath, enum.Enum, dt.datetime, dt.date, dt.time, File)
+_CONTAINERS = (list, tuple, set, frozenset, dict, abc.Sequence, abc.MutableSequence, abc.Mapping,
+               abc.MutableMapping, abc.Set, abc.MutableSet, abc.Collection)
+
+
+def storable_problem(tp: Any, _seen: set[type] | None = None) -> str | None:
+    """Why values of the declared type *tp* cannot be stored (None: they can, or *tp* declares nothing).
+
+    Plain data, containers of storable types, unions of them, enums, paths, dates, attrs classes and
+    dataclasses whose fields are storable can; ``Any``, a missing annotation or a TypeVar declare
+    nothing (their values are checked when they appear, see ``Actor.check``).
+    """
+    tp = _strip(tp)
+    if tp is Any or tp is object or tp is None or tp is inspect_empty or isinstance(tp, TypeVar):
+        return None
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return None
+    if origin is not None:
+        if origin in (Union, types.UnionType) or origin in _CONTAINERS:
+            for arg in typing.get_args(tp):
+                if arg is not Ellipsis and (why := storable_problem(arg, _seen)) is not None:
+                    return why
+            return None
+        return f"{type_name(tp)} is not plain data"
+    if not isinstance(tp, type):
+        return None
+    if issubclass(tp, _PLAIN):
+        return None
+    if attrs.has(tp) or dataclasses.is_dataclass(tp):
+        return _fields_problem(tp, _seen if _seen is not None else set())
+    return f"{type_name(tp)} is not plain data, an attrs class or a dataclass"
+
+
+def _fields_problem(cls: type, seen: set[type]) -> str | None:
+    if cls in seen:
+        return None
+    seen.add(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an annotation that cannot be resolved: its values are checked as they come
+        return None
+    names = [f.name for f in attrs.fields(cls)] if attrs.has(cls) else [f.name for f in dataclasses.fields(cls)]
+    for name in names:
+        why = storable_problem(hints.get(name, Any), seen)
+        if why is not None:
+            return f"{type_name(cls)}.{name}: {why}"
+    return None
 
 
 def pack(value: Any) -> bytes:

@@ -19,7 +19,7 @@ from . import _events as ev
 from ._bind import RunGraph
 from ._cache import Cache, open_cache
 from ._cache_run import plan
-from ._checkpoint import apply, open_for_run
+from ._checkpoint import apply, check_storable, open_for_run
 from ._context import check_secrets
 from ._errors import ActorflowError
 from ._flow import Flow
@@ -231,6 +231,8 @@ async def open_run(
     store = cfg["store"]
     if cfg["resume"] and store is None:
         raise ActorflowError("resume=True needs store=PATH: the store to resume from")
+    if store is not None:
+        check_storable(graph)  # before the store is opened or any task runs
     opened, doc = (None, None) if store is None else open_for_run(store, graph, cfg["resume"], dict(cfg["meta"] or {}))
     cache_store: Store | None = None
     try:

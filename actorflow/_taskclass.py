@@ -45,7 +45,7 @@ class Task:
 
     A task (kind ``"task"``) may define ``end_of_stream(self)``: a plain or async function or
     generator, called once after its streaming input ends. The items it yields (or the iterable it
-    returns) go downstream after the outputs of the last input item (see ``docs/definitions.md``).
+    returns) go downstream after the outputs of the last input item (see ``docs/durability.md``).
     Such a task's public instance attributes (not options, not starting with ``_``) are its state:
     plain data, saved in every checkpoint and set again on resume before its first item.
     """

@@ -11,6 +11,10 @@
    holding a CPU-bound run takes (``slow_checkpoint_seconds``), and the time from SIGINT to the
    exit of an ``actorflow run`` process (``interrupt_latency_s``; it exits 130 after its final
    checkpoint).
+4. Sinks writing every item to SQLite, at one checkpoint per second: a transactional sink
+   (``af.TransactionalSink``: rows kept in memory, written at ``prepare`` under the transaction's
+   token, made visible by ``commit`` recording the token) against a plain function sink (one
+   INSERT per item, an SQLite commit every 10,000 rows): ``transactional_sink_ratio`` (goal >= 0.85).
 
 Usage: ``python benchmarks/checkpoint.py [--quick]``. The last line printed is one JSON object.
 """
@@ -23,6 +27,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -102,6 +107,93 @@ def measure_throughput(n: int, store: Path | None, every: float) -> tuple[float,
     t0 = time.perf_counter()
     trio.run(main)
     return n / (time.perf_counter() - t0), written[0]
+
+
+class SqliteSink(af.TransactionalSink):
+    """Exactly-once rows: written at ``prepare`` with their token, visible once the token is committed."""
+
+    path: str
+
+    def __init__(self) -> None:
+        self.db: sqlite3.Connection | None = None
+        self.rows: list[tuple[str, int]] = []
+        self.token = ""
+
+    def connection(self) -> sqlite3.Connection:
+        if self.db is None:
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("CREATE TABLE IF NOT EXISTS rows (token TEXT, value INTEGER)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS committed (token TEXT PRIMARY KEY)")
+        return self.db
+
+    def begin(self) -> None:
+        self.rows = []
+        self.token = f"{time.time_ns()}-{id(self)}"
+
+    def run(self, f: int) -> None:
+        self.rows.append((self.token, f))
+
+    def prepare(self) -> str:
+        with self.connection() as db:
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO rows VALUES (?, ?)", self.rows)
+        return self.token
+
+    def commit(self, token: object) -> None:
+        self.connection().execute("INSERT OR IGNORE INTO committed VALUES (?)", (token,))
+
+    def abort(self, token: object) -> None:
+        self.connection().execute("DELETE FROM rows WHERE token = ?", (token if token is not None else self.token,))
+
+
+def sink_flow(transactional: bool, db: sqlite3.Connection | None) -> af.Flow:
+    flow = af.Flow("ckpt-sink")
+
+    @flow.source
+    def numbers(n: int = 10) -> af.Stream[int]:
+        yield from range(n)
+
+    @flow.task
+    def f(numbers: int) -> int:
+        return numbers * 2 + 1
+
+    if transactional:
+        flow.add(SqliteSink, name="rows")
+    else:
+        assert db is not None
+        count = [0]
+        insert = db.execute
+
+        @flow.sink
+        def rows(f: int) -> None:
+            insert("INSERT INTO rows VALUES ('', ?)", (f,))
+            count[0] += 1
+            if count[0] % 10_000 == 0:
+                db.commit()
+
+    return flow
+
+
+def measure_sinks(root: Path, n: int, every: float) -> tuple[float, float]:
+    """Items/s of the transactional SQLite sink and of the plain function sink, both checkpointed."""
+    rates = []
+    for transactional in (True, False):
+        path = root / f"sink-{transactional}-{time.time_ns()}.db"
+        db = None if transactional else sqlite3.connect(path)
+        if db is not None:
+            db.execute("CREATE TABLE rows (token TEXT, value INTEGER)")
+        flow = sink_flow(transactional, db)
+        options = {"numbers": {"n": n}, **({"rows": {"path": str(path)}} if transactional else {})}
+        t0 = time.perf_counter()
+        af.run(flow, options, store=root / f"sink-store-{time.time_ns()}", checkpoint_every=every, cache=False)
+        if db is not None:
+            db.commit()
+        rates.append(n / (time.perf_counter() - t0))
+        with sqlite3.connect(path) as check:
+            assert check.execute("SELECT count(*) FROM rows").fetchone()[0] == n
+        if db is not None:
+            db.close()
+    return rates[0], rates[1]
 
 
 def measure_big_checkpoint(root: Path) -> dict[str, float]:
@@ -212,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
             rate, count = measure_throughput(n, root / f"tp{r}", every)
             if rate > stored:
                 stored, written = rate, count
+        txn_rate = plain_sink = 0.0
+        sink_n = 200_000 if args.quick else 2_000_000
+        for _ in range(1 if args.quick else 3):
+            t_rate, p_rate = measure_sinks(root, sink_n, every)
+            txn_rate, plain_sink = max(txn_rate, t_rate), max(plain_sink, p_rate)
         big = measure_big_checkpoint(root)
         slow_figures = measure_slow_handler(root, 300 if args.quick else 1500)
         interrupt = measure_interrupt(root)
@@ -219,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(root, ignore_errors=True)
     print(f"plain        {plain:14,.0f} items/s")
     print(f"checkpointed {stored:14,.0f} items/s ({written} periodic checkpoints every {every}s)")
+    print(f"sqlite sinks: transactional {txn_rate:,.0f} items/s, plain {plain_sink:,.0f} items/s")
     for k, v in big.items():
         print(f"{k:30s} {v:.4f}")
     result = {
@@ -238,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         "slow_checkpoint_seconds": round(slow_figures["slow_checkpoint_seconds"], 4),
         "slow_checkpoints": int(slow_figures["slow_checkpoints"]),
         "interrupt_latency_s": round(interrupt, 4),
+        "sink_items": sink_n,
+        "transactional_sink_items_per_s": round(txn_rate),
+        "plain_sink_items_per_s": round(plain_sink),
+        "transactional_sink_ratio": round(txn_rate / plain_sink, 3),
     }
     print(json.dumps(result))
     return 0

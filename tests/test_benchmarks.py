@@ -36,7 +36,7 @@ def test_checkpoint_benchmark_keys() -> None:
     figures = last_json("checkpoint.py", "--quick")
     assert {
         "ratio_checkpointed_vs_plain", "checkpoint_100k_seconds", "resume_100k_seconds", "max_checkpoint_gap_s",
-        "interrupt_latency_s",
+        "interrupt_latency_s", "transactional_sink_ratio",
     } <= set(figures)
 
 
