@@ -4,7 +4,7 @@
 2. **ports** — each parameter is an input (named after a task defined earlier), an option, or a
    marker (``af.Context``, ``af.Seq``, ``af.Cursor``);
 3. **readiness** — streaming inputs (item by item, zipped by sequence number) and final inputs
-   (whole products), and the shapes that would deadlock;
+   (whole products), generator levels;
 4. **output** — what the task produces for its kind (stream or product, its type and depth);
 5. **checks** — the rules that need everything above (executors, concurrency).
 """
@@ -285,19 +285,9 @@ def _check_default(flow: str, task: str, name: str, annotation: Any, default: An
 
 def _readiness(flow: Defined, tname: str, inputs: tuple[Input, ...]) -> tuple[int, bool]:
     """The generator level of the streaming inputs and whether they arrive in order."""
+    # A task that streams one input and waits for the whole of another (even one computed from the
+    # same stream: share(xs: int, total: int)) runs: its mailboxes spill to disk while it waits.
     streaming_in = [i for i in inputs if i.streaming]
-    final_in = [i for i in inputs if not i.streaming]
-    if streaming_in and final_in:
-        shared: set[str] = set()
-        for s in streaming_in:
-            for f in final_in:
-                shared |= flow.stream_ancestors(s.upstream) & flow.ancestors(f.upstream)
-        if shared:
-            raise DefinitionError(
-                f"{where(flow.name, tname)}: it streams from {[s.name for s in streaming_in]} and waits for the "
-                f"whole of {[f.name for f in final_in]}, which both come from {sorted(shared)}; that would "
-                "deadlock once mailboxes fill. Read both as items, or both as lists."
-            )
     tasks = flow.defined
     depths = {tasks[i.upstream].depth for i in streaming_in}
     if len(depths) > 1:

@@ -32,8 +32,8 @@ class Mailbox:
     """
 
     __slots__ = (
-        "_abandoned", "_batches", "_closed", "_count", "_getters", "_putters", "_spilling", "accepts", "capacity",
-        "listener", "name", "watermark",
+        "_abandoned", "_batches", "_closed", "_count", "_getters", "_putters", "_spilled", "_spilling", "accepts",
+        "capacity", "listener", "name", "restore", "spill_to", "watermark",
     )
 
     def __init__(self, name: str, capacity: int = DEFAULT_CAPACITY) -> None:
@@ -46,6 +46,12 @@ class Mailbox:
         self._closed = False
         self._abandoned = False
         self._spilling = False
+        #: Where batches beyond the capacity go while spilling (a ``SpillStore``; None: kept in memory),
+        #: and the keys and sizes of the batches there, oldest first (all newer than those in memory).
+        self.spill_to: Any = None
+        self._spilled: deque[tuple[int, int]] = deque()
+        #: Turns spilled plain items back into the sender's item type.
+        self.restore: Any = None
         #: The sender's promise: no item numbered this or lower will come any more (None: no promise yet).
         self.watermark: Any = None
         self._getters = trio.lowlevel.ParkingLot()
@@ -67,11 +73,15 @@ class Mailbox:
     @property
     def done(self) -> bool:
         """True when the stream ended and every queued item was taken."""
-        return self._closed and not self._batches
+        return self._closed and not self._batches and not self._spilled
 
     def batches(self) -> list[Batch]:
-        """The queued batches, oldest first (the lists themselves, not copies)."""
-        return list(self._batches)
+        """The queued batches, oldest first (the lists themselves; spilled ones read back)."""
+        out = list(self._batches)
+        for key, _ in self._spilled:
+            seqs, items = self.spill_to.get(key, delete=False)
+            out.append((seqs, self.restore(items) if self.restore is not None else items))
+        return out
 
     def snapshot(self) -> list[Batch]:
         """The queued batches, oldest first (copies of the lists)."""
@@ -89,7 +99,10 @@ class Mailbox:
             raise RuntimeError(f"mailbox {self.name!r} is closed")
         if not items or self._abandoned:
             return
-        self._batches.append((seqs, items))
+        if self.spill_to is not None and (self._spilled or (self._spilling and self._count >= self.capacity)):
+            self._spilled.append((self.spill_to.put(seqs, items), len(items)))  # behind everything queued
+        else:
+            self._batches.append((seqs, items))
         self._count += len(items)
         if self._getters:
             self._getters.unpark_all()
@@ -126,13 +139,18 @@ class Mailbox:
         """The receiver stopped reading: drop what is queued and everything sent from now on."""
         self._abandoned = True
         self._batches.clear()
+        self._spilled.clear()
         self._count = 0
         self._putters.unpark_all()
 
     def get_nowait(self, max_items: int = 0) -> Batch | None:
         """Take the oldest batch (at most *max_items* of it when > 0), or None if none is queued."""
         if not self._batches:
-            return None
+            if not self._spilled:
+                return None
+            key, _ = self._spilled.popleft()  # the next batch comes back from the spill area
+            seqs, items = self.spill_to.get(key)
+            self._batches.append((seqs, self.restore(items) if self.restore is not None else items))
         if max_items > 0 and len(self._batches[0][1]) > max_items:
             seqs, items = self._batches[0]
             head: Batch = (seqs[:max_items], items[:max_items])

@@ -7,6 +7,7 @@ mailbox per streaming edge, and runs every actor in one nursery under the superv
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Mapping
@@ -21,12 +22,14 @@ from ._actor_kinds import SinkActor, SourceActor, TaskActor
 from ._bind import RunGraph
 from ._cache import Cache
 from ._cache_run import CacheRole
+from ._codec import restore_items
 from ._collect import CollectorActor
 from ._context import check_secrets
 from ._errors import RunCancelled, RunInterrupted, StoreError
 from ._loop import DEFAULT_BATCH_TIME
 from ._mailbox import Mailbox
 from ._result import RunResult, Summary, TaskStats
+from ._spill import SpillStore
 from ._store import Store
 from ._supervisor import Supervisor
 from ._taskclass import is_transactional
@@ -95,6 +98,8 @@ class Runtime:
         self.bus = ev.EventBus()
         self.status = "pending"
         self.actors: dict[str, Actor] = {}
+        #: Where mailboxes of tasks waiting for whole products put what waits (see ``_spill``).
+        self.spill = SpillStore()
         #: Sinks with two-phase commit (``af.TransactionalSink``), driven by the supervisor's checkpoints.
         self.transactional: list[TransactionalSinkActor] = []
         self.error: BaseException | None = None
@@ -135,6 +140,8 @@ class Runtime:
                     actor.gather = []
 
     def _wire(self, box: Mailbox, sender: Actor, reader: Actor, port: str | None) -> None:
+        box.spill_to = self.spill
+        box.restore = functools.partial(restore_items, annotation=sender.spec.out_type)
         sender.outs.append(box)
         reader.inboxes.append(box)
         self.mailboxes[box.name] = (box, reader, port)
@@ -300,6 +307,7 @@ class Runtime:
         self.bus.publish(ev.RunFinished(run_id=self.run_id, flow=self.flow_name, status=self.status,
                                         elapsed=self._elapsed))
         self.bus.close()
+        self.spill.close()
         self.done.set()
         for actor in self.actors.values():
             for tap in actor.taps:
