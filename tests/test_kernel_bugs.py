@@ -1,15 +1,19 @@
 """Regular tests for the bugs the kernel issue lists.
 
-Each run is bounded by ``trio.fail_after`` so that a hang fails the test instead of freezing the
-suite. These tests are targets for the kernel rework: they are not marked xfail.
+Each run is bounded by a trio timeout, so that a hang fails the test (in one line) instead of
+freezing the suite. These tests are targets for the kernel rework: they are not marked xfail.
+Besides the issue's list, they hold what ``test_model.py`` found since: a zip of two generator
+streams, a sparse zip under periodic checkpoints, and a zip with a generator side that yields nothing.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -20,11 +24,18 @@ BIG_RUN_TIMEOUT = 30.0
 SMALL_RUN_TIMEOUT = 20.0
 
 
+def hangs(seconds: float, what: str) -> None:
+    """Fail in one line (the block was cancelled after *seconds*; trio's tracebacks say nothing more)."""
+    pytest.fail(f"{what} did not finish within {seconds:g} s: it hangs", pytrace=False)
+
+
 async def run_bounded(
     flow: af.Flow, options: dict[str, Any] | None = None, timeout: float = SMALL_RUN_TIMEOUT, **kwargs: Any
 ) -> af.RunResult:
-    with trio.fail_after(timeout):
+    with trio.move_on_after(timeout):
         return await af.run_async(flow, options, **kwargs)
+    hangs(timeout, f"the run of flow {flow.name!r}")
+    raise AssertionError("unreachable")  # pragma: no cover - hangs() raised
 
 
 # -- 1. a zip whose one side is sparse or lags far behind ----------------------------------------------
@@ -39,28 +50,28 @@ MAILBOXES = pytest.mark.parametrize(
 )
 
 
-def numbers_flow(name: str, n: int = N_ZIP, mailbox: dict[str, int] | None = None) -> af.Flow:
+def numbers_flow(name: str, n: int = N_ZIP, mailbox: dict[str, Any] | None = None) -> af.Flow:
     flow = af.Flow(name)
 
     @flow.source(**(mailbox or {}))
-    def numbers(n: int = n) -> af.Stream[int]:
+    def numbers(n: int = n) -> Iterator[int]:
         yield from range(n)
 
     return flow
 
 
-def capacity_of(mailbox: dict[str, int]) -> dict[str, int]:
+def capacity_of(mailbox: dict[str, Any]) -> dict[str, Any]:
     """The part of *mailbox* a collector takes (collectors have no batch size)."""
     return {k: v for k, v in mailbox.items() if k == "capacity"}
 
 
 @MAILBOXES
-async def test_zip_with_a_sparse_branch_finishes(mailbox: dict[str, int]) -> None:
+async def test_zip_with_a_sparse_branch_finishes(mailbox: dict[str, Any]) -> None:
     flow = numbers_flow("sparse", mailbox=mailbox)
 
     @flow.task(**mailbox)
     def rare(numbers: int) -> int:
-        return numbers * 10 if numbers % RARE == 7 else af.SKIP
+        return numbers * 10 if numbers % RARE == 7 else af.SKIP  # type: ignore[return-value]
 
     @flow.task(**mailbox)
     def pair(numbers: int, rare: int) -> int:
@@ -77,12 +88,12 @@ async def test_zip_with_a_sparse_concurrent_branch_finishes_under_checkpoints(tm
     flow = af.Flow("sparse_checkpointed")
 
     @flow.source(capacity=4, batch_size=8)
-    def numbers(n: int = 3000) -> af.Stream[int]:
+    def numbers(n: int = 3000) -> Iterator[int]:
         yield from range(n)
 
     @flow.task(capacity=4, batch_size=8, concurrency=2)
     def rare(numbers: int) -> int:
-        return numbers * 10 if numbers % 50 == 7 else af.SKIP
+        return numbers * 10 if numbers % 50 == 7 else af.SKIP  # type: ignore[return-value]
 
     @flow.task(capacity=4, batch_size=8)
     def pair(numbers: int, rare: int) -> int:
@@ -92,14 +103,52 @@ async def test_zip_with_a_sparse_concurrent_branch_finishes_under_checkpoints(tm
     assert result["pair"] == [i * 11 for i in range(3000) if i % 50 == 7]
 
 
+@pytest.mark.parametrize(
+    ("capacities", "checkpoint_every"),
+    [((4, 4, 4, 4), None), ((4, 4, 4, 4), 0.005), ((3, 6, 2, 3), None)],
+    ids=["small_mailboxes", "small_mailboxes_checkpoint_every_5ms", "uneven_mailboxes"],
+)
+async def test_zip_with_a_generator_side_that_yields_nothing_finishes(
+    tmp_path: Path, capacities: tuple[int, int, int, int], checkpoint_every: float | None
+) -> None:
+    """``none`` yields nothing for every number, so ``pair`` never has a match while ``some`` keeps
+    sending (found by test_model.py with ACTORFLOW_MODEL_HANG_SHAPES=1). With small mailboxes it
+    crawls: each stall is relieved only after the whole run stood still for 10 ms, about 4 ms per
+    number (8,000 took 29 s, against 0.15 s with default mailboxes); under periodic checkpoints
+    every 5 ms the run never stands still and it hangs. 20,000 numbers must take well under 20 s."""
+    flow = af.Flow("empty_side")
+    cap_numbers, cap_none, cap_some, cap_pair = capacities
+
+    @flow.source(capacity=cap_numbers, batch_size=12)
+    def numbers(n: int = 20_000) -> Iterator[int]:
+        yield from range(n)
+
+    @flow.task(capacity=cap_none, batch_size=8)
+    def none(numbers: int) -> Iterator[int]:
+        yield from ()
+
+    @flow.task(capacity=cap_some, batch_size=2)
+    def some(numbers: int) -> Iterator[int]:
+        for j in range(numbers % 4):
+            yield numbers * 10 + j
+
+    @flow.task(capacity=cap_pair, batch_size=13)
+    def pair(none: int, some: int) -> int:
+        return none + some
+
+    store = tmp_path / "s" if checkpoint_every is not None else None
+    result = await run_bounded(flow, store=store, checkpoint_every=checkpoint_every)
+    assert result["pair"] == []
+
+
 @MAILBOXES
-async def test_zip_with_a_lagging_per_collector_finishes(mailbox: dict[str, int]) -> None:
+async def test_zip_with_a_lagging_per_collector_finishes(mailbox: dict[str, Any]) -> None:
     """``size`` emits a group only once its input moved past it: with one child in 50,000 numbers
     it lags ~50,000 items behind ``numbers``, the other side of the zip."""
     flow = numbers_flow("per_lag", mailbox=mailbox)
 
     @flow.task(**mailbox)
-    def members(numbers: int) -> af.Stream[int]:
+    def members(numbers: int) -> Iterator[int]:
         if numbers % RARE == 7:
             yield numbers
 
@@ -121,14 +170,14 @@ async def test_zip_with_a_lagging_per_collector_finishes(mailbox: dict[str, int]
 
 
 @MAILBOXES
-async def test_zip_with_a_generator_fed_the_whole_other_side_finishes(mailbox: dict[str, int]) -> None:
+async def test_zip_with_a_generator_fed_the_whole_other_side_finishes(mailbox: dict[str, Any]) -> None:
     """``again`` waits for all of ``numbers`` (a list[int] input) and then yields one item per
     number: its items are numbered 0.. like ``numbers``', so ``pair`` is a valid 1:1 zip. ``pair``
     must not stop ``numbers`` until ``again`` produces, or neither ever moves."""
     flow = numbers_flow("list_fed", mailbox=mailbox)
 
     @flow.task(**mailbox)
-    def again(numbers: list[int]) -> af.Stream[int]:
+    def again(numbers: list[int]) -> Iterator[int]:
         yield from (x * 2 for x in numbers)
 
     @flow.task(**mailbox)
@@ -150,12 +199,12 @@ async def test_zip_of_two_generator_streams(concurrency: int) -> None:
     flow = numbers_flow(f"zip_generators_{concurrency}", n=10)
 
     @flow.task(concurrency=concurrency)
-    def a(numbers: int) -> af.Stream[int]:
+    def a(numbers: int) -> Iterator[int]:
         for j in range(numbers % 3):
             yield numbers * 10 + j
 
     @flow.task(concurrency=concurrency)
-    def b(numbers: int) -> af.Stream[int]:
+    def b(numbers: int) -> Iterator[int]:
         for j in range(numbers % 2):
             yield numbers * 100 + j
 
@@ -171,15 +220,15 @@ async def test_zip_of_two_generator_streams(concurrency: int) -> None:
 
 
 @MAILBOXES
-async def test_cross_waiting_tasks_run_or_are_refused(mailbox: dict[str, int]) -> None:
+async def test_cross_waiting_tasks_run_or_are_refused(mailbox: dict[str, Any]) -> None:
     flow = af.Flow("cross")
 
     @flow.source(**mailbox)
-    def a(n: int = N_ZIP) -> af.Stream[int]:
+    def a(n: int = N_ZIP) -> Iterator[int]:
         yield from range(n)
 
     @flow.source(**mailbox)
-    def b(n: int = N_ZIP) -> af.Stream[int]:
+    def b(n: int = N_ZIP) -> Iterator[int]:
         yield from range(n)
 
     @flow.task(**mailbox)
@@ -225,7 +274,7 @@ async def test_keyword_only_inputs() -> None:
         return numbers + double + offset
 
     @flow.task
-    def spread(*, pair: int) -> af.Stream[int]:
+    def spread(*, pair: int) -> Iterator[int]:
         yield from range(pair % 3)
 
     @flow.collector(init=0)
@@ -248,7 +297,7 @@ async def test_list_of_lists_input_gathers_a_stream_of_lists() -> None:
     flow = af.Flow("lists")
 
     @flow.source
-    def rows(n: int = 5) -> af.Stream[list[int]]:
+    def rows(n: int = 5) -> Iterator[list[int]]:
         for i in range(n):
             yield [i, i + 1]
 
@@ -272,7 +321,7 @@ def test_per_naming_a_stream_downstream_of_the_input_is_refused() -> None:
     flow = numbers_flow("per_down", n=10)
 
     @flow.task
-    def words(numbers: int) -> af.Stream[int]:
+    def words(numbers: int) -> Iterator[int]:
         yield from range(numbers % 3)
 
     with pytest.raises(af.DefinitionError, match="per"):
@@ -288,7 +337,7 @@ def test_per_deeper_than_the_collectors_input_is_refused() -> None:
     flow = numbers_flow("per_deep", n=10)
 
     @flow.task
-    def words(numbers: int) -> af.Stream[int]:
+    def words(numbers: int) -> Iterator[int]:
         yield from range(numbers % 3)
 
     @flow.collector(init=0, per="numbers")
@@ -314,7 +363,7 @@ def concurrent_flow() -> af.Flow:
     flow = af.Flow("cut_concurrency")
 
     @flow.source(batch_size=16)
-    def numbers(n: int = N_CUT) -> af.Stream[int]:
+    def numbers(n: int = N_CUT) -> Iterator[int]:
         yield from range(n)
 
     @flow.task(concurrency=4, capacity=32, batch_size=8)
@@ -358,11 +407,13 @@ async def test_cut_resume_cut_resume_with_concurrency_loses_nothing(tmp_path: Pa
     cuts = 0
     for loop in range(5):
         store = tmp_path / f"store{loop}"
-        with trio.fail_after(SMALL_RUN_TIMEOUT):
+        with trio.move_on_after(SMALL_RUN_TIMEOUT) as scope:
             cuts += await run_and_cut(flow, store, resume=False, after=20 + 9 * loop)
             cuts += await run_and_cut(flow, store, resume=True, after=0)
             cuts += await run_and_cut(flow, store, resume=True, after=10)
             result = await af.run_async(flow, store=store, resume=True)
+        if scope.cancelled_caught:
+            hangs(SMALL_RUN_TIMEOUT, f"loop {loop}")
         assert result["total"] == expected, (
             f"loop {loop}: {expected - result['total']} lost (negative: counted twice) after {cuts} cuts"
         )
@@ -383,7 +434,7 @@ def test_defining_a_task_named_after_an_earlier_option_is_refused() -> None:
     with pytest.raises(af.DefinitionError) as info:
 
         @flow.source
-        def a() -> af.Stream[int]:
+        def a() -> Iterator[int]:
             yield 1
 
     message = str(info.value)
@@ -480,24 +531,25 @@ ALL_SETTINGS = (
 
 
 def settings_of(spec: Any) -> dict[str, Any]:
-    """A task definition's settings (read through ``spec.settings`` when the definition has it)."""
-    holder = getattr(spec, "settings", spec)
-    out = {}
-    for key in ALL_SETTINGS:
-        value = getattr(holder, key)
-        out[key] = tuple(value) if key == "secrets" else value
-    return out
+    """A task definition's settings: every field of ``spec.settings`` when the definition has one (so
+    a setting added later is compared too), else the attributes in ALL_SETTINGS."""
+    holder = getattr(spec, "settings", None)
+    if holder is not None and attrs.has(type(holder)):
+        names = [f.name for f in attrs.fields(type(holder))]
+    else:
+        holder, names = spec, list(ALL_SETTINGS)
+    return {key: tuple(v) if key == "secrets" else v for key in names for v in [getattr(holder, key)]}
 
 
 def label(acc: dict[str, int]) -> dict[str, int]:
     return {k: v * 2 for k, v in acc.items()}
 
 
-def numbers_source(n: int = 10) -> af.Stream[int]:
+def numbers_source(n: int = 10) -> Iterator[int]:
     yield from range(n)
 
 
-def numbers_source_v2(n: int = 10) -> af.Stream[int]:
+def numbers_source_v2(n: int = 10) -> Iterator[int]:
     yield from range(n, 0, -1)
 
 
@@ -509,11 +561,11 @@ def double_v2(numbers: int) -> int:
     return numbers + numbers
 
 
-def split(double: int) -> af.Stream[int]:
+def split(double: int) -> Iterator[int]:
     yield from range(double % 3)
 
 
-def split_v2(double: int) -> af.Stream[int]:
+def split_v2(double: int) -> Iterator[int]:
     yield from range(double % 4)
 
 
@@ -572,7 +624,7 @@ class NumbersTask(af.Task):
     version = SOURCE_SETTINGS["version"]
     secrets = SOURCE_SETTINGS["secrets"]
 
-    def run(self, n: int = 10) -> af.Stream[int]:
+    def run(self, n: int = 10) -> Iterator[int]:
         yield from range(n)
 
 
@@ -603,7 +655,7 @@ class SplitTask(af.Task):
     version = GEN_SETTINGS["version"]
     secrets = GEN_SETTINGS["secrets"]
 
-    def run(self, double: int) -> af.Stream[int]:
+    def run(self, double: int) -> Iterator[int]:
         yield from range(double % 3)
 
 
@@ -641,10 +693,12 @@ class RecordTask(af.Task):
 def test_every_setting_survives_replace() -> None:
     flow, defined = full_flow()
     check_settings(flow, defined)  # as defined
+    before = {name: settings_of(spec) for name, spec in flow.tasks.items()}
     for name, fn in (("numbers", numbers_source_v2), ("double", double_v2), ("split", split_v2),
                      ("count", count_v2), ("record", record_v2)):
         flow.replace(name, fn)
     check_settings(flow, defined)
+    assert {name: settings_of(spec) for name, spec in flow.tasks.items()} == before
     assert flow.tasks["double"].version == "2"
 
 
@@ -661,7 +715,7 @@ def test_every_setting_survives_nesting() -> None:
     outer = af.Flow("outer")
 
     @outer.source
-    def feed(n: int = 3) -> af.Stream[int]:
+    def feed(n: int = 3) -> Iterator[int]:
         yield from range(n)
 
     own, own_defined = full_flow()
@@ -672,6 +726,9 @@ def test_every_setting_survives_nesting() -> None:
     fed_count = {k: v for k, v in fed_defined["count"].items() if k != "per"}
     check_settings(outer, {**fed_defined, "count": fed_count}, prefix="fed/")
     assert settings_of(outer.tasks["fed/count"])["per"] in ("feed", "fed/numbers")
+    for name, spec in own.tasks.items():  # every field, not only those set above
+        nested = settings_of(outer.tasks[f"own/{name}"])
+        assert {**nested, "per": None} == {**settings_of(spec), "per": None}, name
     outer.replace("own/double", double_v2)
     outer.replace("fed/double", double_v2)
     check_settings(outer, {"double": TASK_SETTINGS}, prefix="own/")
