@@ -12,8 +12,6 @@ An actor owns its state: :meth:`Actor.state` gives it as plain data for a checkp
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -258,13 +256,13 @@ class Actor:
             self._yielded = now
             await trio.lowlevel.checkpoint()
 
-    @contextmanager
-    def working(self, batch: Batch) -> Iterator[None]:
-        """Process *batch*: counted busy by the supervisor, timed for the batch sizer and slow-item reports."""
-        self.batch_seqs = batch[0]
-        self.batch_started = t0 = perf_counter()
-        with self.sup.working():
-            yield
+    def working(self, batch: Batch) -> _Working:
+        """``with actor.working(batch):`` process *batch*: counted busy by the supervisor (a checkpoint
+        waits for it), timed for the batch sizer and slow-item reports."""
+        return _Working(self, batch)
+
+    def worked(self, batch: Batch, t0: float) -> None:
+        """A batch started at *t0* is processed: feed the sizer, the busy time and slow-item reports."""
         elapsed = perf_counter() - t0
         self.batch_started = 0.0
         self.busy_time += elapsed
@@ -470,3 +468,25 @@ class Actor:
                 self.product.set(restore(st["product"], spec.out_type))
             else:
                 self.product.set(None)
+
+
+class _Working:
+    """The context of :meth:`Actor.working` (a small class: it runs once per batch on the hot path)."""
+
+    __slots__ = ("actor", "batch", "t0")
+
+    def __init__(self, actor: Actor, batch: Batch) -> None:
+        self.actor = actor
+        self.batch = batch
+        self.t0 = 0.0
+
+    def __enter__(self) -> None:
+        actor = self.actor
+        actor.batch_seqs = self.batch[0]
+        actor.batch_started = self.t0 = perf_counter()
+        actor.sup.enter()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.actor.sup.leave()
+        if exc_type is None:
+            self.actor.worked(self.batch, self.t0)

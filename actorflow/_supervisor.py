@@ -87,16 +87,18 @@ class Supervisor:
         while self.pending:
             await self._open.wait()
 
-    @contextmanager
-    def working(self) -> Iterator[None]:
-        """An actor unit processes a batch (user code may run): a checkpoint waits until it leaves."""
+    def enter(self) -> None:
+        """An actor unit starts processing a batch (user code may run): a checkpoint waits for it.
+
+        Actors call this and :meth:`leave` through their ``working(batch)`` context manager.
+        """
         self.busy += 1
-        try:
-            yield
-        finally:
-            self.busy -= 1
-            if self.pending and self.busy <= 0:
-                self._quiet.unpark_all()
+
+    def leave(self) -> None:
+        """The unit that called :meth:`enter` finished its batch."""
+        self.busy -= 1
+        if self.pending and self.busy <= 0:
+            self._quiet.unpark_all()
 
     @contextmanager
     def parked(self) -> Iterator[None]:
