@@ -45,13 +45,17 @@ class ZipInbox:
         #: Set by :meth:`spill`: drain without limit until the lagging input catches up.
         self._spilling = False
 
-    def _drain(self, spill: bool = False) -> None:
+    def _drain(self, spill: bool = False) -> int:
+        """Take queued batches into the buffers (up to the limit unless spilling); returns how many items."""
+        taken = 0
         for box, buf, pending in zip(self.boxes, self._bufs, self._maps, strict=True):
             while spill or self._spilling or len(buf) + len(pending) < self._limit:
                 b = box.get_nowait()
                 if b is None:
                     break
                 buf.extend(zip(b[0], b[1], strict=True))
+                taken += len(b[1])
+        return taken
 
     def _match_ordered(self, limit: int) -> Batch:
         seqs: list[Any] = []
@@ -103,9 +107,12 @@ class ZipInbox:
     def get_nowait(self, max_items: int = 0) -> Batch | None:
         if self._finished:
             return None
-        self._drain()
         limit = min(max_items, self.batch_size) if max_items > 0 else self.batch_size
-        batch = self._match_ordered(limit) if self.ordered else self._match_unordered()
+        while True:  # items without a partner are dropped as they are matched: drain again while that frees room
+            taken = self._drain()
+            batch = self._match_ordered(limit) if self.ordered else self._match_unordered()
+            if batch[1] or not taken:
+                break
         if self._spilling and batch[1] and all(len(b) < self._limit for b in self._bufs):
             self._spilling = False  # the lagging input caught up: back to bounded draining
         return batch if batch[1] else None

@@ -3,7 +3,8 @@
 Each run is bounded by a trio timeout, so that a hang fails the test (in one line) instead of
 freezing the suite. These tests are targets for the kernel rework: they are not marked xfail.
 Besides the issue's list, they hold what ``test_model.py`` found since: a zip of two generator
-streams, a sparse zip under periodic checkpoints, and a zip with a generator side that yields nothing.
+streams, a sparse zip under periodic checkpoints, a zip with a generator side that yields nothing,
+and a sparse zip that also waits for a product of its own stream.
 """
 
 from __future__ import annotations
@@ -214,6 +215,40 @@ async def test_zip_of_two_generator_streams(concurrency: int) -> None:
 
     result = await run_bounded(flow)
     assert result["pair"] == [110, 550, 770]  # (1, 0), (5, 0), (7, 0): the numbers both yield for
+
+
+@pytest.mark.parametrize("n", [100, 2000])
+async def test_sparse_zip_that_waits_for_a_product_of_its_own_stream_finishes(n: int) -> None:
+    """``pair`` zips ``numbers`` with ``half`` (which skips runs of 24) and also waits for the whole of
+    ``tagged``, itself fed ``numbers`` and a product of ``half`` (found by test_model.py with
+    ACTORFLOW_MODEL_HANG_SHAPES=1; with mailboxes of 4 it finishes, and so do the sparse zip and
+    the waits on their own)."""
+    flow = af.Flow("sparse_self_join")
+
+    @flow.source(capacity=1, batch_size=3)
+    def numbers(n: int = n) -> Iterator[int]:
+        yield from range(n)
+
+    @flow.task(capacity=1, batch_size=14)
+    def half(numbers: int) -> int:
+        return numbers if numbers % 48 < 24 else af.SKIP  # type: ignore[return-value]
+
+    @flow.task
+    def total(half: list[int]) -> int:
+        return sum(half)
+
+    @flow.task(capacity=1, batch_size=8)
+    def tagged(numbers: int, total: int) -> Iterator[int]:
+        if numbers % 3 == 0:
+            yield numbers + total
+
+    @flow.task(capacity=1, batch_size=4)
+    def pair(numbers: int, half: int, tagged: list[int]) -> int:
+        return numbers + half + len(tagged)
+
+    result = await run_bounded(flow)
+    thirds = len(range(0, n, 3))
+    assert result["pair"] == [2 * i + thirds for i in range(n) if i % 48 < 24]
 
 
 # -- 2. tasks waiting on each other's whole stream -----------------------------------------------------
