@@ -43,6 +43,7 @@ converter = _make_converter()
 
 
 def describe(value: Any) -> str:
+    """A value for an error message: its type and a repr cut to 60 characters."""
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."

@@ -22,6 +22,7 @@ import cattrs
 import trio
 
 from ._convert import converter
+from ._convert import describe as _describe
 from ._errors import ActorflowError
 from ._runtime import Runtime, current_run
 from ._spec import EXTERNAL_ATTR
@@ -32,13 +33,6 @@ if TYPE_CHECKING:
 
 
 DEFAULT_FEED_CAPACITY = 1024
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
 
 
 def _structure_record(value: Any, item_type: Any) -> Any:
