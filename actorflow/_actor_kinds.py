@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator
-from itertools import islice
+from itertools import count, islice
 from time import perf_counter
 from typing import Any
 
@@ -58,11 +58,14 @@ class SourceActor(Actor):
         gen, skip = self._open()
         sup = self.sup
         with closing(gen):
-            try:
-                if skip:
-                    deque(islice(gen, skip), maxlen=0)
-            except Exception as exc:
-                raise ItemFailure(self.cursor, exc) from exc
+            if skip:
+                # the generator's first item is item cursor - skip: an error while skipping names
+                # the item that failed, counted as the zip pulls them (the count only moves on success)
+                skipped = count()
+                try:
+                    deque(zip(islice(gen, skip), skipped, strict=False), maxlen=0)
+                except Exception as exc:
+                    raise ItemFailure(self.cursor - skip + next(skipped), exc) from exc
             sizer = self.sizer
             while True:
                 if sup.pending:
@@ -95,7 +98,9 @@ class SourceActor(Actor):
         # Items still in `buf` are not counted by the cursor: a resumed run produces them again.
         agen, skip = self._open()
         buf: list[Any] = []
-        state: dict[str, Any] = {"done": False, "error": None, "skip": skip}
+        # "pos": items the generator gave in this attempt; its first one is item cursor - skip
+        first = self.cursor - skip
+        state: dict[str, Any] = {"done": False, "error": None, "skip": skip, "pos": 0}
         wake = trio.lowlevel.ParkingLot()
         space = trio.lowlevel.ParkingLot()
         bs = self.spec.batch_size
@@ -104,6 +109,7 @@ class SourceActor(Actor):
             try:
                 async with _aclosing(agen) as items:
                     async for x in items:
+                        state["pos"] += 1
                         if state["skip"]:
                             state["skip"] -= 1
                             continue
@@ -114,7 +120,7 @@ class SourceActor(Actor):
                             await space.park()
                         await self.breathe()  # a generator that never suspends still lets others run
             except Exception as exc:
-                state["error"] = ItemFailure(self.cursor + len(buf), exc)
+                state["error"] = ItemFailure(first + state["pos"], exc)
             state["done"] = True
             wake.unpark_all()
 

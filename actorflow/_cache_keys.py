@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import json
 import marshal
+import re
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -80,6 +81,30 @@ def definition_token(spec: TaskDef) -> str:
     if spec.finish is not None:
         parts += [_source(spec.finish), _constants(spec.finish)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _setting(value: Any) -> str:
+    """One task setting as stable text: a function by its name, anything else by its repr
+    without memory addresses (they differ from one process to the next)."""
+    if inspect.isfunction(value) or inspect.isclass(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    return _ADDRESS.sub("", repr(value))
+
+
+def code_token(spec: TaskDef) -> str:
+    """What identifies a task's code and settings, for resume: its :func:`definition_token` and
+    every :class:`~actorflow._spec.TaskSettings` field (a short SHA-256 hex digest)."""
+    settings = {a.name: _setting(getattr(spec.settings, a.name)) for a in attrs.fields(type(spec.settings))}
+    text = json.dumps({"def": definition_token(spec), "settings": settings}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def code_tokens(graph: RunGraph) -> dict[str, str]:
+    """:func:`code_token` of every task of *graph*, by task name (a store records them with its run)."""
+    return {name: code_token(spec) for name, spec in graph.tasks.items()}
 
 
 def _token(value: Any, cache: Cache) -> Any:

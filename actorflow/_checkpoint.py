@@ -14,9 +14,11 @@ Items are stored as plain data and structured back into each port's declared typ
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._cache_keys import code_tokens
 from ._codec import EncodeError, pack, plain_batch, restore_items, seq_from_plain, storable_problem, unpack
 from ._errors import ResumeError, StoreError
 from ._store import Store, open_store
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     from ._runtime import Runtime
 
 FORMAT = 1
+
+log = logging.getLogger("actorflow.store")
 
 
 def snapshot(run: Runtime, number: int, final: bool) -> dict[str, Any]:
@@ -166,19 +170,26 @@ def check_storable(graph: Any) -> None:
 
 
 def open_for_run(
-    path: Any, graph: Any, resume: bool, meta: dict[str, Any] | None = None
+    path: Any, graph: Any, resume: bool, meta: dict[str, Any] | None = None, allow_changed: bool = False
 ) -> tuple[Store, dict[str, Any] | None]:
     """Open the store for a run of *graph*; with *resume*, also load its latest checkpoint.
 
-    *path* may also be an opened :class:`Store`, which is then used as it is.
+    *path* may also be an opened :class:`Store`, which is then used as it is. A fresh run records
+    the code and settings of every task (:func:`~actorflow._cache_keys.code_tokens`); a resume
+    compares them with the tasks given and refuses changed ones unless *allow_changed*, which logs
+    a warning naming them and records the new code.
 
     Raises:
-        ResumeError: nothing to resume, or the store belongs to a different graph or options.
-        StoreError: the store is foreign, corrupt, or holds an unfinished run (without *resume*).
+        ResumeError: nothing to resume, the store belongs to a different graph or options, or
+            (without *allow_changed*) tasks' code or settings changed since the run started.
+        StoreError: the store is foreign, corrupt, in use by another run, or holds an unfinished
+            run (without *resume*).
     """
     owned = not isinstance(path, Store)
-    store = open_store(path, create=not resume) if owned else path
+    # one owner per store, taken before anything is read or any task runs
+    store = open_store(path, create=not resume, owner=True) if owned else path
     try:
+        store.acquire()
         info = store.run_info()
         if resume:
             if info is None:
@@ -188,6 +199,7 @@ def open_for_run(
                     f"store {str(store.path)!r} holds a run of flow {info.get('flow')!r} with other tasks or "
                     "options than the ones given; resume with the same pipeline and options"
                 )
+            _check_code(store, info, graph, allow_changed)
             return store, _load(store)
         if info is not None:
             doc = _load(store)
@@ -196,7 +208,7 @@ def open_for_run(
                     f"store {str(store.path)!r} holds an unfinished run of flow {info.get('flow')!r}; resume it "
                     "(resume=True, or `actorflow resume --store DIR`) or use another store"
                 )
-        record = {"flow": graph.name, **(meta or {})}
+        record = {"flow": graph.name, **(meta or {}), "code": code_tokens(graph)}
         record.setdefault("options", {k: dict(v) for k, v in graph.options.items()})
         try:
             store.set_run_info(graph.fingerprint, record)
@@ -207,7 +219,36 @@ def open_for_run(
     except BaseException:
         if owned:
             store.close()
+        else:
+            store.release()
         raise
+
+
+def changed_tasks(info: dict[str, Any], graph: Any) -> list[str]:
+    """The tasks of *graph* whose code or settings differ from those the store's run recorded
+    (none when the store predates the record)."""
+    recorded = info.get("code")
+    if not isinstance(recorded, dict):
+        return []
+    return [name for name, token in code_tokens(graph).items() if recorded.get(name) != token]
+
+
+def _check_code(store: Store, info: dict[str, Any], graph: Any, allow_changed: bool) -> None:
+    changed = changed_tasks(info, graph)
+    if not changed:
+        return
+    names = ", ".join(repr(n) for n in changed)
+    if not allow_changed:
+        raise ResumeError(
+            f"store {str(store.path)!r}: the code or settings of task{'s' if len(changed) > 1 else ''} {names} changed "
+            "since the run started, so its checkpoint may not fit them. Resume with the code that started the run, "
+            "or, if the change is safe (see docs/durability.md), pass --allow-changed (allow_changed=True)"
+        )
+    log.warning(
+        "store %r: resuming with changed code or settings of task%s %s (allowed by allow_changed)",
+        str(store.path), "s" if len(changed) > 1 else "", names,
+    )
+    store.update_run_info(code=code_tokens(graph))
 
 
 def _load(store: Store) -> dict[str, Any] | None:

@@ -83,7 +83,7 @@ def cache_ls(args: argparse.Namespace) -> int:
 
 def cache_clear(args: argparse.Namespace) -> int:
     """Remove entries; says how many."""
-    with existing_store(args.store, "cache") as store:
+    with existing_store(args.store, "cache", readonly=False) as store:
         gone = Cache(store).clear(args.task)
     what = f" of task {args.task!r}" if args.task else ""
     print(f"removed {gone} cache entr{'ies' if gone != 1 else 'y'}{what}")

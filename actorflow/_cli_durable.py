@@ -103,7 +103,7 @@ def resume_target(store: str) -> tuple[str, Mapping[str, Any], float]:
     Raises:
         StoreError: the store is missing, foreign or records no run.
     """
-    with open_store(store, create=False) as st:
+    with open_store(store, readonly=True) as st:
         info = st.run_info()
     if info is None or not info.get("target"):
         raise StoreError(f"store {store!r} records no pipeline to resume (was it started by `actorflow run`?)")
@@ -113,9 +113,13 @@ def resume_target(store: str) -> tuple[str, Mapping[str, Any], float]:
 
 
 def add_resume_parser(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None:
-    """Register ``actorflow resume --store DIR [--json] [--checkpoint-every D]``."""
+    """Register ``actorflow resume --store DIR [--json] [--checkpoint-every D] [--allow-changed]``."""
     p = sub.add_parser("resume", help="continue a run from the last checkpoint of its store")
     p.add_argument("--store", required=True, metavar="DIR", help="the run's store")
+    p.add_argument(
+        "--allow-changed", action="store_true",
+        help="resume even if tasks' code or settings changed since the run started (see docs/durability.md)",
+    )
     p.add_argument(
         "--checkpoint-every", metavar="DURATION", type=parse_duration, default=None,
         help="time between checkpoints (default: what the run was started with)",
@@ -131,11 +135,12 @@ def add_dead_letters_parser(sub: Any) -> None:
     p.set_defaults(handler=dead_letters)
 
 
-def existing_store(path: str, holds: str) -> Store:
-    """Open a store a read-only command looks into; a missing one says it holds no *holds*."""
+def existing_store(path: str, holds: str, *, readonly: bool = True) -> Store:
+    """Open a store a command looks into (read-only unless *readonly* is False, which a command that
+    writes passes); a missing one says it holds no *holds*."""
     if not Path(path).exists():
         raise StoreError(f"store {path!r} does not exist; it holds no {holds}")
-    return open_store(path, create=False)
+    return open_store(path, create=False, readonly=readonly)
 
 
 def dead_letters(args: argparse.Namespace) -> int:

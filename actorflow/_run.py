@@ -47,6 +47,8 @@ class RunOptions(TypedDict, total=False):
     Attributes:
         store: a directory (or opened :class:`Store`) to checkpoint into and keep the cache in.
         resume: resume the unfinished run recorded in *store*.
+        allow_changed: with *resume*, resume even if tasks' code or settings changed since the run
+            started (a warning names them); without it such a resume raises :class:`ResumeError`.
         checkpoint_every: seconds between checkpoints (None: only the final one). Default 2.0.
         handle_signals: on SIGINT/SIGTERM write a final checkpoint and stop (:class:`RunInterrupted`).
         meta: extra facts recorded with the run in the store (the CLI records the pipeline file).
@@ -60,6 +62,7 @@ class RunOptions(TypedDict, total=False):
 
     store: str | os.PathLike[str] | Store | None
     resume: bool
+    allow_changed: bool
     checkpoint_every: float | None
     handle_signals: bool
     meta: Mapping[str, Any] | None
@@ -71,9 +74,9 @@ class RunOptions(TypedDict, total=False):
 
 
 _DEFAULTS: RunOptions = {
-    "store": None, "resume": False, "checkpoint_every": DEFAULT_CHECKPOINT_EVERY, "handle_signals": False,
-    "meta": None, "secrets": None, "cache": None, "cache_limit": None, "batch_time": DEFAULT_BATCH_TIME,
-    "slow_item": DEFAULT_SLOW_ITEM,
+    "store": None, "resume": False, "allow_changed": False, "checkpoint_every": DEFAULT_CHECKPOINT_EVERY,
+    "handle_signals": False, "meta": None, "secrets": None, "cache": None, "cache_limit": None,
+    "batch_time": DEFAULT_BATCH_TIME, "slow_item": DEFAULT_SLOW_ITEM,
 }
 
 
@@ -233,7 +236,9 @@ async def open_run(
         raise ActorflowError("resume=True needs store=PATH: the store to resume from")
     if store is not None:
         check_storable(graph)  # before the store is opened or any task runs
-    opened, doc = (None, None) if store is None else open_for_run(store, graph, cfg["resume"], dict(cfg["meta"] or {}))
+    opened, doc = (None, None) if store is None else open_for_run(
+        store, graph, cfg["resume"], dict(cfg["meta"] or {}), cfg["allow_changed"]
+    )
     cache_store: Store | None = None
     try:
         the_cache, cache_store = open_cache(cfg["cache"], opened, cfg["cache_limit"])
@@ -254,6 +259,8 @@ async def open_run(
             cache_store.close()
         if opened is not None and opened is not store:
             opened.close()
+        elif opened is not None:
+            opened.release()  # the caller's store stays open, but no longer owned by this run
 
 
 @asynccontextmanager

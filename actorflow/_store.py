@@ -11,10 +11,18 @@ Layout (named databases):
 
 Every write is one transaction, so a failed write (full disk, map full, crash) leaves the last
 good checkpoint intact.
+
+A run owns its store: :meth:`Store.acquire` takes an exclusive ``fcntl.flock`` on ``owner.lock``
+in the store directory (holding the owner's process id) before any task runs, so a second run or
+resume on the same store fails at once. The kernel drops the lock when its process dies; a lock
+file left by a dead process is taken over with a warning. Read-only openings
+(``readonly=True``) take no lock and write nothing, so they work on a read-only file system.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -30,6 +38,29 @@ from ._errors import StoreError
 SCHEMA_VERSION = 1
 KIND = b"actorflow-store"
 DEFAULT_MAP_SIZE = 1 << 30  # 1 GiB of address space; LMDB files grow only as data is written
+LOCK_FILE = "owner.lock"
+
+log = logging.getLogger("actorflow.store")
+
+
+def _alive(pid: int) -> bool:
+    """Whether process *pid* exists (a process we may not signal still exists)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_pid(fd: int) -> int | None:
+    """The process id recorded in an open lock file, or None when it records none."""
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 @final
@@ -40,10 +71,20 @@ class Store:
         path: the store's directory.
         create: create the store when missing (otherwise refuse).
         map_size: the most bytes the store may hold.
+        readonly: open for reading only (no LMDB lock file, no writes; works on a read-only file
+            system); implies ``create=False``.
+        owner: take ownership (:meth:`acquire`) before the LMDB environment is opened, so a store in
+            use by another run is refused with the owner's process id.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = True, map_size: int = DEFAULT_MAP_SIZE) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, create: bool = True, map_size: int = DEFAULT_MAP_SIZE,
+        readonly: bool = False, owner: bool = False,
+    ) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        self._lock_fd: int | None = None
+        create = create and not readonly
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"store {str(self.path)!r} is a file, not an actorflow store directory")
         if not self.path.exists():
@@ -56,9 +97,14 @@ class Store:
         if data.exists() and data.stat().st_size < 8192 and data.stat().st_size > 0:
             size = data.stat().st_size
             raise StoreError(f"store {str(self.path)!r} is truncated or corrupt ({size} bytes in data.mdb)")
+        if owner:
+            self.acquire()
         try:
-            self.env = lmdb.open(str(self.path), map_size=map_size, max_dbs=8, subdir=True, lock=True)
+            self.env = lmdb.open(
+                str(self.path), map_size=map_size, max_dbs=8, subdir=True, lock=not readonly, readonly=readonly
+            )
         except lmdb.Error as exc:
+            self.release()
             raise StoreError(f"store {str(self.path)!r} cannot be opened as an LMDB store: {exc}") from exc
         self._check_size(data)
         try:
@@ -109,8 +155,72 @@ class Store:
             names = [k for k, _ in txn.cursor()]
         return any(n not in (b"meta", b"checkpoint", b"dead_letters", b"cache", b"cache_files") for n in names)
 
+    def acquire(self) -> None:
+        """Make this process the store's only owner until :meth:`close` (a no-op when it already is).
+
+        Takes an exclusive, non-blocking ``flock`` on ``owner.lock`` and writes this process's id
+        into it. A lock file whose process died holds no lock any more (the kernel released it); it
+        is taken over with a warning.
+
+        Raises:
+            StoreError: another run (in this or another process) owns the store, or the lock file
+                cannot be created.
+        """
+        if self._lock_fd is not None:
+            return
+        lock_path = self.path / LOCK_FILE
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(
+                f"store {str(self.path)!r}: cannot create its lock file {str(lock_path)!r}: {exc.strerror or exc}"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_pid(fd)
+            os.close(fd)
+            who = f"process {holder}" if holder is not None else "another process"
+            if holder == os.getpid():
+                who += " (this process: another run in it)"
+            raise StoreError(
+                f"store {str(self.path)!r} is in use by {who}, which holds {str(lock_path)!r}; a store serves one "
+                "run at a time: wait for that run to end, stop it, or use another store"
+            ) from exc
+        previous = _read_pid(fd)
+        if previous is not None and previous != os.getpid() and not _alive(previous):
+            log.warning(
+                "store %r: taking over the lock of process %d, which is no longer running (its run ended "
+                "without closing the store)", str(self.path), previous,
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._lock_fd = fd
+
+    def owner(self) -> int | None:
+        """The process id recorded in the store's lock file (a live owner or a stale one), or None."""
+        try:
+            fd = os.open(self.path / LOCK_FILE, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            return _read_pid(fd)
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        """Give up ownership taken by :meth:`acquire` (the store stays open)."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            try:
+                os.ftruncate(fd, 0)  # an empty lock file: nobody to warn about
+            except OSError:
+                pass
+            os.close(fd)  # releases the flock
+
     def close(self) -> None:
-        """Close the LMDB environment."""
+        """Close the LMDB environment and give up ownership (see :meth:`acquire`)."""
+        self.release()
         env = getattr(self, "env", None)
         if env is not None:
             env.close()
@@ -202,6 +312,14 @@ class Store:
             txn.drop(self._ckpt, delete=False)
             txn.drop(self._dead, delete=False)
 
+    def update_run_info(self, **fields: Any) -> None:
+        """Change fields of the recorded run (its checkpoint and dead letters stay)."""
+        with self.env.begin(db=self._meta) as txn:
+            raw = txn.get(b"run")
+        info: dict[str, Any] = unpack(raw) if raw is not None else {}
+        info.update(fields)
+        self._write({(self._meta, b"run"): pack(info)})
+
     # -- checkpoints ---------------------------------------------------------------------------
 
     def write_checkpoint(self, blob: bytes, dead_letters: list[dict[str, Any]]) -> None:
@@ -238,6 +356,14 @@ class Store:
                 yield unpack(value)
 
 
-def open_store(path: str | os.PathLike[str], *, create: bool = True, map_size: int = DEFAULT_MAP_SIZE) -> Store:
-    """Open (or create) the store at *path*; raises :class:`StoreError` with a clear message."""
-    return Store(path, create=create, map_size=map_size)
+def open_store(
+    path: str | os.PathLike[str], *, create: bool = True, map_size: int = DEFAULT_MAP_SIZE, readonly: bool = False,
+    owner: bool = False,
+) -> Store:
+    """Open (or create) the store at *path*; raises :class:`StoreError` with a clear message.
+
+    With *readonly*, nothing is created, locked or written (read-only commands use this); with
+    *owner*, the store is owned by the caller until it is closed (runs use this, see
+    :meth:`Store.acquire`).
+    """
+    return Store(path, create=create, map_size=map_size, readonly=readonly, owner=owner)
