@@ -19,6 +19,10 @@ from ._mailbox import Batch, Mailbox
 from ._remote import RemoteBatches, open_remote
 from ._taskclass import end_of_stream_of, instance_state
 
+#: Seconds between two items of an async source after which the second is sent at once (the
+#: generator paused: nothing would join its batch); items closer together are batched.
+SPARSE_GAP = 20e-6
+
 
 class SourceActor(Actor):
     """A generator function (or a task fed only final inputs that yields): starts a stream.
@@ -95,12 +99,14 @@ class SourceActor(Actor):
     async def _pump_async(self) -> None:
         # The generator runs in its own task and appends to `buf`; the flusher sends whatever
         # accumulated each time the generator actually suspends, so batches form by themselves.
-        # Items still in `buf` are not counted by the cursor: a resumed run produces them again.
+        # An item that comes after a pause (a sparse stream: a feed, a socket) while the flusher is
+        # idle is sent by the pump itself, one hand-off sooner. Items still in `buf` are not
+        # counted by the cursor: a resumed run produces them again.
         agen, skip = self._open()
         buf: list[Any] = []
         # "pos": items the generator gave in this attempt; its first one is item cursor - skip
         first = self.cursor - skip
-        state: dict[str, Any] = {"done": False, "error": None, "skip": skip, "pos": 0}
+        state: dict[str, Any] = {"done": False, "error": None, "skip": skip, "pos": 0, "idle": False, "last": 0.0}
         wake = trio.lowlevel.ParkingLot()
         space = trio.lowlevel.ParkingLot()
         bs = self.spec.batch_size
@@ -114,6 +120,17 @@ class SourceActor(Actor):
                             state["skip"] -= 1
                             continue
                         buf.append(x)
+                        now = perf_counter()
+                        sparse, state["last"] = now - state["last"] > SPARSE_GAP, now
+                        if sparse and state["idle"] and not self.sup.pending and not self.run.paused:
+                            now_items = buf[:]
+                            buf.clear()
+                            state["idle"] = False  # the flusher must not send while this does
+                            try:
+                                await self._emit(self.cursor, now_items)
+                            finally:
+                                state["idle"] = True
+                            continue
                         if wake:
                             wake.unpark_all()
                         while len(buf) >= bs:
@@ -137,7 +154,9 @@ class SourceActor(Actor):
                 elif state["done"]:
                     return
                 else:
+                    state["idle"] = True
                     await wake.park()
+                    state["idle"] = False
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(pump)
