@@ -201,74 +201,99 @@ class ItemLoop:
 
     async def _retrying(
         self, seqs: list[Any], items: list[Any], run_from: Callable[[int], Any], failed_at: Callable[[], int],
-        skip: Callable[[int], None],
+        skip: Callable[[int], None], first: Exception,
     ) -> None:
-        """Run ``run_from(0)``; when item ``failed_at()`` raises, recover and go on from it or past it."""
-        pos, attempt, last = 0, 1, -1
-        while True:
+        """Item ``failed_at()`` raised *first*: recover, then ``run_from`` it or past it, and so on."""
+        exc: Exception | None = first
+        attempt, last = 1, -1
+        while exc is not None:
+            i = failed_at()
+            attempt, last = (attempt + 1 if i == last else 1), i
+            if await self.recover(seqs[i], items[i], exc, attempt):
+                pos = i
+            else:
+                skip(i)
+                pos = i + 1
             try:
                 await run_from(pos)
-                return
+                exc = None
             except (ItemFailure, MailboxTypeError):
                 raise
-            except Exception as exc:
-                i = failed_at()
-                attempt, last = (attempt + 1 if i == last else 1), i
-                if await self.recover(seqs[i], items[i], exc, attempt):
-                    pos = i
-                else:
-                    skip(i)
-                    pos = i + 1
+            except Exception as again:
+                exc = again
 
     async def map(self, seqs: list[Any], items: list[Any]) -> list[Any]:
         """The handler's result for every item, in order (:data:`SKIP` for items gone to dead letters)."""
         out: list[Any] = []
+        self.position = out.__len__
+        try:
+            await self._map_from(out, seqs, items, 0)  # the common case: no closures made
+            return out
+        except (ItemFailure, MailboxTypeError):
+            raise
+        except Exception as exc:
+            first = exc
 
         async def run_from(pos: int) -> None:
-            call = self.handler.item  # fetched anew: a restart rebinds it
-            todo = items if pos == 0 else items[pos:]
-            if self.with_seq:
-                rest = seqs if pos == 0 else seqs[pos:]
-                if self.is_async:
-                    for x, s in zip(todo, rest, strict=True):
-                        out.append(await call(x, s))
-                else:
-                    out.extend(map(call, todo, rest))  # a C loop; on an error `out` keeps what was done
-            elif self.is_async:
-                for x in todo:
-                    out.append(await call(x))
-            else:
-                out.extend(map(call, todo))
+            await self._map_from(out, seqs, items, pos)
 
-        self.position = out.__len__
-        await self._retrying(seqs, items, run_from, out.__len__, lambda _: out.append(SKIP))
+        await self._retrying(seqs, items, run_from, out.__len__, lambda _: out.append(SKIP), first)
         return out
+
+    async def _map_from(self, out: list[Any], seqs: list[Any], items: list[Any], pos: int) -> None:
+        """Append the handler's result for ``items[pos:]`` to *out* (which keeps what was done on an error)."""
+        call = self.handler.item  # fetched anew: a restart rebinds it
+        todo = items if pos == 0 else items[pos:]
+        if self.with_seq:
+            rest = seqs if pos == 0 else seqs[pos:]
+            if self.is_async:
+                for x, s in zip(todo, rest, strict=True):
+                    out.append(await call(x, s))
+            else:
+                out.extend(map(call, todo, rest))  # a C loop
+        elif self.is_async:
+            for x in todo:
+                out.append(await call(x))
+        else:
+            out.extend(map(call, todo))
 
     async def fold(self, acc: Any, seqs: list[Any], items: list[Any]) -> Any:
         """Fold *items* into *acc* with a collector's step; returns the new accumulator."""
         state = [acc, 0]  # the accumulator after the last good item, and the failing index
+        self.position = lambda: state[1]
+        try:
+            await self._fold_from(state, items, 0)
+            return state[0]
+        except (ItemFailure, MailboxTypeError):
+            raise
+        except Exception as exc:
+            first = exc
 
         async def run_from(pos: int) -> None:
-            step = self.handler.item
-            acc = state[0]
-            if self.is_async:
-                for i in range(pos, len(items)):
-                    state[1] = i
-                    acc = state[0] = await step(acc, items[i])
-                return
-            rest = iter(items[pos:] if pos else items)
-            try:
-                for x in rest:
-                    acc = step(acc, x)
-            except Exception:
-                state[1] = len(items) - length_hint(rest) - 1  # the item that raised
-                raise
-            finally:
-                state[0] = acc
+            await self._fold_from(state, items, pos)
 
-        self.position = lambda: state[1]
-        await self._retrying(seqs, items, run_from, lambda: state[1], lambda _: None)
+        await self._retrying(seqs, items, run_from, lambda: state[1], lambda _: None, first)
         return state[0]
+
+    async def _fold_from(self, state: list[Any], items: list[Any], pos: int) -> None:
+        """Fold ``items[pos:]`` into ``state[0]``; on an error ``state`` holds the last good accumulator
+        and the failing index."""
+        step = self.handler.item
+        acc = state[0]
+        if self.is_async:
+            for i in range(pos, len(items)):
+                state[1] = i
+                acc = state[0] = await step(acc, items[i])
+            return
+        rest = iter(items[pos:] if pos else items)
+        try:
+            for x in rest:
+                acc = step(acc, x)
+        except Exception:
+            state[1] = len(items) - length_hint(rest) - 1  # the item that raised
+            raise
+        finally:
+            state[0] = acc
 
     async def generate(self, seqs: list[Any], items: list[Any]) -> AsyncIterator[tuple[int, int, Any]]:
         """``(index, j, child)`` for the *j*-th item a generator task yields for ``items[index]``.
