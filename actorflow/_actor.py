@@ -77,6 +77,8 @@ class Actor:
         #: The actor's part in the product cache (None: not cacheable, or no cache).
         self.cached: CacheRole | None = None
         self.handler: Handler | None = None
+        #: Children a generator task emitted for an item before the checkpoint it resumes from.
+        self.skip_children: dict[Any, int] = {}
         self.loop: ItemLoop | None = None
         self._zip: ZipInbox | None = None
         #: Seconds a batch should take, and the sizer that keeps batches near it.
@@ -335,7 +337,7 @@ class Actor:
         if self.spec.context_param is not None:
             consts[self.spec.context_param] = context_for(self.run, self.name, self.spec.secrets)
         self.handler = Handler(self.spec, consts)
-        self.loop = ItemLoop(self, self.handler)
+        self.loop = ItemLoop(self, self.handler, self.skip_children)
 
     def _finished(self) -> None:
         run = self.run

@@ -381,22 +381,13 @@ class TaskActor(Actor):
         if "inflight" in st:  # the unfinished input batch goes back to the front of the inbox
             seqs, items, emitted = st["inflight"]
             seqs = [seq_from_plain(s) for s in seqs]
-            self.skip_first = {seqs[0]: emitted} if emitted else {}
+            self.skip_children = {seqs[0]: emitted} if emitted else {}
             boxes = self.inboxes
             if len(boxes) == 1:
                 boxes[0].put_front(seqs, items)
             else:
                 for k, box in enumerate(boxes):
                     box.put_front(seqs, [t[k] for t in items])
-
-    #: After a resume: children of the first re-queued item already emitted (handed to the item loop).
-    skip_first: dict[Any, int] | None = None
-
-    async def resend_restored(self) -> None:
-        if self.skip_first and self.loop is not None:
-            self.loop.skip_children.update(self.skip_first)
-            self.skip_first = None
-        await super().resend_restored()
 
 
 class SinkActor(Actor):

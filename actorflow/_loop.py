@@ -177,14 +177,16 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 class ItemLoop:
     """Calls a :class:`Handler` on batches for one actor, applying the task's failure policy."""
 
-    def __init__(self, actor: Recovering, handler: Handler) -> None:
+    def __init__(
+        self, actor: Recovering, handler: Handler, skip_children: dict[Any, int] | None = None
+    ) -> None:
         self.actor = actor
         self.handler = handler
         spec = handler.spec
         self.is_async = spec.is_async
         self.with_seq = spec.seq_param is not None
         #: Generator task: item seq -> children emitted before a resume or retry (skipped when re-run).
-        self.skip_children: dict[Any, int] = {}
+        self.skip_children: dict[Any, int] = skip_children if skip_children is not None else {}
         #: The index in the current batch of the item being processed (read by the slow-item watch
         #: while an async handler awaits; costs nothing per item: it is the length of the output).
         self.position: Callable[[], int] = _zero
@@ -330,13 +332,13 @@ class ItemLoop:
                 async for r in agen:
                     yield r
         else:
-            with _closing(gen):
+            with closing(gen):
                 for r in gen:
                     yield r
 
 
 @contextmanager
-def _closing(gen: Any) -> Iterator[None]:
+def closing(gen: Any) -> Iterator[None]:
     """Close a sync generator when leaving the block (also on cancellation)."""
     try:
         yield
@@ -345,5 +347,3 @@ def _closing(gen: Any) -> Iterator[None]:
         if close is not None:
             close()
 
-
-closing = _closing

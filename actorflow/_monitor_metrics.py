@@ -189,7 +189,6 @@ class MetricsCollector:
 
         for name, t in summary.tasks.items():
             counts = self._tasks.get(name, _TaskCounts())
-            actor = actors.get(name)
             add("items_in", name, t.items_in)
             add("items_out", name, t.items_out)
             add("failures", name, counts.failures)
@@ -197,7 +196,7 @@ class MetricsCollector:
             add("restarts", name, counts.restarts)
             add("dead_letters", name, counts.dead_letters)
             add("queue", name, queued.get(name, 0))
-            add("busy", name, float(getattr(actor, "busy_time", t.elapsed)))
+            add("busy", name, actors[name].busy_time)
             add("elapsed", name, t.elapsed)
             add("hits", name, counts.cache_hits)
             add("misses", name, counts.cache_misses)
@@ -240,7 +239,7 @@ class MetricsCollector:
                    "Seconds the actors were held for a checkpoint (the consistent cut).",
                    (("_sum", run_labels, self.checkpoint_pause_seconds), ("_count", run_labels, self.checkpoints))),
             Metric("actorflow_checkpoint_write_seconds", "summary",
-                   "Seconds spent writing a checkpoint to the store (in a worker thread; actors keep running).",
+                   "Seconds spent writing a checkpoint to the store (small ones in the loop, large ones in a thread).",
                    (("_sum", run_labels, self.checkpoint_write_seconds), ("_count", run_labels, self.checkpoints))),
             Metric("actorflow_checkpoint_last_size_bytes", "gauge", "Size of the last checkpoint written.",
                    (("", run_labels, self.checkpoint_bytes),)),
