@@ -22,6 +22,37 @@ DEFAULT_BATCH_SIZE = 1024
 
 
 @final
+class _Waiters:
+    """The tasks waiting on one side of a mailbox, woken all at once (a lean trio parking lot)."""
+
+    __slots__ = ("tasks",)
+
+    def __init__(self) -> None:
+        self.tasks: list[trio.lowlevel.Task] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.tasks)
+
+    async def park(self) -> None:
+        task = trio.lowlevel.current_task()
+        tasks = self.tasks
+        tasks.append(task)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            tasks.remove(task)  # still listed: a woken task is never aborted
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def unpark_all(self) -> None:
+        tasks = self.tasks
+        if tasks:
+            self.tasks = []
+            for task in tasks:
+                trio.lowlevel.reschedule(task)
+
+
+@final
 class Mailbox:
     """A typed actor's inbox for one input port.
 
@@ -54,8 +85,8 @@ class Mailbox:
         self.restore: Any = None
         #: The sender's promise: no item numbered this or lower will come any more (None: no promise yet).
         self.watermark: Any = None
-        self._getters = trio.lowlevel.ParkingLot()
-        self._putters = trio.lowlevel.ParkingLot()
+        self._getters = _Waiters()
+        self._putters = _Waiters()
         #: Optional shared lot woken on every put or close (used by actors reading several ports).
         self.listener: trio.lowlevel.ParkingLot | None = None
         #: Classes the receiving port accepts, when the sender's declared type cannot guarantee them
@@ -92,6 +123,10 @@ class Mailbox:
         while self._count >= self.capacity and not (self._abandoned or self._spilling):
             await self._putters.park()
         self.put_nowait(seqs, items)
+
+    def has_room(self) -> bool:
+        """True when :meth:`put` would not wait (the mailbox is below capacity, or never waits)."""
+        return self._count < self.capacity or self._abandoned or self._spilling
 
     def put_nowait(self, seqs: list[Any], items: list[Any]) -> None:
         """Queue one batch regardless of capacity (used when restoring a checkpoint)."""
