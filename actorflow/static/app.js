@@ -10,6 +10,7 @@ const state = {
   ws: null,
   graph: null,
   tasks: new Map(),   // name -> {spec, count, rate, lastCount, lastTime, status, el, row}
+  edges: [],          // in hello's edge order: {from, to, path, label, rate, lastSent, lastTime}
   status: "connecting",
   paused: false,
 };
@@ -62,15 +63,25 @@ function drawGraph(graph) {
   svg.setAttribute("height", height);
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const edges = svgEl("g", { class: "edges" });
+  const labels = [];
+  state.edges = [];
   for (const [up, down] of graph.edges) {
     const a = pos.get(up), b = pos.get(down);
     if (!a || !b) continue;
     const x1 = a.x + NODE_W, y1 = a.y + NODE_H / 2, x2 = b.x, y2 = b.y + NODE_H / 2;
     const mid = (x1 + x2) / 2;
-    edges.appendChild(svgEl("path", {
+    const path = svgEl("path", {
       class: "edge", "data-from": up, "data-to": down,
       d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`,
-    }));
+    });
+    const tip = svgEl("title", {}, `${up} → ${down}`);
+    path.appendChild(tip);
+    edges.appendChild(path);
+    // The queue label sits just before the reader, where its mailbox waits.
+    const label = svgEl("text", { class: "queue", "data-from": up, "data-to": down, "data-queued": 0,
+      x: x2 - 6, y: y2 - 6, "text-anchor": "end" }, "");
+    labels.push(label);
+    state.edges.push({ from: up, to: down, path, tip, label, rate: 0, lastSent: 0, lastTime: null });
   }
   svg.appendChild(edges);
   const nodes = svgEl("g", { class: "nodes" });
@@ -103,6 +114,9 @@ function drawGraph(graph) {
       node: g, countEl: count, rateEl: rate, row });
   }
   svg.appendChild(nodes);
+  const queues = svgEl("g", { class: "queues" });  // above the nodes, so a label is never hidden
+  queues.append(...labels);
+  svg.appendChild(queues);
 }
 
 // ---- live figures -------------------------------------------------------------------------
@@ -144,6 +158,32 @@ function applyStats(msg) {
     task.row.querySelector(".count").textContent = fmt(count);
     task.row.querySelector(".rate").textContent = fmt(task.rate);
   }
+  applyEdges(msg.edges, now);
+}
+
+// Edge width follows the items/s along the edge (from successive `sent` counts), on a log scale.
+function edgeWidth(rate) {
+  return rate > 0 ? Math.min(12, 2 + 1.5 * Math.log10(1 + rate)) : 2;
+}
+
+function applyEdges(list, now) {
+  (list || []).forEach((e, i) => {
+    const edge = state.edges[i];
+    if (!edge || edge.from !== e.from || edge.to !== e.to) return;
+    if (edge.lastTime !== null && now > edge.lastTime) {
+      const instant = Math.max(0, e.sent - edge.lastSent) / (now - edge.lastTime);
+      edge.rate = edge.rate ? 0.6 * edge.rate + 0.4 * instant : instant;
+    }
+    edge.lastSent = e.sent;
+    edge.lastTime = now;
+    edge.path.style.strokeWidth = `${edgeWidth(edge.rate).toFixed(1)}px`;
+    edge.path.dataset.sent = String(e.sent);
+    edge.path.dataset.rate = String(Math.round(edge.rate));
+    edge.tip.textContent = `${e.from} → ${e.to}: ${fmt(e.sent)} items sent, ${fmt(edge.rate)} items/s, ` +
+      `${fmt(e.queued)} queued`;
+    edge.label.dataset.queued = String(e.queued);
+    edge.label.textContent = e.queued > 0 ? `${fmt(e.queued)} queued` : "";
+  });
 }
 
 function logEvent(ev) {
