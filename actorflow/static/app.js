@@ -55,6 +55,37 @@ function layout(graph) {
   return { pos, width, height };
 }
 
+// The point of the edge's curve (control points at x = mid) whose x is `x` (found by bisection).
+function curvePoint(x1, y1, mid, x2, y2, x) {
+  const at = (t) => {
+    const u = 1 - t;
+    return { x: u * u * u * x1 + 3 * u * t * mid + t * t * t * x2, y: y1 + (y2 - y1) * t * t * (3 - 2 * t) };
+  };
+  let lo = 0, hi = 1;
+  for (let i = 0; i < 30; i++) {
+    const t = (lo + hi) / 2;
+    if (at(t).x < x) lo = t; else hi = t;
+  }
+  return at((lo + hi) / 2);
+}
+
+// Labels of edges into one reader end near one point: keep them a line apart.
+function spreadLabels(labels) {
+  const byReader = new Map();
+  for (const l of labels) {
+    const key = l.dataset.to;
+    if (!byReader.has(key)) byReader.set(key, []);
+    byReader.get(key).push(l);
+  }
+  for (const group of byReader.values()) {
+    group.sort((a, b) => Number(a.getAttribute("y")) - Number(b.getAttribute("y")));
+    for (let i = 1; i < group.length; i++) {
+      const above = Number(group[i - 1].getAttribute("y"));
+      if (Number(group[i].getAttribute("y")) < above + 13) group[i].setAttribute("y", above + 13);
+    }
+  }
+}
+
 function drawGraph(graph) {
   const svg = document.getElementById("graph");
   svg.replaceChildren();
@@ -77,9 +108,11 @@ function drawGraph(graph) {
     const tip = svgEl("title", {}, `${up} → ${down}`);
     path.appendChild(tip);
     edges.appendChild(path);
-    // The queue label sits just before the reader, where its mailbox waits.
+    // The queue label sits on the edge in the gap just before its reader (where edges into one
+    // reader still run apart), so an edge that skips columns does not put it on a node.
+    const at = curvePoint(x1, y1, mid, x2, y2, x2 - GAP_X / 2);
     const label = svgEl("text", { class: "queue", "data-from": up, "data-to": down, "data-queued": 0,
-      x: x2 - 6, y: y2 - 6, "text-anchor": "end" }, "");
+      x: at.x, y: at.y - 5, "text-anchor": "middle" }, "");
     labels.push(label);
     state.edges.push({ from: up, to: down, path, tip, label, rate: 0, lastSent: 0, lastTime: null });
   }
@@ -114,6 +147,7 @@ function drawGraph(graph) {
       node: g, countEl: count, rateEl: rate, row });
   }
   svg.appendChild(nodes);
+  spreadLabels(labels);
   const queues = svgEl("g", { class: "queues" });  // above the nodes, so a label is never hidden
   queues.append(...labels);
   svg.appendChild(queues);
