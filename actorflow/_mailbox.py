@@ -64,7 +64,7 @@ class Mailbox:
 
     __slots__ = (
         "_abandoned", "_batches", "_closed", "_count", "_getters", "_putters", "_spilled", "_spilling", "accepts",
-        "capacity", "listener", "name", "restore", "spill_to", "watermark",
+        "capacity", "listener", "name", "restore", "sent", "spill_to", "watermark",
     )
 
     def __init__(self, name: str, capacity: int = DEFAULT_CAPACITY) -> None:
@@ -74,6 +74,8 @@ class Mailbox:
         self.capacity = capacity
         self._batches: deque[Batch] = deque()
         self._count = 0
+        #: Items queued here so far (counted per batch; what was dropped after :meth:`abandon` is not).
+        self.sent = 0
         self._closed = False
         self._abandoned = False
         self._spilling = False
@@ -139,6 +141,7 @@ class Mailbox:
         else:
             self._batches.append((seqs, items))
         self._count += len(items)
+        self.sent += len(items)
         if self._getters:
             self._getters.unpark_all()
         if self.listener is not None:
@@ -149,6 +152,7 @@ class Mailbox:
         if items:
             self._batches.appendleft((seqs, items))
             self._count += len(items)
+            self.sent += len(items)
 
     def spill(self, on: bool) -> None:
         """While on, senders never wait: the receiver cannot read yet and must not block them (it

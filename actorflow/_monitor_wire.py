@@ -79,8 +79,32 @@ def graph_description(run: Run) -> dict[str, Any]:
     return {"flow": run.flow_name, "fingerprint": getattr(graph, "fingerprint", None), "tasks": tasks, "edges": edges}
 
 
+def edge_traffic(run: Run) -> list[dict[str, Any]]:
+    """Every edge of the graph (in ``hello``'s order) with the items ``sent`` along it and ``queued`` for its reader.
+
+    A streaming edge reads its mailbox's counters (plus the items a zipping reader took but has
+    not matched yet); an edge that hands over a whole product has no mailbox: its items count as
+    sent at once when the product is ready, and nothing queues on it.
+    """
+    runtime = run.runtime
+    boxes = {(reader.name, port): (box, reader) for box, reader, port in runtime.mailboxes.values()}
+    edges = []
+    for t in run.graph.tasks.values():
+        for i in t.inputs:
+            entry = boxes.get((t.name, i.name))
+            if entry is None:
+                up = runtime.actors[i.upstream]
+                sent, queued = (up.items_out if up.product.ready.is_set() else 0), 0
+            else:
+                box, reader = entry
+                sent = box.sent
+                queued = len(box) + sum(len(items) for _, items in reader.queued_for(box))
+            edges.append({"from": i.upstream, "to": t.name, "sent": sent, "queued": queued})
+    return edges
+
+
 def stats_message(run: Run) -> dict[str, Any]:
-    """A ``stats`` message: the run's status and every task's counters right now."""
+    """A ``stats`` message: the run's status, every task's counters and every edge's traffic right now."""
     summary = run.summary
     return {
         "type": "stats",
@@ -92,4 +116,5 @@ def stats_message(run: Run) -> dict[str, Any]:
                 "cache": t.cache}
             for n, t in summary.tasks.items()
         },
+        "edges": edge_traffic(run),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 from pathlib import Path
 
@@ -150,3 +151,67 @@ async def test_dashboard_marks_tasks_that_came_from_the_cache(tmp_path: Path) ->
         await trio.to_thread.run_sync(drive)
     assert result["added"] == 45 + 10
     assert seen == {"numbers": "finished (cached)", "added": "finished"}
+
+
+queueing = af.Flow("dashboard_queue")
+#: Holds the slow reader until the page showed its queue; each test run puts a fresh event here.
+GATE: dict[str, trio.Event] = {}
+
+
+@queueing.source
+def fast(n: int = 200) -> af.Stream[int]:
+    yield from range(n)
+
+
+@queueing.task(capacity=8)
+async def slow(fast: int) -> int:
+    await GATE["open"].wait()
+    return fast
+
+
+@queueing.collector(init=0)
+def kept(acc: int, slow: int) -> int:
+    return acc + 1
+
+
+async def test_dashboard_shows_a_slow_readers_queue_and_edge_traffic() -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    GATE["open"] = trio.Event()
+    seen: dict[str, object] = {}
+    async with af.open_run(queueing) as run, af.monitor.open_monitor(run, port=0, stats_interval=0.05) as mon:
+
+        def drive() -> None:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=BROWSER, headless=True, args=ARGS)
+                try:
+                    page = browser.new_page()
+                    errors: list[str] = []
+                    page.on("pageerror", lambda exc: errors.append(str(exc)))
+                    page.goto(mon.http_url)
+                    label = page.locator('text.queue[data-from="fast"][data-to="slow"]')
+                    expect(label).to_have_attribute("data-queued", re.compile(r"^[1-9]\d*$"), timeout=20_000)
+                    seen["label"] = label.text_content()
+                    seen["queued"] = int(label.get_attribute("data-queued") or 0)
+                    trio.from_thread.run_sync(GATE["open"].set)
+                    expect(page.locator("#status")).to_have_attribute("data-status", "ok", timeout=20_000)
+                    edge = page.locator('path.edge[data-from="slow"][data-to="kept"]')
+                    expect(edge).to_have_attribute("data-sent", "200")
+                    expect(label).to_have_attribute("data-queued", "0")
+                    seen["after"] = label.text_content()
+                    seen["rate"] = int(edge.get_attribute("data-rate") or 0)
+                    seen["width"] = edge.evaluate("e => parseFloat(getComputedStyle(e).strokeWidth)")
+                    seen["errors"] = errors
+                finally:
+                    browser.close()
+
+        await trio.to_thread.run_sync(drive)
+        result = await run.result()
+
+    assert result["kept"] == 200
+    assert isinstance(seen["queued"], int) and seen["queued"] > 0
+    assert seen["label"] == f"{seen['queued']} queued"
+    assert seen["after"] == ""
+    assert isinstance(seen["rate"], int) and seen["rate"] > 0  # the items the gate let through, per second
+    assert isinstance(seen["width"], float) and seen["width"] > 2  # wider than an idle edge
+    assert seen["errors"] == []

@@ -89,6 +89,20 @@ async def test_abandoned_mailbox_drops_items_and_releases_senders() -> None:
     assert box.get_nowait() is None
 
 
+async def test_sent_counts_every_item_queued_and_only_grows() -> None:
+    box = Mailbox("t.in", capacity=10)
+    await box.put([0, 1], ["a", "b"])
+    box.put_nowait([2], ["c"])
+    assert box.get_nowait(1) == ([0], ["a"])
+    assert (box.sent, len(box)) == (3, 2)  # taking does not lower it
+    box.put_front([0], ["a"])  # a batch put back (restored) counts again, as its queue does
+    assert (box.sent, len(box)) == (4, 3)
+    await box.put([], [])
+    box.abandon()
+    box.put_nowait([3], ["d"])  # dropped: never reached the reader
+    assert (box.sent, len(box)) == (4, 0)
+
+
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError, match="capacity must be at least 1"):
         Mailbox("t.in", capacity=0)

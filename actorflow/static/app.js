@@ -10,6 +10,7 @@ const state = {
   ws: null,
   graph: null,
   tasks: new Map(),   // name -> {spec, count, rate, lastCount, lastTime, status, el, row}
+  edges: [],          // in hello's edge order: {from, to, path, label, rate, lastSent, lastTime}
   status: "connecting",
   paused: false,
 };
@@ -54,6 +55,37 @@ function layout(graph) {
   return { pos, width, height };
 }
 
+// The point of the edge's curve (control points at x = mid) whose x is `x` (found by bisection).
+function curvePoint(x1, y1, mid, x2, y2, x) {
+  const at = (t) => {
+    const u = 1 - t;
+    return { x: u * u * u * x1 + 3 * u * t * mid + t * t * t * x2, y: y1 + (y2 - y1) * t * t * (3 - 2 * t) };
+  };
+  let lo = 0, hi = 1;
+  for (let i = 0; i < 30; i++) {
+    const t = (lo + hi) / 2;
+    if (at(t).x < x) lo = t; else hi = t;
+  }
+  return at((lo + hi) / 2);
+}
+
+// Labels of edges into one reader end near one point: keep them a line apart.
+function spreadLabels(labels) {
+  const byReader = new Map();
+  for (const l of labels) {
+    const key = l.dataset.to;
+    if (!byReader.has(key)) byReader.set(key, []);
+    byReader.get(key).push(l);
+  }
+  for (const group of byReader.values()) {
+    group.sort((a, b) => Number(a.getAttribute("y")) - Number(b.getAttribute("y")));
+    for (let i = 1; i < group.length; i++) {
+      const above = Number(group[i - 1].getAttribute("y"));
+      if (Number(group[i].getAttribute("y")) < above + 13) group[i].setAttribute("y", above + 13);
+    }
+  }
+}
+
 function drawGraph(graph) {
   const svg = document.getElementById("graph");
   svg.replaceChildren();
@@ -62,15 +94,27 @@ function drawGraph(graph) {
   svg.setAttribute("height", height);
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const edges = svgEl("g", { class: "edges" });
+  const labels = [];
+  state.edges = [];
   for (const [up, down] of graph.edges) {
     const a = pos.get(up), b = pos.get(down);
     if (!a || !b) continue;
     const x1 = a.x + NODE_W, y1 = a.y + NODE_H / 2, x2 = b.x, y2 = b.y + NODE_H / 2;
     const mid = (x1 + x2) / 2;
-    edges.appendChild(svgEl("path", {
+    const path = svgEl("path", {
       class: "edge", "data-from": up, "data-to": down,
       d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`,
-    }));
+    });
+    const tip = svgEl("title", {}, `${up} → ${down}`);
+    path.appendChild(tip);
+    edges.appendChild(path);
+    // The queue label sits on the edge in the gap just before its reader (where edges into one
+    // reader still run apart), so an edge that skips columns does not put it on a node.
+    const at = curvePoint(x1, y1, mid, x2, y2, x2 - GAP_X / 2);
+    const label = svgEl("text", { class: "queue", "data-from": up, "data-to": down, "data-queued": 0,
+      x: at.x, y: at.y - 5, "text-anchor": "middle" }, "");
+    labels.push(label);
+    state.edges.push({ from: up, to: down, path, tip, label, rate: 0, lastSent: 0, lastTime: null });
   }
   svg.appendChild(edges);
   const nodes = svgEl("g", { class: "nodes" });
@@ -103,6 +147,10 @@ function drawGraph(graph) {
       node: g, countEl: count, rateEl: rate, row });
   }
   svg.appendChild(nodes);
+  spreadLabels(labels);
+  const queues = svgEl("g", { class: "queues" });  // above the nodes, so a label is never hidden
+  queues.append(...labels);
+  svg.appendChild(queues);
 }
 
 // ---- live figures -------------------------------------------------------------------------
@@ -144,6 +192,32 @@ function applyStats(msg) {
     task.row.querySelector(".count").textContent = fmt(count);
     task.row.querySelector(".rate").textContent = fmt(task.rate);
   }
+  applyEdges(msg.edges, now);
+}
+
+// Edge width follows the items/s along the edge (from successive `sent` counts), on a log scale.
+function edgeWidth(rate) {
+  return rate > 0 ? Math.min(12, 2 + 1.5 * Math.log10(1 + rate)) : 2;
+}
+
+function applyEdges(list, now) {
+  (list || []).forEach((e, i) => {
+    const edge = state.edges[i];
+    if (!edge || edge.from !== e.from || edge.to !== e.to) return;
+    if (edge.lastTime !== null && now > edge.lastTime) {
+      const instant = Math.max(0, e.sent - edge.lastSent) / (now - edge.lastTime);
+      edge.rate = edge.rate ? 0.6 * edge.rate + 0.4 * instant : instant;
+    }
+    edge.lastSent = e.sent;
+    edge.lastTime = now;
+    edge.path.style.strokeWidth = `${edgeWidth(edge.rate).toFixed(1)}px`;
+    edge.path.dataset.sent = String(e.sent);
+    edge.path.dataset.rate = String(Math.round(edge.rate));
+    edge.tip.textContent = `${e.from} → ${e.to}: ${fmt(e.sent)} items sent, ${fmt(edge.rate)} items/s, ` +
+      `${fmt(e.queued)} queued`;
+    edge.label.dataset.queued = String(e.queued);
+    edge.label.textContent = e.queued > 0 ? `${fmt(e.queued)} queued` : "";
+  });
 }
 
 function logEvent(ev) {
