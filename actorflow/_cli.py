@@ -312,20 +312,20 @@ def run_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def _watch(args: argparse.Namespace) -> int:
     """``actorflow run FILE --watch``: run, then re-run what is dirty whenever an input changes."""
-    from ._cli_cache import check_watch, run_watched, watch
+    from ._cli_cache import check_watch, watch
 
     check_watch()  # the watch extra, before anything else
     if args.no_cache:
         raise UsageError("--watch re-runs only what changed, which needs the cache; drop --no-cache")
-    parse_secrets(args.secret)  # a missing variable is a usage error before anything runs
-    _check_observe_options(args)
+    settings = {"secrets": parse_secrets(args.secret), "executors": parse_executors(args.executor)}
+    _check_observe_options(args)  # a missing variable or bad flag is a usage error before anything runs
     if args.store:
         check_store_dir(args.store)
 
-    def load() -> tuple[Any, dict[str, str]]:
-        return load_flow(args.target).bind(run_options(args)), parse_secrets(args.secret)
+    def load() -> Any:
+        return load_flow(args.target).bind(run_options(args))
 
-    return watch(args, lambda cache: run_watched(args, cache, load, lambda r: print_products(r, args.json)))
+    return watch(args, load, lambda r: print_products(r, args.json), settings)
 
 
 def _check_observe_options(args: argparse.Namespace) -> None:

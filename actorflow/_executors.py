@@ -364,8 +364,8 @@ def executor_named(executor: Any) -> Executor | None:
 
 
 def _dask_address() -> str:
-    require("distributed", "executor 'dask'")
-    address = load("dask", "executor 'dask'").config.get("scheduler-address", None)
+    settings = load("distributed", "executor 'dask'").config  # Dask's configuration, as distributed reads it
+    address = settings.get("scheduler-address", None)
     if not isinstance(address, str) or not address:
         raise ValueError(
             "executor 'dask' runs on the scheduler Dask is configured with, and none is: set "

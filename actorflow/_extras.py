@@ -18,7 +18,6 @@ from ._errors import ActorflowError
 #: The extra that installs each optional module actorflow imports.
 EXTRAS: dict[str, str] = {
     "distributed": "dask",
-    "dask": "dask",
     "watchfiles": "watch",
     "anyio": "watch",
 }

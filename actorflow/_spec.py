@@ -81,7 +81,7 @@ class TaskSettings:
     finish: Callable[..., Any] | None = None
     per: str | None = None
     rate_limit: float | None = None
-    follows_executor: frozenset[str] = frozenset()
+    follows_executor: tuple[str, ...] = ()
 
     @classmethod
     def of(
@@ -113,7 +113,7 @@ class TaskSettings:
         here = where(flow, task)
         if executor is not None:
             executor = as_executor(flow, task, executor)
-        follows = frozenset(
+        follows = tuple(  # a tuple: its repr is the same in every process (resume compares settings as text)
             name for name, left in (("concurrency", concurrency is None), ("capacity", capacity == DEFAULT_CAPACITY))
             if left
         )
