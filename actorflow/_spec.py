@@ -124,10 +124,6 @@ class TaskSettings:
                 raise DefinitionError(f"{here}: {label} must be a positive int, got {value!r}")
         if "capacity" in follows:
             capacity = _capacity(executor, batch_size, concurrency)
-        if rate_limit is not None and not positive_seconds(rate_limit):
-            raise DefinitionError(
-                f"{here}: rate_limit must be a positive number of calls per second, got {rate_limit!r}"
-            )
         if batch_time is not None and not positive_seconds(batch_time):
             raise DefinitionError(f"{here}: batch_time must be a positive number of seconds, got {batch_time!r}")
         if not isinstance(ordered, bool):
@@ -144,7 +140,7 @@ class TaskSettings:
             capacity=capacity, batch_size=batch_size, batch_time=batch_time, concurrency=concurrency, ordered=ordered,
             on_error=check_policy(flow, task, kind, on_error), executor=executor, cache=cache, version=version,
             secrets=_secret_names(flow, task, secrets), init=init, finish=finish, per=per,
-            rate_limit=None if rate_limit is None else float(rate_limit), follows_executor=follows,
+            rate_limit=_rate_limit(here, kind, rate_limit), follows_executor=follows,
         )
 
     def on(self, executor: Executor | None) -> TaskSettings:
@@ -155,6 +151,17 @@ class TaskSettings:
         if "capacity" in self.follows_executor:
             capacity = _capacity(executor, self.batch_size, concurrency)
         return attrs.evolve(self, executor=executor, concurrency=concurrency, capacity=capacity)
+
+
+def _rate_limit(here: str, kind: TaskKind, rate_limit: Any) -> float | None:
+    """A task's ``rate_limit``, checked: a positive, finite number of calls per second, on a task or sink."""
+    if rate_limit is None:
+        return None
+    if not positive_seconds(rate_limit):  # the same test: a positive, finite number
+        raise DefinitionError(f"{here}: rate_limit must be a positive number of calls per second, got {rate_limit!r}")
+    if kind not in ("task", "sink"):
+        raise DefinitionError(f"{here}: rate_limit applies to tasks and sinks (their calls), not to a {kind}")
+    return float(rate_limit)
 
 
 def _in_flight(executor: Executor | None) -> int:
@@ -298,6 +305,10 @@ class TaskDef:
     @property
     def executor(self) -> Executor | None:
         return self.settings.executor
+
+    @property
+    def rate_limit(self) -> float | None:
+        return self.settings.rate_limit
 
     @property
     def on_error(self) -> Any:
