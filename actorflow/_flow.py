@@ -395,8 +395,9 @@ class Flow:
             executor: run the function on whole batches elsewhere: ``"thread"`` or
                 :class:`ThreadExecutor` (worker threads, for blocking I/O and C code that releases the
                 GIL), ``"process"`` or :class:`ProcessExecutor` (local worker processes) or
-                :class:`DaskExecutor` (a Dask cluster). The function must be sync (and, for processes
-                and Dask, module-level). ``concurrency`` then
+                :class:`DaskExecutor` (a Dask cluster; ``"dask"``: the scheduler Dask is configured
+                with). The function must be sync (and, for processes and Dask, module-level). A run
+                may choose another one (``executors=``). ``concurrency`` then
                 defaults to the executor's ``in_flight`` (batches kept running at once).
             rate_limit: the most calls per second, across all the task's workers (bursts of at
                 most ``concurrency``); a task held back is *throttled*, not busy.
