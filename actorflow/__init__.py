@@ -60,6 +60,8 @@ from ._typing import SKIP as SKIP
 from ._typing import Cursor as Cursor
 from ._typing import Seq as Seq
 from ._typing import Stream as Stream
+from ._watch import Watch as Watch
+from ._watch import watch as watch
 
 if TYPE_CHECKING:  # loaded on first use at run time (see __getattr__ below)
     from . import asyncio as asyncio
@@ -105,6 +107,8 @@ __all__ = [
     "open_run",
     "run",
     "run_async",
+    "Watch",
+    "watch",
     "Feed",
     "Tap",
     "feed",

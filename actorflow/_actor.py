@@ -23,7 +23,7 @@ from ._codec import pack, plain_batch, restore, restore_items, seq_from_plain
 from ._context import context_for, redact, scrub
 from ._errors import ItemFailure, MailboxTypeError, StoreError, TaskFailed
 from ._inbox import ZipInbox
-from ._loop import BatchSizer, Handler, ItemLoop
+from ._loop import BatchSizer, Handler, ItemLoop, RateLimiter
 from ._mailbox import Batch, Mailbox
 from ._typing import SKIP, NamedType, _Skip, type_name
 
@@ -85,6 +85,8 @@ class Actor:
         self.batch_time = spec.batch_time or run.batch_time
         remote = spec.executor is not None and spec.executor.remote
         self.sizer = BatchSizer(self.batch_time, spec.batch_size, fixed=remote)
+        #: The task's ``rate_limit`` shared by its workers (None: calls run as fast as they come).
+        self.limiter = RateLimiter(spec.rate_limit, spec.concurrency) if spec.rate_limit is not None else None
         #: Seconds spent processing batches (user code running), for metrics.
         self.busy_time = 0.0
         #: While a batch is processed: when it started and its sequence numbers (for slow-item reports).
@@ -256,6 +258,37 @@ class Actor:
             await trio.lowlevel.checkpoint()
         chunk = chunk or self.sizer.size
         return inbox.get_nowait(chunk) or await inbox.get(chunk)
+
+    async def take_throttled(self, inbox: Mailbox | ZipInbox, chunk: int = 0) -> Batch | None:
+        """:meth:`take` under the task's rate limit: at most as many items as may be called now.
+
+        While none may, the actor waits holding no items, with status ``"throttled"`` (not busy:
+        a checkpoint, a pause or a cancellation goes ahead without it).
+        """
+        limiter = self.limiter
+        assert limiter is not None
+        async with limiter.lock:
+            if isinstance(inbox, Mailbox):
+                await inbox.readable()  # waiting for input is not waiting for the limiter
+            allowed = limiter.allowed(trio.current_time())
+            if not allowed and not inbox.done:
+                await self.throttle(limiter)
+                allowed = max(1, limiter.allowed(trio.current_time()))
+            batch = await self.take(inbox, min(chunk or self.sizer.size, allowed or 1))
+            if batch is not None:
+                limiter.book(len(batch[1]), trio.current_time())
+            return batch
+
+    async def throttle(self, limiter: RateLimiter) -> None:
+        """Wait until the limiter allows a call, with status ``"throttled"`` meanwhile."""
+        now = trio.current_time()
+        self.status = "throttled"
+        try:
+            await trio.sleep(limiter.delay(now))
+        finally:
+            limiter.throttled += trio.current_time() - now
+            if self.status == "throttled":
+                self.status = "running"
 
     async def breathe(self) -> None:
         """Give the trio loop back if this actor has held it for a batch time (signals, checkpoints, events)."""

@@ -228,7 +228,8 @@ class TaskActor(Actor):
         async with open_remote(self, loop, handler.consts) as remote:
             self.remote = remote
             if spec.concurrency == 1:
-                while (batch := await self.take(inbox)) is not None:
+                take = self.take if self.limiter is None else self.take_throttled
+                while (batch := await take(inbox)) is not None:
                     with self.working(batch):
                         seqs, out = await self.process(batch, flush=True)
                     self.batch_event(len(batch[1]), len(out))
@@ -278,11 +279,12 @@ class TaskActor(Actor):
         counters = {"take": 0, "emit": 0}
         marks: dict[int, Any] = {}  # ticket -> the last input sequence number of its batch
         lock = trio.Lock()
+        take = self.take if self.limiter is None else self.take_throttled
 
         async def worker(slot: int) -> None:
             while True:
                 chunk = max(1, min(self.sizer.size, len(inbox) // n)) if isinstance(inbox, Mailbox) else 0
-                batch = await self.take(inbox, chunk)
+                batch = await take(inbox, chunk)
                 if batch is None:
                     return
                 ticket = counters["take"]
@@ -397,12 +399,13 @@ class SinkActor(Actor):
         inbox = self.inbox()
         loop = self.loop
         assert loop is not None
+        take = self.take if self.limiter is None else self.take_throttled
 
         async def consume() -> None:
             while True:
                 n = self.spec.concurrency
                 chunk = max(1, min(self.sizer.size, len(inbox) // n)) if isinstance(inbox, Mailbox) else 0
-                batch = await self.take(inbox, chunk)
+                batch = await take(inbox, chunk)
                 if batch is None:
                     return
                 seqs, items = batch

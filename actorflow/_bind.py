@@ -17,8 +17,9 @@ import attrs
 
 from ._convert import coerce, plain
 from ._convert import describe as _describe
-from ._errors import InvocationError
+from ._errors import DefinitionError, InvocationError
 from ._executors import bind_problems as executor_problems
+from ._executors import check_definition, executor_named
 from ._typing import type_name
 
 if TYPE_CHECKING:
@@ -83,6 +84,53 @@ def bind(flow: Flow, options: Mapping[str, Mapping[str, Any]] | None) -> RunGrap
         fingerprint=_fingerprint(flow.name, tasks, bound),
         aliases=types.MappingProxyType(dict(flow.nested)),
     )
+
+
+def with_executors(graph: RunGraph, executors: Mapping[str, Any] | None) -> RunGraph:
+    """*graph* with some tasks on another executor, chosen for one run (``run(..., executors=...)``).
+
+    *executors* maps task names to a name in ``EXECUTOR_NAMES`` or an :class:`Executor`; the other
+    tasks keep the executor of their definition. Nothing else changes (options, fingerprint).
+
+    Raises:
+        InvocationError: every unknown task, unknown executor, or task that cannot run on the
+            executor named (not a plain task, an async function, no streaming input, not sendable).
+    """
+    if not executors:
+        return graph
+    if not isinstance(executors, Mapping):
+        raise InvocationError(graph.name, [f"executors must map task names to executors, got {_describe(executors)}"])
+    problems: list[str] = []
+    tasks = dict(graph.tasks)
+    for tname, choice in executors.items():
+        spec = tasks.get(tname)
+        if spec is None:
+            problems.append(f"executors: unknown task {tname!r}{_suggest(str(tname), list(tasks))}")
+            continue
+        try:
+            executor = executor_named(choice)
+            if executor is not None and spec.kind != "task":
+                raise ValueError(f"a {spec.kind} runs in its actor; only tasks take an executor")
+            if executor is not None:
+                check_definition(graph.name, tname, spec.fn, spec.is_async, bool(spec.streaming_inputs),
+                                 executor.remote)
+        except (ValueError, DefinitionError) as exc:
+            text = str(exc).removeprefix(f"flow {graph.name!r}, task {tname!r}: ")
+            problems.append(f"task {tname!r}, executor {choice!r}: {text}")
+            continue
+        settings = spec.settings.on(executor)
+        if not settings.ordered and (settings.concurrency == 1) != (spec.concurrency == 1):
+            problems.append(
+                f"task {tname!r}, executor {choice!r}: the task is ordered=False and its concurrency follows the "
+                f"executor ({spec.concurrency} -> {settings.concurrency}), which would change the order of its "
+                "output; give the task concurrency= in its definition"
+            )
+            continue
+        tasks[tname] = attrs.evolve(spec, settings=settings)
+    problems.extend(executor_problems(tasks[t] for t in executors if t in tasks))
+    if problems:
+        raise InvocationError(graph.name, problems)
+    return attrs.evolve(graph, tasks=types.MappingProxyType(tasks))
 
 
 def _bind_task(spec: TaskDef, given: Any, problems: list[str]) -> dict[str, Any]:

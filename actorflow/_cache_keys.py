@@ -96,8 +96,12 @@ def _setting(value: Any) -> str:
 
 def code_token(spec: TaskDef) -> str:
     """What identifies a task's code and settings, for resume: its :func:`definition_token` and
-    every :class:`~actorflow._spec.TaskSettings` field (a short SHA-256 hex digest)."""
-    settings = {a.name: _setting(getattr(spec.settings, a.name)) for a in attrs.fields(type(spec.settings))}
+    every :class:`~actorflow._spec.TaskSettings` field (a short SHA-256 hex digest).
+
+    Where the task runs is left out (the settings as if inline, ``TaskSettings.on(None)``): a run
+    may be resumed on another executor (``executors=``), which computes the same items."""
+    inline = spec.settings.on(None)
+    settings = {a.name: _setting(getattr(inline, a.name)) for a in attrs.fields(type(inline))}
     text = json.dumps({"def": definition_token(spec), "settings": settings}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -58,6 +58,7 @@ from ._errors import (
     StoreError,
     TaskFailed,
 )
+from ._executors import EXECUTOR_NAMES
 from ._flow import Flow
 from ._typing import type_name
 
@@ -195,6 +196,17 @@ def parse_sets(values: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def parse_executors(values: Sequence[str]) -> dict[str, str]:
+    """``--executor TASK=NAME`` pairs (names are checked when the run starts, before anything runs)."""
+    out: dict[str, str] = {}
+    for text in values:
+        task, eq, name = (part.strip() for part in text.partition("="))
+        if not eq or not task or not name:
+            raise UsageError(f"--executor expects TASK=NAME (NAME one of {', '.join(EXECUTOR_NAMES)}), got {text!r}")
+        out[task] = name
+    return out
+
+
 def parse_secrets(values: Sequence[str]) -> dict[str, str]:
     """``NAME=ENV_VAR`` pairs: each secret's value is read from the environment variable."""
     out: dict[str, str] = {}
@@ -268,6 +280,7 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
                   "checkpoint_every": args.checkpoint_every, "allow_changed": args.allow_changed}
 
     secrets = parse_secrets(getattr(args, "secret", []))
+    kwargs["executors"] = parse_executors(getattr(args, "executor", []))
     new_store = args.store if getattr(args, "store", None) and not getattr(args, "resume_store", None) else None
 
     async def main() -> Any:
@@ -299,20 +312,20 @@ def run_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def _watch(args: argparse.Namespace) -> int:
     """``actorflow run FILE --watch``: run, then re-run what is dirty whenever an input changes."""
-    from ._cli_cache import check_watch, run_watched, watch
+    from ._cli_cache import check_watch, watch
 
     check_watch()  # the watch extra, before anything else
     if args.no_cache:
         raise UsageError("--watch re-runs only what changed, which needs the cache; drop --no-cache")
-    parse_secrets(args.secret)  # a missing variable is a usage error before anything runs
-    _check_observe_options(args)
+    settings = {"secrets": parse_secrets(args.secret), "executors": parse_executors(args.executor)}
+    _check_observe_options(args)  # a missing variable or bad flag is a usage error before anything runs
     if args.store:
         check_store_dir(args.store)
 
-    def load() -> tuple[Any, dict[str, str]]:
-        return load_flow(args.target).bind(run_options(args)), parse_secrets(args.secret)
+    def load() -> Any:
+        return load_flow(args.target).bind(run_options(args))
 
-    return watch(args, lambda cache: run_watched(args, cache, load, lambda r: print_products(r, args.json)))
+    return watch(args, load, lambda r: print_products(r, args.json), settings)
 
 
 def _check_observe_options(args: argparse.Namespace) -> None:
@@ -373,6 +386,7 @@ def _add_run(sub: Any) -> None:
         "--secret", action="append", default=[], metavar="NAME=ENV_VAR",
         help="give the run a secret, read from an environment variable (tasks declare the names they read)",
     )
+    _add_executor_argument(p)
     add_store_arguments(p)
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the store's product cache")
     p.add_argument(
@@ -394,7 +408,15 @@ def _add_resume(sub: Any) -> None:
     p = sub.choices["resume"]
     p.add_argument("--json", action="store_true", help="print the products as one JSON object")
     p.add_argument("--secret", action="append", default=[], metavar="NAME=ENV_VAR", help="as for run")
+    _add_executor_argument(p)
     add_observe_arguments(p)
+
+
+def _add_executor_argument(p: Any) -> None:
+    p.add_argument(
+        "--executor", action="append", default=[], metavar="TASK=NAME",
+        help=f"run TASK on another executor this time: {', '.join(EXECUTOR_NAMES)} (repeatable)",
+    )
 
 
 def _add_tasks(sub: Any) -> None:

@@ -1,11 +1,11 @@
 """Command-line pieces for the product cache: ``actorflow cache ls|clear`` and ``run --watch``.
 
-Watch mode runs the pipeline, then waits (with watchfiles, on trio through anyio) until the
-pipeline file, the ``--config`` file or a file given to an :class:`~actorflow.File` option
-changes; after a short quiet period (``--debounce``) it loads the pipeline again and re-runs it.
-Every run uses the cache (the ``--store`` directory, or a temporary one for the session), so only
-the tasks that changed, and what depends on them, run again. Ctrl-C (or SIGTERM) stops watching
-and exits with code 0. watchfiles and anyio come with the ``watch`` extra
+Watch mode is :func:`actorflow.watch` (``_watch.py``) with the console on top: it runs the
+pipeline, then waits until the pipeline file, the ``--config`` file or a file given to an
+:class:`~actorflow.File` option changes; after a short quiet period (``--debounce``) it loads the
+pipeline again and re-runs it. Every run uses the cache (the ``--store`` directory, or a temporary
+one for the session), so only the tasks that changed, and what depends on them, run again.
+Ctrl-C (or SIGTERM) stops watching and exits with code 0. watchfiles and anyio come with the ``watch`` extra
 (``pip install 'actorflow[watch]'``) and are imported only when watching starts.
 """
 
@@ -14,23 +14,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ._cache import Cache
 from ._cli_durable import existing_store
 from ._errors import ActorflowError, MailboxTypeError, TaskFailed
-from ._extras import load, require
-from ._file import files_in
-from ._store import Store, open_store
+from ._extras import require
+from ._watch import Watch
+from ._watch import watch as watch_flow
+
+if TYPE_CHECKING:
+    from ._bind import RunGraph
+    from ._result import RunResult
 
 #: How watch mode names itself when its extra is missing.
 WATCH_FEATURE = "actorflow run --watch"
@@ -93,45 +95,6 @@ def cache_clear(args: argparse.Namespace) -> int:
 # -- watch mode ----------------------------------------------------------------------------------------
 
 
-def watched_paths(target: str, config: str | None, graph: Any) -> list[Path]:
-    """What a watch re-runs on: the pipeline file, the config file and every File option's file."""
-    paths = [Path(target.rsplit(":", 1)[0] if not Path(target).exists() else target)]
-    if config:
-        paths.append(Path(config))
-    if graph is not None:
-        for values in graph.options.values():
-            for value in values.values():
-                paths.extend(f.path for f in files_in(value))
-    return [p.resolve() for p in paths]
-
-
-async def _changes(paths: list[Path], debounce: float, stop: Any, ready: Callable[[], None]) -> set[str]:
-    """Wait until one of *paths* changes; returns the changed paths (empty when stopped).
-
-    *ready* is called once the watcher is in place (a change from then on is seen).
-    """
-    watchfiles = load("watchfiles", WATCH_FEATURE)
-    wanted = {str(p) for p in paths}
-    dirs = sorted({str(p.parent) for p in paths if p.parent.exists()})
-
-    def only_ours(_change: Any, path: str) -> bool:
-        return os.path.abspath(path) in wanted
-
-    changes = watchfiles.awatch(
-        *dirs, watch_filter=only_ours, debounce=int(debounce * 1000), step=20, stop_event=stop,
-        recursive=False, rust_timeout=100, yield_on_timeout=True,
-    )
-    announced = False
-    async with contextlib.aclosing(changes) as stream:
-        async for batch in stream:
-            if not announced:
-                announced = True
-                ready()  # the first yield (a timeout or a change) comes after the watch was set up
-            if batch:
-                return {os.path.abspath(p) for _, p in batch}
-    return set()
-
-
 def check_watch() -> None:
     """Refuse ``--watch`` at once, naming the extra to install, when watchfiles or anyio is missing.
 
@@ -142,85 +105,70 @@ def check_watch() -> None:
         require(module, WATCH_FEATURE)
 
 
-def watch(args: argparse.Namespace, run_once: Callable[[Cache], Any]) -> int:
-    """Run, then re-run on every change until Ctrl-C/SIGTERM. *run_once* returns the graph run (or None)."""
-    anyio = load("anyio", WATCH_FEATURE)
+def pipeline_path(target: str) -> Path:
+    """The pipeline file of a ``FILE[:FLOW]`` target."""
+    return Path(target.rsplit(":", 1)[0] if not Path(target).exists() else target)
+
+
+def watch(
+    args: argparse.Namespace,
+    load: Callable[[], RunGraph],
+    show: Callable[[RunResult], None],
+    settings: dict[str, Any],
+) -> int:
+    """``run --watch``: :func:`actorflow.watch` with the console on top, until Ctrl-C/SIGTERM.
+
+    *load* reads the pipeline (and ``--config``) afresh before every run; *settings* are the run
+    settings of every run (secrets, executors).
+    """
+    from ._console import observe, observe_options
+
+    options = observe_options(args)
+    paths = [pipeline_path(args.target), *([Path(args.config)] if args.config else [])]
 
     async def main() -> None:
-        stop = anyio.Event()
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
 
                 async def on_signal() -> None:
                     async for _ in signals:
-                        stop.set()
                         nursery.cancel_scope.cancel()
                         return
 
-                async def loop(cache: Cache) -> None:
-                    while True:
-                        graph = await run_once(cache)
-                        paths = watched_paths(args.target, args.config, graph)
-                        names = ", ".join(p.name for p in paths)
-
-                        def ready(names: str = names) -> None:
-                            print(f"actorflow: watching {names} for changes (Ctrl-C to stop)", file=sys.stderr,
-                                  flush=True)
-
-                        changed = await _changes(paths, args.debounce, stop, ready)
-                        if not changed:
-                            return
-                        shown = ", ".join(sorted(Path(p).name for p in changed))
-                        print(f"actorflow: {shown} changed; running again", file=sys.stderr, flush=True)
-
                 nursery.start_soon(on_signal)
-                with _watch_store(args.store) as store:
-                    await loop(Cache(store))
-                    nursery.cancel_scope.cancel()
+                holder: list[Watch] = []
+
+                def reload() -> RunGraph:
+                    if holder and holder[0].changed:
+                        shown = ", ".join(sorted(p.name for p in holder[0].changed))
+                        print(f"actorflow: {shown} changed; running again", file=sys.stderr, flush=True)
+                    return load()
+
+                async with watch_flow(
+                    reload, paths=paths, debounce=args.debounce, store=args.store,
+                    observe=lambda run: observe(run, **options), **settings,
+                ) as runs:
+                    holder.append(runs)
+                    while True:
+                        await _one_run(runs, show)
+                        names = ", ".join(p.name for p in runs.paths)
+                        print(f"actorflow: watching {names} for changes (Ctrl-C to stop)", file=sys.stderr, flush=True)
 
     with contextlib.ExitStack() as stack:
-        if getattr(args, "events", None):
-            args.events_log = stack.enter_context(open(args.events, "w", encoding="utf-8"))
+        if getattr(args, "events", None):  # one event log for the whole watch session
+            options["events"] = stack.enter_context(open(args.events, "w", encoding="utf-8"))
         trio.run(main)
     print("actorflow: watch stopped", file=sys.stderr)
     return 0
 
 
-@contextlib.contextmanager
-def _watch_store(path: str | None) -> Any:
-    if path:
-        with open_store(path) as store:
-            yield store
-        return
-    with tempfile.TemporaryDirectory(prefix="actorflow-watch-") as tmp, Store(tmp) as store:
-        yield store
-
-
-async def run_watched(
-    args: argparse.Namespace,
-    cache: Cache,
-    load: Callable[[], Any],
-    show: Callable[[Any], None],
-) -> Any:
-    """One run of watch mode: errors are printed and watching goes on; returns the bound graph."""
-    from ._console import observe, observe_options
-    from ._run import open_run
-
+async def _one_run(runs: Watch, show: Callable[[RunResult], None]) -> None:
+    """One run of watch mode: errors are printed and watching goes on."""
     try:
-        graph, secrets = load()
-    except ActorflowError as exc:
-        print(f"actorflow: error: {exc}", file=sys.stderr, flush=True)
-        return None
-    options = observe_options(args)
-    log = getattr(args, "events_log", None)
-    if log is not None:
-        options["events"] = log  # one event log for the whole watch session
-    try:
-        async with open_run(graph, secrets=secrets, cache=cache) as run, observe(run, **options):
-            result = await run.result()
+        result = await runs.__anext__()
     except (TaskFailed, MailboxTypeError, ActorflowError) as exc:
         print(f"actorflow: error: {exc}", file=sys.stderr, flush=True)
-        return graph
+        return
     show(result)
     stats = result.summary.tasks.values()
     hits = [t.name for t in stats if t.cache == "hit"]
@@ -230,4 +178,3 @@ async def run_watched(
         f"{len(ran)} ran ({', '.join(ran) or '-'})",
         file=sys.stderr, flush=True,
     )
-    return graph

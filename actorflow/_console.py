@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 _STATUS_STYLE = {
     "pending": ("·", "dim"),
     "running": ("▶", "cyan"),
+    "throttled": ("⧗", "magenta"),
     "finished": ("✔", "green"),
     "ok": ("✔", "green"),
     "failed": ("✘", "bold red"),

@@ -332,18 +332,55 @@ async def _cancel(client: Any, fut: Any) -> None:
 # -- definition and bind time checks -----------------------------------------------------------
 
 
-def as_executor(flow: str, task: str, executor: Any) -> Executor:
-    """*executor* as an :class:`Executor` (``"process"``/``"thread"``: a default process or thread executor)."""
+#: The executors a task can be given by name (``"inline"``: in the actor, no executor).
+EXECUTOR_NAMES = ("inline", "thread", "process", "dask")
+
+
+def executor_named(executor: Any) -> Executor | None:
+    """*executor* (a name in :data:`EXECUTOR_NAMES` or an :class:`Executor`) as an executor (None: inline).
+
+    ``"thread"`` and ``"process"`` are a default :class:`ThreadExecutor` and :class:`ProcessExecutor`;
+    ``"dask"`` is a :class:`DaskExecutor` on the scheduler Dask itself is configured with (the
+    ``DASK_SCHEDULER_ADDRESS`` environment variable or the ``scheduler-address`` setting of Dask's
+    configuration): like a ``DaskExecutor`` given an address, each run opens its own client.
+
+    Raises:
+        ValueError: *executor* is neither, or ``"dask"`` has no scheduler configured (the message says what to do).
+    """
+    if isinstance(executor, Executor):
+        return executor
+    if executor == "inline":
+        return None
     if executor == "process":
         return ProcessExecutor()
     if executor == "thread":
         return ThreadExecutor()
-    if isinstance(executor, Executor):
-        return executor
-    raise DefinitionError(
-        f"flow {flow!r}, task {task!r}: executor must be 'process', 'thread', af.ProcessExecutor(...), "
-        f"af.ThreadExecutor(...) or af.DaskExecutor(...), got {executor!r}"
+    if executor == "dask":
+        return DaskExecutor(_dask_address())
+    raise ValueError(
+        f"executor must be one of {', '.join(map(repr, EXECUTOR_NAMES))}, af.ThreadExecutor(...), "
+        f"af.ProcessExecutor(...) or af.DaskExecutor(...), got {executor!r}"
     )
+
+
+def _dask_address() -> str:
+    settings = load("distributed", "executor 'dask'").config  # Dask's configuration, as distributed reads it
+    address = settings.get("scheduler-address", None)
+    if not isinstance(address, str) or not address:
+        raise ValueError(
+            "executor 'dask' runs on the scheduler Dask is configured with, and none is: set "
+            "DASK_SCHEDULER_ADDRESS=tcp://host:8786 (or Dask's 'scheduler-address' setting), or pass "
+            "af.DaskExecutor(address_or_cluster_or_client)"
+        )
+    return address
+
+
+def as_executor(flow: str, task: str, executor: Any) -> Executor | None:
+    """*executor* resolved by :func:`executor_named` for a task's definition."""
+    try:
+        return executor_named(executor)
+    except ValueError as exc:
+        raise DefinitionError(f"flow {flow!r}, task {task!r}: {exc}") from None
 
 
 def check_definition(

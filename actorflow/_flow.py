@@ -358,6 +358,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        rate_limit: float | None = None,
     ) -> Callable[[F], F]: ...
     def task(  # type: ignore[misc]
         self,
@@ -375,6 +376,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        rate_limit: float | None = None,
     ) -> Any:
         """Define a task.
 
@@ -393,9 +395,12 @@ class Flow:
             executor: run the function on whole batches elsewhere: ``"thread"`` or
                 :class:`ThreadExecutor` (worker threads, for blocking I/O and C code that releases the
                 GIL), ``"process"`` or :class:`ProcessExecutor` (local worker processes) or
-                :class:`DaskExecutor` (a Dask cluster). The function must be sync (and, for processes
-                and Dask, module-level). ``concurrency`` then
+                :class:`DaskExecutor` (a Dask cluster; ``"dask"``: the scheduler Dask is configured
+                with). The function must be sync (and, for processes and Dask, module-level). A run
+                may choose another one (``executors=``). ``concurrency`` then
                 defaults to the executor's ``in_flight`` (batches kept running at once).
+            rate_limit: the most calls per second, across all the task's workers (bursts of at
+                most ``concurrency``); a task held back is *throttled*, not busy.
         """
 
         def deco(f: F) -> F:
@@ -413,6 +418,7 @@ class Flow:
                 secrets=secrets,
                 cache=cache,
                 version=version,
+                rate_limit=rate_limit,
             )
             return f
 
@@ -467,6 +473,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        rate_limit: float | None = None,
     ) -> Callable[[F], F]: ...
     def sink(  # type: ignore[misc]
         self,
@@ -481,17 +488,19 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        rate_limit: float | None = None,
     ) -> Any:
         """Define a sink: called once per item for its side effects; it has no product.
 
         A parameter annotated ``af.Seq`` receives each item's sequence number, so an external
         system can de-duplicate the items a resumed run delivers again (at-least-once).
+        ``rate_limit`` is as for :meth:`task`.
         """
 
         def deco(f: F) -> F:
             self._define(
                 f, "sink", name, concurrency=concurrency, capacity=capacity, batch_time=batch_time, on_error=on_error,
-                secrets=secrets, cache=cache, version=version,
+                secrets=secrets, cache=cache, version=version, rate_limit=rate_limit,
             )
             return f
 

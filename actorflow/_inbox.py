@@ -127,7 +127,7 @@ class ZipInbox:
 
     async def get(self, max_items: int = 0) -> Batch | None:
         while True:
-            batch = self.get_nowait()
+            batch = self.get_nowait(max_items)
             if batch is not None:
                 return batch
             if self.ended():

@@ -20,6 +20,8 @@ from contextlib import aclosing, contextmanager
 from operator import length_hint
 from typing import TYPE_CHECKING, Any, Protocol
 
+import trio
+
 from ._calls import bind, instance_of, item_caller, step_caller
 from ._errors import ItemFailure, MailboxTypeError
 from ._typing import SKIP
@@ -106,6 +108,44 @@ class BatchSizer:
                 self.size = min(self.limit, max(size, min(2 * size, ideal)))
         else:
             self.size = max(1, min(size, ideal))
+
+
+class RateLimiter:
+    """Calls per second of one task, across all its workers: a burst of at most *burst* calls, then
+    one call every ``1 / rate`` seconds (the generic cell rate algorithm, on trio's clock).
+
+    ``tat`` is the time the limiter is booked until: *n* calls starting at *now* book ``n / rate``
+    seconds from ``max(tat, now)``, and are allowed while the booking ends within ``burst / rate``
+    of now. A worker asks :meth:`allowed` before it takes a batch (of at most that many items),
+    sleeps :meth:`delay` when it is none -- holding no items, so a checkpoint or a cancellation
+    never waits for it -- and :meth:`book` s the items it took before calling the task on them.
+
+    Attributes:
+        throttled: seconds the task's workers spent waiting for the limiter.
+    """
+
+    __slots__ = ("burst", "interval", "lock", "tat", "throttled")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.interval = 1.0 / rate
+        self.burst = burst
+        self.tat = float("-inf")
+        self.throttled = 0.0
+        #: Held from asking to booking, so the workers of one task never book the same room twice.
+        self.lock = trio.Lock()
+
+    def allowed(self, now: float) -> int:
+        """How many calls may start at *now*."""
+        room = now + self.burst * self.interval - max(self.tat, now)
+        return max(0, min(self.burst, int(room / self.interval + 1e-9)))
+
+    def delay(self, now: float) -> float:
+        """Seconds from *now* until one call is allowed (0: now)."""
+        return max(0.0, self.tat - (self.burst - 1) * self.interval - now)
+
+    def book(self, n: int, now: float) -> None:
+        """*n* calls start at *now*."""
+        self.tat = max(self.tat, now) + n * self.interval
 
 
 class Recovering(Protocol):

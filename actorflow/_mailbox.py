@@ -201,6 +201,11 @@ class Mailbox:
             self._putters.unpark_all()
         return head
 
+    async def readable(self) -> None:
+        """Wait until an item is queued or the stream ended (takes nothing)."""
+        while not self._batches and not self._spilled and not self._closed:
+            await self._getters.park()
+
     async def get(self, max_items: int = 0) -> Batch | None:
         """Take the oldest batch, waiting for one; None means the stream ended."""
         while True:

@@ -197,10 +197,11 @@ class MetricsCollector:
             add("dead_letters", name, counts.dead_letters)
             add("queue", name, queued.get(name, 0))
             add("busy", name, actors[name].busy_time)
+            add("throttled", name, t.throttled)
             add("elapsed", name, t.elapsed)
             add("hits", name, counts.cache_hits)
             add("misses", name, counts.cache_misses)
-            add("running", name, t.status == "running")
+            add("running", name, t.status in ("running", "throttled"))
 
         def task_metric(key: str, metric: str, kind: str, text: str) -> Metric:
             return Metric(metric, kind, text, tuple(per_task.get(key, ())))
@@ -226,6 +227,8 @@ class MetricsCollector:
             task_metric("queue", "actorflow_task_queue_depth", "gauge", "Items waiting in the task's inbox mailboxes."),
             task_metric("busy", "actorflow_task_busy_seconds_total", "counter",
                         "Seconds the task spent processing batches (its code running)."),
+            task_metric("throttled", "actorflow_task_throttled_seconds_total", "counter",
+                        "Seconds the task waited for its rate_limit (not busy: its code was not running)."),
             task_metric("elapsed", "actorflow_task_elapsed_seconds", "gauge",
                         "Seconds from the task's start to its end (or to now while it runs)."),
             task_metric("running", "actorflow_task_running", "gauge", "1 while the task is running."),

@@ -16,6 +16,8 @@ class TaskStats:
         items_in: items received (for a source: items produced).
         items_out: items sent downstream (1 for a final product).
         elapsed: seconds from the task's start to its end.
+        status: ``"pending"``, ``"running"``, ``"throttled"`` (waiting for its ``rate_limit``),
+            ``"finished"`` or ``"failed"``.
     """
 
     name: str
@@ -26,6 +28,8 @@ class TaskStats:
     elapsed: float
     #: ``"hit"`` (products came from the cache), ``"miss"`` (ran and was cached) or None.
     cache: str | None = None
+    #: Seconds the task waited for its ``rate_limit`` (0.0 without one).
+    throttled: float = 0.0
 
 
 @attrs.frozen

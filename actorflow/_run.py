@@ -16,7 +16,7 @@ from typing import Any, TypedDict, Unpack, final
 import trio
 
 from . import _events as ev
-from ._bind import RunGraph
+from ._bind import RunGraph, with_executors
 from ._cache import Cache, open_cache
 from ._cache_run import plan
 from ._checkpoint import apply, check_storable, open_for_run
@@ -58,6 +58,9 @@ class RunOptions(TypedDict, total=False):
         batch_time: seconds one batch should take, for tasks that do not set their own (default
             0.01: see ``docs/architecture.md``).
         slow_item: seconds after which a running item is reported slow (an ``ItemSlow`` event; default 1).
+        executors: where some tasks run in this run, by task name: ``"inline"``, ``"thread"``,
+            ``"process"``, ``"dask"`` or an :class:`Executor` (the other tasks keep the executor of
+            their definition). A bad entry is an :class:`InvocationError` before anything runs.
     """
 
     store: str | os.PathLike[str] | Store | None
@@ -71,12 +74,13 @@ class RunOptions(TypedDict, total=False):
     cache_limit: int | None
     batch_time: float
     slow_item: float
+    executors: Mapping[str, Any] | None
 
 
 _DEFAULTS: RunOptions = {
     "store": None, "resume": False, "allow_changed": False, "checkpoint_every": DEFAULT_CHECKPOINT_EVERY,
     "handle_signals": False, "meta": None, "secrets": None, "cache": None, "cache_limit": None,
-    "batch_time": DEFAULT_BATCH_TIME, "slow_item": DEFAULT_SLOW_ITEM,
+    "batch_time": DEFAULT_BATCH_TIME, "slow_item": DEFAULT_SLOW_ITEM, "executors": None,
 }
 
 
@@ -229,7 +233,7 @@ async def open_run(
             result = await run.result()
     """
     cfg = _settings("open_run", settings)
-    graph = _as_graph(flow, options)
+    graph = with_executors(_as_graph(flow, options), cfg["executors"])
     check_secrets(cfg["secrets"])  # before anything is opened
     store = cfg["store"]
     if cfg["resume"] and store is None:
@@ -302,6 +306,7 @@ def run(flow: Flow | RunGraph, options: Options | None = None, **settings: Unpac
         >>> result = af.run(flow, options={"numbers": {"n": 100}})
         >>> result["total"]
     """
-    _settings("run", settings)
-    graph = _as_graph(flow, options)
+    cfg = _settings("run", settings)
+    graph = with_executors(_as_graph(flow, options), cfg["executors"])  # refused before the loop starts
+    settings["executors"] = None
     return trio.run(functools.partial(run_async, graph, **settings))

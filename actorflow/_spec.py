@@ -62,6 +62,9 @@ class TaskSettings:
         init: a collector's starting accumulator.
         finish: a collector's ``finish(acc) -> product``.
         per: a collector's group stream (a task name), or None for one product.
+        rate_limit: the most calls per second across all the task's workers (None: no limit).
+        follows_executor: the settings left to their defaults, which follow the executor
+            (``concurrency``, ``capacity``): :meth:`on` resizes them when a run picks another one.
     """
 
     capacity: int = DEFAULT_CAPACITY
@@ -77,6 +80,8 @@ class TaskSettings:
     init: Any = None
     finish: Callable[..., Any] | None = None
     per: str | None = None
+    rate_limit: float | None = None
+    follows_executor: tuple[str, ...] = ()
 
     @classmethod
     def of(
@@ -98,6 +103,7 @@ class TaskSettings:
         init: Any = None,
         finish: Callable[..., Any] | None = None,
         per: str | None = None,
+        rate_limit: float | None = None,
     ) -> TaskSettings:
         """Validate a task's settings and resolve their defaults (an executor's concurrency).
 
@@ -107,13 +113,17 @@ class TaskSettings:
         here = where(flow, task)
         if executor is not None:
             executor = as_executor(flow, task, executor)
+        follows = tuple(  # a tuple: its repr is the same in every process (resume compares settings as text)
+            name for name, left in (("concurrency", concurrency is None), ("capacity", capacity == DEFAULT_CAPACITY))
+            if left
+        )
         if concurrency is None:
-            concurrency = executor.in_flight if executor is not None else 1
+            concurrency = _in_flight(executor)
         for label, value in (("capacity", capacity), ("batch_size", batch_size), ("concurrency", concurrency)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise DefinitionError(f"{here}: {label} must be a positive int, got {value!r}")
-        if executor is not None and capacity == DEFAULT_CAPACITY:
-            capacity = max(capacity, batch_size * concurrency)  # room for every batch in flight to be full
+        if "capacity" in follows:
+            capacity = _capacity(executor, batch_size, concurrency)
         if batch_time is not None and not positive_seconds(batch_time):
             raise DefinitionError(f"{here}: batch_time must be a positive number of seconds, got {batch_time!r}")
         if not isinstance(ordered, bool):
@@ -130,7 +140,38 @@ class TaskSettings:
             capacity=capacity, batch_size=batch_size, batch_time=batch_time, concurrency=concurrency, ordered=ordered,
             on_error=check_policy(flow, task, kind, on_error), executor=executor, cache=cache, version=version,
             secrets=_secret_names(flow, task, secrets), init=init, finish=finish, per=per,
+            rate_limit=_rate_limit(here, kind, rate_limit), follows_executor=follows,
         )
+
+    def on(self, executor: Executor | None) -> TaskSettings:
+        """These settings with *executor* (None: inline); ``concurrency`` and ``capacity`` left to
+        their defaults follow it as they would have in the definition."""
+        concurrency = _in_flight(executor) if "concurrency" in self.follows_executor else self.concurrency
+        capacity = self.capacity
+        if "capacity" in self.follows_executor:
+            capacity = _capacity(executor, self.batch_size, concurrency)
+        return attrs.evolve(self, executor=executor, concurrency=concurrency, capacity=capacity)
+
+
+def _rate_limit(here: str, kind: TaskKind, rate_limit: Any) -> float | None:
+    """A task's ``rate_limit``, checked: a positive, finite number of calls per second, on a task or sink."""
+    if rate_limit is None:
+        return None
+    if not positive_seconds(rate_limit):  # the same test: a positive, finite number
+        raise DefinitionError(f"{here}: rate_limit must be a positive number of calls per second, got {rate_limit!r}")
+    if kind not in ("task", "sink"):
+        raise DefinitionError(f"{here}: rate_limit applies to tasks and sinks (their calls), not to a {kind}")
+    return float(rate_limit)
+
+
+def _in_flight(executor: Executor | None) -> int:
+    """A task's default concurrency: its executor's batches in flight, or one worker inline."""
+    return executor.in_flight if executor is not None else 1
+
+
+def _capacity(executor: Executor | None, batch_size: int, concurrency: int) -> int:
+    """A task's default mailbox capacity: with an executor, room for every batch in flight to be full."""
+    return max(DEFAULT_CAPACITY, batch_size * concurrency) if executor is not None else DEFAULT_CAPACITY
 
 
 def positive_seconds(value: Any) -> bool:
@@ -264,6 +305,10 @@ class TaskDef:
     @property
     def executor(self) -> Executor | None:
         return self.settings.executor
+
+    @property
+    def rate_limit(self) -> float | None:
+        return self.settings.rate_limit
 
     @property
     def on_error(self) -> Any:

@@ -152,3 +152,31 @@ def test_graph_json_exports_plain_defaults() -> None:
     files = next(t for t in json.loads(done.stdout)["tasks"] if t["name"] == "files")
     folder = next(o for o in files["options"] if o["name"] == "folder")
     assert folder["default"] == "." and "PosixPath" not in done.stdout
+
+
+def test_executor_flag_picks_where_a_task_runs(tmp_path: Path) -> None:
+    pipe = tmp_path / "pids.py"
+    pipe.write_text(
+        "import os\nimport actorflow as af\nflow = af.Flow('pids')\n\n"
+        "@flow.source\ndef numbers(n: int = 8) -> af.Stream[int]:\n    yield from range(n)\n\n"
+        "@flow.task\ndef pid(numbers: int) -> int:\n    return os.getpid()\n\n"
+        "@flow.task\ndef main_pid(numbers: int) -> int:\n    return os.getpid()\n"
+    )
+    done = cli("run", str(pipe), "--executor", "pid=process", "--executor", "main_pid=thread", "--json", "--quiet")
+    assert done.returncode == 0, done.stderr
+    products = json.loads(done.stdout)
+    assert len(set(products["main_pid"])) == 1  # threads: still the CLI's own process
+    assert not set(products["pid"]) & set(products["main_pid"])  # worker processes
+
+
+def test_bad_executor_flag_exits_2_before_anything_runs() -> None:
+    for flag, message in (
+        ("square", "--executor expects TASK=NAME"),
+        ("square=gpu", "task 'square', executor 'gpu': executor must be one of 'inline', 'thread', 'process', 'dask'"),
+        ("sqare=thread", "executors: unknown task 'sqare'; did you mean 'square'?"),
+        ("square=process", "task 'square', executor 'process': an executor runs sync functions"),
+    ):
+        done = cli("run", str(SQUARES), "--executor", flag, "--json", "--quiet")
+        assert done.returncode == 2, (flag, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr
+        assert done.stdout == ""

@@ -444,3 +444,128 @@ async def test_a_client_you_pass_stays_open(cluster: distributed.LocalCluster) -
         assert client.status == "running"
     finally:
         await trio.to_thread.run_sync(client.close)
+
+
+# -- executors chosen at run time ----------------------------------------------------------------
+
+
+def inline_flow(fn: Any = pid_of, **task_kw: Any) -> tuple[af.Flow, list[int]]:
+    """numbers -> fn defined inline (no executor); the list records each time the source starts."""
+    flow = af.Flow("picked")
+    started: list[int] = []
+
+    @flow.source(batch_size=4)
+    def numbers(n: int = 12) -> af.Stream[int]:
+        started.append(1)
+        yield from range(n)
+
+    flow.task(batch_size=4, **task_kw)(fn)
+    return flow, started
+
+
+async def test_a_run_puts_an_inline_task_in_worker_processes() -> None:
+    flow, _ = inline_flow()
+    result = await af.run_async(flow, executors={"pid_of": af.ProcessExecutor(workers=2)})
+    assert os.getpid() not in set(result["pid_of"])
+    assert flow.tasks["pid_of"].executor is None  # the definition is untouched
+    again = await af.run_async(flow)
+    assert set(again["pid_of"]) == {os.getpid()}
+
+
+async def test_a_run_puts_a_task_on_dask_by_name_or_instance(cluster: distributed.LocalCluster) -> None:
+    import dask
+
+    flow, _ = inline_flow()
+    with dask.config.set({"scheduler-address": cluster.scheduler_address}):
+        by_name = await af.run_async(flow, executors={"pid_of": "dask"})
+    workers = children()  # the cluster's processes (no process pool is open here)
+    assert os.getpid() not in workers
+    assert set(by_name["pid_of"]) <= workers
+    by_instance = await af.run_async(flow, executors={"pid_of": af.DaskExecutor(cluster)})
+    assert set(by_instance["pid_of"]) <= workers
+
+
+def test_dask_by_name_without_a_configured_scheduler_is_an_invocation_error(monkeypatch: Any) -> None:
+    import dask
+
+    flow, started = inline_flow()
+    with dask.config.set({"scheduler-address": None}), pytest.raises(
+        af.InvocationError, match=r"task 'pid_of', executor 'dask':.*DASK_SCHEDULER_ADDRESS"
+    ):
+        af.run(flow, executors={"pid_of": "dask"})
+    assert started == []
+
+
+def test_inline_and_thread_override_the_definition() -> None:
+    flow = flow_with(af.ProcessExecutor(workers=2), pid_of)
+    assert set(af.run(flow, executors={"pid_of": "inline"})["pid_of"]) == {os.getpid()}
+    assert set(af.run(flow, executors={"pid_of": "thread"})["pid_of"]) == {os.getpid()}
+
+
+async def test_concurrency_left_to_its_default_follows_the_run_executor() -> None:
+    flow, _ = inline_flow(square)
+    async with af.open_run(flow, executors={"square": af.ThreadExecutor(threads=3)}) as run:
+        assert run.graph.tasks["square"].concurrency == 3
+        assert (await run.result())["square"] == [i * i for i in range(12)]
+    fixed, _ = inline_flow(square, concurrency=2)
+    async with af.open_run(fixed, executors={"square": "thread"}) as run:
+        assert run.graph.tasks["square"].concurrency == 2  # the definition's own choice stays
+    on_process = flow_with("process", square)
+    async with af.open_run(on_process, executors={"square": "inline"}) as run:
+        assert run.graph.tasks["square"].concurrency == 1
+        assert run.graph.tasks["square"].capacity == flow.tasks["square"].capacity
+
+
+async def afunc(numbers: int) -> int:
+    return numbers
+
+
+@pytest.mark.parametrize(
+    ("executors", "message"),
+    [
+        ({"pid_off": "process"}, r"executors: unknown task 'pid_off'; did you mean 'pid_of'\?"),
+        ({"pid_of": "processes"}, r"task 'pid_of', executor 'processes': executor must be one of 'inline', 'thread'"),
+        ({"pid_of": 3}, r"task 'pid_of', executor 3: executor must be one of"),
+        ({"numbers": "thread"}, r"task 'numbers', executor 'thread': a source runs in its actor"),
+        ({"total": "process"}, r"task 'total', executor 'process': a collector runs in its actor"),
+        ({"afunc": "process"}, r"task 'afunc', executor 'process': an executor runs sync functions"),
+        ({"local": "process"}, r"task 'local', executor 'process': .*defined inside another function"),
+    ],
+)
+def test_bad_run_executors_are_invocation_errors_before_anything_runs(executors: Any, message: str) -> None:
+    flow, started = inline_flow()
+    flow.task(afunc)
+
+    @flow.task
+    def local(numbers: int) -> int:  # a closure: fine inline or in threads, not in processes
+        return numbers
+
+    @flow.collector(init=0)
+    def total(acc: int, pid_of: int) -> int:
+        return acc + 1
+
+    with pytest.raises(af.InvocationError, match=message):
+        af.run(flow, executors=executors)
+    assert started == []
+    assert af.run(flow, executors={"local": "thread"})["total"] == 12  # threads take any function
+
+
+async def test_resume_on_another_executor(tmp_path: Any) -> None:
+    flow = flow_with(None, sleepy_square, n_batch=8)
+
+    @flow.collector(init=0)
+    def total(acc: int, sleepy_square: int) -> int:
+        return acc + sleepy_square
+
+    opts = {"numbers": {"n": 400}}
+    store = tmp_path / "store"
+    with trio.CancelScope() as scope:
+        async with af.open_run(
+            flow, opts, store=store, checkpoint_every=0.05, executors={"sleepy_square": af.ProcessExecutor(workers=2)}
+        ) as run:
+            async for event in run.events():
+                if isinstance(event, ev.CheckpointWritten) and event.number == 2:
+                    scope.cancel()
+    assert scope.cancelled_caught, "the run ended before its second checkpoint"
+    result = await af.run_async(flow, opts, store=store, resume=True, executors={"sleepy_square": "thread"})
+    assert result["total"] == sum(i * i for i in range(400))

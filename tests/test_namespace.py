@@ -27,7 +27,7 @@ TOP_LEVEL = {
     "Flow", "Task", "Stream", "Seq", "Cursor", "Context", "File", "SKIP", "REQUIRED", "external_source",
     "TransactionalSink", "JsonLinesSink",
     # around a run
-    "run", "run_async", "open_run", "Run", "RunResult", "Summary", "TaskStats",
+    "run", "run_async", "open_run", "watch", "Watch", "Run", "RunResult", "Summary", "TaskStats",
     "feed", "tap", "Feed", "Tap", "concat", "concat_async", "ConcatResult", "PartReport",
     # policies, executors, errors
     "Retry", "Restart", "DeadLetter", "Fail",

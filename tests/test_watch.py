@@ -160,3 +160,147 @@ def test_watch_keeps_going_after_a_broken_edit(tmp_path: Path) -> None:
         if w.proc.poll() is None:
             w.proc.kill()
             w.proc.wait()
+
+
+# -- af.watch, from code -------------------------------------------------------------------------
+
+import pytest  # noqa: E402
+import trio  # noqa: E402
+
+import actorflow as af  # noqa: E402
+
+API_TIMEOUT = 30.0
+
+
+def counted_flow(calls: Counter[str]) -> af.Flow:
+    flow = af.Flow("watched")
+
+    @flow.source
+    def lines(src: af.File) -> af.Stream[str]:
+        calls["lines"] += 1
+        yield from src.read_text().splitlines()
+
+    @flow.task
+    def upper(lines: str) -> str:
+        calls["upper"] += 1
+        return lines.upper()
+
+    @flow.collector(init=0)
+    def count(acc: int, upper: str) -> int:
+        calls["count"] += 1
+        return acc + 1
+
+    @flow.source
+    def other(n: int = 2) -> af.Stream[int]:  # no input file: never dirty
+        calls["other"] += 1
+        yield from range(n)
+
+    @flow.collector(init=0)
+    def total(acc: int, other: int) -> int:
+        calls["total"] += 1
+        return acc + other
+
+    return flow
+
+
+def task_count() -> int:
+    """Tasks alive in this trio run (to see that a watch leaves none behind)."""
+
+    def count(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(count(t) for n in task.child_nurseries for t in n.child_tasks)
+
+    return count(trio.lowlevel.current_root_task())
+
+
+async def test_watch_reruns_only_dirty_tasks_after_a_file_option_changes(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("a\nb\n")
+    calls: Counter[str] = Counter()
+    before = task_count()
+    with trio.fail_after(API_TIMEOUT):
+        async with af.watch(counted_flow(calls), {"lines": {"src": data}}, debounce=0.05) as runs:
+            first = await runs.__anext__()
+            assert first["count"] == 2 and runs.changed == frozenset()
+            assert data.resolve() in runs.paths
+            assert calls == Counter({"lines": 1, "upper": 2, "count": 2, "other": 1, "total": 2})
+            calls.clear()
+
+            data.write_text("a\nb\nc\n")  # the watcher is in place once a result is handed out
+            second = await runs.__anext__()
+            assert second["count"] == 3 and runs.changed == {data.resolve()}
+            assert {n: t.cache for n, t in second.summary.tasks.items()} == {
+                "lines": "miss", "upper": "miss", "count": "miss", "other": "hit", "total": "hit",
+            }
+            assert calls == Counter({"lines": 1, "upper": 3, "count": 3})  # other and total: from the cache
+            assert runs.runs == 2
+    assert task_count() == before  # leaving the block stopped the watcher
+
+
+async def test_async_for_gives_one_result_per_run_and_break_stops_watching(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("a\n")
+    counts = []
+    before = task_count()
+    with trio.fail_after(API_TIMEOUT):
+        async with af.watch(counted_flow(Counter()), {"lines": {"src": data}}, debounce=0.05) as runs:
+            async for result in runs:
+                counts.append(result["count"])
+                if len(counts) == 3:
+                    break
+                data.write_text(data.read_text() + "x\n")
+    assert counts == [1, 2, 3]
+    assert task_count() == before
+
+
+async def test_a_failing_run_raises_and_the_watch_goes_on(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("a\n")
+    flow = af.Flow("picky")
+
+    @flow.source
+    def lines(src: af.File) -> af.Stream[str]:
+        yield from src.read_text().splitlines()
+
+    @flow.collector(init=0)
+    def count(acc: int, lines: str) -> int:
+        if lines == "bad":
+            raise ValueError("bad line")
+        return acc + 1
+
+    with trio.fail_after(API_TIMEOUT):
+        async with af.watch(flow, {"lines": {"src": data}}, debounce=0.05) as runs:
+            assert (await runs.__anext__())["count"] == 1
+            data.write_text("bad\n")
+            with pytest.raises(af.TaskFailed, match="bad line"):
+                await runs.__anext__()
+            data.write_text("a\nb\n")
+            assert (await runs.__anext__())["count"] == 2
+
+
+async def test_a_store_keeps_the_cache_between_watch_sessions(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("a\n")
+    calls: Counter[str] = Counter()
+    options = {"lines": {"src": data}}
+    with trio.fail_after(API_TIMEOUT):
+        async with af.watch(counted_flow(calls), options, store=tmp_path / "store") as runs:
+            await runs.__anext__()
+        calls.clear()
+        async with af.watch(counted_flow(calls), options, store=tmp_path / "store") as runs:
+            result = await runs.__anext__()
+    assert {t.cache for t in result.summary.tasks.values()} == {"hit"}
+    assert calls == Counter()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"resume": True}, "resume=True does not apply"),
+        ({"cache": False}, "needs the cache"),
+        ({"debounce": 0}, "debounce must be a positive number of seconds"),
+    ],
+)
+async def test_watch_refuses_settings_that_do_not_apply(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(af.ActorflowError, match=message):
+        async with af.watch(counted_flow(Counter()), **settings):  # type: ignore[arg-type]
+            pass

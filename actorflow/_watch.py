@@ -1,0 +1,228 @@
+"""Watch mode: run a flow, then run it again whenever one of its watched input files changes.
+
+:func:`watch` yields a :class:`Watch`; iterating it gives the :class:`RunResult` of the first run
+and of every re-run. Every run goes through one product cache (the store's, or a temporary one
+for the session), so only the tasks whose inputs changed -- and what reads them -- run again.
+The files watched are those given to :class:`~actorflow.File` options, plus ``paths=`` (the
+command line adds the pipeline file and its ``--config`` file, and hands a loader that reads them
+again). After a run the watcher is set up before the result is handed out, so a change made
+once the result is in hand is always seen. ``actorflow run --watch`` is this loop with the
+console on top. watchfiles and anyio (the ``watch`` extra) are imported when watching starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any, Unpack, final
+
+import trio
+
+from ._bind import RunGraph
+from ._cache import Cache
+from ._errors import ActorflowError
+from ._extras import load, require
+from ._file import files_in
+from ._flow import Flow
+from ._result import RunResult
+from ._run import Options, Run, RunOptions, open_run
+from ._spec import positive_seconds
+from ._store import Store, open_store
+
+__all__ = ["Watch", "watch"]
+
+#: How watch mode names itself when its extra is missing.
+FEATURE = "af.watch"
+
+#: What :func:`watch` runs: a flow, a bound run graph, or a function returning either, called
+#: again before every run (so that a pipeline file can be read afresh).
+Source = Flow | RunGraph | Callable[[], Flow | RunGraph]
+#: Wraps each run, for example to show it (``actorflow run --watch`` attaches the console).
+Observe = Callable[[Run], AbstractAsyncContextManager[Any]]
+
+
+def watched_paths(graph: RunGraph | None, extra: Iterable[Path]) -> list[Path]:
+    """The files a watch re-runs on: *extra* and every :class:`~actorflow.File` option's file."""
+    paths = list(extra)
+    if graph is not None:
+        for values in graph.options.values():
+            for value in values.values():
+                paths.extend(f.path for f in files_in(value))
+    return sorted({p.resolve() for p in paths})
+
+
+async def _changes(paths: list[Path], debounce: float, stop: Any, ready: Callable[[], None]) -> set[Path]:
+    """Wait until one of *paths* changes; returns the changed paths (empty when stopped).
+
+    *ready* is called once the watcher is in place (a change from then on is seen).
+    """
+    watchfiles = load("watchfiles", FEATURE)
+    wanted = {str(p) for p in paths}
+    dirs = sorted({str(p.parent) for p in paths if p.parent.exists()})
+
+    def only_ours(_change: Any, path: str) -> bool:
+        return os.path.abspath(path) in wanted
+
+    if not dirs:
+        ready()
+        await trio.sleep_forever()
+    changes = watchfiles.awatch(
+        *dirs, watch_filter=only_ours, debounce=int(debounce * 1000), step=20, stop_event=stop,
+        recursive=False, rust_timeout=100, yield_on_timeout=True,
+    )
+    announced = False
+    async with contextlib.aclosing(changes) as stream:
+        async for batch in stream:
+            if not announced:
+                announced = True
+                ready()  # the first yield (a timeout or a change) comes after the watch was set up
+            if batch:
+                return {Path(os.path.abspath(p)) for _, p in batch}
+    return set()
+
+
+@final
+class Watch:
+    """A flow being watched: ``async for result in watch`` gives each run's :class:`RunResult`.
+
+    Get it from :func:`watch`. The first iteration runs the flow at once; each later one waits
+    until a watched file changed, then runs it again through the cache. A run that fails raises
+    its error from the iteration; the watch goes on, and iterating again waits for the next change.
+
+    Attributes:
+        paths: the files watched now (after the latest run).
+        changed: the files whose change started the latest run (empty for the first one).
+        runs: how many runs were started.
+    """
+
+    def __init__(
+        self, source: Source, options: Options | None, extra: list[Path], debounce: float, cache: Cache,
+        observe: Observe | None, settings: dict[str, Any], nursery: trio.Nursery, stop: Any,
+    ) -> None:
+        self._source, self._options, self._extra, self._debounce = source, options, extra, debounce
+        self._cache, self._observe, self._settings = cache, observe, settings
+        self._nursery, self._stop = nursery, stop
+        self._graph: RunGraph | None = None
+        self._change = trio.Event()
+        self._changed: set[Path] = set()
+        self.paths: tuple[Path, ...] = ()
+        self.changed: frozenset[Path] = frozenset()
+        self.runs = 0
+
+    def __repr__(self) -> str:
+        return f"Watch(runs={self.runs}, paths={[str(p) for p in self.paths]})"
+
+    def __aiter__(self) -> Watch:
+        return self
+
+    async def __anext__(self) -> RunResult:
+        if self.runs:
+            await self._change.wait()
+            self.changed = frozenset(self._changed)
+        self._change = trio.Event()
+        self.runs += 1
+        try:
+            graph = self._graph = self._load()
+            return await self._run(graph)
+        finally:  # watch again before the result (or error) is handed out: no change is missed
+            self.paths = tuple(watched_paths(self._graph, self._extra))
+            await self._nursery.start(self._watch, list(self.paths))
+
+    def _load(self) -> RunGraph:
+        source = self._source
+        flow = source if isinstance(source, Flow | RunGraph) else source()
+        if isinstance(flow, RunGraph):
+            if self._options:
+                raise ActorflowError("watch: pass options to flow.bind() or to watch(), not both")
+            return flow
+        if not isinstance(flow, Flow):
+            raise TypeError(f"watch: expected a Flow or a bound RunGraph, got {type(flow).__name__}")
+        return flow.bind(self._options)
+
+    async def _run(self, graph: RunGraph) -> RunResult:
+        async with open_run(graph, cache=self._cache, **self._settings) as run:
+            async with self._observe(run) if self._observe is not None else contextlib.nullcontext():
+                return await run.result()
+
+    async def _watch(self, paths: list[Path], task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self._changed = await _changes(paths, self._debounce, self._stop, task_status.started)
+        self._change.set()
+
+
+@asynccontextmanager
+async def watch(
+    flow: Source,
+    options: Options | None = None,
+    *,
+    paths: Iterable[str | os.PathLike[str]] = (),
+    debounce: float = 0.3,
+    observe: Observe | None = None,
+    **settings: Unpack[RunOptions],
+) -> AsyncIterator[Watch]:
+    """Run *flow*, then run it again whenever a watched input file changes (needs the ``watch`` extra).
+
+    Iterate the :class:`Watch` for the :class:`RunResult` of the first run and of every re-run.
+    Files given to :class:`~actorflow.File` options are watched, and the files in *paths*. Only
+    dirty tasks run again: every run reads and fills one product cache -- the store's with
+    ``store=``, else a temporary one kept for the session (``cache=`` a Cache or directory picks
+    another). Leaving the block stops watching; nothing is left running.
+
+    Args:
+        flow: a :class:`Flow`, a bound run graph, or a function returning either, called before
+            every run (``actorflow run --watch`` reloads the pipeline file with it).
+        options: option values, as for :func:`run`.
+        paths: more files to watch (the pipeline file and a config file, with a loader).
+        debounce: seconds of quiet after a change before running again.
+        observe: wraps each run, ``observe(run)`` being an async context manager.
+        settings: the run settings of :class:`RunOptions`, for every run (not ``resume``).
+
+    Example:
+        async with af.watch(flow, options={"lines": {"src": af.File("data.txt")}}) as runs:
+            async for result in runs:
+                print(result["count"])
+
+    Raises:
+        MissingExtraError: watchfiles or anyio is not installed.
+        ActorflowError: ``resume=True`` or ``cache=False`` (a watch re-runs through the cache).
+    """
+    for module in ("watchfiles", "anyio"):
+        require(module, FEATURE)
+    if settings.get("resume"):
+        raise ActorflowError("watch: resume=True does not apply; a watch starts afresh and re-runs through the cache")
+    if settings.get("cache") is False:
+        raise ActorflowError("watch re-runs only what changed, which needs the cache; drop cache=False")
+    if not positive_seconds(debounce):
+        raise ActorflowError(f"watch: debounce must be a positive number of seconds, got {debounce!r}")
+    extra = [Path(p) for p in paths]
+    store, cache = settings.pop("store", None), settings.pop("cache", None)
+    stop = load("anyio", FEATURE).Event()
+    with _cache_for(store, cache) as the_cache:
+        async with trio.open_nursery() as nursery:
+            try:
+                yield Watch(flow, options, extra, debounce, the_cache, observe, dict(settings), nursery, stop)
+            finally:
+                stop.set()
+                nursery.cancel_scope.cancel()
+
+
+@contextlib.contextmanager
+def _cache_for(store: Any, cache: Any) -> Any:
+    """The one cache every run of a watch uses."""
+    if isinstance(cache, Cache):
+        yield cache
+        return
+    if cache not in (None, True):
+        store = cache  # a directory or Store given as the cache
+    if isinstance(store, Store):
+        yield Cache(store)
+        return
+    if store is not None:
+        with open_store(store) as opened:
+            yield Cache(opened)
+        return
+    with tempfile.TemporaryDirectory(prefix="actorflow-watch-") as tmp, Store(tmp) as opened:
+        yield Cache(opened)
