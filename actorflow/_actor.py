@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from ._runtime import Runtime
     from ._spec import TaskDef
 
+#: What user code may raise to stop the whole run (``Ctrl-C``, ``sys.exit``): it reaches the
+#: caller as itself after a checkpoint, and the item it interrupted is put back (see ``docs/durability.md``).
+EXITS = (KeyboardInterrupt, SystemExit)
+
 
 class Product:
     """A final product: set once, awaited by every task that reads it whole."""
@@ -79,6 +83,11 @@ class Actor:
         self.handler: Handler | None = None
         #: Children a generator task emitted for an item before the checkpoint it resumes from.
         self.skip_children: dict[Any, int] = {}
+        #: After user code raised KeyboardInterrupt or SystemExit: the exception, the input not yet
+        #: done (``(order, seqs, items, children emitted)`` each, put back in a checkpoint) and the item's seq.
+        self.exited: BaseException | None = None
+        self.unfinished: list[tuple[int, list[Any], list[Any], int]] = []
+        self.exit_seq: Any = None
         self.loop: ItemLoop | None = None
         self._zip: ZipInbox | None = None
         #: Seconds a batch should take, and the sizer that keeps batches near it.
@@ -307,8 +316,14 @@ class Actor:
         except Exception as exc:
             self.failed(None, exc)
             return
+        except EXITS as exc:
+            self.exited = self.exited or exc
         finally:
             self.elapsed = time.perf_counter() - self.started
+        if self.exited is not None:  # never finished: its readers must not see an end of stream
+            self.status = "interrupted"
+            await self.run.stop_for_exit(self, self.exited)
+            return
         self._finished()
 
     async def _run_body(self) -> None:
@@ -432,6 +447,23 @@ class Actor:
         """The kind's own loop (the handler and item loop are ready)."""
         raise NotImplementedError
 
+    def put_back(self, seqs: list[Any], items: list[Any], exc: BaseException, order: int = 0, emitted: int = 0) -> None:
+        """User code raised *exc* (an exit) on ``items[0]``: keep *items* for the checkpoint to put back."""
+        self.exited = self.exited or exc
+        if seqs and self.exit_seq is None:
+            self.exit_seq = seqs[0]
+        if items:
+            self.unfinished.append((order, list(seqs), list(items), emitted))
+
+    def unfinished_state(self, more: tuple[tuple[int, list[Any], list[Any], int], ...] = ()) -> list[Any] | None:
+        """The put-back input (and *more*) as one ``[seqs, items, children emitted]`` checkpoint batch."""
+        if not self.unfinished and not more:
+            return None
+        parts = sorted([*self.unfinished, *more], key=lambda u: u[0])
+        seqs = [s for part in parts for s in part[1]]
+        items = [x for part in parts for x in part[2]]
+        return [*plain_batch(seqs, items), parts[0][3]]
+
     # -- checkpoint state ------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
@@ -447,6 +479,8 @@ class Actor:
             st["product"] = self.product.value
         if self.cached is not None:
             st["cache"] = self.cached.state()
+        if (back := self.unfinished_state()) is not None:
+            st["inflight"] = back
         return st
 
     def restore(self, st: dict[str, Any]) -> None:
@@ -470,6 +504,17 @@ class Actor:
                 self.product.set(restore(st["product"], spec.out_type))
             else:
                 self.product.set(None)
+        if "inflight" in st:  # an unfinished input batch goes back to the front of the inbox
+            seqs, items, emitted = st["inflight"]
+            seqs = [seq_from_plain(s) for s in seqs]
+            self.skip_children = {seqs[0]: emitted} if emitted else {}
+            boxes = self.inboxes[:-1] if self.spec.per is not None else self.inboxes  # not the groups' box
+            if len(boxes) == 1:
+                boxes[0].put_front(seqs, boxes[0].restore(items) if boxes[0].restore else items)
+            else:
+                for k, box in enumerate(boxes):
+                    part = [t[k] for t in items]
+                    box.put_front(seqs, box.restore(part) if box.restore else part)
 
 
 class _Working:

@@ -34,6 +34,7 @@ _STATUS_STYLE = {
     "ok": ("✔", "green"),
     "failed": ("✘", "bold red"),
     "cancelled": ("■", "yellow"),
+    "interrupted": ("■", "yellow"),
     "paused": ("‖", "yellow"),
 }
 

@@ -25,7 +25,7 @@ from ._cache_run import CacheRole
 from ._codec import restore_items
 from ._collect import CollectorActor
 from ._context import check_secrets
-from ._errors import RunCancelled, RunInterrupted, StoreError
+from ._errors import RunCancelled, RunInterrupted, StoreError, _fmt_seq
 from ._loop import DEFAULT_BATCH_TIME
 from ._mailbox import Mailbox
 from ._result import RunResult, Summary, TaskStats
@@ -103,6 +103,8 @@ class Runtime:
         #: Sinks with two-phase commit (``af.TransactionalSink``), driven by the supervisor's checkpoints.
         self.transactional: list[TransactionalSinkActor] = []
         self.error: BaseException | None = None
+        #: KeyboardInterrupt or SystemExit raised by a task's code (see :meth:`stop_for_exit`).
+        self.exited: BaseException | None = None
         self.error_seen = False
         self.done = trio.Event()
         self.result: RunResult | None = None
@@ -201,6 +203,28 @@ class Runtime:
         if self._scope is not None:
             self._scope.cancel()
 
+    async def stop_for_exit(self, actor: Actor, exc: BaseException) -> None:
+        """*actor*'s code raised KeyboardInterrupt or SystemExit: checkpoint (with a store), then stop.
+
+        The actor has put back the input it had not finished, so the checkpoint resumes to the
+        products of an uninterrupted run. The run then raises *exc* itself.
+        """
+        if self.exited is not None:
+            return
+        self.exited = exc
+        seq = "" if actor.exit_seq is None else f" at item seq {_fmt_seq(actor.exit_seq)}"
+        exc.add_note(f"actorflow: raised by task {actor.name!r}{seq} of flow {self.flow_name!r}; the run stopped")
+        self.bus.publish(ev.TaskErrored(run_id=self.run_id, task=actor.name, seq=actor.exit_seq,
+                                        error=f"{type(exc).__name__}: {exc}"))
+        if self.supervisor.store is not None:
+            try:
+                if await self.supervisor.checkpoint():
+                    exc.add_note(f"actorflow: checkpoint written; resume from store {str(self.supervisor.store.path)!r}")
+            except StoreError as error:
+                self.fail(error)
+        if self._scope is not None:
+            self._scope.cancel()
+
     def fail(self, error: BaseException) -> None:
         """Record the first failure and cancel every actor."""
         if self.error is None:
@@ -269,7 +293,7 @@ class Runtime:
             async with trio.open_nursery() as nursery:
                 for actor in self.actors.values():
                     nursery.start_soon(actor.start)
-            if self.error is None and not self.interrupted and not outer.cancel_scope.cancel_called:
+            if self.error is None and self.exited is None and not self.interrupted and not outer.cancel_scope.cancel_called:
                 try:
                     await sup.checkpoint(final=True)
                 except StoreError as exc:
@@ -278,7 +302,10 @@ class Runtime:
 
     def _outcome(self, scope: trio.CancelScope) -> None:
         sup = self.supervisor
-        if self.error is not None:
+        if self.exited is not None and self.error is None:
+            self.status = "interrupted"
+            self.error = self.exited
+        elif self.error is not None:
             self.status = "failed"
         elif self.interrupted:
             self.status = "interrupted"
