@@ -118,8 +118,10 @@ def _where(exc: BaseException, path: Path) -> str:
         return f"{exc.filename}:{exc.lineno}"
     frames = traceback.extract_tb(exc.__traceback__)
     mine = [f for f in frames if Path(f.filename).resolve() == path.resolve()]
-    frame = (mine or frames or [None])[-1]
-    return f"{frame.filename}:{frame.lineno}" if frame is not None else str(path)
+    if not (mine or frames):
+        return str(path)
+    frame = (mine or frames)[-1]
+    return f"{frame.filename}:{frame.lineno}"
 
 
 def pipeline_module_name(path: Path) -> str:

@@ -190,7 +190,7 @@ class ItemLoop:
         #: The index in the current batch of the item being processed (read by the slow-item watch
         #: while an async handler awaits; costs nothing per item: it is the length of the output).
         self.position: Callable[[], int] = _zero
-        #: After a fold stopped by KeyboardInterrupt or SystemExit: the accumulator and the index of the item that raised.
+        #: After a fold stopped by KeyboardInterrupt or SystemExit: the accumulator, and which item raised.
         self.stopped: tuple[Any, int] = (None, 0)
 
     async def recover(self, seq: Any, item: Any, exc: Exception, attempt: int) -> bool:

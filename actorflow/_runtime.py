@@ -217,9 +217,10 @@ class Runtime:
         self.bus.publish(ev.TaskErrored(run_id=self.run_id, task=actor.name, seq=actor.exit_seq,
                                         error=f"{type(exc).__name__}: {exc}"))
         if self.supervisor.store is not None:
+            where = str(self.supervisor.store.path)
             try:
                 if await self.supervisor.checkpoint():
-                    exc.add_note(f"actorflow: checkpoint written; resume from store {str(self.supervisor.store.path)!r}")
+                    exc.add_note(f"actorflow: checkpoint written; resume from store {where!r}")
             except StoreError as error:
                 self.fail(error)
         if self._scope is not None:
@@ -293,7 +294,8 @@ class Runtime:
             async with trio.open_nursery() as nursery:
                 for actor in self.actors.values():
                     nursery.start_soon(actor.start)
-            if self.error is None and self.exited is None and not self.interrupted and not outer.cancel_scope.cancel_called:
+            stopped = self.error is not None or self.exited is not None or self.interrupted
+            if not stopped and not outer.cancel_scope.cancel_called:
                 try:
                     await sup.checkpoint(final=True)
                 except StoreError as exc:
