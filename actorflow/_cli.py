@@ -96,7 +96,8 @@ def load_flow(target: str) -> Flow:
         ) from None
     except Exception as exc:
         raise UsageError(
-            f"pipeline file {file!r} failed while importing: {type(exc).__name__}: {exc} at {_where(exc, path)}"
+            f"pipeline file {file!r} failed to load: {type(exc).__name__}: {exc} (raised while importing it, at "
+            f"{_where(exc, path)})"
         ) from exc
     flows = {k: v for k, v in namespace.items() if isinstance(v, Flow)}
     if name:

@@ -253,8 +253,8 @@ def test_cli_exits_with_the_tasks_code(tmp_path: Path, how: str, code: int, show
 @pytest.mark.parametrize(("body", "message"), [
     ("import sys\nsys.exit(5)\n", "exited with code 5 while being imported (sys.exit at {path}:2); no flow was run"),
     ("import sys\n\nsys.exit(0)\n", "exited with code 0 while being imported (sys.exit at {path}:3); no flow was run"),
-    ("x = 1\nraise ValueError('boom')\n", "failed while importing: ValueError: boom at {path}:2"),
-    ("def f(:\n", "failed while importing: SyntaxError"),
+    ("x = 1\nraise ValueError('boom')\n", "failed to load: ValueError: boom (raised while importing it, at {path}:2)"),
+    ("def f(:\n", "failed to load: SyntaxError"),
 ])
 def test_cli_names_a_pipeline_file_that_exits_or_fails_at_import(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "bad.py"
