@@ -25,7 +25,7 @@ from ._errors import ItemFailure, MailboxTypeError, StoreError, TaskFailed
 from ._inbox import ZipInbox
 from ._loop import BatchSizer, Handler, ItemLoop
 from ._mailbox import Batch, Mailbox
-from ._typing import SKIP, NamedType, _Skip, type_name
+from ._typing import SKIP, NamedType, _Skip, admits, deep_checker, type_name, type_problem
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -105,8 +105,12 @@ class Actor:
         classes = spec.out_classes
         self._classes = classes
         self._named = spec.out_type if isinstance(spec.out_type, NamedType) else None
-        self._allowed: set[type] = set(classes) if classes is not None else set()
+        self._allowed: set[type] = {c for c in classes if admits(classes, c)} if classes is not None else set()
         self._allowed.add(_Skip)
+        #: The output type's deep check (container elements, record fields), compiled once; None for plain classes.
+        self._deep = None if self._named is not None else deep_checker(spec.out_type)
+        #: True when the class check says it all: the common fast path of `check`.
+        self._plain = self._named is None and self._deep is None
         #: Undeclared output type and a store: each new type is checked to be storable when it first appears.
         self._check_storable = classes is None and self._named is None and run.supervisor.store is not None
 
@@ -165,7 +169,7 @@ class Actor:
     def check(self, seqs: list[Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
         """Type-check outputs against the output port and drop SKIPs (one C-level pass)."""
         seen = set(map(type, items))
-        if seen <= self._allowed and _Skip not in seen and self._named is None:
+        if seen <= self._allowed and _Skip not in seen and self._plain:
             return seqs, items
         if _Skip in seen:
             keep = [i for i, x in enumerate(items) if x is not SKIP]
@@ -173,7 +177,7 @@ class Actor:
             seen.discard(_Skip)
         if self._classes is not None:
             for t in seen - self._allowed:
-                if issubclass(t, self._classes):
+                if admits(self._classes, t):
                     self._allowed.add(t)
                 else:
                     bad = next(i for i, x in enumerate(items) if type(x) is t)
@@ -186,18 +190,30 @@ class Actor:
         if self._named is not None:
             for s, x in zip(seqs, items, strict=True):
                 self.check_named(x, s)
+        elif self._deep is not None and not all(map(self._deep, items)):
+            raise self.deep_error(self.spec.out_type, seqs, items, "out", self.name)
         return seqs, items
+
+    def deep_error(self, tp: Any, seqs: list[Any], items: list[Any], port: str, task: str) -> MailboxTypeError:
+        """The error for the first item of a batch that fails *tp*'s deep check, naming its offending part."""
+        for s, x in zip(seqs, items, strict=True):
+            why = type_problem(tp, x)
+            if why is not None:
+                return MailboxTypeError(self.run.flow_name, task, port, type_name(tp), type(x).__qualname__, s, why)
+        raise AssertionError("a deep check failed, but no item has a problem")
 
     def check_port(self, box: Mailbox, seqs: list[Any], items: list[Any]) -> None:
         """Check items from an unannotated sender against the receiving port's type."""
         accepts = box.accepts
         assert accepts is not None
+        task, _, port = box.name.rpartition(".")
         for t in set(map(type, items)):
-            if not issubclass(t, accepts):
+            if not admits(accepts, t):
                 bad = next(i for i, x in enumerate(items) if type(x) is t)
-                task, _, port = box.name.rpartition(".")
                 expected = " | ".join(c.__qualname__ for c in accepts)
                 raise MailboxTypeError(self.run.flow_name, task, port, expected, t.__qualname__, seqs[bad])
+        if box.deep is not None and not all(map(box.deep, items)):
+            raise self.deep_error(self.run.port_type(box.name), seqs, items, port, task)
 
     def check_storable(self, value: Any, seq: Any) -> None:
         """An output of a type not seen before, from a task that declares none: can a checkpoint hold it?
@@ -227,8 +243,10 @@ class Actor:
 
     def check_product(self, value: Any) -> None:
         """Check a final product against the declared type (named types included)."""
-        if self._classes is not None and not isinstance(value, self._classes):
+        if self._classes is not None and not admits(self._classes, type(value)):
             raise self.type_error(value, None)
+        if self._deep is not None and not self._deep(value):
+            raise self.deep_error(self.spec.out_type, [None], [value], "out", self.name)
         if self._check_storable and type(value) not in self._allowed:
             self.check_storable(value, None)
         if self._named is not None:

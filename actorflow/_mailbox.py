@@ -33,7 +33,7 @@ class Mailbox:
 
     __slots__ = (
         "_abandoned", "_batches", "_closed", "_count", "_getters", "_putters", "_spilled", "_spilling", "accepts",
-        "capacity", "listener", "name", "restore", "spill_to", "watermark",
+        "capacity", "deep", "listener", "name", "restore", "spill_to", "watermark",
     )
 
     def __init__(self, name: str, capacity: int = DEFAULT_CAPACITY) -> None:
@@ -61,6 +61,8 @@ class Mailbox:
         #: Classes the receiving port accepts, when the sender's declared type cannot guarantee them
         #: (an unannotated upstream): the sender then checks each batch against them.
         self.accepts: tuple[type, ...] | None = None
+        #: The receiving port's deep check (elements, fields; see ``_typing.deep_checker``) when needed too.
+        self.deep: Any = None
 
     def __len__(self) -> int:
         return self._count

@@ -34,7 +34,7 @@ from ._store import Store
 from ._supervisor import Supervisor
 from ._taskclass import is_transactional
 from ._transact import TransactionalSinkActor
-from ._typing import runtime_classes
+from ._typing import _strip, deep_checker, runtime_classes
 
 if TYPE_CHECKING:
     from ._gateway import Feed
@@ -127,8 +127,12 @@ class Runtime:
                 up = self.actors[inp.upstream]
                 if inp.streaming:
                     box = Mailbox(f"{spec.name}.{inp.name}", spec.capacity)
-                    if up.spec.out_classes is None:  # an unannotated sender: check against the receiver
-                        box.accepts = runtime_classes(inp.annotation)
+                    unchecked = up.spec.out_classes is None  # an unannotated sender: check against the receiver
+                    deep = deep_checker(inp.annotation)
+                    if deep is not None and _strip(up.spec.out_type) == _strip(inp.annotation):
+                        deep = None  # the sender's own check covers it
+                    if unchecked or deep is not None:
+                        box.accepts, box.deep = runtime_classes(inp.annotation), deep
                     self._wire(box, up, actor, inp.name)
                 elif inp.gather and up.gather is None:
                     up.gather = []
@@ -147,6 +151,11 @@ class Runtime:
         sender.outs.append(box)
         reader.inboxes.append(box)
         self.mailboxes[box.name] = (box, reader, port)
+
+    def port_type(self, mailbox: str) -> Any:
+        """The declared type of the port *mailbox* feeds."""
+        _, reader, port = self.mailboxes[mailbox]
+        return next((i.annotation for i in reader.spec.inputs if i.name == port), None)
 
     def sender_type(self, mailbox: str) -> Any:
         """The item type of the task that sends into *mailbox*."""
