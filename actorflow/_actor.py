@@ -25,7 +25,7 @@ from ._errors import ItemFailure, MailboxTypeError, StoreError, TaskFailed
 from ._inbox import ZipInbox
 from ._loop import BatchSizer, Handler, ItemLoop
 from ._mailbox import Batch, Mailbox
-from ._typing import SKIP, NamedType, _Skip, admits, deep_checker, type_name, type_problem
+from ._typing import SKIP, NamedType, _Skip, admits, batch_checker, deep_checker, type_name, type_problem
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -109,6 +109,7 @@ class Actor:
         self._allowed.add(_Skip)
         #: The output type's deep check (container elements, record fields), compiled once; None for plain classes.
         self._deep = None if self._named is not None else deep_checker(spec.out_type)
+        self._deep_batch = None if self._named is not None else batch_checker(spec.out_type)
         #: True when the class check says it all: the common fast path of `check`.
         self._plain = self._named is None and self._deep is None
         #: Undeclared output type and a store: each new type is checked to be storable when it first appears.
@@ -190,7 +191,7 @@ class Actor:
         if self._named is not None:
             for s, x in zip(seqs, items, strict=True):
                 self.check_named(x, s)
-        elif self._deep is not None and not all(map(self._deep, items)):
+        elif self._deep_batch is not None and not self._deep_batch(items):
             raise self.deep_error(self.spec.out_type, seqs, items, "out", self.name)
         return seqs, items
 
@@ -212,7 +213,7 @@ class Actor:
                 bad = next(i for i, x in enumerate(items) if type(x) is t)
                 expected = " | ".join(c.__qualname__ for c in accepts)
                 raise MailboxTypeError(self.run.flow_name, task, port, expected, t.__qualname__, seqs[bad])
-        if box.deep is not None and not all(map(box.deep, items)):
+        if box.deep is not None and not box.deep(items):
             raise self.deep_error(self.run.port_type(box.name), seqs, items, port, task)
 
     def check_storable(self, value: Any, seq: Any) -> None:

@@ -61,7 +61,7 @@ class Mailbox:
         #: Classes the receiving port accepts, when the sender's declared type cannot guarantee them
         #: (an unannotated upstream): the sender then checks each batch against them.
         self.accepts: tuple[type, ...] | None = None
-        #: The receiving port's deep check (elements, fields; see ``_typing.deep_checker``) when needed too.
+        #: The receiving port's deep check of a batch (elements, fields; see ``_typing.batch_checker``) when needed too.
         self.deep: Any = None
 
     def __len__(self) -> int:

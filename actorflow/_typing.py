@@ -17,7 +17,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterable
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, Final, NewType, TypeAlias, TypeVar, Union, final
 
 
@@ -340,17 +340,27 @@ def _elements(cls: type, elem: Check | None) -> Check:
     return lambda value: isinstance(value, cls) and all(map(elem, _sample(value)))
 
 
+def _all(check: Check | None, values: Iterable[Any]) -> bool:
+    """Whether every value passes *check* (None: no check); scalar checks in one C pass over the classes."""
+    if check is None:
+        return True
+    ok: set[type] | None = getattr(check, "admitted", None)
+    if ok is not None:
+        values = list(values)
+        if set(map(type, values)) <= ok:
+            return True
+    return all(map(check, values))
+
+
 def _mapping(cls: type, key: Check | None, val: Check | None) -> Check:
     def check(value: Any) -> bool:
         if not isinstance(value, cls):
             return False
         value = typing.cast(cabc.Mapping[Any, Any], value)
         if len(value) <= SAMPLE_LIMIT:
-            keys, values = value.keys(), value.values()
-        else:
-            keys = _sample(value.keys())
-            values = [value[k] for k in keys]
-        return (key is None or all(map(key, keys))) and (val is None or all(map(val, values)))
+            return _all(key, value.keys()) and _all(val, value.values())
+        keys = _sample(value.keys())
+        return _all(key, keys) and _all(val, [value[k] for k in keys])
 
     return check
 
@@ -454,6 +464,63 @@ def _needs_deep(tp: Any) -> bool:
     if origin is typing.Literal or _is_record(tp):
         return True
     return bool(args) and origin in (tuple, *_SEQUENCES, *_MAPPINGS)
+
+
+BatchCheck = Callable[[list[Any]], bool]
+_BATCH: dict[Any, BatchCheck | None] = {}
+
+
+def batch_checker(tp: Any) -> BatchCheck | None:
+    """:func:`deep_checker` for a whole batch of values already of *tp*'s outer class (None: none needed).
+
+    Containers of scalars (``list[int]``, ``dict[str, int]``, ``tuple[float, ...]``) are checked
+    with one C pass over the classes of all the batch's elements; anything else item by item.
+    """
+    try:
+        return _BATCH[tp]
+    except KeyError:
+        pass
+    except TypeError:
+        return _make_batch(tp)
+    check = _BATCH[tp] = _make_batch(tp)
+    return check
+
+
+def _make_batch(tp: Any) -> BatchCheck | None:
+    single = deep_checker(tp)
+    if single is None:
+        return None
+    stripped = _strip(tp)
+    origin, args = typing.get_origin(stripped), typing.get_args(stripped)
+    leaves: list[Any] = []
+    if origin in (list, set, frozenset) and len(args) == 1:
+        leaves = [args[0]]
+    elif origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        leaves = [args[0]]
+    elif origin is dict and len(args) == 2:
+        leaves = list(args)
+    checks = [_compiled(a) for a in leaves]
+    oks: list[set[type]] = [getattr(c, "admitted", None) or set() for c in checks]
+    if not leaves or not all(oks) or any(isinstance(a, NamedType) for a in leaves):
+        return lambda items: all(map(single, items))
+    if len(oks) == 1:
+        ok = oks[0]
+
+        def elements(items: list[Any]) -> bool:
+            small = max(map(len, items), default=0) <= SAMPLE_LIMIT
+            return (small and set(map(type, chain.from_iterable(items))) <= ok) or all(map(single, items))
+
+        return elements
+    ok_keys, ok_values = oks
+
+    def mappings(items: list[Any]) -> bool:
+        if max(map(len, items), default=0) <= SAMPLE_LIMIT:
+            keys = set(map(type, chain.from_iterable(items)))
+            if keys <= ok_keys and set(map(type, chain.from_iterable(map(dict.values, items)))) <= ok_values:
+                return True
+        return all(map(single, items))
+
+    return mappings
 
 
 def type_problem(tp: Any, value: Any, path: str = "") -> str | None:
