@@ -197,6 +197,66 @@ async def test_open_run_reports_interrupted_status() -> None:
     assert run.summary.tasks["double"].status == "interrupted"
 
 
+@pytest.mark.parametrize("exc_type", [SystemExit, KeyboardInterrupt])
+def test_a_per_collector_resumes_to_uninterrupted_groups(tmp_path: Path, exc_type: type[BaseException]) -> None:
+    flow = af.Flow("exits_per")
+
+    @flow.source
+    def groups(n: int = 40) -> Iterator[int]:
+        yield from range(n)
+
+    @flow.task
+    def members(groups: int) -> Iterator[int]:
+        yield from range(groups * 10, groups * 10 + groups % 7)
+
+    @flow.collector(init=[], per="groups")
+    def listed(acc: list[int], members: int) -> list[int]:
+        trip(members)
+        acc.append(members)  # in place: an item folded twice would show
+        return acc
+
+    expected = af.run(flow)["listed"]
+    ARMED.update(exc=exc_type(), at=134)
+    with pytest.raises(exc_type):
+        af.run(flow, store=tmp_path / "st", checkpoint_every=None)
+    assert ARMED["exc"] is None
+    assert af.run(flow, store=tmp_path / "st", resume=True)["listed"] == expected
+
+
+class TrippingLines(af.JsonLinesSink):
+    """A JSON-lines sink whose own code raises the armed exit on one item."""
+
+    def run(self, item: Any) -> None:
+        trip(item // 2)
+        super().run(item)
+
+
+@pytest.mark.parametrize("where", ["task", "sink"])
+@pytest.mark.parametrize("exc_type", [SystemExit, KeyboardInterrupt])
+def test_a_transactional_sink_stays_exactly_once_across_an_exit(
+    tmp_path: Path, where: str, exc_type: type[BaseException]
+) -> None:
+    flow = af.Flow(f"exits_txn_{where}")
+
+    @flow.source
+    def nums(n: int = N) -> Iterator[int]:
+        yield from range(n)
+
+    @flow.task
+    def double(nums: int) -> int:
+        if where == "task":
+            trip(nums)
+        return nums * 2
+
+    flow.add(TrippingLines, name="out", inputs={"item": "double"})
+    lines = tmp_path / "out.jsonl"
+    ARMED.update(exc=exc_type(), at=137)
+    with pytest.raises(exc_type):
+        af.run(flow, {"out": {"path": str(lines)}}, store=tmp_path / "st", checkpoint_every=None)
+    af.run(flow, {"out": {"path": str(lines)}}, store=tmp_path / "st", resume=True)
+    assert [int(x) for x in lines.read_text().split()] == [2 * i for i in range(N)]
+
+
 # -- the command line ------------------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
