@@ -351,7 +351,7 @@ class TaskActor(Actor):
         except EXITS as exc:
             if not self.spec.is_generator:
                 self.items_in -= len(items)
-                at = self.loop.position() if self.loop is not None and self.remote is None else 0
+                at = self.remote.exit_at if self.remote is not None else self.loop.position() if self.loop else 0
                 self.put_back(seqs, items, exc, order)
                 self.exit_seq = seqs[min(at, len(seqs) - 1)]
             raise

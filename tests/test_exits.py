@@ -223,6 +223,35 @@ def test_a_per_collector_resumes_to_uninterrupted_groups(tmp_path: Path, exc_typ
     assert af.run(flow, store=tmp_path / "st", resume=True)["listed"] == expected
 
 
+def exiting_double(nums: int, marker: str = "") -> int:
+    """Runs in a worker process (so at module level): exits on item 37, once."""
+    if nums == 37 and marker and not os.path.exists(marker):  # once: the marker says it was raised
+        open(marker, "w").close()
+        sys.exit(5)
+    return nums * 2
+
+
+def test_an_exit_in_a_process_worker_stops_the_run_with_its_code(tmp_path: Path) -> None:
+    flow = af.Flow("exits_process")
+
+    @flow.source
+    def nums(n: int = 60) -> Iterator[int]:
+        yield from range(n)
+
+    flow.task(executor="process", name="double")(exiting_double)
+
+    @flow.collector(init=0)
+    def total(acc: int, double: int) -> int:
+        return acc + double
+
+    options = {"double": {"marker": str(tmp_path / "raised")}}
+    with pytest.raises(SystemExit) as info:
+        af.run(flow, options, store=tmp_path / "st", checkpoint_every=None)
+    assert type(info.value) is SystemExit and info.value.code == 5
+    assert "at item seq 37" in "\n".join(info.value.__notes__)
+    assert af.run(flow, options, store=tmp_path / "st", resume=True)["total"] == 2 * sum(range(60))
+
+
 class TrippingLines(af.JsonLinesSink):
     """A JSON-lines sink whose own code raises the armed exit on one item."""
 
