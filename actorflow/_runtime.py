@@ -220,11 +220,7 @@ class Runtime:
         """
         if self.exited is not None:
             return
-        self.exited = exc
-        seq = "" if actor.exit_seq is None else f" at item seq {_fmt_seq(actor.exit_seq)}"
-        exc.add_note(f"actorflow: raised by task {actor.name!r}{seq} of flow {self.flow_name!r}; the run stopped")
-        self.bus.publish(ev.TaskErrored(run_id=self.run_id, task=actor.name, seq=actor.exit_seq,
-                                        error=f"{type(exc).__name__}: {exc}"))
+        self._record_exit(actor, exc)
         if self.supervisor.store is not None:
             where = str(self.supervisor.store.path)
             try:
@@ -234,6 +230,22 @@ class Runtime:
                 self.fail(error)
         if self._scope is not None:
             self._scope.cancel()
+
+    def exit_now(self, actor: Actor, exc: BaseException) -> None:
+        """*actor*'s code raised KeyboardInterrupt or SystemExit while a checkpoint was being taken or
+        committed (a transactional sink): stop at once; the last durable checkpoint resumes."""
+        if self.exited is None:
+            actor.status = "interrupted"
+            self._record_exit(actor, exc)
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _record_exit(self, actor: Actor, exc: BaseException) -> None:
+        self.exited = exc
+        seq = "" if actor.exit_seq is None else f" at item seq {_fmt_seq(actor.exit_seq)}"
+        exc.add_note(f"actorflow: raised by task {actor.name!r}{seq} of flow {self.flow_name!r}; the run stopped")
+        self.bus.publish(ev.TaskErrored(run_id=self.run_id, task=actor.name, seq=actor.exit_seq,
+                                        error=f"{type(exc).__name__}: {exc}"))
 
     def fail(self, error: BaseException) -> None:
         """Record the first failure and cancel every actor."""

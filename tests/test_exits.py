@@ -286,6 +286,46 @@ def test_a_transactional_sink_stays_exactly_once_across_an_exit(
     assert [int(x) for x in lines.read_text().split()] == [2 * i for i in range(N)]
 
 
+PREPARES = {"count": 0, "exit_on": 0}
+
+
+class ExitingPrepare(af.JsonLinesSink):
+    """A JSON-lines sink whose ``prepare`` raises SystemExit(7) on its `exit_on`-th call."""
+
+    def prepare(self) -> str:
+        PREPARES["count"] += 1
+        if PREPARES["count"] == PREPARES["exit_on"]:
+            raise SystemExit(7)
+        return super().prepare()
+
+
+def test_an_exit_from_a_transactional_sinks_prepare_resumes_from_the_last_durable_checkpoint(tmp_path: Path) -> None:
+    flow = af.Flow("exits_prepare")
+
+    @flow.source
+    def nums(n: int = 3000) -> Iterator[int]:
+        yield from range(n)
+
+    @flow.task
+    def double(nums: int) -> int:
+        return nums * 2
+
+    flow.add(ExitingPrepare, name="out", inputs={"item": "double"})
+    lines = tmp_path / "out.jsonl"
+    options = {"out": {"path": str(lines)}}
+    PREPARES.update(count=0, exit_on=2)  # the first checkpoint is durable; the second's prepare exits
+    try:
+        with pytest.raises(SystemExit) as info:
+            af.run(flow, options, store=tmp_path / "st", checkpoint_every=0.001)
+        assert type(info.value) is SystemExit and info.value.code == 7
+        assert "raised by task 'out'" in "\n".join(info.value.__notes__)
+        PREPARES["exit_on"] = 0
+        af.run(flow, options, store=tmp_path / "st", resume=True)
+    finally:
+        PREPARES.update(count=0, exit_on=0)
+    assert [int(x) for x in lines.read_text().split()] == [2 * i for i in range(3000)]
+
+
 # -- the command line ------------------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
