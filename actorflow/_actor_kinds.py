@@ -349,7 +349,7 @@ class TaskActor(Actor):
             assert self.loop is not None
             return self.check(seqs, await self.loop.map(seqs, items))
         except EXITS as exc:
-            if not self.spec.is_generator:
+            if self.remote is not None or not self.spec.is_generator:  # else `_generate` put back what is left
                 self.items_in -= len(items)
                 at = self.remote.exit_at if self.remote is not None else self.loop.position() if self.loop else 0
                 self.put_back(seqs, items, exc, order)
