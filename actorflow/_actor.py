@@ -207,13 +207,14 @@ class Actor:
         """Check items from an unannotated sender against the receiving port's type."""
         accepts = box.accepts
         assert accepts is not None
-        task, _, port = box.name.rpartition(".")
         for t in set(map(type, items)):
             if not admits(accepts, t):
                 bad = next(i for i, x in enumerate(items) if type(x) is t)
+                task, _, port = box.name.rpartition(".")
                 expected = " | ".join(c.__qualname__ for c in accepts)
                 raise MailboxTypeError(self.run.flow_name, task, port, expected, t.__qualname__, seqs[bad])
         if box.deep is not None and not box.deep(items):
+            task, _, port = box.name.rpartition(".")
             raise self.deep_error(self.run.port_type(box.name), seqs, items, port, task)
 
     def check_storable(self, value: Any, seq: Any) -> None:
