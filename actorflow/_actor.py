@@ -25,11 +25,15 @@ from ._errors import ItemFailure, MailboxTypeError, StoreError, TaskFailed
 from ._inbox import ZipInbox
 from ._loop import BatchSizer, Handler, ItemLoop, RateLimiter
 from ._mailbox import Batch, Mailbox
-from ._typing import SKIP, NamedType, _Skip, type_name
+from ._typing import SKIP, NamedType, _Skip, admits, batch_checker, deep_checker, type_name, type_problem
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
     from ._spec import TaskDef
+
+#: What user code may raise to stop the whole run (``Ctrl-C``, ``sys.exit``): it reaches the
+#: caller as itself after a checkpoint, and the item it interrupted is put back (see ``docs/durability.md``).
+EXITS = (KeyboardInterrupt, SystemExit)
 
 
 class Product:
@@ -79,6 +83,11 @@ class Actor:
         self.handler: Handler | None = None
         #: Children a generator task emitted for an item before the checkpoint it resumes from.
         self.skip_children: dict[Any, int] = {}
+        #: After user code raised KeyboardInterrupt or SystemExit: the exception, the input not yet
+        #: done (``(order, seqs, items, children emitted)`` each, put back in a checkpoint) and the item's seq.
+        self.exited: BaseException | None = None
+        self.unfinished: list[tuple[int, list[Any], list[Any], int]] = []
+        self.exit_seq: Any = None
         self.loop: ItemLoop | None = None
         self._zip: ZipInbox | None = None
         #: Seconds a batch should take, and the sizer that keeps batches near it.
@@ -98,8 +107,13 @@ class Actor:
         classes = spec.out_classes
         self._classes = classes
         self._named = spec.out_type if isinstance(spec.out_type, NamedType) else None
-        self._allowed: set[type] = set(classes) if classes is not None else set()
+        self._allowed: set[type] = {c for c in classes if admits(classes, c)} if classes is not None else set()
         self._allowed.add(_Skip)
+        #: The output type's deep check (container elements, record fields), compiled once; None for plain classes.
+        self._deep = None if self._named is not None else deep_checker(spec.out_type)
+        self._deep_batch = None if self._named is not None else batch_checker(spec.out_type)
+        #: True when the class check says it all: the common fast path of `check`.
+        self._plain = self._named is None and self._deep is None
         #: Undeclared output type and a store: each new type is checked to be storable when it first appears.
         self._check_storable = classes is None and self._named is None and run.supervisor.store is not None
 
@@ -161,7 +175,7 @@ class Actor:
     def check(self, seqs: list[Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
         """Type-check outputs against the output port and drop SKIPs (one C-level pass)."""
         seen = set(map(type, items))
-        if seen <= self._allowed and _Skip not in seen and self._named is None:
+        if seen <= self._allowed and _Skip not in seen and self._plain:
             return seqs, items
         if _Skip in seen:
             keep = [i for i, x in enumerate(items) if x is not SKIP]
@@ -169,7 +183,7 @@ class Actor:
             seen.discard(_Skip)
         if self._classes is not None:
             for t in seen - self._allowed:
-                if issubclass(t, self._classes):
+                if admits(self._classes, t):
                     self._allowed.add(t)
                 else:
                     bad = next(i for i, x in enumerate(items) if type(x) is t)
@@ -182,18 +196,31 @@ class Actor:
         if self._named is not None:
             for s, x in zip(seqs, items, strict=True):
                 self.check_named(x, s)
+        elif self._deep_batch is not None and not self._deep_batch(items):
+            raise self.deep_error(self.spec.out_type, seqs, items, "out", self.name)
         return seqs, items
+
+    def deep_error(self, tp: Any, seqs: list[Any], items: list[Any], port: str, task: str) -> MailboxTypeError:
+        """The error for the first item of a batch that fails *tp*'s deep check, naming its offending part."""
+        for s, x in zip(seqs, items, strict=True):
+            why = type_problem(tp, x)
+            if why is not None:
+                return MailboxTypeError(self.run.flow_name, task, port, type_name(tp), type(x).__qualname__, s, why)
+        raise AssertionError("a deep check failed, but no item has a problem")
 
     def check_port(self, box: Mailbox, seqs: list[Any], items: list[Any]) -> None:
         """Check items from an unannotated sender against the receiving port's type."""
         accepts = box.accepts
         assert accepts is not None
         for t in set(map(type, items)):
-            if not issubclass(t, accepts):
+            if not admits(accepts, t):
                 bad = next(i for i, x in enumerate(items) if type(x) is t)
                 task, _, port = box.name.rpartition(".")
                 expected = " | ".join(c.__qualname__ for c in accepts)
                 raise MailboxTypeError(self.run.flow_name, task, port, expected, t.__qualname__, seqs[bad])
+        if box.deep is not None and not box.deep(items):
+            task, _, port = box.name.rpartition(".")
+            raise self.deep_error(self.run.port_type(box.name), seqs, items, port, task)
 
     def check_storable(self, value: Any, seq: Any) -> None:
         """An output of a type not seen before, from a task that declares none: can a checkpoint hold it?
@@ -223,8 +250,10 @@ class Actor:
 
     def check_product(self, value: Any) -> None:
         """Check a final product against the declared type (named types included)."""
-        if self._classes is not None and not isinstance(value, self._classes):
+        if self._classes is not None and not admits(self._classes, type(value)):
             raise self.type_error(value, None)
+        if self._deep is not None and not self._deep(value):
+            raise self.deep_error(self.spec.out_type, [None], [value], "out", self.name)
         if self._check_storable and type(value) not in self._allowed:
             self.check_storable(value, None)
         if self._named is not None:
@@ -346,8 +375,14 @@ class Actor:
         except Exception as exc:
             self.failed(None, exc)
             return
+        except EXITS as exc:
+            self.exited = self.exited or exc
         finally:
             self.elapsed = time.perf_counter() - self.started
+        if self.exited is not None:  # never finished: its readers must not see an end of stream
+            self.status = "interrupted"
+            await self.run.stop_for_exit(self, self.exited)
+            return
         self._finished()
 
     async def _run_body(self) -> None:
@@ -471,6 +506,23 @@ class Actor:
         """The kind's own loop (the handler and item loop are ready)."""
         raise NotImplementedError
 
+    def put_back(self, seqs: list[Any], items: list[Any], exc: BaseException, order: int = 0, emitted: int = 0) -> None:
+        """User code raised *exc* (an exit) on ``items[0]``: keep *items* for the checkpoint to put back."""
+        self.exited = self.exited or exc
+        if seqs and self.exit_seq is None:
+            self.exit_seq = seqs[0]
+        if items:
+            self.unfinished.append((order, list(seqs), list(items), emitted))
+
+    def unfinished_state(self, more: tuple[tuple[int, list[Any], list[Any], int], ...] = ()) -> list[Any] | None:
+        """The put-back input (and *more*) as one ``[seqs, items, children emitted]`` checkpoint batch."""
+        if not self.unfinished and not more:
+            return None
+        parts = sorted([*self.unfinished, *more], key=lambda u: u[0])
+        seqs = [s for part in parts for s in part[1]]
+        items = [x for part in parts for x in part[2]]
+        return [*plain_batch(seqs, items), parts[0][3]]
+
     # -- checkpoint state ------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
@@ -486,6 +538,8 @@ class Actor:
             st["product"] = self.product.value
         if self.cached is not None:
             st["cache"] = self.cached.state()
+        if (back := self.unfinished_state()) is not None:
+            st["inflight"] = back
         return st
 
     def restore(self, st: dict[str, Any]) -> None:
@@ -509,6 +563,17 @@ class Actor:
                 self.product.set(restore(st["product"], spec.out_type))
             else:
                 self.product.set(None)
+        if "inflight" in st:  # an unfinished input batch goes back to the front of the inbox
+            seqs, items, emitted = st["inflight"]
+            seqs = [seq_from_plain(s) for s in seqs]
+            self.skip_children = {seqs[0]: emitted} if emitted else {}
+            boxes = self.inboxes[:-1] if self.spec.per is not None else self.inboxes  # not the groups' box
+            if len(boxes) == 1:
+                boxes[0].put_front(seqs, boxes[0].restore(items) if boxes[0].restore else items)
+            else:
+                for k, box in enumerate(boxes):
+                    part = [t[k] for t in items]
+                    box.put_front(seqs, box.restore(part) if box.restore else part)
 
 
 class _Working:

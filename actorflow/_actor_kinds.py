@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from ._actor import Actor
+from ._actor import EXITS, Actor
 from ._codec import plain_batch, seq_from_plain
 from ._errors import ItemFailure
 from ._inbox import ZipInbox
@@ -90,6 +90,7 @@ class SourceActor(Actor):
                 await self._emit(n, items)
 
     async def _emit(self, n: int, items: list[Any]) -> None:
+        """Send *items*, numbered from *n*: the cursor counts them from now."""
         self.cursor = n + len(items)
         seqs, items = self.check(range(n, n + len(items)), items)  # type: ignore[arg-type]  # a range: no list per batch
         self.items_in += len(items)
@@ -138,6 +139,9 @@ class SourceActor(Actor):
                         await self.breathe()  # a generator that never suspends still lets others run
             except Exception as exc:
                 state["error"] = ItemFailure(first + state["pos"], exc)
+            except EXITS as exc:  # what came before is sent; the cursor never counts what did not come
+                state["error"] = exc
+                self.exit_seq = first + state["pos"]
             state["done"] = True
             wake.unpark_all()
 
@@ -200,6 +204,8 @@ class TaskActor(Actor):
         super().__init__(*args)
         #: Finished output batches of concurrent workers waiting for their turn (ticket -> batch).
         self.done_out: dict[int, Batch] = {}
+        #: Ordered concurrent workers: the input batch of each ticket not yet sent (put back on an exit).
+        self.taken: dict[int, Batch] = {}
         #: The task class's ``end_of_stream`` (None: it has none, or the task reads no stream).
         self.eos = end_of_stream_of(self.spec.fn) if self.spec.streaming_inputs else None
         #: Whether ``end_of_stream`` ran (its items then are in the outbox or sent), and the last input seq.
@@ -282,16 +288,20 @@ class TaskActor(Actor):
         take = self.take if self.limiter is None else self.take_throttled
 
         async def worker(slot: int) -> None:
-            while True:
+            while self.exited is None:
                 chunk = max(1, min(self.sizer.size, len(inbox) // n)) if isinstance(inbox, Mailbox) else 0
                 batch = await take(inbox, chunk)
                 if batch is None:
                     return
                 ticket = counters["take"]
                 counters["take"] += 1
+                if ordered:
+                    self.taken[ticket] = batch
                 try:
                     with self.working(batch):
-                        seqs, out = await self.process(batch, flush=False)
+                        seqs, out = await self.process(batch, flush=False, order=ticket)
+                except EXITS:
+                    return  # put back by `process`; the actor stops once every worker has
                 except ItemFailure as exc:
                     self.failed(exc.seq, exc.error)
                     return
@@ -308,6 +318,7 @@ class TaskActor(Actor):
                     while counters["emit"] in done:
                         s, o = done.pop(counters["emit"])
                         mark = marks.pop(counters["emit"])
+                        self.taken.pop(counters["emit"], None)
                         counters["emit"] += 1
                         await self.send(s, o, slot=slot)
                         if mark is not None and self.spec.ordered and not self.spec.is_generator:
@@ -316,35 +327,57 @@ class TaskActor(Actor):
         async with trio.open_nursery() as nursery:
             for slot in range(n):
                 nursery.start_soon(worker, slot)
+        if self.exited is not None:
+            raise self.exited
 
-    async def process(self, batch: Batch, flush: bool) -> Batch:
-        """Call the task on every item of *batch*; returns the output batch."""
+    async def process(self, batch: Batch, flush: bool, order: int = 0) -> Batch:
+        """Call the task on every item of *batch*; returns the output batch.
+
+        If user code raises KeyboardInterrupt or SystemExit, the batch is put back whole (its outputs
+        are computed again after a resume), or for a generator task from the first item whose
+        children were not all sent.
+        """
         seqs, items = batch
         self.items_in += len(items)
         if self.eos is not None and seqs:
             last = seqs[-1] if self.spec.ordered else max(seqs)
             if self.last_in is None or last > self.last_in:
                 self.last_in = last
-        if self.remote is not None:
-            return await self.remote.process(seqs, items)
-        if self.spec.is_generator:
-            return await self._generate(seqs, items, flush)
-        assert self.loop is not None
-        return self.check(seqs, await self.loop.map(seqs, items))
+        try:
+            if self.remote is not None:
+                return await self.remote.process(seqs, items)
+            if self.spec.is_generator:
+                return await self._generate(seqs, items, flush, order)
+            assert self.loop is not None
+            return self.check(seqs, await self.loop.map(seqs, items))
+        except EXITS as exc:
+            if self.remote is not None or not self.spec.is_generator:  # else `_generate` put back what is left
+                self.items_in -= len(items)
+                at = self.remote.exit_at if self.remote is not None else self.loop.position() if self.loop else 0
+                self.put_back(seqs, items, exc, order)
+                self.exit_seq = seqs[min(at, len(seqs) - 1)]
+            raise
 
-    async def _generate(self, seqs: list[Any], items: list[Any], flush: bool) -> Batch:
+    async def _generate(self, seqs: list[Any], items: list[Any], flush: bool, order: int = 0) -> Batch:
         assert self.loop is not None
         out_seqs: list[Any] = []
         out: list[Any] = []
         bs, bt = self.spec.batch_size, self.batch_time
         t0 = perf_counter()
-        async for idx, j, r in self.loop.generate(seqs, items):
-            out_seqs.append(child_seq(seqs[idx], j))
-            out.append(r)
-            if flush and (len(out) >= bs or perf_counter() - t0 >= bt):  # a full batch, or a batch time
-                await self._flush_mid(seqs, items, idx, j + 1, out_seqs, out)
-                out_seqs, out = [], []
-                t0 = perf_counter()
+        sent = (0, self.skip_children.get(seqs[0], 0) if seqs and self.skip_children else 0)  # (item, children) sent
+        try:
+            async for idx, j, r in self.loop.generate(seqs, items):
+                out_seqs.append(child_seq(seqs[idx], j))
+                out.append(r)
+                if flush and (len(out) >= bs or perf_counter() - t0 >= bt):  # a full batch, or a batch time
+                    await self._flush_mid(seqs, items, idx, j + 1, out_seqs, out)
+                    out_seqs, out = [], []
+                    sent = (idx, j + 1)
+                    t0 = perf_counter()
+        except EXITS as exc:  # what was sent stays sent: put back from the item whose children were not all sent
+            self.items_in -= len(items) - sent[0]
+            self.put_back(seqs[sent[0]:], items[sent[0]:], exc, order, sent[1])
+            raise
         return self.check(out_seqs, out)
 
     async def _flush_mid(
@@ -365,8 +398,11 @@ class TaskActor(Actor):
             st["last_in"] = list(self.last_in) if isinstance(self.last_in, tuple) else self.last_in
             instance = self.handler.instance if self.handler is not None else None
             st["attrs"] = self.eos_attrs if instance is None else instance_state(instance, self.spec.fn)
-        if self.done_out:
+        if self.done_out and self.exited is None:
             st["outboxes"] += [[*plain_batch(s, i), 0] for _, (s, i) in sorted(self.done_out.items())]
+        elif self.done_out:  # an earlier batch is put back: these follow it in order, so they go back too
+            back = self.unfinished_state(tuple((t, *self.taken[t], 0) for t in self.done_out))
+            st["inflight"] = back
         if self.inflight is not None:
             seqs, items, emitted = self.inflight
             st["inflight"] = [*plain_batch(seqs, items), emitted]
@@ -380,16 +416,6 @@ class TaskActor(Actor):
             self.last_in = None if last is None else seq_from_plain(last)
             attrs = st.get("attrs")
             self.eos_attrs = dict(attrs) if isinstance(attrs, dict) else {}
-        if "inflight" in st:  # the unfinished input batch goes back to the front of the inbox
-            seqs, items, emitted = st["inflight"]
-            seqs = [seq_from_plain(s) for s in seqs]
-            self.skip_children = {seqs[0]: emitted} if emitted else {}
-            boxes = self.inboxes
-            if len(boxes) == 1:
-                boxes[0].put_front(seqs, items)
-            else:
-                for k, box in enumerate(boxes):
-                    box.put_front(seqs, [t[k] for t in items])
 
 
 class SinkActor(Actor):
@@ -402,15 +428,21 @@ class SinkActor(Actor):
         take = self.take if self.limiter is None else self.take_throttled
 
         async def consume() -> None:
-            while True:
+            while self.exited is None:
                 n = self.spec.concurrency
                 chunk = max(1, min(self.sizer.size, len(inbox) // n)) if isinstance(inbox, Mailbox) else 0
                 batch = await take(inbox, chunk)
                 if batch is None:
                     return
                 seqs, items = batch
-                with self.working(batch):
-                    await loop.map(seqs, items)
+                try:
+                    with self.working(batch):
+                        await loop.map(seqs, items)
+                except EXITS as exc:  # the items before the one that raised were delivered: put back the rest
+                    at = loop.position()
+                    self.items_in += at
+                    self.put_back(seqs[at:], items[at:], exc, order=seqs[at] if isinstance(seqs[at], int) else 0)
+                    raise
                 self.items_in += len(items)
                 self.batch_event(len(items), 0)
 
@@ -423,8 +455,12 @@ class SinkActor(Actor):
                     await consume()
                 except ItemFailure as exc:
                     self.failed(exc.seq, exc.error)
+                except EXITS:
+                    pass  # put back by `consume`; the others stop at their next batch
 
             async with trio.open_nursery() as nursery:
                 for _ in range(self.spec.concurrency):
                     nursery.start_soon(guarded)
+            if self.exited is not None:
+                raise self.exited
         self.product.set(None)

@@ -11,7 +11,10 @@ Subcommands (each a function registered in :data:`COMMANDS`, so more can be adde
 - ``graph FILE --format mermaid|dot|json``: export the graph.
 
 Exit codes: 0 success; 1 a task failed; 2 invalid invocation or usage (also a file, folder or
-address given that cannot be used); 130/143 interrupted by SIGINT/SIGTERM after a final checkpoint.
+address given that cannot be used, and a pipeline file that raises or calls ``sys.exit`` while it
+is imported); 130/143 interrupted by SIGINT/SIGTERM after a final checkpoint. A task's own
+``sys.exit(n)`` exits *n* (None: 0; any other code is printed and exits 1, as Python does) and its
+KeyboardInterrupt 130, after a checkpoint when there is a store.
 Errors are one clear line; ``--debug`` shows tracebacks.
 """
 
@@ -28,6 +31,7 @@ import os
 import re
 import sys
 import tomllib
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -62,7 +66,7 @@ from ._executors import EXECUTOR_NAMES
 from ._flow import Flow
 from ._typing import type_name
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class UsageError(ActorflowError):
@@ -86,8 +90,16 @@ def load_flow(target: str) -> Flow:
         namespace = vars(import_pipeline(path))
     except ActorflowError:
         raise
+    except SystemExit as exc:  # the file's own sys.exit() ends only the import: nothing ran
+        raise UsageError(
+            f"pipeline file {file!r} exited with code {exc.code!r} while being imported (sys.exit at "
+            f"{_where(exc, path)}); no flow was run"
+        ) from None
     except Exception as exc:
-        raise UsageError(f"pipeline file {file!r} failed to load: {type(exc).__name__}: {exc}") from exc
+        raise UsageError(
+            f"pipeline file {file!r} failed to load: {type(exc).__name__}: {exc} (raised while importing it, at "
+            f"{_where(exc, path)})"
+        ) from exc
     flows = {k: v for k, v in namespace.items() if isinstance(v, Flow)}
     if name:
         for var, flow in flows.items():
@@ -100,6 +112,18 @@ def load_flow(target: str) -> Flow:
             f"{file!r} defines {len(unique)} flows ({sorted(flows) or 'none'}); name one as {file}:NAME"
         )
     return next(iter(unique.values()))
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """``file:line`` where *exc* was raised: the last frame in the pipeline file, else the last frame."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    mine = [f for f in frames if Path(f.filename).resolve() == path.resolve()]
+    if not (mine or frames):
+        return str(path)
+    frame = (mine or frames)[-1]
+    return f"{frame.filename}:{frame.lineno}"
 
 
 def pipeline_module_name(path: Path) -> str:
@@ -489,10 +513,29 @@ def _exit_code(exc: BaseException, raised: BaseException, debug: bool) -> int | 
         return _fail(exc, raised, EXIT_USAGE, debug)
     if isinstance(exc, OSError):  # a path or address given on the command line that cannot be used
         return _fail(_os_error_text(exc), raised, EXIT_USAGE, debug)
-    if isinstance(exc, KeyboardInterrupt):
-        print("actorflow: interrupted", file=sys.stderr)
-        return 130
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return _exited(exc, debug)
     return None
+
+
+def _exited(exc: KeyboardInterrupt | SystemExit, debug: bool) -> int:
+    """A task's (or the user's) KeyboardInterrupt or SystemExit: one line, and the exit code Python gives.
+
+    ``SystemExit(n)`` exits *n*, ``SystemExit(None)`` 0, any other code is printed and exits 1 (as
+    Python does); KeyboardInterrupt exits 130.
+    """
+    if debug:
+        traceback.print_exception(exc)
+    notes = [n.removeprefix("actorflow: ") for n in getattr(exc, "__notes__", ()) if n.startswith("actorflow: ")]
+    where = f" ({'; '.join(notes)})" if notes else ""
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"actorflow: interrupted by KeyboardInterrupt{where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    code = exc.code
+    print(f"actorflow: SystemExit({code!r}){where}", file=sys.stderr)
+    if code is None:
+        return EXIT_OK
+    return code if isinstance(code, int) and not isinstance(code, bool) else EXIT_FAILED
 
 
 def _sole(exc: BaseException) -> BaseException:
@@ -511,8 +554,6 @@ def _os_error_text(exc: OSError) -> str:
 
 def _fail(exc: BaseException | str, raised: BaseException, code: int, debug: bool) -> int:
     if debug:
-        import traceback
-
         traceback.print_exception(raised)
     print(f"actorflow: error: {exc}", file=sys.stderr)
     return code

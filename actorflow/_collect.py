@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from ._actor import Actor
+from ._actor import EXITS, Actor
 from ._codec import plain_seqs, restore_like, seq_from_plain
 from ._errors import ItemFailure
 from ._loop import seq_prefix
@@ -43,8 +43,14 @@ class CollectorActor(Actor):
             self.acc = handler.initial()
             self.has_state = True
         while (batch := await self.take(inbox)) is not None:
-            with self.working(batch):
-                self.acc = await loop.fold(self.acc, *batch)
+            try:
+                with self.working(batch):
+                    self.acc = await loop.fold(self.acc, *batch)
+            except EXITS as exc:  # the accumulator holds the items before the one that raised: put back the rest
+                self.acc, at = loop.stopped
+                self.items_in += at
+                self.put_back(batch[0][at:], batch[1][at:], exc)
+                raise
             self.items_in += len(batch[1])
             self.batch_event(len(batch[1]), 0)
         value = await self._product(self.acc)
@@ -108,11 +114,19 @@ class CollectorActor(Actor):
             return False
         seqs, items = batch
         accs = self.accs
-        with self.working(batch):
-            for s, x in zip(seqs, items, strict=True):
-                key = seq_prefix(s, depth)
-                acc = accs[key] if key in accs else self.handler.initial()
-                accs[key] = await self.loop.fold(acc, [s], [x])
+        at = 0
+        try:
+            with self.working(batch):
+                for at, (s, x) in enumerate(zip(seqs, items, strict=True)):  # noqa: B007  # `at` is read on an exit
+                    key = seq_prefix(s, depth)
+                    acc = accs[key] if key in accs else self.handler.initial()
+                    accs[key] = await self.loop.fold(acc, [s], [x])
+        except EXITS as exc:  # the groups hold the items before the one that raised: put back the rest
+            self.items_in += at
+            if at:
+                self.mark = seq_prefix(seqs[at - 1], depth)
+            self.put_back(seqs[at:], items[at:], exc)
+            raise
         self.items_in += len(items)
         self.mark = seq_prefix(seqs[-1], depth)
         self.batch_event(len(items), 0)

@@ -35,6 +35,7 @@ _STATUS_STYLE = {
     "ok": ("✔", "green"),
     "failed": ("✘", "bold red"),
     "cancelled": ("■", "yellow"),
+    "interrupted": ("■", "yellow"),
     "paused": ("‖", "yellow"),
 }
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import enum
 import os
+import typing
 from collections.abc import Mapping
 from typing import Any
 
 import cattrs
 
 from ._file import File
-from ._typing import NamedType, runtime_classes, type_name
+from ._typing import NamedType, admits, runtime_classes, type_name, type_problem
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -42,6 +43,29 @@ def _make_converter() -> cattrs.Converter:
 converter = _make_converter()
 
 
+def _exactly(*classes: type) -> Any:
+    """A structure hook that accepts only instances of *classes* (never a bool for a number)."""
+
+    def hook(value: Any, _: Any) -> Any:
+        if isinstance(value, classes) and not (isinstance(value, bool) and bool not in classes):
+            return float(typing.cast(float, value)) if classes[0] is float and type(value) is not float else value
+        raise TypeError(f"expected {classes[0].__name__}, got {describe(value)}")
+
+    return hook
+
+
+def _make_strict() -> cattrs.Converter:
+    conv = converter.copy()
+    for cls, accepted in ((int, (int,)), (float, (float, int)), (str, (str,)), (bool, (bool,)), (bytes, (bytes,))):
+        conv.register_structure_hook(cls, _exactly(*accepted))
+    return conv
+
+
+#: The converter for values inside containers and records (from Python, JSON or TOML): element
+#: types are never converted (``"0"`` is not an ``int``, ``True`` is not an ``int``), as on ports.
+strict = _make_strict()
+
+
 def describe(value: Any) -> str:
     """A value for an error message: its type and a repr cut to 60 characters."""
     text = repr(value)
@@ -63,9 +87,11 @@ def coerce(value: Any, annotation: Any) -> Any:
         return value
     if isinstance(value, os.PathLike) and not isinstance(value, classes):
         value = os.fspath(value)  # a Path given for an af.File (or a str) option
-    if isinstance(value, classes) and not (isinstance(value, bool) and bool not in classes and int in classes):
+    if admits(classes, type(value)):
         if isinstance(value, list | dict | tuple | set) and getattr(annotation, "__args__", None):
-            return _structure(value, annotation)
+            return structure_strictly(value, annotation)
+        if (why := type_problem(annotation, value)) is not None:  # an attrs class's or dataclass's fields
+            raise TypeError(f"expected {type_name(annotation)}, got {describe(value)} ({why})")
         return value
     if isinstance(value, bool) or not isinstance(value, str | Mapping | list | tuple | int):
         raise TypeError(f"expected {type_name(annotation)}, got {describe(value)}")
@@ -78,12 +104,23 @@ def coerce(value: Any, annotation: Any) -> Any:
             f"expected {type_name(annotation)}, got {describe(value)} (give a list, e.g. [1, 2]; "
             "on the command line --set task.option='[1, 2]')"
         )
+    if not isinstance(value, str):  # a list for a tuple or set, a mapping for a record: elements as they are
+        return structure_strictly(value, annotation)
     return _structure(value, annotation)
 
 
-def _structure(value: Any, annotation: Any) -> Any:
+def structure_strictly(value: Any, annotation: Any) -> Any:
+    """*value* (a container or a mapping of fields) structured as *annotation* with the strict converter.
+
+    Raises:
+        ValueError: an element does not have its declared type; the message names its path.
+    """
+    return _structure(value, annotation, strict)
+
+
+def _structure(value: Any, annotation: Any, conv: cattrs.Converter = converter) -> Any:
     try:
-        return converter.structure(value, annotation)
+        return conv.structure(value, annotation)
     except Exception as exc:  # cattrs raises many kinds; all mean "does not fit"
         choices = ""
         if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
@@ -100,9 +137,13 @@ def _why(exc: Exception) -> str:
 
         def walk(group: BaseException, where: str) -> None:
             for sub in getattr(group, "exceptions", ()):
-                note = next((n for n in getattr(sub, "__notes__", ()) if "@" in str(n) or "index" in str(n)), "")
-                idx = getattr(note, "index", None)
-                here = f"{where}[{idx!r}]" if idx is not None else where
+                notes = getattr(sub, "__notes__", ())
+                here = where
+                for n in notes:
+                    if isinstance(n, cattrs.AttributeValidationNote):
+                        here = f"{where}.{n.name}"
+                    elif isinstance(n, cattrs.IterableValidationNote):
+                        here = f"{where}[{n.index!r}]"
                 if isinstance(sub, cattrs.BaseValidationError):
                     walk(sub, here)
                 else:

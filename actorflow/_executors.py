@@ -76,7 +76,7 @@ def run_batch(call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseEx
     try:
         for x in items:
             append(f(x))
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt, SystemExit) as exc:  # an exit stops the run, not the worker
         exc.add_note("traceback in the worker:\n" + "".join(traceback.format_exception(exc)).rstrip())
         return out, len(out), exc
     return out, -1, None

@@ -21,12 +21,12 @@ import attrs
 import cattrs
 import trio
 
-from ._convert import converter
+from ._convert import converter, strict, structure_strictly
 from ._convert import describe as _describe
 from ._errors import ActorflowError
 from ._runtime import Runtime, current_run
 from ._spec import EXTERNAL_ATTR
-from ._typing import Stream, runtime_classes, type_name
+from ._typing import Stream, admits, runtime_classes, type_name, type_problem
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -38,11 +38,13 @@ DEFAULT_FEED_CAPACITY = 1024
 def _structure_record(value: Any, item_type: Any) -> Any:
     """:func:`structure_item` for an attrs class or dataclass: an instance as it is, else from a mapping."""
     if isinstance(item_type, type) and isinstance(value, item_type):
+        if (why := type_problem(item_type, value)) is not None:
+            raise TypeError(f"does not fit {type_name(item_type)}: {why}")
         return value
     if not isinstance(value, Mapping):
         raise TypeError(f"expected a mapping of fields for {type_name(item_type)}, got {_describe(value)}")
     try:
-        return converter.structure(value, item_type)
+        return strict.structure(value, item_type)
     except Exception as exc:
         detail = "; ".join(cattrs.transform_error(exc)) if isinstance(exc, cattrs.BaseValidationError) else exc
         raise TypeError(f"does not fit {type_name(item_type)}: {detail}") from None
@@ -63,16 +65,13 @@ def structure_item(value: Any, item_type: Any) -> Any:
     classes = runtime_classes(item_type)
     if classes is None:
         return value
-    if isinstance(value, bool) and bool not in classes:
+    if isinstance(value, bool) and not admits(classes, bool):
         raise TypeError(f"expected {type_name(item_type)}, got {_describe(value)}")
     if type(value) is int and item_type is float:
         return float(value)
     if isinstance(value, classes):
         if isinstance(value, list | dict | tuple | set) and getattr(item_type, "__args__", None):
-            try:
-                return converter.structure(value, item_type)
-            except Exception as exc:
-                raise TypeError(f"expected {type_name(item_type)}, got {_describe(value)}") from exc
+            return _strictly(value, item_type)
         return value
     if isinstance(value, int) and float in classes:
         return float(value)
@@ -82,11 +81,16 @@ def structure_item(value: Any, item_type: Any) -> Any:
         except Exception:
             pass
     if isinstance(value, list) and any(issubclass(c, tuple | set | frozenset) for c in classes):
-        try:
-            return converter.structure(value, item_type)
-        except Exception as exc:
-            raise TypeError(f"expected {type_name(item_type)}, got {_describe(value)}") from exc
+        return _strictly(value, item_type)
     raise TypeError(f"expected {type_name(item_type)}, got {_describe(value)}")
+
+
+def _strictly(value: Any, item_type: Any) -> Any:
+    """A container from outside as *item_type*: elements keep their types (no ``"0"`` for an int)."""
+    try:
+        return structure_strictly(value, item_type)
+    except ValueError as exc:
+        raise TypeError(str(exc)) from None
 
 
 @final

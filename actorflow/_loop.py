@@ -230,6 +230,8 @@ class ItemLoop:
         #: The index in the current batch of the item being processed (read by the slow-item watch
         #: while an async handler awaits; costs nothing per item: it is the length of the output).
         self.position: Callable[[], int] = _zero
+        #: After a fold stopped by KeyboardInterrupt or SystemExit: the accumulator, and which item raised.
+        self.stopped: tuple[Any, int] = (None, 0)
 
     async def recover(self, seq: Any, item: Any, exc: Exception, attempt: int) -> bool:
         """The policy's answer for one failed item: True to call it again, False to go on without it.
@@ -308,6 +310,9 @@ class ItemLoop:
             return state[0]
         except (ItemFailure, MailboxTypeError):
             raise
+        except (KeyboardInterrupt, SystemExit):
+            self.stopped = (state[0], state[1])
+            raise
         except Exception as exc:
             first = exc
 
@@ -331,7 +336,7 @@ class ItemLoop:
         try:
             for x in rest:
                 acc = step(acc, x)
-        except Exception:
+        except BaseException:
             state[1] = len(items) - length_hint(rest) - 1  # the item that raised
             raise
         finally:

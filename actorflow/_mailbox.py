@@ -64,7 +64,7 @@ class Mailbox:
 
     __slots__ = (
         "_abandoned", "_batches", "_closed", "_count", "_getters", "_putters", "_spilled", "_spilling", "accepts",
-        "capacity", "listener", "name", "restore", "sent", "spill_to", "watermark",
+        "capacity", "deep", "listener", "name", "restore", "sent", "spill_to", "watermark",
     )
 
     def __init__(self, name: str, capacity: int = DEFAULT_CAPACITY) -> None:
@@ -94,6 +94,8 @@ class Mailbox:
         #: Classes the receiving port accepts, when the sender's declared type cannot guarantee them
         #: (an unannotated upstream): the sender then checks each batch against them.
         self.accepts: tuple[type, ...] | None = None
+        #: The receiving port's deep check of a batch (elements, fields; see ``_typing.batch_checker``) when needed too.
+        self.deep: Any = None
 
     def __len__(self) -> int:
         return self._count

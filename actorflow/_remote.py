@@ -34,6 +34,8 @@ class RemoteBatches:
         self.loop = loop
         self.session = session
         self.call = call
+        #: The index in its batch of the item that raised KeyboardInterrupt or SystemExit in a worker.
+        self.exit_at = 0
 
     async def process(self, seqs: list[Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
         """Run one batch in the executor; returns the checked output batch."""
@@ -49,6 +51,9 @@ class RemoteBatches:
             out.extend(done)
             if error is None:
                 break
+            if isinstance(error, KeyboardInterrupt | SystemExit):
+                self.exit_at = pos + index
+                raise error  # the run stops; the task puts the batch back
             i = pos + index
             attempt, failed = (attempt + 1 if i == failed else 1), i
             err = error if isinstance(error, Exception) else Exception(str(error))

@@ -25,7 +25,7 @@ from ._cache_run import CacheRole
 from ._codec import restore_items
 from ._collect import CollectorActor
 from ._context import check_secrets
-from ._errors import RunCancelled, RunInterrupted, StoreError
+from ._errors import RunCancelled, RunInterrupted, StoreError, _fmt_seq
 from ._loop import DEFAULT_BATCH_TIME
 from ._mailbox import Mailbox
 from ._result import RunResult, Summary, TaskStats
@@ -34,7 +34,7 @@ from ._store import Store
 from ._supervisor import Supervisor
 from ._taskclass import is_transactional
 from ._transact import TransactionalSinkActor
-from ._typing import runtime_classes
+from ._typing import _strip, batch_checker, runtime_classes
 
 if TYPE_CHECKING:
     from ._gateway import Feed
@@ -103,6 +103,8 @@ class Runtime:
         #: Sinks with two-phase commit (``af.TransactionalSink``), driven by the supervisor's checkpoints.
         self.transactional: list[TransactionalSinkActor] = []
         self.error: BaseException | None = None
+        #: KeyboardInterrupt or SystemExit raised by a task's code (see :meth:`stop_for_exit`).
+        self.exited: BaseException | None = None
         self.error_seen = False
         self.done = trio.Event()
         self.result: RunResult | None = None
@@ -125,8 +127,12 @@ class Runtime:
                 up = self.actors[inp.upstream]
                 if inp.streaming:
                     box = Mailbox(f"{spec.name}.{inp.name}", spec.capacity)
-                    if up.spec.out_classes is None:  # an unannotated sender: check against the receiver
-                        box.accepts = runtime_classes(inp.annotation)
+                    unchecked = up.spec.out_classes is None  # an unannotated sender: check against the receiver
+                    deep = batch_checker(inp.annotation)
+                    if deep is not None and _strip(up.spec.out_type) == _strip(inp.annotation):
+                        deep = None  # the sender's own check covers it
+                    if unchecked or deep is not None:
+                        box.accepts, box.deep = runtime_classes(inp.annotation), deep
                     self._wire(box, up, actor, inp.name)
                 elif inp.gather and up.gather is None:
                     up.gather = []
@@ -145,6 +151,11 @@ class Runtime:
         sender.outs.append(box)
         reader.inboxes.append(box)
         self.mailboxes[box.name] = (box, reader, port)
+
+    def port_type(self, mailbox: str) -> Any:
+        """The declared type of the port *mailbox* feeds."""
+        _, reader, port = self.mailboxes[mailbox]
+        return next((i.annotation for i in reader.spec.inputs if i.name == port), None)
 
     def sender_type(self, mailbox: str) -> Any:
         """The item type of the task that sends into *mailbox*."""
@@ -200,6 +211,41 @@ class Runtime:
         self.interrupted = True
         if self._scope is not None:
             self._scope.cancel()
+
+    async def stop_for_exit(self, actor: Actor, exc: BaseException) -> None:
+        """*actor*'s code raised KeyboardInterrupt or SystemExit: checkpoint (with a store), then stop.
+
+        The actor has put back the input it had not finished, so the checkpoint resumes to the
+        products of an uninterrupted run. The run then raises *exc* itself.
+        """
+        if self.exited is not None:
+            return
+        self._record_exit(actor, exc)
+        if self.supervisor.store is not None:
+            where = str(self.supervisor.store.path)
+            try:
+                if await self.supervisor.checkpoint():
+                    exc.add_note(f"actorflow: checkpoint written; resume from store {where!r}")
+            except StoreError as error:
+                self.fail(error)
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def exit_now(self, actor: Actor, exc: BaseException) -> None:
+        """*actor*'s code raised KeyboardInterrupt or SystemExit while a checkpoint was being taken or
+        committed (a transactional sink): stop at once; the last durable checkpoint resumes."""
+        if self.exited is None:
+            actor.status = "interrupted"
+            self._record_exit(actor, exc)
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _record_exit(self, actor: Actor, exc: BaseException) -> None:
+        self.exited = exc
+        seq = "" if actor.exit_seq is None else f" at item seq {_fmt_seq(actor.exit_seq)}"
+        exc.add_note(f"actorflow: raised by task {actor.name!r}{seq} of flow {self.flow_name!r}; the run stopped")
+        self.bus.publish(ev.TaskErrored(run_id=self.run_id, task=actor.name, seq=actor.exit_seq,
+                                        error=f"{type(exc).__name__}: {exc}"))
 
     def fail(self, error: BaseException) -> None:
         """Record the first failure and cancel every actor."""
@@ -270,7 +316,8 @@ class Runtime:
             async with trio.open_nursery() as nursery:
                 for actor in self.actors.values():
                     nursery.start_soon(actor.start)
-            if self.error is None and not self.interrupted and not outer.cancel_scope.cancel_called:
+            stopped = self.error is not None or self.exited is not None or self.interrupted
+            if not stopped and not outer.cancel_scope.cancel_called:
                 try:
                     await sup.checkpoint(final=True)
                 except StoreError as exc:
@@ -279,7 +326,10 @@ class Runtime:
 
     def _outcome(self, scope: trio.CancelScope) -> None:
         sup = self.supervisor
-        if self.error is not None:
+        if self.exited is not None and self.error is None:
+            self.status = "interrupted"
+            self.error = self.exited
+        elif self.error is not None:
             self.status = "failed"
         elif self.interrupted:
             self.status = "interrupted"

@@ -293,6 +293,9 @@ class Supervisor:
             except Exception as exc:  # user code: a failure of that task
                 actor.failed(None, exc)
                 return False
+            except (KeyboardInterrupt, SystemExit) as exc:  # the run stops; the last durable checkpoint resumes
+                self.run.exit_now(actor, exc)
+                return False
         return True
 
     def _made_durable(self) -> None:
@@ -303,6 +306,8 @@ class Supervisor:
                 actor.commit_durable()
             except Exception as exc:
                 actor.failed(None, exc)
+            except (KeyboardInterrupt, SystemExit) as exc:  # durable already: a resume commits it again
+                self.run.exit_now(actor, exc)
 
     async def periodic(self) -> None:
         """Checkpoint every ``every`` seconds until cancelled."""

@@ -2,16 +2,22 @@
 
 Port types are turned once, at definition time, into a tuple of classes for ``isinstance`` so the
 check on the hot path is a single C call. Generic arguments are checked statically when tasks are
-wired, and at run time only the outer class is checked (``list[int]`` checks ``list``).
+wired, and at run time by a *deep check* compiled once per type (:func:`deep_checker`): the
+elements of ``list[int]``, keys and values of ``dict[str, int]``, the positions of ``tuple[int, str]``,
+the fields of attrs classes and dataclasses, nested. Containers longer than :data:`SAMPLE_LIMIT`
+are checked by sample (:func:`sample_indices`). One rule everywhere: ``bool`` is not an ``int``
+(nor a ``float`` or ``complex``).
 """
 
 from __future__ import annotations
 
 import collections.abc as cabc
+import dataclasses
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import chain, islice
 from typing import Any, Final, NewType, TypeAlias, TypeVar, Union, final
 
 
@@ -53,9 +59,11 @@ class NamedType:
     def problem(self, value: Any) -> str | None:
         """Why *value* is not of this type (parents' checks first), or None when it is."""
         classes = runtime_classes(self.root)
-        if classes is not None and (not isinstance(value, classes) or (isinstance(value, bool) and bool not in classes
-                                                                        and int in classes)):
+        if classes is not None and not admits(classes, type(value)):
             return f"expected {self.name} (a {type_name(self.root)}), got {type(value).__name__} {value!r:.60}"
+        deep = type_problem(self.root, value)
+        if deep is not None:
+            return f"expected {self.name} (a {type_name(self.root)}): {deep}"
         for named in reversed(self.lineage()):
             if named.check is None:
                 continue
@@ -253,3 +261,308 @@ class _Empty:
 
 #: Stand-in for a missing annotation (same role as ``inspect.Parameter.empty``).
 inspect_empty: Final = _Empty()
+
+
+# -- deep checks ------------------------------------------------------------------------------------
+
+#: Containers of up to this many elements are checked whole; longer ones by sample: their first
+#: ``SAMPLE_HEAD`` elements and about ``SAMPLE_LIMIT - SAMPLE_HEAD`` more, evenly spread over the rest.
+SAMPLE_LIMIT = 64
+SAMPLE_HEAD = 32
+
+_NUMBERS = (int, float, complex)
+_SEQUENCES = (list, set, frozenset, cabc.Sequence, cabc.MutableSequence, cabc.Set, cabc.MutableSet)
+_MAPPINGS = (dict, cabc.Mapping, cabc.MutableMapping)
+
+Check = Callable[[Any], bool]
+
+
+def admits(classes: tuple[type, ...], t: type) -> bool:
+    """Whether values of class *t* pass an ``isinstance`` check against *classes*, with the one
+    rule that ``bool`` is not an ``int``, ``float`` or ``complex``."""
+    if not issubclass(t, classes):
+        return False
+    return not issubclass(t, bool) or any(issubclass(bool, c) and c not in _NUMBERS for c in classes)
+
+
+def sample_indices(n: int) -> Iterable[int]:
+    """The indices a deep check looks at in a container of *n* elements: all up to :data:`SAMPLE_LIMIT`;
+    beyond, the first :data:`SAMPLE_HEAD`, every ``(n - SAMPLE_HEAD) // (SAMPLE_LIMIT - SAMPLE_HEAD)``-th
+    after them, and the last."""
+    if n <= SAMPLE_LIMIT:
+        return range(n)
+    step = (n - SAMPLE_HEAD) // (SAMPLE_LIMIT - SAMPLE_HEAD)
+    return [*range(SAMPLE_HEAD), *range(SAMPLE_HEAD, n, step), n - 1]
+
+
+def _sample(value: Any) -> Any:
+    """The elements of a sized container that a deep check looks at (see :func:`sample_indices`)."""
+    n = len(value)
+    if n <= SAMPLE_LIMIT:
+        return value
+    step = (n - SAMPLE_HEAD) // (SAMPLE_LIMIT - SAMPLE_HEAD)
+    if type(value) is list or type(value) is tuple:
+        return value[:SAMPLE_HEAD] + value[SAMPLE_HEAD::step] + value[-1:]  # type: ignore[operator]
+    return [*islice(value, SAMPLE_HEAD), *islice(value, SAMPLE_HEAD, None, step), *islice(value, n - 1, None)]
+
+
+def _leaf(classes: tuple[type, ...]) -> Check:
+    """A check that a value's class is admitted by *classes* (remembering admitted classes)."""
+    ok: set[type] = {c for c in classes if c is not bool or bool in classes}
+
+    def check(value: Any) -> bool:
+        t = type(value)
+        if t in ok:
+            return True
+        if admits(classes, t):
+            ok.add(t)
+            return True
+        return False
+
+    check.admitted = ok  # type: ignore[attr-defined]  # lets a container check its elements' classes in one C pass
+    return check
+
+
+def _elements(cls: type, elem: Check | None) -> Check:
+    """A check of a sized container of class *cls* whose (sampled) elements pass *elem*."""
+    ok: set[type] | None = getattr(elem, "admitted", None)
+    if elem is None:
+        return lambda value: isinstance(value, cls)
+    if ok is not None:  # scalar elements: one C pass over their classes
+
+        def scalars(value: Any) -> bool:
+            if not isinstance(value, cls):
+                return False
+            part = _sample(value)
+            return set(map(type, part)) <= ok or all(map(elem, part))
+
+        return scalars
+    return lambda value: isinstance(value, cls) and all(map(elem, _sample(value)))
+
+
+def _all(check: Check | None, values: Iterable[Any]) -> bool:
+    """Whether every value passes *check* (None: no check); scalar checks in one C pass over the classes."""
+    if check is None:
+        return True
+    ok: set[type] | None = getattr(check, "admitted", None)
+    if ok is not None:
+        values = list(values)
+        if set(map(type, values)) <= ok:
+            return True
+    return all(map(check, values))
+
+
+def _mapping(cls: type, key: Check | None, val: Check | None) -> Check:
+    def check(value: Any) -> bool:
+        if not isinstance(value, cls):
+            return False
+        value = typing.cast(cabc.Mapping[Any, Any], value)
+        if len(value) <= SAMPLE_LIMIT:
+            return _all(key, value.keys()) and _all(val, value.values())
+        keys = _sample(value.keys())
+        return _all(key, keys) and _all(val, [value[k] for k in keys])
+
+    return check
+
+
+def _fixed_tuple(checks: list[Check | None]) -> Check:
+    n = len(checks)
+    pairs = [(i, c) for i, c in enumerate(checks) if c is not None]
+    return lambda value: isinstance(value, tuple) and len(value) == n and all(c(value[i]) for i, c in pairs)
+
+
+def record_fields(cls: type) -> list[tuple[str, Any]]:
+    """An attrs class's or dataclass's fields and their annotations ([] when they cannot be resolved)."""
+    import attrs
+
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an unresolvable forward reference: the fields are not checked
+        return []
+    names = [f.name for f in attrs.fields(cls)] if attrs.has(cls) else [f.name for f in dataclasses.fields(cls)]
+    return [(name, hints[name]) for name in names if name in hints]
+
+
+def _is_record(tp: Any) -> bool:
+    import attrs
+
+    return isinstance(tp, type) and (attrs.has(tp) or dataclasses.is_dataclass(tp))
+
+
+def _record(cls: type, memo: dict[Any, Check | None]) -> Check:
+    fields: list[tuple[str, Check]] = []
+    memo[cls] = lambda value: isinstance(value, cls) and all(c(getattr(value, n)) for n, c in fields)
+    for name, annotation in record_fields(cls):
+        check = _full(annotation, memo)
+        if check is not None:
+            fields.append((name, check))
+    return memo[cls]  # type: ignore[return-value]
+
+
+def _full(tp: Any, memo: dict[Any, Check | None]) -> Check | None:
+    """A check of everything *tp* says about a value (its class included); None: any value passes."""
+    if isinstance(tp, NamedType):
+        named = tp
+        return lambda value: named.problem(value) is None
+    tp = _strip(tp)
+    if _is_record(tp):
+        return memo[tp] if tp in memo else _record(tp, memo)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        members = [_full(m, memo) for m in args]
+        if any(m is None for m in members):
+            return None
+        checks = typing.cast(list[Check], members)
+        return lambda value: any(c(value) for c in checks)
+    if origin is typing.Literal:
+        return lambda value: any(type(value) is type(a) and value == a for a in args)
+    classes = runtime_classes(tp)
+    if classes is None:
+        return None
+    if origin is tuple and args:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return _elements(tuple, _full(args[0], memo))
+        if args == ((),):
+            return lambda value: value == ()
+        return _fixed_tuple([_full(a, memo) for a in args])
+    if origin in _SEQUENCES and args and isinstance(origin, type):
+        return _elements(origin, _full(args[0], memo))
+    if origin in _MAPPINGS and len(args) == 2 and isinstance(origin, type):
+        return _mapping(origin, _full(args[0], memo), _full(args[1], memo))
+    return _leaf(classes)
+
+
+_COMPILED: dict[Any, Check | None] = {}
+
+
+def _compiled(tp: Any) -> Check | None:
+    try:
+        return _COMPILED[tp]
+    except KeyError:
+        check = _COMPILED[tp] = _full(tp, {})
+        return check
+    except TypeError:  # an unhashable annotation (Annotated metadata): compiled each time
+        return _full(tp, {})
+
+
+def deep_checker(tp: Any) -> Check | None:
+    """A check of what an ``isinstance`` check of :func:`runtime_classes` does not cover, or None.
+
+    Compiled once per type. None for plain classes (``int``, ``str``, a user class; bool is refused
+    for int by :func:`admits`) and for types nothing is known about (``Any``, a type variable).
+    """
+    if isinstance(tp, NamedType) or not _needs_deep(tp):
+        return None
+    return _compiled(tp)
+
+
+def _needs_deep(tp: Any) -> bool:
+    tp = _strip(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        return any(_needs_deep(m) for m in args)
+    if origin is typing.Literal or _is_record(tp):
+        return True
+    return bool(args) and origin in (tuple, *_SEQUENCES, *_MAPPINGS)
+
+
+BatchCheck = Callable[[list[Any]], bool]
+_BATCH: dict[Any, BatchCheck | None] = {}
+
+
+def batch_checker(tp: Any) -> BatchCheck | None:
+    """:func:`deep_checker` for a whole batch of values already of *tp*'s outer class (None: none needed).
+
+    Containers of scalars (``list[int]``, ``dict[str, int]``, ``tuple[float, ...]``) are checked
+    with one C pass over the classes of all the batch's elements; anything else item by item.
+    """
+    try:
+        return _BATCH[tp]
+    except KeyError:
+        pass
+    except TypeError:
+        return _make_batch(tp)
+    check = _BATCH[tp] = _make_batch(tp)
+    return check
+
+
+def _make_batch(tp: Any) -> BatchCheck | None:
+    single = deep_checker(tp)
+    if single is None:
+        return None
+    stripped = _strip(tp)
+    origin, args = typing.get_origin(stripped), typing.get_args(stripped)
+    leaves: list[Any] = []
+    if origin in (list, set, frozenset) and len(args) == 1:
+        leaves = [args[0]]
+    elif origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        leaves = [args[0]]
+    elif origin is dict and len(args) == 2:
+        leaves = list(args)
+    checks = [_compiled(a) for a in leaves]
+    oks: list[set[type]] = [getattr(c, "admitted", None) or set() for c in checks]
+    if not leaves or not all(oks) or any(isinstance(a, NamedType) for a in leaves):
+        return lambda items: all(map(single, items))
+    if len(oks) == 1:
+        ok = oks[0]
+
+        def elements(items: list[Any]) -> bool:
+            small = max(map(len, items), default=0) <= SAMPLE_LIMIT
+            return (small and set(map(type, chain.from_iterable(items))) <= ok) or all(map(single, items))
+
+        return elements
+    ok_keys, ok_values = oks
+
+    def mappings(items: list[Any]) -> bool:
+        if max(map(len, items), default=0) <= SAMPLE_LIMIT:
+            keys = set(map(type, chain.from_iterable(items)))
+            if keys <= ok_keys and set(map(type, chain.from_iterable(map(dict.values, items)))) <= ok_values:
+                return True
+        return all(map(single, items))
+
+    return mappings
+
+
+def type_problem(tp: Any, value: Any, path: str = "") -> str | None:
+    """Why *value* does not fit *tp*, naming the offending element's path (``[1]``, ``["n"]``, ``.x``), or None.
+
+    Agrees with the deep check (it looks at the same sampled elements).
+    """
+    check = _compiled(tp)
+    if check is None or check(value):
+        return None
+    where = path or "value"
+    if isinstance(tp, NamedType):
+        return f"{where}: {tp.problem(value)}"
+    why = _part_problem(_strip(tp), value, path, where)
+    if why is not None:
+        return why
+    return f"{where}: expected {type_name(tp)}, got {type(value).__qualname__} {value!r:.40}"
+
+
+def _part_problem(tp: Any, value: Any, path: str, where: str) -> str | None:
+    """The problem of the first element or field of *value* that does not fit *tp*'s parts."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if _is_record(tp) and isinstance(value, tp):
+        for name, annotation in record_fields(tp):
+            if (why := type_problem(annotation, getattr(value, name), f"{path}.{name}")) is not None:
+                return why
+    elif origin is tuple and args and isinstance(value, tuple) and not (len(args) == 2 and args[1] is Ellipsis):
+        if len(value) != len(args):
+            return f"{where}: expected {type_name(tp)} ({len(args)} elements), got {len(value)} elements"
+        for i, (a, x) in enumerate(zip(args, value, strict=True)):
+            if (why := type_problem(a, x, f"{path}[{i}]")) is not None:
+                return why
+    elif origin in (*_SEQUENCES, tuple) and args and isinstance(origin, type) and isinstance(value, origin):
+        elems = value if isinstance(value, cabc.Sequence) else list(typing.cast(Iterable[Any], value))
+        for i in sample_indices(len(elems)):
+            if (why := type_problem(args[0], elems[i], f"{path}[{i}]")) is not None:
+                return why
+    elif origin in _MAPPINGS and len(args) == 2 and isinstance(value, origin):
+        keys = list(value) if len(value) <= SAMPLE_LIMIT else _sample(value.keys())
+        for k in keys:
+            if (why := type_problem(args[0], k, f"{path} key {k!r:.40}".lstrip())) is not None:
+                return why
+            if (why := type_problem(args[1], value[k], f"{path}[{k!r:.40}]")) is not None:
+                return why
+    return None

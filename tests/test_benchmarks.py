@@ -28,6 +28,8 @@ def test_throughput_benchmark_keys() -> None:
     assert {
         "items", "actorflow_items_per_s", "actorflow_async_items_per_s", "trio_naive_items_per_s",
         "trio_tuned_items_per_s", "plain_loop_items_per_s", "ratio_vs_trio_tuned", "ratio_vs_plain_loop", "peak_rss_mb",
+        "container_items_per_s", "container_unchecked_items_per_s", "container_trio_tuned_items_per_s",
+        "container_ratio_vs_trio_tuned", "container_check_cost",
     } <= set(figures)
     assert figures["items"] == 2000
 

@@ -53,7 +53,7 @@ def test_defaults_fill_in_and_values_keep_their_type() -> None:
 def test_text_values_are_structured() -> None:
     graph = build().bind({"numbers": {
         "n": "7", "ratio": "0.25", "verbose": "yes", "where": "/tmp/data", "mode": "safe",
-        "sizes": ["3", "4"], "retry": {"attempts": "3"},
+        "sizes": [3, 4], "retry": {"attempts": 3},
     }})
     opts = graph.options["numbers"]
     assert opts["n"] == 7 and opts["ratio"] == 0.25 and opts["verbose"] is True
@@ -119,7 +119,12 @@ def test_toml_config_values_structure_too(tmp_path: Path) -> None:
 def test_text_for_a_list_option_is_refused_not_split_into_characters() -> None:
     with pytest.raises(af.InvocationError, match=r"option 'sizes': expected list\[int\], got str '12' \(give a list"):
         build().bind({"numbers": {"n": 1, "sizes": "12"}})
-    assert build().bind({"numbers": {"n": 1, "sizes": ["1", 2]}}).options["numbers"]["sizes"] == [1, 2]
+    # text is structured only as a whole option's value: inside a container, elements keep their types
+    with pytest.raises(af.InvocationError, match=r"option 'sizes': expected list\[int\], got list \['1', 2\] "
+                                                 r"\(\[0\]: expected int, got str '1'\)"):
+        build().bind({"numbers": {"n": 1, "sizes": ["1", 2]}})
+    with pytest.raises(af.InvocationError, match=r"option 'retry': .*\(\.attempts: expected int, got str '3'\)"):
+        build().bind({"numbers": {"n": 1, "retry": {"attempts": "3"}}})
 
 
 def test_unknown_option_gets_a_close_match() -> None:

@@ -421,10 +421,21 @@ def test_subclass_items_pass_the_type_check() -> None:
     @flow.source
     def numbers() -> af.Stream[int]:
         yield Special(3)
-        yield True
         yield 4
 
-    assert af.run(flow)["numbers"] == [3, True, 4]
+    assert af.run(flow)["numbers"] == [3, 4]
+
+
+def test_bool_is_not_an_int_on_a_port() -> None:
+    flow = af.Flow("bools")
+
+    @flow.source
+    def numbers() -> af.Stream[int]:
+        yield 3
+        yield True  # one rule with options and the gateway: bool is not an int
+
+    with pytest.raises(af.MailboxTypeError, match=r"expected int, got bool \(item seq 1\)"):
+        af.run(flow)
 
 
 def test_task_error_names_task_and_sequence_number() -> None:
