@@ -219,7 +219,7 @@ class Runtime:
             tasks={
                 n: TaskStats(n, a.spec.kind, a.status, a.items_in, a.items_out,
                              a.elapsed or (now - a.started if a.started else 0.0),
-                             a.cached.decision if a.cached is not None else None)
+                             a.cached.outcome if a.cached is not None else None)
                 for n, a in self.actors.items()
             },
         )
@@ -241,7 +241,7 @@ class Runtime:
         if self.resumed_from is not None:
             queued = sum(len(box) for box, _, _ in self.mailboxes.values())
             self.bus.publish(ev.RunResumed(run_id=self.run_id, number=self.resumed_from, queued_items=queued))
-        pinned = [a.cached.key for a in self.actors.values() if a.cached is not None]
+        pinned = [k for a in self.actors.values() if a.cached is not None for k in a.cached.pins()]
         if self.cache is not None:
             self.cache.pin(pinned)
         try:
