@@ -70,18 +70,27 @@ def _r(partial: str) -> bytes:
     return b"r" + partial.encode()
 
 
-def encode_chunk(seqs: list[Any], items: list[Any], packed: bytes | None = None) -> bytes:
-    """One recorded batch as msgpack (consecutive integer seqs shrink to their first).
-
-    *packed* is ``pack(items)`` when the caller already has it (it is not packed again).
-    """
-    if packed is None:
-        packed = pack(items)
+def run_start(seqs: list[Any]) -> int | None:
+    """The first of *seqs* when they are consecutive integers (the common case), else None."""
     s0 = seqs[0]
     if isinstance(seqs, range) or (
         type(s0) is int and seqs[-1] - s0 == len(seqs) - 1 and seqs == list(range(s0, s0 + len(seqs)))
     ):
-        return b"\x92" + pack(s0) + packed  # a two-element msgpack array: [s0, items]
+        return int(s0)
+    return None
+
+
+def encode_chunk(seqs: list[Any], items: list[Any], packed: bytes | None = None, start: int | None = -1) -> bytes:
+    """One recorded batch as msgpack (consecutive integer seqs shrink to their first).
+
+    *packed* is ``pack(items)`` and *start* is ``run_start(seqs)`` when the caller already has them.
+    """
+    if packed is None:
+        packed = pack(items)
+    if start == -1:
+        start = run_start(seqs)
+    if start is not None:
+        return b"\x92" + pack(start) + packed  # a two-element msgpack array: [start, items]
     return b"\x92" + pack([list(s) if isinstance(s, tuple) else s for s in seqs]) + packed
 
 
@@ -92,31 +101,66 @@ def _elements(packed: bytes) -> memoryview:
     return memoryview(packed)[skip:]
 
 
+#: Marks a run of consecutive integer sequence numbers in a fingerprint (a byte msgpack never uses).
+_RUN = b"\xc1"
+
+
 @final
 class Fingerprint:
     """The content fingerprint of a stream, fed batch by batch as it is sent.
 
-    It hashes the msgpack encoding of every item and, apart, of every sequence number, without
-    the batches' array headers, so the digest depends on the items and their order, never on how
-    they were cut into batches. (Hash states cannot be checkpointed: a resumed task that had
-    already sent items has no fingerprint.)
+    It hashes the msgpack encoding of every item and, apart, the sequence numbers (runs of
+    consecutive integers by their bounds, others by their encoding), so the digest depends on the
+    items, their order and their numbers, never on how they were cut into batches. (Hash states
+    cannot be checkpointed: a resumed task that had already sent items has no fingerprint.)
     """
 
-    __slots__ = ("_items", "_seqs", "count")
+    __slots__ = ("_items", "_next", "_seqs", "_start", "count")
 
     def __init__(self) -> None:
         self._items = hashlib.sha256()
         self._seqs = hashlib.sha256()
         self.count = 0
+        #: The open run of consecutive integer seqs: its first and one past its last (None: no run).
+        self._start: int | None = None
+        self._next: int | None = None
 
-    def add(self, seqs: list[Any], packed_items: bytes) -> None:
-        """One sent batch: its sequence numbers and ``pack(items)``."""
+    def add(self, seqs: list[Any], packed_items: bytes, start: int | None = -1) -> None:
+        """One sent batch: its sequence numbers, ``pack(items)`` and (if known) ``run_start(seqs)``."""
         self._items.update(_elements(packed_items))
-        self._seqs.update(_elements(pack(seqs if type(seqs) is list else list(seqs))))
         self.count += len(seqs)
+        if start == -1:
+            start = run_start(seqs)
+        if start is not None:
+            if start != self._next:
+                self._close()
+                self._start = start
+            self._next = start + len(seqs)
+        elif int not in set(map(type, seqs)):
+            self._close()
+            self._seqs.update(_elements(pack(seqs if type(seqs) is list else list(seqs))))
+        else:
+            self._mixed(seqs)
+
+    def _mixed(self, seqs: list[Any]) -> None:
+        for s in seqs:
+            if type(s) is int:
+                if s != self._next:
+                    self._close()
+                    self._start = s
+                self._next = s + 1
+            else:
+                self._close()
+                self._seqs.update(pack(s))
+
+    def _close(self) -> None:
+        if self._start is not None:
+            self._seqs.update(_RUN + pack(self._start) + pack(self._next))
+            self._start = self._next = None
 
     def digest(self) -> str:
         """The fingerprint of everything added so far."""
+        self._close()
         return hashlib.sha256(b"%d:%s%s" % (self.count, self._items.digest(), self._seqs.digest())).hexdigest()[:32]
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._cache import Cache, Fingerprint, encode_chunk, product_digest
+from ._cache import Cache, Fingerprint, encode_chunk, product_digest, run_start
 from ._cache_keys import compute_key_pairs, input_digest, upstreams
 from ._codec import EncodeError, pack
 from ._errors import ResumeError, StoreError
@@ -103,12 +103,12 @@ class CacheRole:
     def record(self, task: str, cache: Cache, seqs: list[Any], items: list[Any]) -> None:
         """Fingerprint one sent batch and keep it for the entry (a value msgpack cannot hold stops both)."""
         try:
-            packed = pack(items)
+            packed, start = pack(items), run_start(seqs)
             if self.fingerprint is not None:
-                self.fingerprint.add(seqs, packed)
+                self.fingerprint.add(seqs, packed, start)
             if self.recording is None:
                 return
-            raw = encode_chunk(seqs, items, packed)
+            raw = encode_chunk(seqs, items, packed, start)
         except _ENCODE_ERRORS as exc:
             self.recording = self.fingerprint = None
             log.warning("cache: task %s not cached: %s", task, exc)

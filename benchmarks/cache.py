@@ -181,7 +181,7 @@ def measure_cutoff(n: int, repeats: int, root: Path) -> dict[str, float]:
         t, res = timed(lambda store=store: af.run(work_flow("1"), options, store=store))
         cold = min(cold, t)
         expected = res["total"]
-        t, res = timed(lambda store=store: af.run(work_flow(f"2.{r}"), options, store=store))
+        t, res = timed(lambda store=store, r=r: af.run(work_flow(f"2.{r}"), options, store=store))
         rerun = min(rerun, t)
         tasks = res.summary.tasks
         assert res["total"] == expected and tasks["numbers"].cache == "miss", tasks

@@ -200,7 +200,29 @@ def test_the_fingerprint_does_not_depend_on_batches() -> None:
     assert encode_chunk([(1, 2), (1, 3)], [1, 2]) == pack([[[1, 2], [1, 3]], [1, 2]])
 
 
-@pytest.mark.parametrize("n", [0, 15, 16, 70000])
+@pytest.mark.parametrize(
+    "seqs",
+    [
+        [0, 1, 2, 5, 6, 7, 8, 12, 13, 20],  # a filtered stream: runs with gaps
+        [(0, 0), (0, 1), (1, 0), (3, 0), (3, 1), (3, 2)],  # a generator's children
+        [3, 1, 2, 0, 4, 5, 9, 8],  # an unordered task's batches
+    ],
+)
+def test_the_fingerprint_of_any_sequence_numbers_does_not_depend_on_batches(seqs: list[Any]) -> None:
+    items = [f"item {i}" for i in range(len(seqs))]
+    whole = Fingerprint()
+    whole.add(seqs, pack(items))
+    for size in (1, 2, 3):
+        parts = Fingerprint()
+        for k in range(0, len(seqs), size):
+            parts.add(seqs[k:k + size], pack(items[k:k + size]))
+        assert parts.digest() == whole.digest()
+    other = Fingerprint()
+    other.add([*seqs[:-1], (99,) if isinstance(seqs[-1], tuple) else 99], pack(items))
+    assert other.digest() != whole.digest()
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 70000])
 def test_the_fingerprint_strips_every_array_header(n: int) -> None:
     whole, parts = Fingerprint(), Fingerprint()
     items = list(range(n))
