@@ -395,7 +395,7 @@ class Actor:
             for box in self.inboxes:
                 box.abandon()
             self.outs = [b for b in self.outs if not ((r := run.mailboxes[b.name][1].cached) is not None and r.hit)]
-            role.replay, role.load_items = bool(self.outs), self.in_result
+            role.replay, role.load_items = bool(self.outs or self.taps), self.in_result
         self.cache_event()
 
     def cache_event(self) -> None:

@@ -18,8 +18,9 @@ Layout in the store's ``cache`` database (values are msgpack):
 - ``c<key>:<n>``: the n-th batch of a stream, ``[seqs, items]`` (``seqs`` is the first sequence
   number when they are consecutive integers);
 - ``p<key>``: a final product;
-- ``r<partial>``: the key of the last entry written for a task's definition and options whatever
-  it read (its *partial* key): where early cutoff looks (see :mod:`actorflow._cache_run`).
+- ``r<partial>:<input>``: the key of the entry written for a task's definition and options (its
+  *partial* key) when it read content fingerprinted *input*: where early cutoff looks (see
+  :mod:`actorflow._cache_run`).
 
 Headers of tasks that send also hold ``digest``, the fingerprint of what the task sent (items and
 their sequence numbers, or its product: :class:`Fingerprint`), and ``input``, the fingerprint of
@@ -66,8 +67,8 @@ def _c(key: str, n: int) -> bytes:
     return b"c%s:%08d" % (key.encode(), n)
 
 
-def _r(partial: str) -> bytes:
-    return b"r" + partial.encode()
+def _r(partial: str, inp: str = "") -> bytes:
+    return b"r%s:%s" % (partial.encode(), inp.encode())
 
 
 def run_start(seqs: list[Any]) -> int | None:
@@ -233,9 +234,13 @@ class Cache:
             raise StoreError(f"cache entry {key} has no product (the store is damaged); clear the cache")
         return unpack(raw)
 
-    def last(self, partial: str) -> tuple[str, dict[str, Any]] | None:
-        """The key and header of the last entry written for the partial key *partial*, or None."""
-        raw = self.store.get("cache", _r(partial))
+    def known(self, partial: str) -> bool:
+        """Whether an entry was written for the partial key *partial* (whatever it read)."""
+        return bool(self.store.scan("cache", _r(partial)))
+
+    def by_content(self, partial: str, inp: str) -> tuple[str, dict[str, Any]] | None:
+        """The key and header of the entry written for *partial* when it read *inp*, or None."""
+        raw = self.store.get("cache", _r(partial, inp))
         if raw is None:
             return None
         key = raw.decode()
@@ -267,7 +272,7 @@ class Cache:
             if product is not None:
                 txn.put(_p(key), product, db=db)
             if header.get("partial") and header.get("input"):  # findable by what it read
-                txn.put(_r(header["partial"]), key.encode(), db=db)
+                txn.put(_r(header["partial"], header["input"]), key.encode(), db=db)
             total += size
             txn.put(_TOTAL, str(total).encode(), db=db)
         if total > self.limit:
@@ -326,9 +331,9 @@ class Cache:
         if raw is None:
             return 0
         header = unpack(raw)
-        partial = header.get("partial")
-        if partial and txn.get(_r(partial), db=db) == key.encode():
-            txn.delete(_r(partial), db=db)
+        partial, inp = header.get("partial"), header.get("input")
+        if partial and inp and txn.get(_r(partial, inp), db=db) == key.encode():
+            txn.delete(_r(partial, inp), db=db)
         txn.delete(_h(key), db=db)
         txn.delete(_p(key), db=db)
         for n in range(header["chunks"]):

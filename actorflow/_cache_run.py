@@ -12,9 +12,10 @@ and its entry keeps that ``digest`` and the ``input`` fingerprint of what it rea
 reads from a task that runs is **pending** when the cache holds an entry of its own definition
 and options (its partial key): it starts, lets its inboxes spill instead of blocking its senders,
 and waits until every task it reads from has a final digest (a miss: when it finishes; a hit: at
-once). Then it decides (:meth:`CacheRole.decide`): if what it read fingerprints the same as what
-that entry read, it is a hit (``cutoff``), drops what it was sent and replays the entry; else it
-is a miss and processes its inboxes. A task with no such entry does not wait: it runs at once.
+once). Then it decides (:meth:`CacheRole.decide`): if an entry of its partial key read content
+with the same fingerprint, it is a hit (``cutoff``), drops what it was sent and replays that
+entry; else it is a miss and processes its inboxes. A task with no entry of its partial key does
+not wait: it runs at once.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ class CacheRole:
         self.partial = partial
         #: A hit found by early cutoff: a task it reads from ran again and sent the same content.
         self.cutoff = False
-        #: A pending task's candidate: the key and header of the entry it wrote last time.
-        self.candidate: tuple[str, dict[str, Any]] | None = None
+        #: A key this role pinned after the run started (a cutoff hit's entry), unpinned at its end.
+        self.pinned: str | None = None
         #: The fingerprint of what the task reads (None: not known yet).
         self.input: str | None = None
         #: A hit replays its stream (a task that runs reads it) / loads its items (the result needs them).
@@ -90,10 +91,6 @@ class CacheRole:
             return None
         return "cutoff" if self.cutoff and self.hit else self.decision
 
-    def pins(self) -> list[str]:
-        """Keys a run using this role keeps from eviction."""
-        return [self.key] + ([self.candidate[0]] if self.candidate is not None else [])
-
     def start_miss(self, streaming: bool) -> None:
         """Record and fingerprint what a miss sends from now on (streams only: products are whole)."""
         if streaming:
@@ -123,11 +120,13 @@ class CacheRole:
     def decide(self, cache: Cache, spec: TaskDef, digests: dict[str, str | None]) -> None:
         """A pending task's decision, once *digests* (of the tasks it reads from) are final."""
         self.input = input_digest(spec, digests)
-        candidate, self.candidate = self.candidate, None
-        if self.input is not None and candidate is not None and candidate[1].get("input") == self.input:
+        found = cache.by_content(self.partial, self.input) if self.input is not None else None
+        if found is not None:
             self.decision, self.cutoff = "hit", True
-            self.key, self.entry = candidate
+            self.key, self.entry = found
             self.digest = self.entry.get("digest")
+            cache.pin([self.key])
+            self.pinned = self.key
             cache.touch({self.key: self.entry})
             self.settled.set()
             return
@@ -209,9 +208,7 @@ class CacheRole:
                 )
             role.entry, role.replayed, role.replay, role.load_items = header, replayed, replay, load_items
             role.digest = header.get("digest")
-        elif decision == "pending":
-            role.candidate = cache.last(partial) if cache is not None and partial else None
-        elif fresh:
+        elif fresh and decision != "pending":
             role.start_miss(streaming)  # nothing was sent yet: the whole stream can still be recorded
         else:
             role.digest = digest  # known if it had finished; a part-sent stream has no fingerprint
@@ -240,13 +237,11 @@ def plan(graph: RunGraph, cache: Cache, in_result: set[str]) -> dict[str, CacheR
                 roles[name] = CacheRole("hit", key, header, partial=partial)
                 continue
             role = _by_content(cache, spec, key, partial, roles)
-        else:
-            candidate = cache.last(partial)
+        elif cache.known(partial):  # early cutoff may find an entry once what it reads is known
             role = CacheRole("pending", key, partial=partial)
-            role.candidate = candidate
-            if candidate is None:
-                role.decision = "miss"
-                role.reason = "not in the cache" if header is None else "a task it reads from runs"
+        else:
+            role = CacheRole("miss", key, partial=partial)
+            role.reason = "not in the cache" if header is None else "a task it reads from runs"
         if role.decision == "miss":
             role.start_miss(spec.streaming)
         roles[name] = role
@@ -259,9 +254,9 @@ def _by_content(cache: Cache, spec: TaskDef, key: str, partial: str, roles: Mapp
     """A task whose inputs are all hits but whose key is not cached: a hit if the entry it wrote
     last time read the same content (early cutoff in an earlier run), else a miss."""
     inp = input_digest(spec, {u: roles[u].digest for u in upstreams(spec)})
-    candidate = cache.last(partial) if inp is not None else None
-    if candidate is not None and candidate[1].get("input") == inp:
-        role = CacheRole("hit", candidate[0], candidate[1], partial=partial)
+    found = cache.by_content(partial, inp) if inp is not None else None
+    if found is not None:
+        role = CacheRole("hit", found[0], found[1], partial=partial)
         role.cutoff = True
         return role
     role = CacheRole("miss", key, reason="not in the cache", partial=partial)

@@ -241,7 +241,7 @@ class Runtime:
         if self.resumed_from is not None:
             queued = sum(len(box) for box, _, _ in self.mailboxes.values())
             self.bus.publish(ev.RunResumed(run_id=self.run_id, number=self.resumed_from, queued_items=queued))
-        pinned = [k for a in self.actors.values() if a.cached is not None for k in a.cached.pins()]
+        pinned = [a.cached.key for a in self.actors.values() if a.cached is not None]
         if self.cache is not None:
             self.cache.pin(pinned)
         try:
@@ -297,7 +297,7 @@ class Runtime:
         for sink in self.transactional:  # no write in flight now: abort what no durable checkpoint holds
             sink.end_transactions(self.status == "ok")
         if self.cache is not None:
-            self.cache.unpin(pinned)
+            self.cache.unpin(pinned + [p for a in self.actors.values() if a.cached and (p := a.cached.pinned)])
         try:
             sup.save_dead_letters()
         except StoreError as exc:

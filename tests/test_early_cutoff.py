@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -230,3 +231,30 @@ def test_the_fingerprint_strips_every_array_header(n: int) -> None:
     for k in range(0, n, 5000):
         parts.add(items[k:k + 5000], pack(items[k:k + 5000]))
     assert whole.digest() == parts.digest()
+
+
+def _part_flow(version: str) -> af.Flow:
+    flow = af.Flow("part")
+
+    @flow.source(version=version)
+    def fetch(i: int = 0) -> af.Stream[bytes]:
+        calls["fetch"] += 1
+        yield f"part {i}\n".encode()
+        yield b"more\n"
+
+    @flow.task
+    def frame(fetch: bytes) -> bytes:
+        calls["frame"] += 1
+        return b"| " + fetch
+
+    return flow
+
+
+def test_concat_parts_whose_source_changed_but_not_its_output(tmp_path: Path) -> None:
+    first, second = io.BytesIO(), io.BytesIO()
+    af.concat(first, [_part_flow("1").bind({"fetch": {"i": i}}) for i in range(3)], cache=tmp_path / "c")
+    calls.clear()
+    report = af.concat(second, [_part_flow("2").bind({"fetch": {"i": i}}) for i in range(3)], cache=tmp_path / "c")
+    assert second.getvalue() == first.getvalue() == b"".join(b"| part %d\n| more\n" % i for i in range(3))
+    assert calls == Counter({"fetch": 3})  # the framing task ran in no part
+    assert [p.cache for p in report.parts] == ["hit"] * 3
