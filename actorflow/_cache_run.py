@@ -188,6 +188,17 @@ class CacheRole:
         return [self.decision, self.key, self.replayed, self.replay, self.load_items, self.digest, self.cutoff,
                 self.partial, self.input]
 
+    @staticmethod
+    def recorded_outcome(state: Any) -> tuple[str | None, str | None]:
+        """The :attr:`outcome` and key a checkpoint's :meth:`state` holds (``"pending"`` while
+        undecided), or ``(None, None)`` when it holds none."""
+        if not isinstance(state, list) or len(state) < 5:
+            return None, None
+        decision, key = state[0], state[1]
+        if decision == "hit" and len(state) > 6 and state[6]:
+            decision = "cutoff"
+        return (str(decision), str(key)) if isinstance(decision, str) and isinstance(key, str) else (None, None)
+
     @classmethod
     def restored(cls, task: str, cache: Cache | None, state: list[Any], fresh: bool, streaming: bool) -> CacheRole:
         """The role a checkpoint recorded. *fresh*: the task had sent nothing yet (it may still record).
