@@ -195,8 +195,9 @@ def last_run(path: str, flow: str) -> dict[str, Any]:
     except Exception as exc:
         raise StoreError(f"store {path!r}: its checkpoint cannot be read ({exc})") from exc
     final = bool(doc.get("final"))
+    failed = any(t["status"] == "failed" for t in tasks.values())
     run = {"checkpoint": doc.get("number"), "final": final, "time": doc.get("time"),
-           "status": "finished" if final else "unfinished"}
+           "status": "failed" if failed else "finished" if final else "unfinished"}
     return {"run": run, "tasks": tasks}
 
 
