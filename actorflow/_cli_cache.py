@@ -223,8 +223,8 @@ async def run_watched(
         return graph
     show(result)
     stats = result.summary.tasks.values()
-    hits = [t.name for t in stats if t.cache == "hit"]
-    ran = [t.name for t in stats if t.cache != "hit"]
+    hits = [t.name for t in stats if t.cache in ("hit", "cutoff")]
+    ran = [t.name for t in stats if t.cache not in ("hit", "cutoff")]
     print(
         f"actorflow: cache: {len(hits)} from the cache ({', '.join(hits) or '-'}); "
         f"{len(ran)} ran ({', '.join(ran) or '-'})",
