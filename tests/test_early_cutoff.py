@@ -91,6 +91,7 @@ async def test_a_changed_task_with_the_same_output_leaves_its_readers_hits(tmp_p
         "everything": "cutoff", "pace": "cutoff",
     }
     assert result["report"] == f"total {2 * sum(range(60))}" and result["everything"] == 60
+    assert result["pace"] == list(range(60))  # a stream nobody reads: loaded from the cut-off entry
     hits = {e.task: e for e in events if isinstance(e, af.events.CacheHit)}
     assert set(hits) == {"double", "total", "report", "record", "everything", "pace"}
     assert all(e.cutoff and e.outcome == "hit" for e in hits.values())
