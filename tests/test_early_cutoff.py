@@ -259,3 +259,19 @@ def test_concat_parts_whose_source_changed_but_not_its_output(tmp_path: Path) ->
     assert second.getvalue() == first.getvalue() == b"".join(b"| part %d\n| more\n" % i for i in range(3))
     assert calls == Counter({"fetch": 3})  # the framing task ran in no part
     assert [p.cache for p in report.parts] == ["hit"] * 3
+
+
+@pytest.mark.parametrize("same", [True, False])
+async def test_a_pending_reader_spills_a_long_stream_without_blocking_its_sender(tmp_path: Path, same: bool) -> None:
+    n = 20_000  # several mailboxes' worth: the pending readers' inboxes spill while they wait
+    store = tmp_path / "s"
+    await af.run_async(make_flow("1", range), {"numbers": {"n": n}}, store=store)
+    calls.clear()
+    values = range if same else (lambda k: range(1, k + 1))
+    async with af.open_run(make_flow("2", values), {"numbers": {"n": n}}, store=store) as handle:
+        result = await handle.result()
+    expected = range(n) if same else range(1, n + 1)
+    assert result["report"] == f"total {2 * sum(expected)}" and result["everything"] == n
+    assert result["pace"] == list(expected)
+    assert calls["double"] == calls["record"] == (0 if same else n)
+    assert cache_of(result)["double"] == ("cutoff" if same else "miss")
