@@ -209,7 +209,7 @@ class CacheRole:
         decision, key, replayed, replay, load_items, *more = state
         digest, cutoff, partial, inp = [*more, None, False, "", None][:4]  # older checkpoints hold five
         role = cls(decision, key, partial=partial)
-        role.cutoff, role.input = bool(cutoff), inp
+        role.cutoff, role.input, role.digest = bool(cutoff), inp, digest  # a digest is known once finished
         if decision == "hit":
             header = cache.lookup(key) if cache is not None else None
             if header is None:
@@ -221,9 +221,7 @@ class CacheRole:
             role.digest = header.get("digest")
         elif fresh and decision != "pending":
             role.start_miss(streaming)  # nothing was sent yet: the whole stream can still be recorded
-        else:
-            role.digest = digest  # known if it had finished; a part-sent stream has no fingerprint
-        return role
+        return role  # a miss that had sent part of its stream has no fingerprint: its digest stays unknown
 
 
 def plan(graph: RunGraph, cache: Cache, in_result: set[str]) -> dict[str, CacheRole]:
@@ -262,8 +260,8 @@ def plan(graph: RunGraph, cache: Cache, in_result: set[str]) -> dict[str, CacheR
 
 
 def _by_content(cache: Cache, spec: TaskDef, key: str, partial: str, roles: Mapping[str, CacheRole]) -> CacheRole:
-    """A task whose inputs are all hits but whose key is not cached: a hit if the entry it wrote
-    last time read the same content (early cutoff in an earlier run), else a miss."""
+    """A task whose inputs are all hits but whose key is not cached: a hit if an entry of its
+    partial key read the same content (found by early cutoff in an earlier run), else a miss."""
     inp = input_digest(spec, {u: roles[u].digest for u in upstreams(spec)})
     found = cache.by_content(partial, inp) if inp is not None else None
     if found is not None:
