@@ -311,6 +311,8 @@ class Actor:
         finally:
             self.elapsed = time.perf_counter() - self.started
         self._finished()
+        if self.cached is not None and self.cached.later is not None:
+            await self.save_later()
 
     async def _run_body(self) -> None:
         if self.restored_finished:
@@ -355,7 +357,10 @@ class Actor:
         if cached is not None and run.cache is not None and not self.restored_finished:
             # an incomplete product hides nothing: a task that set items aside is not written
             write = not any(d["task"] == self.name for d in self.sup.dead_letters)
-            cached.finish(run.cache, run.flow_name, self.spec, self.items_in, self.product.value, self.digests(), write)
+            later = write and not all(r.settled.is_set() for r in self.upstream_roles())
+            cached.finish(
+                run.cache, run.flow_name, self.spec, self.items_in, self.product.value, self.digests(), write, later
+            )
         run.bus.publish(
             ev.TaskFinished(
                 run_id=run.run_id, task=self.name, items_in=self.items_in, items_out=self.items_out,
@@ -378,6 +383,18 @@ class Actor:
         actors = self.run.actors
         return {u: (r.digest if (r := actors[u].cached) is not None else None) for u in upstreams(self.spec)}
 
+    def upstream_roles(self) -> list[CacheRole]:
+        """The cache roles of the tasks this one reads from."""
+        return [r for u in upstreams(self.spec) if (r := self.run.actors[u].cached) is not None]
+
+    async def save_later(self) -> None:
+        """Write this finished miss's entry once every task it read from has its final fingerprint
+        (a task can end before one of them does: a zip ends with its shortest input)."""
+        for role in self.upstream_roles():
+            await role.settled.wait()
+        assert self.cached is not None and self.run.cache is not None
+        self.cached.save_later(self.run.cache, self.digests())
+
     async def cutoff(self) -> None:
         """Early cutoff: wait until every task this one reads from has a final fingerprint, then
         decide. Meanwhile the inboxes spill rather than block their senders; a hit drops them."""
@@ -385,9 +402,8 @@ class Actor:
         assert run.cache is not None and role is not None
         for box in self.inboxes:
             box.spill(True)
-        for up in upstreams(self.spec):
-            if (other := run.actors[up].cached) is not None:
-                await other.settled.wait()
+        for other in self.upstream_roles():
+            await other.settled.wait()
         for box in self.inboxes:
             box.spill(False)
         role.decide(run.cache, self.spec, self.digests())

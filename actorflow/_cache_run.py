@@ -70,6 +70,8 @@ class CacheRole:
         self.recording: list[bytes] | None = None
         self.recorded = 0
         self._bytes = 0
+        #: A finished miss's entry waiting for its input's fingerprint: (flow, spec, items_in, packed product).
+        self.later: tuple[str, TaskDef, int, bytes | None] | None = None
         #: A running stream's content fingerprint (None: none is taken).
         self.fingerprint: Fingerprint | None = None
         #: The fingerprint of what the task sends (None: not known, or not yet).
@@ -136,10 +138,11 @@ class CacheRole:
 
     def finish(
         self, cache: Cache, flow: str, spec: TaskDef, items_in: int, product: Any,
-        digests: dict[str, str | None], write: bool,
+        digests: dict[str, str | None], write: bool, later: bool = False,
     ) -> None:
         """A task finished: a miss's digest becomes final (pending readers go on) and, if *write*,
-        its entry is written. Failures to write never fail the run (they are logged)."""
+        its entry is written: now, or with *later* by :meth:`save_later` once the tasks it read from
+        have theirs. Failures to write never fail the run (they are logged)."""
         if self.decision != "miss":
             self.settled.set()
             return
@@ -156,8 +159,18 @@ class CacheRole:
                 log.warning("cache: task %s not cached: %s", spec.name, exc)
                 write = False
         self.settled.set()
-        if write:
+        if later:
+            self.later = (flow, spec, items_in, packed)
+        elif write:
             self._save(cache, flow, spec, items_in, packed)
+
+    def save_later(self, cache: Cache, digests: dict[str, str | None]) -> None:
+        """Write the entry :meth:`finish` held back, now that *digests* are final."""
+        assert self.later is not None
+        flow, spec, items_in, packed = self.later
+        self.later = None
+        self.input = input_digest(spec, digests)
+        self._save(cache, flow, spec, items_in, packed)
 
     def _save(self, cache: Cache, flow: str, spec: TaskDef, items_in: int, packed: bytes | None) -> None:
         header = {"task": spec.name, "flow": flow, "kind": spec.kind, "partial": self.partial, "input": self.input,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -275,3 +276,37 @@ async def test_a_pending_reader_spills_a_long_stream_without_blocking_its_sender
     assert result["pace"] == list(expected)
     assert calls["double"] == calls["record"] == (0 if same else n)
     assert cache_of(result)["double"] == ("cutoff" if same else "miss")
+
+
+def test_cutoff_through_generators_zips_per_collectors_and_concurrency(tmp_path: Path) -> None:
+    """durable: numbers → expand (a generator) → weigh (concurrency 2) → total, per_number (per=numbers),
+    label (zips expand and weigh) → labels, record (a sink)."""
+    sys.path.insert(0, str(Path(__file__).parent / "pipelines"))
+    import durable
+
+    n, store = 400, tmp_path / "s"
+    expected = durable.expected(n)
+    opts = {"numbers": {"n": n}}
+    af.run(durable.flow, opts, store=store)
+
+    def expand(numbers: int) -> af.Stream[int]:  # rewritten, same children
+        yield from (numbers * 10 + j for j in range(numbers % 4))
+
+    async def weigh(expand: int, spin: float = 0.0) -> int:  # rewritten, same weights
+        return 3 * expand
+
+    async def heavier(expand: int, spin: float = 0.0) -> int:  # other weights
+        return 4 * expand
+
+    for task, fn, same in [("expand", expand, True), ("weigh", weigh, True), ("weigh", heavier, False)]:
+        changed = durable.flow.copy()
+        changed.replace(task, fn)
+        result = af.run(changed, opts, store=store)
+        cache = cache_of(result)
+        assert cache[task] == "miss"
+        readers = ["total", "per_number", "labels", "record", "label"] + (["weigh"] if task == "expand" else [])
+        assert {r: cache[r] for r in readers} == dict.fromkeys(readers, "cutoff" if same else "miss"), task
+        assert result["per_number"] == expected["per_number"]
+        factor = 3 if same else 4
+        assert result["total"] == expected["total"] // 3 * factor
+        assert len(result["labels"]) == len(expected["labels"])
