@@ -148,8 +148,8 @@ async def test_cutoff_decisions_survive_a_resume(tmp_path: Path) -> None:
     """Cut while a slow task that really changed runs, after the cutoff hits were decided."""
     store = tmp_path / "s"
     await run(make_flow("1", range), store)
-    opts = {"pace": {"delay": 0.004}}
-    await af.testing.kill_at_checkpoint(make_flow("2", range), opts, k=2, store=store, checkpoint_every=0.02)
+    opts = {"pace": {"delay": 0.01}}
+    await af.testing.kill_at_checkpoint(make_flow("2", range), opts, k=3, store=store, checkpoint_every=0.02)
     calls.clear()
     result = await af.run_async(make_flow("2", range), opts, store=store, resume=True)
     assert calls["double"] == calls["total"] == calls["report"] == calls["record"] == 0
@@ -162,17 +162,19 @@ async def test_cutoff_decisions_survive_a_resume(tmp_path: Path) -> None:
 async def test_a_source_cut_while_sending_leaves_its_readers_right_after_a_resume(tmp_path: Path) -> None:
     store = tmp_path / "s"
     await run(make_flow("1", range), store)
-    await af.testing.kill_at_checkpoint(make_flow("2", _slowly), k=2, store=store, checkpoint_every=0.01)
+    await af.testing.kill_at_checkpoint(make_flow("2", _slowly), k=3, store=store, checkpoint_every=0.01)
     result = await af.run_async(make_flow("2", _slowly), store=store, resume=True)
     assert result["report"] == f"total {2 * sum(range(60))}" and result["everything"] == 60
     # the source's fingerprint of what it sent before the cut is lost: its readers ran (or, had
     # the cut come before it sent anything, were cutoff hits); the products are right either way
-    assert cache_of(result)["double"] in ("miss", "cutoff")
+    sent_before_cut = cache_of(result)["double"] == "miss"
+    assert sent_before_cut or cache_of(result)["double"] == "cutoff"
     # the resumed run could not cache the source's part-sent stream: the next run sends it again,
     # and every reader is a cutoff hit against the entries of the first run
     calls.clear()
     result = await af.run_async(make_flow("2", _slowly), store=store)
-    assert calls == Counter({"numbers": 1}) and cache_of(result)["double"] == "cutoff"
+    assert calls == (Counter({"numbers": 1}) if sent_before_cut else Counter())
+    assert cache_of(result)["double"] == "cutoff"  # found by what it reads, in either case
     assert result["report"] == f"total {2 * sum(range(60))}"
 
 
@@ -180,7 +182,7 @@ def _slowly(n: int) -> Iterable[int]:
     import time
 
     for i in range(n):
-        time.sleep(0.002)  # a source slow enough for periodic checkpoints while it sends
+        time.sleep(0.004)  # a source slow enough for periodic checkpoints while it sends
         yield i
 
 
