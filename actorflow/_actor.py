@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from . import _events as ev
+from ._cache_keys import upstreams
 from ._cache_run import CacheRole
 from ._codec import pack, plain_batch, restore, restore_items, seq_from_plain
 from ._context import context_for, redact, scrub
@@ -150,7 +151,7 @@ class Actor:
         for tap in self.taps:
             tap(seqs, items)
         cached = self.cached
-        if cached is not None and cached.recording is not None and self.run.cache is not None:
+        if cached is not None and cached.fingerprint is not None and self.run.cache is not None:  # a miss: recorded
             cached.record(self.name, self.run.cache, seqs, items)
         outs = self.outs
         for i in range(start, len(outs)):
@@ -362,7 +363,7 @@ class Actor:
         self.status = "running"
         self.started = time.perf_counter()
         run.bus.publish(ev.TaskStarted(run_id=run.run_id, task=self.name))
-        if self.cached is not None:
+        if self.cached is not None and self.cached.decision != "pending":
             self.cache_event()
         try:
             await self._run_body()
@@ -384,10 +385,14 @@ class Actor:
             await self.run.stop_for_exit(self, self.exited)
             return
         self._finished()
+        if self.cached is not None and self.cached.later is not None:
+            await self.save_later()
 
     async def _run_body(self) -> None:
         if self.restored_finished:
             return
+        if self.cached is not None and self.cached.decision == "pending":
+            await self.cutoff()
         if self.cached is not None and self.cached.hit:
             await self.resend_restored()
             await self.replay()
@@ -424,8 +429,12 @@ class Actor:
         self.status = "finished"
         cached = self.cached
         if cached is not None and run.cache is not None and not self.restored_finished:
-            if not any(d["task"] == self.name for d in self.sup.dead_letters):  # an incomplete product hides nothing
-                cached.save(run.cache, run.flow_name, self.spec, self.items_in, self.product.value)
+            # an incomplete product hides nothing: a task that set items aside is not written
+            write = not any(d["task"] == self.name for d in self.sup.dead_letters)
+            later = write and not all(r.settled.is_set() for r in self.upstream_roles())
+            cached.finish(
+                run.cache, run.flow_name, self.spec, self.items_in, self.product.value, self.digests(), write, later
+            )
         run.bus.publish(
             ev.TaskFinished(
                 run_id=run.run_id, task=self.name, items_in=self.items_in, items_out=self.items_out,
@@ -443,12 +452,50 @@ class Actor:
             seqs, items, start = self.resend.pop(0)
             await self.send(seqs, items, start=start)  # in `outboxes` before its first await
 
+    def digests(self) -> dict[str, str | None]:
+        """The output fingerprints of the tasks this one reads from (None: not known)."""
+        actors = self.run.actors
+        return {u: (r.digest if (r := actors[u].cached) is not None else None) for u in upstreams(self.spec)}
+
+    def upstream_roles(self) -> list[CacheRole]:
+        """The cache roles of the tasks this one reads from."""
+        return [r for u in upstreams(self.spec) if (r := self.run.actors[u].cached) is not None]
+
+    async def save_later(self) -> None:
+        """Write this finished miss's entry once every task it read from has its final fingerprint
+        (a task can end before one of them does: a zip ends with its shortest input)."""
+        for role in self.upstream_roles():
+            await role.settled.wait()
+        assert self.cached is not None and self.run.cache is not None
+        self.cached.save_later(self.run.cache, self.digests())
+
+    async def cutoff(self) -> None:
+        """Early cutoff: wait until every task this one reads from has a final fingerprint, then
+        decide. Meanwhile the inboxes spill rather than block their senders; a hit drops them."""
+        run, role = self.run, self.cached
+        assert run.cache is not None and role is not None
+        for box in self.inboxes:
+            box.spill(True)
+        for other in self.upstream_roles():
+            await other.settled.wait()
+        for box in self.inboxes:
+            box.spill(False)
+        role.decide(run.cache, self.spec, self.digests())
+        if role.hit:
+            for box in self.inboxes:
+                box.abandon()
+            self.outs = [b for b in self.outs if not ((r := run.mailboxes[b.name][1].cached) is not None and r.hit)]
+            role.replay, role.load_items = bool(self.outs or self.taps), self.in_result
+        self.cache_event()
+
     def cache_event(self) -> None:
         run, role = self.run, self.cached
         assert role is not None
         if role.hit:
             items = role.entry["items"] if role.entry else 0
-            run.bus.publish(ev.CacheHit(run_id=run.run_id, task=self.name, key=role.key, items=items))
+            run.bus.publish(
+                ev.CacheHit(run_id=run.run_id, task=self.name, key=role.key, items=items, cutoff=role.cutoff)
+            )
         else:
             run.bus.publish(ev.CacheMiss(run_id=run.run_id, task=self.name, key=role.key, reason=role.reason))
 
@@ -555,6 +602,8 @@ class Actor:
         if "cache" in st:
             fresh = st["items_out"] == 0 and not st["outboxes"] and "inflight" not in st and not st.get("cursor")
             self.cached = CacheRole.restored(self.name, self.run.cache, st["cache"], fresh, spec.streaming)
+            if st["status"] == "finished":
+                self.cached.settled.set()
         if st["status"] == "finished":
             self.restored_finished = True
             if self.gather is not None:

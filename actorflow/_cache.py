@@ -17,7 +17,14 @@ Layout in the store's ``cache`` database (values are msgpack):
 - ``h<key>``: the entry's header (task, flow, kind, items, chunks, bytes, created, used);
 - ``c<key>:<n>``: the n-th batch of a stream, ``[seqs, items]`` (``seqs`` is the first sequence
   number when they are consecutive integers);
-- ``p<key>``: a final product.
+- ``p<key>``: a final product;
+- ``r<partial>:<input>``: the key of the entry written for a task's definition and options (its
+  *partial* key) when it read content fingerprinted *input*: where early cutoff looks (see
+  :mod:`actorflow._cache_run`).
+
+Headers of tasks that send also hold ``digest``, the fingerprint of what the task sent (items and
+their sequence numbers, or its product: :class:`Fingerprint`), and ``input``, the fingerprint of
+what it read (the digests of the tasks it reads from).
 
 Entries are written in one transaction each. When the cache grows past its limit, the least
 recently used entries that no running run needs are removed.
@@ -25,6 +32,7 @@ recently used entries that no running run needs are removed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -59,14 +67,107 @@ def _c(key: str, n: int) -> bytes:
     return b"c%s:%08d" % (key.encode(), n)
 
 
-def encode_chunk(seqs: list[Any], items: list[Any]) -> bytes:
-    """One recorded batch as msgpack (consecutive integer seqs shrink to their first)."""
+def _r(partial: str, inp: str = "") -> bytes:
+    return b"r%s:%s" % (partial.encode(), inp.encode())
+
+
+def run_start(seqs: list[Any]) -> int | None:
+    """The first of *seqs* when they are consecutive integers (the common case), else None."""
     s0 = seqs[0]
     if isinstance(seqs, range) or (
         type(s0) is int and seqs[-1] - s0 == len(seqs) - 1 and seqs == list(range(s0, s0 + len(seqs)))
     ):
-        return pack([s0, items])
-    return pack([[list(s) if isinstance(s, tuple) else s for s in seqs], items])
+        return int(s0)
+    return None
+
+
+def encode_chunk(seqs: list[Any], items: list[Any], packed: bytes | None = None, start: int | None = -1) -> bytes:
+    """One recorded batch as msgpack (consecutive integer seqs shrink to their first).
+
+    *packed* is ``pack(items)`` and *start* is ``run_start(seqs)`` when the caller already has them.
+    """
+    if packed is None:
+        packed = pack(items)
+    if start == -1:
+        start = run_start(seqs)
+    if start is not None:
+        return b"\x92" + pack(start) + packed  # a two-element msgpack array: [start, items]
+    return b"\x92" + pack([list(s) if isinstance(s, tuple) else s for s in seqs]) + packed
+
+
+def _elements(packed: bytes) -> memoryview:
+    """A msgpack array without its header: its elements' encodings, one after the other."""
+    first = packed[0]
+    skip = 1 if first < 0xDC else 3 if first == 0xDC else 5  # fixarray, array 16, array 32
+    return memoryview(packed)[skip:]
+
+
+#: Marks a run of consecutive integer sequence numbers in a fingerprint (a byte msgpack never uses).
+_RUN = b"\xc1"
+
+
+@final
+class Fingerprint:
+    """The content fingerprint of a stream, fed batch by batch as it is sent.
+
+    It hashes the msgpack encoding of every item and, apart, the sequence numbers (runs of
+    consecutive integers by their bounds, others by their encoding), so the digest depends on the
+    items, their order and their numbers, never on how they were cut into batches. (Hash states
+    cannot be checkpointed: a resumed task that had already sent items has no fingerprint.)
+    """
+
+    __slots__ = ("_items", "_next", "_seqs", "_start", "count")
+
+    def __init__(self) -> None:
+        self._items = hashlib.sha256()
+        self._seqs = hashlib.sha256()
+        self.count = 0
+        #: The open run of consecutive integer seqs: its first and one past its last (None: no run).
+        self._start: int | None = None
+        self._next: int | None = None
+
+    def add(self, seqs: list[Any], packed_items: bytes, start: int | None = -1) -> None:
+        """One sent batch: its sequence numbers, ``pack(items)`` and (if known) ``run_start(seqs)``."""
+        self._items.update(_elements(packed_items))
+        self.count += len(seqs)
+        if start == -1:
+            start = run_start(seqs)
+        if start is not None:
+            if start != self._next:
+                self._close()
+                self._start = start
+            self._next = start + len(seqs)
+        elif int not in set(map(type, seqs)):
+            self._close()
+            self._seqs.update(_elements(pack(seqs if type(seqs) is list else list(seqs))))
+        else:
+            self._mixed(seqs)
+
+    def _mixed(self, seqs: list[Any]) -> None:
+        for s in seqs:
+            if type(s) is int:
+                if s != self._next:
+                    self._close()
+                    self._start = s
+                self._next = s + 1
+            else:
+                self._close()
+                self._seqs.update(pack(s))
+
+    def _close(self) -> None:
+        if self._start is not None:
+            self._seqs.update(_RUN + pack(self._start) + pack(self._next))
+            self._start = self._next = None
+
+    def digest(self) -> str:
+        """The fingerprint of everything added so far."""
+        self._close()
+        return hashlib.sha256(b"%d:%s%s" % (self.count, self._items.digest(), self._seqs.digest())).hexdigest()[:32]
+
+
+def product_digest(packed: bytes) -> str:
+    """The fingerprint of a final product, given ``pack(product)``."""
+    return "p" + hashlib.sha256(packed).hexdigest()[:31]
 
 
 def decode_chunk(raw: bytes) -> tuple[list[Any], list[Any]]:
@@ -133,6 +234,19 @@ class Cache:
             raise StoreError(f"cache entry {key} has no product (the store is damaged); clear the cache")
         return unpack(raw)
 
+    def known(self, partial: str) -> bool:
+        """Whether an entry was written for the partial key *partial* (whatever it read)."""
+        return bool(self.store.scan("cache", _r(partial)))
+
+    def by_content(self, partial: str, inp: str) -> tuple[str, dict[str, Any]] | None:
+        """The key and header of the entry written for *partial* when it read *inp*, or None."""
+        raw = self.store.get("cache", _r(partial, inp))
+        if raw is None:
+            return None
+        key = raw.decode()
+        header = self.lookup(key)
+        return (key, header) if header is not None else None
+
     def entries(self) -> list[dict[str, Any]]:
         """Every entry's header (with its ``key``), most recently used first."""
         out = [{"key": k[1:].decode(), **unpack(v)} for k, v in self.store.scan("cache", b"h")]
@@ -157,6 +271,8 @@ class Cache:
                 txn.put(_c(key, n), raw, db=db)
             if product is not None:
                 txn.put(_p(key), product, db=db)
+            if header.get("partial") and header.get("input"):  # findable by what it read
+                txn.put(_r(header["partial"], header["input"]), key.encode(), db=db)
             total += size
             txn.put(_TOTAL, str(total).encode(), db=db)
         if total > self.limit:
@@ -215,6 +331,9 @@ class Cache:
         if raw is None:
             return 0
         header = unpack(raw)
+        partial, inp = header.get("partial"), header.get("input")
+        if partial and inp and txn.get(_r(partial, inp), db=db) == key.encode():
+            txn.delete(_r(partial, inp), db=db)
         txn.delete(_h(key), db=db)
         txn.delete(_p(key), db=db)
         for n in range(header["chunks"]):

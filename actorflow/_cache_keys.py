@@ -2,8 +2,9 @@
 
 A task's key is a SHA-256 of its definition (the source code of its function and the plain module
 constants it reads, or the ``version=`` it declares), its option values (an :class:`~actorflow.File`
-counts by content) and the keys of the tasks it reads from. External sources and tasks that opt out
-(``cache=False``), and every task reading from one, have no key.
+counts by content) and the keys of the tasks it reads from. Its *partial key* leaves the last part
+out, and :func:`input_digest` fingerprints what it actually read (for early cutoff). External
+sources and tasks that opt out (``cache=False``), and every task reading from one, have no key.
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def _token(value: Any, cache: Cache) -> Any:
     return _plain(value)
 
 
-def _upstreams(spec: TaskDef) -> list[str]:
+def upstreams(spec: TaskDef) -> list[str]:
+    """The tasks *spec* reads from (its inputs' upstreams, then its ``per`` task)."""
     ups = [i.upstream for i in spec.inputs]
     if spec.per is not None:
         ups.append(spec.per)
@@ -135,11 +137,22 @@ def _upstreams(spec: TaskDef) -> list[str]:
 
 def compute_keys(graph: RunGraph, cache: Cache) -> dict[str, str | None]:
     """Every task's cache key (None: not cacheable), in the graph's topological order."""
+    return {name: pair[0] if pair else None for name, pair in compute_key_pairs(graph, cache).items()}
+
+
+def compute_key_pairs(graph: RunGraph, cache: Cache) -> dict[str, tuple[str, str] | None]:
+    """Every task's ``(key, partial key)`` (None: not cacheable), in topological order.
+
+    The partial key leaves out the keys of the tasks it reads from: it names the task's own
+    definition and options, so early cutoff can find the entry the task wrote last time whatever
+    it read then (see :mod:`actorflow._cache_run`).
+    """
     keys: dict[str, str | None] = {}
+    pairs: dict[str, tuple[str, str] | None] = {}
     for name, spec in graph.tasks.items():
-        ups = _upstreams(spec)
+        ups = upstreams(spec)
         if not spec.cache or hasattr(spec.fn, EXTERNAL_ATTR) or any(keys.get(u) is None for u in ups):
-            keys[name] = None
+            keys[name] = pairs[name] = None
             continue
         doc = {
             "task": name,
@@ -147,11 +160,28 @@ def compute_keys(graph: RunGraph, cache: Cache) -> dict[str, str | None]:
             "def": definition_token(spec),
             "init": _plain(spec.init) if spec.kind == "collector" else None,
             "options": {k: _token(v, cache) for k, v in graph.options[name].items()},
-            "inputs": [[i.name, keys[i.upstream], i.streaming, i.gather] for i in spec.inputs],
-            "per": keys[spec.per] if spec.per is not None else None,
+            "inputs": [[i.name, None, i.streaming, i.gather] for i in spec.inputs],
+            "per": None,
             "out": type_name(spec.out_type),
             "depth": spec.depth,
         }
-        text = json.dumps(doc, sort_keys=True, default=repr)
-        keys[name] = hashlib.sha256(text.encode()).hexdigest()[:32]
-    return keys
+        partial = _digest(doc)
+        doc["inputs"] = [[i.name, keys[i.upstream], i.streaming, i.gather] for i in spec.inputs]
+        doc["per"] = keys[spec.per] if spec.per is not None else None
+        keys[name] = key = _digest(doc)
+        pairs[name] = (key, partial)
+    return pairs
+
+
+def _digest(doc: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=repr).encode()).hexdigest()[:32]
+
+
+def input_digest(spec: TaskDef, digests: dict[str, str | None]) -> str | None:
+    """The fingerprint of what *spec* reads, from the output digests of the tasks it reads from
+    (None when one of them is unknown)."""
+    if any(digests.get(u) is None for u in upstreams(spec)):
+        return None
+    doc = [[i.name, digests[i.upstream]] for i in spec.inputs]
+    doc.append(["per", digests[spec.per] if spec.per is not None else None])
+    return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:32]

@@ -4,8 +4,18 @@ Before a fresh run starts, :func:`plan` gives every cacheable task a :class:`Cac
 **hit** (its key is in the cache and every task it reads from is a hit too) does not run; its
 product is loaded, and its stream is replayed in order only where a task that runs reads it. A
 **miss** runs, and what it sends downstream is recorded (:meth:`CacheRole.record`) and written
-when it finishes (:meth:`CacheRole.save`). Actors hold their role; a checkpoint keeps
+when it finishes (:meth:`CacheRole.finish`). Actors hold their role; a checkpoint keeps
 :meth:`CacheRole.state` so a resumed run goes on with the same decisions.
+
+**Early cutoff.** Every miss also fingerprints what it sends (:class:`~actorflow._cache.Fingerprint`)
+and its entry keeps that ``digest`` and the ``input`` fingerprint of what it read. A task that
+reads from a task that runs is **pending** when the cache holds an entry of its own definition
+and options (its partial key): it starts, lets its inboxes spill instead of blocking its senders,
+and waits until every task it reads from has a final digest (a miss: when it finishes; a hit: at
+once). Then it decides (:meth:`CacheRole.decide`): if an entry of its partial key read content
+with the same fingerprint, it is a hit (``cutoff``), drops what it was sent and replays that
+entry; else it is a miss and processes its inboxes. A task with no entry of its partial key does
+not wait: it runs at once.
 """
 
 from __future__ import annotations
@@ -14,8 +24,10 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._cache import Cache, encode_chunk
-from ._cache_keys import compute_keys
+import trio
+
+from ._cache import Cache, Fingerprint, encode_chunk, product_digest, run_start
+from ._cache_keys import compute_key_pairs, input_digest, upstreams
 from ._codec import EncodeError, pack
 from ._errors import ResumeError, StoreError
 
@@ -25,17 +37,30 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("actorflow.cache")
 
+_ENCODE_ERRORS = (EncodeError, TypeError, ValueError, OverflowError)
+
 
 class CacheRole:
-    """One task's decision for one run: ``"hit"`` or ``"miss"``, under its key."""
+    """One task's decision for one run: ``"hit"``, ``"miss"`` or ``"pending"`` (early cutoff
+    decides it once what the task reads is known), under its key."""
 
-    def __init__(self, decision: str, key: str, entry: dict[str, Any] | None = None, reason: str = "") -> None:
+    def __init__(
+        self, decision: str, key: str, entry: dict[str, Any] | None = None, reason: str = "", partial: str = ""
+    ) -> None:
         self.decision = decision
         self.key = key
         #: The entry's header (hits).
         self.entry = entry
-        #: Why a miss runs ("not in the cache", "a task it reads from runs").
+        #: Why a miss runs ("not in the cache", "a task it reads from runs", "what it reads changed").
         self.reason = reason
+        #: The task's partial key (its definition and options; see ``compute_key_pairs``).
+        self.partial = partial
+        #: A hit found by early cutoff: a task it reads from ran again and sent the same content.
+        self.cutoff = False
+        #: A key this role pinned after the run started (a cutoff hit's entry), unpinned at its end.
+        self.pinned: str | None = None
+        #: The fingerprint of what the task reads (None: not known yet).
+        self.input: str | None = None
         #: A hit replays its stream (a task that runs reads it) / loads its items (the result needs them).
         self.replay = False
         self.load_items = False
@@ -45,20 +70,48 @@ class CacheRole:
         self.recording: list[bytes] | None = None
         self.recorded = 0
         self._bytes = 0
+        #: A finished miss's entry waiting for its input's fingerprint: (flow, spec, items_in, packed product).
+        self.later: tuple[str, TaskDef, int, bytes | None] | None = None
+        #: A running stream's content fingerprint (None: none is taken).
+        self.fingerprint: Fingerprint | None = None
+        #: The fingerprint of what the task sends (None: not known, or not yet).
+        self.digest: str | None = entry.get("digest") if entry is not None else None
+        #: Set once :attr:`digest` is final; pending readers wait for it.
+        self.settled = trio.Event()
+        if decision == "hit":
+            self.settled.set()
 
     @property
     def hit(self) -> bool:
         return self.decision == "hit"
 
+    @property
+    def outcome(self) -> str | None:
+        """What the summary says: ``"hit"``, ``"cutoff"`` (a hit by early cutoff), ``"miss"``, or
+        None while pending."""
+        if self.decision == "pending":
+            return None
+        return "cutoff" if self.cutoff and self.hit else self.decision
+
+    def start_miss(self, streaming: bool) -> None:
+        """Record and fingerprint what a miss sends from now on (streams only: products are whole)."""
+        if streaming:
+            self.recording = []
+            self.fingerprint = Fingerprint()
+
     def record(self, task: str, cache: Cache, seqs: list[Any], items: list[Any]) -> None:
-        """Keep one sent batch for the entry (a value msgpack cannot hold stops recording)."""
+        """Fingerprint one sent batch and keep it for the entry (a value msgpack cannot hold stops both)."""
         try:
-            raw = encode_chunk(seqs, items)
-        except (EncodeError, TypeError, ValueError, OverflowError) as exc:
-            self.recording = None
+            packed, start = pack(items), run_start(seqs)
+            if self.fingerprint is not None:
+                self.fingerprint.add(seqs, packed, start)
+            if self.recording is None:
+                return
+            raw = encode_chunk(seqs, items, packed, start)
+        except _ENCODE_ERRORS as exc:
+            self.recording = self.fingerprint = None
             log.warning("cache: task %s not cached: %s", task, exc)
             return
-        assert self.recording is not None
         self.recording.append(raw)
         self.recorded += len(items)
         self._bytes += len(raw)
@@ -66,11 +119,62 @@ class CacheRole:
             self.recording = None  # it could never be stored: stop holding it in memory
             log.warning("cache: task %s not cached: its stream is larger than the cache limit", task)
 
-    def save(self, cache: Cache, flow: str, spec: TaskDef, items_in: int, product: Any) -> None:
-        """Write a finished miss's entry. Failures to write never fail the run (they are logged)."""
-        if self.decision != "miss":
+    def decide(self, cache: Cache, spec: TaskDef, digests: dict[str, str | None]) -> None:
+        """A pending task's decision, once *digests* (of the tasks it reads from) are final."""
+        self.input = input_digest(spec, digests)
+        found = cache.by_content(self.partial, self.input) if self.input is not None else None
+        if found is not None:
+            self.decision, self.cutoff = "hit", True
+            self.key, self.entry = found
+            self.digest = self.entry.get("digest")
+            cache.pin([self.key])
+            self.pinned = self.key
+            cache.touch({self.key: self.entry})
+            self.settled.set()
             return
-        header = {"task": spec.name, "flow": flow, "kind": spec.kind}
+        self.decision = "miss"
+        self.reason = "what it reads changed" if self.input is not None else "what it reads is not known"
+        self.start_miss(spec.streaming)
+
+    def finish(
+        self, cache: Cache, flow: str, spec: TaskDef, items_in: int, product: Any,
+        digests: dict[str, str | None], write: bool, later: bool = False,
+    ) -> None:
+        """A task finished: a miss's digest becomes final (pending readers go on) and, if *write*,
+        its entry is written: now, or with *later* by :meth:`save_later` once the tasks it read from
+        have theirs. Failures to write never fail the run (they are logged)."""
+        if self.decision != "miss":
+            self.settled.set()
+            return
+        if self.input is None:
+            self.input = input_digest(spec, digests)
+        packed = None
+        if spec.streaming:
+            self.digest = self.fingerprint.digest() if self.fingerprint is not None else None
+        elif spec.kind != "sink":
+            try:
+                packed = pack(product)
+                self.digest = product_digest(packed)
+            except _ENCODE_ERRORS as exc:
+                log.warning("cache: task %s not cached: %s", spec.name, exc)
+                write = False
+        self.settled.set()
+        if later:
+            self.later = (flow, spec, items_in, packed)
+        elif write:
+            self._save(cache, flow, spec, items_in, packed)
+
+    def save_later(self, cache: Cache, digests: dict[str, str | None]) -> None:
+        """Write the entry :meth:`finish` held back, now that *digests* are final."""
+        assert self.later is not None
+        flow, spec, items_in, packed = self.later
+        self.later = None
+        self.input = input_digest(spec, digests)
+        self._save(cache, flow, spec, items_in, packed)
+
+    def _save(self, cache: Cache, flow: str, spec: TaskDef, items_in: int, packed: bytes | None) -> None:
+        header = {"task": spec.name, "flow": flow, "kind": spec.kind, "partial": self.partial, "input": self.input,
+                  "digest": self.digest}
         try:
             if spec.kind == "sink":
                 cache.save(self.key, {**header, "form": "sink", "items": items_in})
@@ -79,9 +183,9 @@ class CacheRole:
                     return
                 cache.save(self.key, {**header, "form": "stream", "items": self.recorded}, self.recording)
                 self.recording = None
-            else:
-                cache.save(self.key, {**header, "form": "product", "items": 1}, product=pack(product))
-        except (EncodeError, StoreError, TypeError, ValueError, OverflowError) as exc:
+            elif packed is not None:
+                cache.save(self.key, {**header, "form": "product", "items": 1}, product=packed)
+        except (StoreError, *_ENCODE_ERRORS) as exc:
             log.warning("cache: task %s not cached: %s", spec.name, exc)
 
     def chunks(self, cache: Cache) -> Iterator[tuple[list[Any], list[Any]]]:
@@ -92,8 +196,21 @@ class CacheRole:
             yield chunk
 
     def state(self) -> list[Any]:
-        """What a checkpoint keeps: ``[decision, key, replayed, replay, load_items]``."""
-        return [self.decision, self.key, self.replayed, self.replay, self.load_items]
+        """What a checkpoint keeps: ``[decision, key, replayed, replay, load_items, digest, cutoff,
+        partial, input]``."""
+        return [self.decision, self.key, self.replayed, self.replay, self.load_items, self.digest, self.cutoff,
+                self.partial, self.input]
+
+    @staticmethod
+    def recorded_outcome(state: Any) -> tuple[str | None, str | None]:
+        """The :attr:`outcome` and key a checkpoint's :meth:`state` holds (``"pending"`` while
+        undecided), or ``(None, None)`` when it holds none."""
+        if not isinstance(state, list) or len(state) < 5:
+            return None, None
+        decision, key = state[0], state[1]
+        if decision == "hit" and len(state) > 6 and state[6]:
+            decision = "cutoff"
+        return (str(decision), str(key)) if isinstance(decision, str) and isinstance(key, str) else (None, None)
 
     @classmethod
     def restored(cls, task: str, cache: Cache | None, state: list[Any], fresh: bool, streaming: bool) -> CacheRole:
@@ -102,8 +219,10 @@ class CacheRole:
         Raises:
             ResumeError: a hit's entry is no longer in the cache.
         """
-        decision, key, replayed, replay, load_items = state
-        role = cls(decision, key)
+        decision, key, replayed, replay, load_items, *more = state
+        digest, cutoff, partial, inp = [*more, None, False, "", None][:4]  # older checkpoints hold five
+        role = cls(decision, key, partial=partial)
+        role.cutoff, role.input, role.digest = bool(cutoff), inp, digest  # a digest is known once finished
         if decision == "hit":
             header = cache.lookup(key) if cache is not None else None
             if header is None:
@@ -112,43 +231,59 @@ class CacheRole:
                     "afresh"
                 )
             role.entry, role.replayed, role.replay, role.load_items = header, replayed, replay, load_items
-        elif streaming and fresh:
-            role.recording = []  # nothing was sent yet: the whole stream can still be recorded
-        return role
-
-
-def _upstreams(spec: TaskDef) -> list[str]:
-    ups = [i.upstream for i in spec.inputs]
-    if spec.per is not None:
-        ups.append(spec.per)
-    return ups
+            role.digest = header.get("digest")
+        elif fresh and decision != "pending":
+            role.start_miss(streaming)  # nothing was sent yet: the whole stream can still be recorded
+        return role  # a miss that had sent part of its stream has no fingerprint: its digest stays unknown
 
 
 def plan(graph: RunGraph, cache: Cache, in_result: set[str]) -> dict[str, CacheRole]:
-    """Decide, before a fresh run starts, which tasks are hits and which run and get recorded.
+    """Decide, before a fresh run starts, which tasks are hits, which run and get recorded, and
+    which wait for early cutoff.
 
     Args:
         graph: the run graph.
         cache: the cache to look keys up in.
         in_result: tasks whose items the run's result holds (unread streams, per-collectors).
     """
-    keys = compute_keys(graph, cache)
+    pairs = compute_key_pairs(graph, cache)
     roles: dict[str, CacheRole] = {}
     for name, spec in graph.tasks.items():
-        key = keys[name]
-        if key is None:
+        pair = pairs[name]
+        if pair is None:
             continue
+        key, partial = pair
         header = cache.lookup(key)
-        if header is not None and all(u in roles and roles[u].hit for u in _upstreams(spec)):
-            roles[name] = CacheRole("hit", key, header)
+        if all(roles[u].hit for u in upstreams(spec)):
+            if header is not None:
+                roles[name] = CacheRole("hit", key, header, partial=partial)
+                continue
+            role = _by_content(cache, spec, key, partial, roles)
+        elif cache.known(partial):  # early cutoff may find an entry once what it reads is known
+            role = CacheRole("pending", key, partial=partial)
         else:
-            reason = "not in the cache" if header is None else "a task it reads from runs"
-            roles[name] = role = CacheRole("miss", key, reason=reason)
-            if spec.streaming:
-                role.recording = []
+            role = CacheRole("miss", key, partial=partial)
+            role.reason = "not in the cache" if header is None else "a task it reads from runs"
+        if role.decision == "miss":
+            role.start_miss(spec.streaming)
+        roles[name] = role
     _settle(graph, roles, in_result)
     cache.touch({r.key: r.entry for r in roles.values() if r.entry is not None})
     return roles
+
+
+def _by_content(cache: Cache, spec: TaskDef, key: str, partial: str, roles: Mapping[str, CacheRole]) -> CacheRole:
+    """A task whose inputs are all hits but whose key is not cached: a hit if an entry of its
+    partial key read the same content (found by early cutoff in an earlier run), else a miss."""
+    inp = input_digest(spec, {u: roles[u].digest for u in upstreams(spec)})
+    found = cache.by_content(partial, inp) if inp is not None else None
+    if found is not None:
+        role = CacheRole("hit", found[0], found[1], partial=partial)
+        role.cutoff = True
+        return role
+    role = CacheRole("miss", key, reason="not in the cache", partial=partial)
+    role.input = inp
+    return role
 
 
 def _settle(graph: RunGraph, roles: Mapping[str, CacheRole], in_result: set[str]) -> None:

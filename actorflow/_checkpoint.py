@@ -355,7 +355,7 @@ def _groups_problem(st: dict[str, Any]) -> str | None:
             return '"known" is missing or not a list of groups'
         if "mark" not in st or not (st["mark"] is None or _is_seq(st["mark"])):
             return '"mark" is missing or not a group'
-    if "cache" in st and (not isinstance(st["cache"], list) or len(st["cache"]) != 5):
+    if "cache" in st and (not isinstance(st["cache"], list) or len(st["cache"]) not in (5, 9)):
         return '"cache" is not a cache decision'
     return None
 

@@ -46,6 +46,7 @@ from ._cli_durable import (
     add_store_arguments,
     check_store_dir,
     interrupted,
+    last_run,
     parse_duration,
     resume_target,
     split_target,
@@ -63,6 +64,7 @@ from ._errors import (
     TaskFailed,
 )
 from ._executors import EXECUTOR_NAMES
+from ._export import describe
 from ._flow import Flow
 from ._typing import type_name
 
@@ -391,8 +393,18 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    """``actorflow graph FILE --format mermaid|dot|json``."""
+    """``actorflow graph FILE --format mermaid|dot|json [--store DIR]``."""
+    if args.store is not None and args.format != "json":
+        raise UsageError(f"--store works with --format json only, not --format {args.format}")
     flow = load_flow(args.target)
+    if args.store is not None:
+        doc = describe(flow)
+        last = last_run(args.store, flow.name)
+        doc["last_run"] = last["run"]
+        for task in doc["tasks"]:
+            task["last_run"] = last["tasks"].get(task["name"])
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return EXIT_OK
     exporters: dict[str, Callable[[], str]] = {"mermaid": flow.to_mermaid, "dot": flow.to_dot, "json": flow.to_json}
     sys.stdout.write(exporters[args.format]().rstrip("\n") + "\n")
     return EXIT_OK
@@ -453,6 +465,10 @@ def _add_graph(sub: Any) -> None:
     p = sub.add_parser("graph", help="export the graph")
     p.add_argument("target", metavar="FILE[:FLOW]")
     p.add_argument("--format", choices=["mermaid", "dot", "json"], default="mermaid")
+    p.add_argument(
+        "--store", metavar="DIR",
+        help="with --format json: add each task's last run from this store (status, cache key, item counts)",
+    )
     p.set_defaults(handler=cmd_graph)
 
 

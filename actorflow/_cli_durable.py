@@ -1,4 +1,5 @@
-"""Command-line pieces for durable runs: store flags, `resume` and `dead-letters`.
+"""Command-line pieces for durable runs: store flags, `resume`, `dead-letters`, and what a store
+says about its last run (for `graph --store`).
 
 The `actorflow` CLI (``_cli.py``) wires these in; they are kept here so the run command stays
 small. Exit codes follow the CLI's: 0 success, 1 a task failed, 2 invalid invocation or usage,
@@ -12,10 +13,13 @@ import json
 import re
 import signal
 import sys
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._cache_run import CacheRole
+from ._codec import unpack
 from ._errors import RunInterrupted, StoreError
 from ._store import Store, open_store
 
@@ -164,3 +168,55 @@ def dead_letters(args: argparse.Namespace) -> int:
 
 def _seq_key(seq: Any) -> tuple[int, ...]:
     return tuple(seq) if isinstance(seq, list) else (seq,)
+
+
+def last_run(path: str, flow: str) -> dict[str, Any]:
+    """What the store at *path* says about its last run of *flow*, from its latest checkpoint:
+    ``{"run": {checkpoint, final, time, status}, "tasks": {name: {status, cache, cache_key,
+    items_in, items_out, failures[, product]}}}`` (see docs/cli.md). A run with no checkpoint yet
+    (it failed or was cut before its first one) has status ``"unknown"`` and no tasks.
+
+    Raises:
+        StoreError: the store is missing or foreign, records no run, a run of another flow, or a
+            checkpoint that cannot be read.
+    """
+    with existing_store(path, "run") as st:
+        info, raw = st.run_info(), st.read_checkpoint()
+        letters = Counter(str(d.get("task")) for d in st.dead_letters())
+    if info is None:
+        raise StoreError(f"store {path!r} records no run (a store used only as a cache, with cache=DIR, has none)")
+    if info.get("flow") != flow:
+        raise StoreError(f"store {path!r} holds a run of flow {info.get('flow')!r}, not of flow {flow!r}")
+    if raw is None:
+        return {"run": {"checkpoint": None, "final": False, "time": None, "status": "unknown"}, "tasks": {}}
+    try:
+        doc = unpack(raw)
+        tasks = {str(name): _task_record(st_, letters[str(name)]) for name, st_ in doc["actors"].items()}
+    except Exception as exc:
+        raise StoreError(f"store {path!r}: its checkpoint cannot be read ({exc})") from exc
+    final = bool(doc.get("final"))
+    failed = any(t["status"] == "failed" for t in tasks.values())
+    run = {"checkpoint": doc.get("number"), "final": final, "time": doc.get("time"),
+           "status": "failed" if failed else "finished" if final else "unfinished"}
+    return {"run": run, "tasks": tasks}
+
+
+#: The largest final product (as JSON text) that ``graph --store`` shows.
+PRODUCT_LIMIT = 4096
+
+
+def _task_record(st: dict[str, Any], dead: int) -> dict[str, Any]:
+    outcome, key = CacheRole.recorded_outcome(st.get("cache"))
+    status = str(st["status"])
+    record = {
+        "status": status, "cache": outcome, "cache_key": key,
+        "items_in": int(st["items_in"]), "items_out": int(st["items_out"]),
+        "failures": dead,
+    }
+    if "product" in st:  # a finished task's final product, when it is small plain data
+        try:
+            if len(json.dumps(st["product"])) <= PRODUCT_LIMIT:
+                record["product"] = st["product"]
+        except (TypeError, ValueError):
+            pass
+    return record

@@ -189,6 +189,8 @@ async def _run_flow(
                     actor.taps.append(_SpillTap(part, spill))
                     actor.in_result, actor.gather = False, None  # the spill file holds the stream
             result = await run.result()
+            if role is not None and not part.pinned:  # early cutoff may have decided it while running
+                part.cache, part.cache_key = role.decision, role.key
         if spill is not None and not part.streaming:
             spill.write(_check_bytes(part, result[part.terminal]))
     finally:

@@ -167,13 +167,16 @@ class RunResumed(Event):
 class CacheHit(Event):
     """A task's products were found in the cache: its code does not run this time.
 
-    ``key`` is the task's cache key (a fingerprint of its definition, options and inputs).
+    ``key`` is the key of the entry used (a fingerprint of the task's definition, options and
+    inputs). ``cutoff`` is True when the hit came from unchanged input (early cutoff): a task it
+    reads from ran again but sent exactly the same items or product as when the entry was written.
     """
 
     kind: ClassVar[str] = "cache_hit"
     task: str
     key: str
     items: int
+    cutoff: bool = False
     #: Always ``"hit"`` (handy when both cache events are read as JSON).
     outcome: str = "hit"
 

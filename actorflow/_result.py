@@ -26,7 +26,8 @@ class TaskStats:
     items_in: int
     items_out: int
     elapsed: float
-    #: ``"hit"`` (products came from the cache), ``"miss"`` (ran and was cached) or None.
+    #: ``"hit"`` (products came from the cache), ``"cutoff"`` (a hit by early cutoff: a task it reads
+    #: from ran again but sent the same items or product), ``"miss"`` (ran and was cached) or None.
     cache: str | None = None
     #: Seconds the task waited for its ``rate_limit`` (0.0 without one).
     throttled: float = 0.0
@@ -47,7 +48,7 @@ class Summary:
         rows = [("task", "kind", "status", "in", "out", "seconds", "items/s", *(("cache",) if cached else ()))]
         for t in self.tasks.values():
             n = max(t.items_in, t.items_out)
-            rate = f"{n / t.elapsed:,.0f}" if t.elapsed > 0 and n and t.cache != "hit" else "-"
+            rate = f"{n / t.elapsed:,.0f}" if t.elapsed > 0 and n and t.cache not in ("hit", "cutoff") else "-"
             extra = (t.cache or "-",) if cached else ()
             rows.append(
                 (t.name, t.kind, t.status, f"{t.items_in:,}", f"{t.items_out:,}", f"{t.elapsed:.3f}", rate, *extra)

@@ -265,7 +265,7 @@ class Runtime:
             tasks={
                 n: TaskStats(n, a.spec.kind, a.status, a.items_in, a.items_out,
                              a.elapsed or (now - a.started if a.started else 0.0),
-                             a.cached.decision if a.cached is not None else None,
+                             a.cached.outcome if a.cached is not None else None,
                              a.limiter.throttled if a.limiter is not None else 0.0)
                 for n, a in self.actors.items()
             },
@@ -348,7 +348,7 @@ class Runtime:
         for sink in self.transactional:  # no write in flight now: abort what no durable checkpoint holds
             sink.end_transactions(self.status == "ok")
         if self.cache is not None:
-            self.cache.unpin(pinned)
+            self.cache.unpin(pinned + [p for a in self.actors.values() if a.cached and (p := a.cached.pinned)])
         try:
             sup.save_dead_letters()
         except StoreError as exc:

@@ -181,7 +181,7 @@ function applyStats(msg) {
     task.lastTime = now;
     task.count = count;
     const base = msg.paused && t.status === "running" ? "paused" : t.status;
-    const shown = base + (t.cache === "hit" ? " (cached)" : "");
+    const shown = base + (t.cache === "hit" || t.cache === "cutoff" ? " (cached)" : "");
     if (t.cache) task.node.dataset.cache = t.cache;
     task.status = shown;
     task.node.dataset.state = base;
