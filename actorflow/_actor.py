@@ -1,4 +1,4 @@
-"""The base actor: wiring, sending, output type checks, lifecycle, and its own checkpoint state.
+"""The base actor: wiring, sending, lifecycle, and its own checkpoint state.
 
 Every actor kind (see ``_actor_kinds`` and ``_collect``) follows the same loop: take a batch from
 its inbox, call the user's code on each item through the one item loop (``_loop``), send the
@@ -20,13 +20,13 @@ import trio
 from . import _events as ev
 from ._cache_keys import upstreams
 from ._cache_run import CacheRole
-from ._codec import pack, plain_batch, restore, restore_items, seq_from_plain
+from ._codec import plain_batch, restore, restore_items, seq_from_plain
 from ._context import context_for, redact, scrub
-from ._errors import ItemFailure, MailboxTypeError, StoreError, TaskFailed
+from ._errors import ItemFailure, MailboxTypeError, TaskFailed
 from ._inbox import ZipInbox
 from ._loop import BatchSizer, Handler, ItemLoop, RateLimiter
 from ._mailbox import Batch, Mailbox
-from ._typing import SKIP, NamedType, _Skip, admits, batch_checker, deep_checker, type_name, type_problem
+from ._outcheck import OutputCheck
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -52,7 +52,7 @@ class Product:
 
 
 class Actor:
-    """Base actor: wiring, counters, sending, type checks, lifecycle events, supervision hooks."""
+    """Base actor: wiring, counters, sending, lifecycle events, supervision hooks."""
 
     #: State keys every checkpoint of this kind must hold (besides the common ones).
     required_state: tuple[str, ...] = ()
@@ -105,18 +105,8 @@ class Actor:
         #: (batch start, item index) of the last slow item reported, so each is reported once.
         self.slow_reported: tuple[float, int] = (0.0, 0)
         self._yielded = perf_counter()
-        classes = spec.out_classes
-        self._classes = classes
-        self._named = spec.out_type if isinstance(spec.out_type, NamedType) else None
-        self._allowed: set[type] = {c for c in classes if admits(classes, c)} if classes is not None else set()
-        self._allowed.add(_Skip)
-        #: The output type's deep check (container elements, record fields), compiled once; None for plain classes.
-        self._deep = None if self._named is not None else deep_checker(spec.out_type)
-        self._deep_batch = None if self._named is not None else batch_checker(spec.out_type)
-        #: True when the class check says it all: the common fast path of `check`.
-        self._plain = self._named is None and self._deep is None
-        #: Undeclared output type and a store: each new type is checked to be storable when it first appears.
-        self._check_storable = classes is None and self._named is None and run.supervisor.store is not None
+        #: The output port's type checks (and storability of undeclared types when there is a store).
+        self.out_check = OutputCheck(run, spec, store=run.supervisor.store is not None)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -158,7 +148,7 @@ class Actor:
             state[2] = i
             box = outs[i]
             if box.accepts is not None:
-                self.check_port(box, seqs, items)
+                self.out_check.port(box, seqs, items)
             if box.has_room():
                 box.put_nowait(seqs, items)
             else:
@@ -172,98 +162,6 @@ class Actor:
         """Tell every reader that no item numbered *seq* or lower will come any more (skips included)."""
         for box in self.outs:
             box.advance(seq)
-
-    def check(self, seqs: list[Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
-        """Type-check outputs against the output port and drop SKIPs (one C-level pass)."""
-        seen = set(map(type, items))
-        if seen <= self._allowed and _Skip not in seen and self._plain:
-            return seqs, items
-        if _Skip in seen:
-            keep = [i for i, x in enumerate(items) if x is not SKIP]
-            seqs, items = [seqs[i] for i in keep], [items[i] for i in keep]
-            seen.discard(_Skip)
-        if self._classes is not None:
-            for t in seen - self._allowed:
-                if admits(self._classes, t):
-                    self._allowed.add(t)
-                else:
-                    bad = next(i for i, x in enumerate(items) if type(x) is t)
-                    raise self.type_error(items[bad], seqs[bad])
-        elif self._check_storable:
-            for t in seen - self._allowed:
-                first = next(i for i, x in enumerate(items) if type(x) is t)
-                self.check_storable(items[first], seqs[first])
-                self._allowed.add(t)
-        if self._named is not None:
-            for s, x in zip(seqs, items, strict=True):
-                self.check_named(x, s)
-        elif self._deep_batch is not None and not self._deep_batch(items):
-            raise self.deep_error(self.spec.out_type, seqs, items, "out", self.name)
-        return seqs, items
-
-    def deep_error(self, tp: Any, seqs: list[Any], items: list[Any], port: str, task: str) -> MailboxTypeError:
-        """The error for the first item of a batch that fails *tp*'s deep check, naming its offending part."""
-        for s, x in zip(seqs, items, strict=True):
-            why = type_problem(tp, x)
-            if why is not None:
-                return MailboxTypeError(self.run.flow_name, task, port, type_name(tp), type(x).__qualname__, s, why)
-        raise AssertionError("a deep check failed, but no item has a problem")
-
-    def check_port(self, box: Mailbox, seqs: list[Any], items: list[Any]) -> None:
-        """Check items from an unannotated sender against the receiving port's type."""
-        accepts = box.accepts
-        assert accepts is not None
-        for t in set(map(type, items)):
-            if not admits(accepts, t):
-                bad = next(i for i, x in enumerate(items) if type(x) is t)
-                task, _, port = box.name.rpartition(".")
-                expected = " | ".join(c.__qualname__ for c in accepts)
-                raise MailboxTypeError(self.run.flow_name, task, port, expected, t.__qualname__, seqs[bad])
-        if box.deep is not None and not box.deep(items):
-            task, _, port = box.name.rpartition(".")
-            raise self.deep_error(self.run.port_type(box.name), seqs, items, port, task)
-
-    def check_storable(self, value: Any, seq: Any) -> None:
-        """An output of a type not seen before, from a task that declares none: can a checkpoint hold it?
-
-        Raises:
-            ItemFailure: it cannot (a :class:`StoreError` naming the task, the item and the type).
-        """
-        try:
-            pack(value)
-        except (TypeError, ValueError, OverflowError) as exc:
-            item = "its product" if seq is None else f"item {seq}"
-            error = StoreError(
-                f"task {self.name!r}, {item}: a value of type {type(value).__qualname__} cannot be stored in a "
-                f"checkpoint ({exc}); return plain data, an attrs class or a dataclass"
-            )
-            raise ItemFailure(seq, error) from exc
-
-    def check_named(self, value: Any, seq: Any) -> None:
-        """Run a named output type's checks on one value."""
-        assert self._named is not None
-        why = self._named.problem(value)
-        if why is not None:
-            raise MailboxTypeError(
-                self.run.flow_name, self.name, "out", self._named.name, f"{type(value).__qualname__} {value!r:.40}",
-                seq, why,
-            )
-
-    def check_product(self, value: Any) -> None:
-        """Check a final product against the declared type (named types included)."""
-        if self._classes is not None and not admits(self._classes, type(value)):
-            raise self.type_error(value, None)
-        if self._deep is not None and not self._deep(value):
-            raise self.deep_error(self.spec.out_type, [None], [value], "out", self.name)
-        if self._check_storable and type(value) not in self._allowed:
-            self.check_storable(value, None)
-        if self._named is not None:
-            self.check_named(value, None)
-
-    def type_error(self, value: Any, seq: Any, port: str = "out") -> MailboxTypeError:
-        return MailboxTypeError(
-            self.run.flow_name, self.name, port, type_name(self.spec.out_type), type(value).__qualname__, seq
-        )
 
     def batch_event(self, n_in: int, n_out: int) -> None:
         bus = self.run.bus

@@ -92,7 +92,7 @@ class SourceActor(Actor):
     async def _emit(self, n: int, items: list[Any]) -> None:
         """Send *items*, numbered from *n*: the cursor counts them from now."""
         self.cursor = n + len(items)
-        seqs, items = self.check(range(n, n + len(items)), items)  # type: ignore[arg-type]  # a range: no list per batch
+        seqs, items = self.out_check.batch(range(n, n + len(items)), items)  # type: ignore[arg-type]  # a range: no list per batch
         self.items_in += len(items)
         self.batch_event(0, len(items))
         await self.send(seqs, items)
@@ -222,7 +222,7 @@ class TaskActor(Actor):
                 value = await handler.product()
             except Exception as exc:
                 raise ItemFailure(None, exc) from exc
-            self.check_product(value)
+            self.out_check.product(value)
             self.items_out = 1
             self.product.set(value)
             return
@@ -269,7 +269,7 @@ class TaskActor(Actor):
                 seqs = [child_seq(first, j) for j in range(len(items))]
             else:
                 seqs = [first if j == 0 else next_seq(first, j) for j in range(len(items))]
-            seqs, items = self.check(seqs, items)
+            seqs, items = self.out_check.batch(seqs, items)
         self.batch_event(0, len(items))
         self.eos_done = True
         await self.send(seqs, items)
@@ -349,7 +349,7 @@ class TaskActor(Actor):
             if self.spec.is_generator:
                 return await self._generate(seqs, items, flush, order)
             assert self.loop is not None
-            return self.check(seqs, await self.loop.map(seqs, items))
+            return self.out_check.batch(seqs, await self.loop.map(seqs, items))
         except EXITS as exc:
             if self.remote is not None or not self.spec.is_generator:  # else `_generate` put back what is left
                 self.items_in -= len(items)
@@ -378,7 +378,7 @@ class TaskActor(Actor):
             self.items_in -= len(items) - sent[0]
             self.put_back(seqs[sent[0]:], items[sent[0]:], exc, order, sent[1])
             raise
-        return self.check(out_seqs, out)
+        return self.out_check.batch(out_seqs, out)
 
     async def _flush_mid(
         self, seqs: list[Any], items: list[Any], idx: int, emitted: int, out_seqs: list[Any], out: list[Any]
@@ -387,7 +387,7 @@ class TaskActor(Actor):
         self.inflight = (seqs[idx:], items[idx:], emitted)
         try:
             with self.sup.parked():
-                await self.send(*self.check(out_seqs, out))
+                await self.send(*self.out_check.batch(out_seqs, out))
         finally:
             self.inflight = None
 

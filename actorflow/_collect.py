@@ -63,7 +63,7 @@ class CollectorActor(Actor):
             value = await self.handler.finish(acc)
         except Exception as exc:
             raise ItemFailure(None, exc) from exc
-        self.check_product(value)
+        self.out_check.product(value)
         return value
 
     async def _per_groups(self) -> None:

@@ -63,8 +63,8 @@ class RemoteBatches:
         if self.call.generator:
             out_seqs = [child_seq(s, j) for s, rs in zip(seqs, out, strict=True) for j in range(len(rs))]
             out = [r for rs in out for r in rs]
-            return self.actor.check(out_seqs, out)
-        return self.actor.check(seqs, out)
+            return self.actor.out_check.batch(out_seqs, out)
+        return self.actor.out_check.batch(seqs, out)
 
 
 @asynccontextmanager
