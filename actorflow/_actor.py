@@ -190,8 +190,8 @@ class Actor:
                 expected = " | ".join(c.__qualname__ for c in accepts)
                 raise MailboxTypeError(self.run.flow_name, task, port, expected, t.__qualname__, seqs[bad])
 
-    def check_storable(self, value: Any, seq: Any) -> None:
-        """An output of a type not seen before, from a task that declares none: can a checkpoint hold it?
+    def check_storable(self, value: Any, seq: Any, what: str = "") -> None:
+        """An output (or *what*: the task's state) of a type not seen before: can a checkpoint hold it?
 
         Raises:
             ItemFailure: it cannot (a :class:`StoreError` naming the task, the item and the type).
@@ -200,6 +200,7 @@ class Actor:
             pack(value)
         except (TypeError, ValueError, OverflowError) as exc:
             item = "its product" if seq is None else f"item {seq}"
+            item = f"{what} after {item}" if what else item
             error = StoreError(
                 f"task {self.name!r}, {item}: a value of type {type(value).__qualname__} cannot be stored in a "
                 f"checkpoint ({exc}); return plain data, an attrs class or a dataclass"

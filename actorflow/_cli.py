@@ -265,7 +265,8 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
         kwargs["cache"] = False
     if getattr(args, "resume_store", None):
         kwargs = {"store": args.resume_store, "resume": True, "handle_signals": True,
-                  "checkpoint_every": args.checkpoint_every, "allow_changed": args.allow_changed}
+                  "checkpoint_every": args.checkpoint_every, "allow_changed": args.allow_changed,
+                  "from_previous": args.from_previous}
 
     secrets = parse_secrets(getattr(args, "secret", []))
     new_store = args.store if getattr(args, "store", None) and not getattr(args, "resume_store", None) else None

@@ -42,9 +42,14 @@ class CollectorActor(Actor):
         if not self.has_state:
             self.acc = handler.initial()
             self.has_state = True
+        stored = self.run.supervisor.store is not None
+        checked: set[type] = set()
         while (batch := await self.take(inbox)) is not None:
             with self.working(batch):
                 self.acc = await loop.fold(self.acc, *batch)
+            if stored and type(self.acc) not in checked:  # a checkpoint must hold it: find out now
+                self.check_storable(self.acc, batch[0][-1], "its accumulator")
+                checked.add(type(self.acc))
             self.items_in += len(batch[1])
             self.batch_event(len(batch[1]), 0)
         value = await self._product(self.acc)
