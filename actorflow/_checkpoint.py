@@ -318,7 +318,7 @@ def load(store: Store, from_previous: bool = False) -> dict[str, Any] | None:
                          "in a new store")
     raise StoreError(
         f"{where}: the checkpoint {problem}. The previous checkpoint (number {previous.get('number')}) is intact: "
-        f"resume from it with `actorflow resume --store {str(store.path)} --from-previous` (from_previous=True); "
+        f"resume from it with `actorflow resume --store {store.path!s} --from-previous` (from_previous=True); "
         "what the run did after it is done again (a transactional sink may write those items twice)"
     )
 

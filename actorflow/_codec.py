@@ -56,7 +56,7 @@ def _default(value: Any) -> Any:
             _BIGINT, str(int(value)).encode("ascii"))
     for plain in (str, float, bytes, list, dict):  # subclasses: an OrderedDict, a str subclass, …
         if isinstance(value, plain):
-            return plain(value)
+            return plain(value)  # type: ignore[arg-type]  # value is a plain
     if isinstance(value, tuple):  # a named tuple: its fields (structured back into the class when declared)
         return _ext(_TUPLE, list(value))
     if isinstance(value, pathlib.Path):

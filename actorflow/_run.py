@@ -77,7 +77,8 @@ class RunOptions(TypedDict, total=False):
 
 
 _DEFAULTS: RunOptions = {
-    "store": None, "resume": False, "allow_changed": False, "from_previous": False, "checkpoint_every": DEFAULT_CHECKPOINT_EVERY,
+    "store": None, "resume": False, "allow_changed": False, "from_previous": False,
+    "checkpoint_every": DEFAULT_CHECKPOINT_EVERY,
     "handle_signals": False, "meta": None, "secrets": None, "cache": None, "cache_limit": None,
     "batch_time": DEFAULT_BATCH_TIME, "slow_item": DEFAULT_SLOW_ITEM,
 }

@@ -56,6 +56,7 @@ log = logging.getLogger("actorflow.store")
 _MAGIC = b"afR1"
 _HEADER = struct.Struct(">4sIQ")  # magic, CRC-32 of the payload, payload length
 _SLOTS = (b"0", b"1")
+_DBS = (b"meta", b"checkpoint", b"dead_letters", b"cache", b"cache_files")
 
 
 def seal(payload: bytes) -> bytes:
@@ -77,6 +78,8 @@ def unseal(raw: bytes | memoryview) -> tuple[bytes | None, str | None]:
         return None, "its checksum does not match: its bytes were damaged"
     return payload, None
 
+
+_CUT = "; a copy cut short cannot be read: start the run afresh in a new store, or copy the whole file again"
 
 #: What a damaged data file means for the user (a read of a page failed or found garbage).
 _DAMAGED = (
@@ -135,12 +138,15 @@ class Store:
             self.path.mkdir(parents=True)
         data = self.path / "data.mdb"
         if not data.exists() and not create:
-            raise StoreError(f"store {str(self.path)!r} is not an actorflow store (no data.mdb)")
+            raise StoreError(
+                f"store {str(self.path)!r} is not an actorflow store (no data.mdb); if a run was cut off while "
+                "creating it, start the run again with the same store"
+            )
         if data.exists() and data.stat().st_size == 0 and not create:
             raise StoreError(self.unmade())  # opening it would write it: leave it as it is
         if data.exists() and data.stat().st_size < 8192 and data.stat().st_size > 0:
             size = data.stat().st_size
-            raise StoreError(f"store {str(self.path)!r} is truncated or corrupt ({size} bytes in data.mdb)")
+            raise StoreError(f"store {str(self.path)!r} is truncated or corrupt ({size} bytes in data.mdb){_CUT}")
         if owner:
             self.acquire()
         try:
@@ -149,25 +155,11 @@ class Store:
             )
         except lmdb.Error as exc:
             self.release()
-            raise StoreError(f"store {str(self.path)!r} cannot be opened as an LMDB store: {exc}") from exc
-        try:
-            self._check_size(data)
-            self._meta = self.env.open_db(b"meta")
-            self._ckpt = self.env.open_db(b"checkpoint")
-            self._dead = self.env.open_db(b"dead_letters")
-            self._cache = self.env.open_db(b"cache")
-            self._files = self.env.open_db(b"cache_files")
-            with self.env.begin(db=self._meta) as txn:
-                kind = txn.get(b"kind")
-                schema = txn.get(b"schema")
-            foreign = kind is None and self._has_foreign_data()
-        except lmdb.Error as exc:
-            self.close()
-            raise StoreError(f"store {str(self.path)!r}: " + _DAMAGED.format(exc=exc)) from exc
+            damaged = "" if isinstance(exc, lmdb.ReadonlyError) or "ermission" in str(exc) else (
+                "; its data.mdb is damaged or not an LMDB file: start the run afresh in a new store")
+            raise StoreError(f"store {str(self.path)!r} cannot be opened as an LMDB store ({exc}){damaged}") from exc
+        kind, schema = self._open_dbs(data, create)
         if kind is None:
-            if foreign:
-                self.close()
-                raise StoreError(f"{str(self.path)!r} is an LMDB environment but not an actorflow store")
             if not create:
                 self.close()
                 raise StoreError(self.unmade())
@@ -176,7 +168,7 @@ class Store:
         elif kind != KIND:
             self.close()
             raise StoreError(f"{str(self.path)!r} is not an actorflow store (kind {kind!r})")
-        elif schema is None or int(schema) != SCHEMA_VERSION:
+        elif schema is None or not schema.isdigit() or int(schema) != SCHEMA_VERSION:
             self.close()
             raise StoreError(
                 f"store {str(self.path)!r} was written with schema version {schema.decode() if schema else '?'}; "
@@ -204,12 +196,32 @@ class Store:
             self.close()
             raise StoreError(
                 f"store {str(self.path)!r} is truncated or corrupt ({size} bytes in data.mdb, {expected} expected)"
+                + _CUT
             )
 
-    def _has_foreign_data(self) -> bool:
-        with self.env.begin() as txn:
-            names = [k for k, _ in txn.cursor()]
-        return any(n not in (b"meta", b"checkpoint", b"dead_letters", b"cache", b"cache_files") for n in names)
+    def _open_dbs(self, data: Path, create: bool) -> tuple[bytes | None, bytes | None]:
+        """Open the named databases and read the store's kind and schema.
+
+        Nothing is written unless *create*: a foreign LMDB environment is refused before its first
+        write, and a store cut off while it was made (a database missing) is left as it is.
+        """
+        try:
+            self._check_size(data)
+            with self.env.begin() as txn:
+                names = {bytes(k) for k, _ in txn.cursor()}
+            if names - set(_DBS):
+                self.close()
+                raise StoreError(f"{str(self.path)!r} is an LMDB environment but not an actorflow store")
+            if not create and set(_DBS) - names:
+                self.close()
+                raise StoreError(self.unmade())
+            self._meta, self._ckpt, self._dead, self._cache, self._files = (self.env.open_db(n) for n in _DBS)
+            with self.env.begin(db=self._meta) as txn:
+                kind, schema = txn.get(b"kind"), txn.get(b"schema")
+            return (bytes(kind) if kind is not None else None), (bytes(schema) if schema is not None else None)
+        except lmdb.Error as exc:
+            self.close()
+            raise StoreError(f"store {str(self.path)!r}: " + _DAMAGED.format(exc=exc)) from exc
 
     def acquire(self) -> None:
         """Make this process the store's only owner until :meth:`close` (a no-op when it already is).
@@ -310,7 +322,7 @@ class Store:
             used = (info["last_pgno"] + 1) * self.env.stat()["psize"]
             raise StoreError(
                 f"store {str(self.path)!r} is full: its map size is {info['map_size']:,} bytes, {used:,} in use, "
-                f"and this write needs about {needed:,} more; the last good checkpoint is intact. Open the "
+                f"and this write needs about {needed:,} more; {self._kept()}. Open the "
                 "store with a larger map_size (af.store.open_store(path, map_size=...), passed as store=) or "
                 "use a new store"
             ) from exc
@@ -329,9 +341,18 @@ class Store:
             has = f"{free:,} bytes free" if free is not None else "no space left"
             return (
                 f"store {str(self.path)!r}: the file system is full ({has}; this write needs about {needed:,} "
-                f"bytes): {exc}. The last good checkpoint is intact; free some space and resume"
+                f"bytes): {exc}; {self._kept()}. Free some space (or move the store elsewhere) and resume"
             )
-        return f"store {str(self.path)!r}: write failed ({exc}); the last good checkpoint is intact"
+        return f"store {str(self.path)!r}: write failed ({exc}); {self._kept()}"
+
+    def _kept(self) -> str:
+        """What a failed write leaves: the last good checkpoint, if the store holds one."""
+        try:
+            with self.env.begin(db=self._ckpt) as txn:
+                held = txn.get(b"head") is not None
+        except lmdb.Error:
+            held = False
+        return "the last good checkpoint is intact" if held else "no checkpoint was written yet"
 
     @contextmanager
     def _reading(self, what: str) -> Iterator[None]:

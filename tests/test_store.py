@@ -114,7 +114,8 @@ def test_map_full_gives_a_clear_error_and_keeps_the_last_checkpoint(tmp_path: Pa
     store = af.store.open_store(tmp_path / "s", map_size=256 * 1024)
     try:
         store.write_checkpoint(b"good" * 10, [])
-        with pytest.raises(af.StoreError, match=r"is full: its map size is 262,144 bytes.* needs about 1,048,5\d\d more; the last good checkpoint is intact"):
+        full = r"is full: its map size is 262,144 bytes.* needs about 1,048,5\d\d more; the last good checkpoint"
+        with pytest.raises(af.StoreError, match=full):
             store.write_checkpoint(os.urandom(1024 * 1024), [])
         assert store.read_checkpoint() == b"good" * 10
     finally:
