@@ -31,6 +31,8 @@ class CollectorActor(Actor):
         self.known: deque[Any] = deque()
         self.accs: dict[Any, Any] = {}
         self.mark: Any = None
+        #: Accumulator types found storable (with a store, each new one is checked after its batch).
+        self._checked: set[type] = set()
 
     async def main(self) -> None:
         if self.spec.per is not None:
@@ -43,13 +45,12 @@ class CollectorActor(Actor):
             self.acc = handler.initial()
             self.has_state = True
         stored = self.run.supervisor.store is not None
-        checked: set[type] = set()
         while (batch := await self.take(inbox)) is not None:
             with self.working(batch):
                 self.acc = await loop.fold(self.acc, *batch)
-            if stored and type(self.acc) not in checked:  # a checkpoint must hold it: find out now
+            if stored and type(self.acc) not in self._checked:  # a checkpoint must hold it: find out now
                 self.check_storable(self.acc, batch[0][-1], "its accumulator")
-                checked.add(type(self.acc))
+                self._checked.add(type(self.acc))
             self.items_in += len(batch[1])
             self.batch_event(len(batch[1]), 0)
         value = await self._product(self.acc)
@@ -118,6 +119,9 @@ class CollectorActor(Actor):
                 key = seq_prefix(s, depth)
                 acc = accs[key] if key in accs else self.handler.initial()
                 accs[key] = await self.loop.fold(acc, [s], [x])
+        if self.run.supervisor.store is not None and type(accs[key]) not in self._checked:
+            self.check_storable(accs[key], seqs[-1], "its accumulator")  # a checkpoint must hold it: find out now
+            self._checked.add(type(accs[key]))
         self.items_in += len(items)
         self.mark = seq_prefix(seqs[-1], depth)
         self.batch_event(len(items), 0)

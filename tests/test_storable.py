@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import socket
 import time
@@ -243,3 +244,45 @@ def test_an_accumulator_that_cannot_be_stored_fails_at_its_first_batch(tmp_path:
     assert "task 'things', its accumulator after item 0: a value of type dict cannot be stored" in str(cause)
     assert "cannot encode a Opaque" in str(cause)
     assert CALLS.count("things") < 100_000  # found after the first batch, not after all the work
+
+
+def test_a_per_group_accumulator_that_cannot_be_stored_fails_at_its_first_batch(tmp_path: Path) -> None:
+    flow = numbers_flow()
+
+    @flow.task
+    def pairs(numbers: int) -> af.Stream[int]:
+        yield numbers
+        yield numbers + 1
+
+    @flow.collector(init=None, per="numbers")
+    def per_number(acc: Any, pairs: int) -> Any:
+        return Opaque()
+
+    with pytest.raises(af.TaskFailed) as info:
+        af.run(flow, store=tmp_path / "s", checkpoint_every=60)
+    assert info.value.task == "per_number" and isinstance(info.value.__cause__, af.StoreError)
+    assert "its accumulator after item" in str(info.value.__cause__) and "Opaque" in str(info.value.__cause__)
+
+
+async def test_a_defaultdict_accumulator_stays_one_after_a_resume(tmp_path: Path) -> None:
+    def counting() -> af.Flow:
+        flow = af.Flow("counting")
+
+        @flow.source
+        async def words(n: int = 400) -> af.Stream[str]:
+            for i in range(n):
+                if i % 20 == 0:
+                    await trio.sleep(0.001)
+                yield ("a", "b", "c")[i % 3]
+
+        @flow.collector(init=collections.defaultdict(int))
+        def counts(acc: dict[str, int], words: str) -> dict[str, int]:
+            acc[words] += 1
+            return acc
+
+        return flow
+
+    store = tmp_path / "s"
+    await af.testing.kill_at_checkpoint(counting(), k=2, store=store, checkpoint_every=0.002)
+    resumed = (await af.run_async(counting(), store=store, resume=True))["counts"]
+    assert isinstance(resumed, collections.defaultdict) and resumed == {"a": 134, "b": 133, "c": 133}
