@@ -306,6 +306,7 @@ def load(store: Store, from_previous: bool = False) -> dict[str, Any] | None:
             "store %r: resuming from the previous checkpoint (number %s); what the run did after it is done again",
             str(store.path), doc.get("number"),
         )
+        store.drop_latest_checkpoint()  # the next checkpoint replaces the latest, not the one resumed from
         return doc
     if not found:
         return None

@@ -477,6 +477,16 @@ class Store:
                     out.append(unseal(raw))
         return out
 
+    def drop_latest_checkpoint(self) -> None:
+        """Make the previous checkpoint the latest (resuming from it): the next checkpoint then
+        replaces the dropped one, and the one resumed from stays beside it."""
+        with self.transaction() as txn:
+            head = txn.get(b"head", db=self._ckpt)
+            if head is None:
+                return
+            txn.delete(bytes(head), db=self._ckpt)
+            txn.put(b"head", _SLOTS[1] if head == _SLOTS[0] else _SLOTS[0], db=self._ckpt)
+
     def read_checkpoint(self) -> bytes | None:
         """The latest checkpoint's msgpack bytes, or None when there is none.
 

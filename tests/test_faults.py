@@ -105,7 +105,13 @@ async def test_a_damaged_checkpoint_offers_the_previous_one_which_resumes(
     assert str(store) in text and "the checkpoint is damaged (its checksum does not match" in text
     assert f"previous checkpoint (number {number}) is intact" in text
     assert "--from-previous" in text and "from_previous=True" in text
-    assert await resumed(store, from_previous=True) == expected
+    await af.testing.kill_at_checkpoint(
+        faults.make(), k=1, store=store, resume=True, from_previous=True, checkpoint_every=0.002
+    )
+    with af.store.open_store(store, create=False) as st:
+        (latest, _), (previous, _) = st.checkpoints()  # the damaged one was replaced, not the one resumed from
+    assert latest is not None and previous is not None and unpack(previous)["number"] == number
+    assert await resumed(store) == expected
 
 
 def test_the_cli_offers_and_resumes_from_the_previous_checkpoint(tmp_path: Path, expected: dict[str, Any]) -> None:
