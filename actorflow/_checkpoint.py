@@ -170,14 +170,17 @@ def check_storable(graph: Any) -> None:
 
 
 def open_for_run(
-    path: Any, graph: Any, resume: bool, meta: dict[str, Any] | None = None, allow_changed: bool = False
+    path: Any, graph: Any, resume: bool, meta: dict[str, Any] | None = None, allow_changed: bool = False,
+    from_previous: bool = False,
 ) -> tuple[Store, dict[str, Any] | None]:
-    """Open the store for a run of *graph*; with *resume*, also load its latest checkpoint.
+    """Open the store for a run of *graph*; with *resume*, also load its latest checkpoint (with
+    *from_previous*, the one before it: see :func:`load`).
 
     *path* may also be an opened :class:`Store`, which is then used as it is. A fresh run records
     the code and settings of every task (:func:`~actorflow._cache_keys.code_tokens`); a resume
     compares them with the tasks given and refuses changed ones unless *allow_changed*, which logs
-    a warning naming them and records the new code.
+    a warning naming them and records the new code. What a fresh run records is encoded before
+    the store is opened, so a value that cannot be recorded leaves no half-made store.
 
     Raises:
         ResumeError: nothing to resume, the store belongs to a different graph or options, or
@@ -185,6 +188,9 @@ def open_for_run(
         StoreError: the store is foreign, corrupt, in use by another run, or holds an unfinished
             run (without *resume*).
     """
+    if from_previous and not resume:
+        raise ResumeError("from_previous=True resumes from an older checkpoint: it needs resume=True")
+    record = None if resume else _run_record(graph, meta)
     owned = not isinstance(path, Store)
     # one owner per store, taken before anything is read or any task runs
     store = open_store(path, create=not resume, owner=True) if owned else path
@@ -193,28 +199,23 @@ def open_for_run(
         info = store.run_info()
         if resume:
             if info is None:
-                raise ResumeError(f"store {str(store.path)!r} records no run; nothing to resume")
+                raise ResumeError(store.unmade())
             if info.get("fingerprint") != graph.fingerprint:
                 raise ResumeError(
                     f"store {str(store.path)!r} holds a run of flow {info.get('flow')!r} with other tasks or "
                     "options than the ones given; resume with the same pipeline and options"
                 )
             _check_code(store, info, graph, allow_changed)
-            return store, _load(store)
+            return store, load(store, from_previous)
         if info is not None:
-            doc = _load(store)
+            doc = load(store)
             if doc is not None and not doc.get("final"):
                 raise StoreError(
                     f"store {str(store.path)!r} holds an unfinished run of flow {info.get('flow')!r}; resume it "
                     "(resume=True, or `actorflow resume --store DIR`) or use another store"
                 )
-        record = {"flow": graph.name, **(meta or {}), "code": code_tokens(graph)}
-        record.setdefault("options", {k: dict(v) for k, v in graph.options.items()})
-        try:
-            store.set_run_info(graph.fingerprint, record)
-        except EncodeError:
-            record["options"] = None  # options that cannot be stored; resume then needs them given again
-            store.set_run_info(graph.fingerprint, record)
+        assert record is not None
+        store.set_run_info(graph.fingerprint, record)
         return store, None
     except BaseException:
         if owned:
@@ -222,6 +223,22 @@ def open_for_run(
         else:
             store.release()
         raise
+
+
+def _run_record(graph: Any, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """What a fresh run records in its store, checked to encode (options msgpack cannot hold are left
+    out: a resume then needs them given again)."""
+    record = {"flow": graph.name, **(meta or {}), "code": code_tokens(graph)}
+    record.setdefault("options", {k: dict(v) for k, v in graph.options.items()})
+    try:
+        pack(record)
+    except EncodeError:
+        record["options"] = None
+    try:
+        pack(record)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise StoreError(f"flow {graph.name!r}: the run cannot be recorded in a store ({exc})") from exc
+    return record
 
 
 def changed_tasks(info: dict[str, Any], graph: Any) -> list[str]:
@@ -251,22 +268,60 @@ def _check_code(store: Store, info: dict[str, Any], graph: Any, allow_changed: b
     store.update_run_info(code=code_tokens(graph))
 
 
-def _load(store: Store) -> dict[str, Any] | None:
-    blob = store.read_checkpoint()
+def _decoded(entry: tuple[bytes | None, str | None]) -> tuple[dict[str, Any] | None, str]:
+    """A checkpoint record (from :meth:`Store.checkpoints`) decoded, or None and what is wrong with it."""
+    blob, problem = entry
     if blob is None:
-        return None
+        return None, f"is damaged ({problem})"
     try:
         doc = unpack(blob)
     except Exception as exc:
-        raise StoreError(f"store {str(store.path)!r}: the checkpoint cannot be decoded ({exc})") from exc
+        return None, f"cannot be decoded ({exc})"
     if not isinstance(doc, dict) or "actors" not in doc:
-        raise StoreError(f"store {str(store.path)!r}: the checkpoint is not one actorflow wrote")
+        return None, "is not one actorflow wrote"
     problem = _problem(doc) if doc.get("format") == FORMAT else None  # another format: apply() says so
     if problem is not None:
-        raise StoreError(
-            f"store {str(store.path)!r}: the checkpoint is damaged ({problem}); start the run afresh in a new store"
+        return None, f"is damaged ({problem})"
+    return doc, ""
+
+
+def load(store: Store, from_previous: bool = False) -> dict[str, Any] | None:
+    """The store's latest checkpoint, decoded and checked (None when it holds none); with
+    *from_previous*, the one before it.
+
+    Raises:
+        StoreError: the checkpoint is damaged; when the previous one is intact the message says
+            how to resume from it.
+        ResumeError: *from_previous* and there is no previous checkpoint.
+    """
+    where = f"store {str(store.path)!r}"
+    found = store.checkpoints()
+    if from_previous:
+        if len(found) < 2:
+            raise ResumeError(f"{where} holds no checkpoint before its latest one; resume without from_previous")
+        doc, problem = _decoded(found[1])
+        if doc is None:
+            raise StoreError(f"{where}: the previous checkpoint {problem} too; start the run afresh in a new store")
+        log.warning(
+            "store %r: resuming from the previous checkpoint (number %s); what the run did after it is done again",
+            str(store.path), doc.get("number"),
         )
-    return doc
+        store.drop_latest_checkpoint()  # the next checkpoint replaces the latest, not the one resumed from
+        return doc
+    if not found:
+        return None
+    doc, problem = _decoded(found[0])
+    if doc is not None:
+        return doc
+    previous = _decoded(found[1])[0] if len(found) > 1 else None
+    if previous is None:
+        raise StoreError(f"{where}: the checkpoint {problem}; no older checkpoint is intact: start the run afresh "
+                         "in a new store")
+    raise StoreError(
+        f"{where}: the checkpoint {problem}. The previous checkpoint (number {previous.get('number')}) is intact: "
+        f"resume from it with `actorflow resume --store {store.path!s} --from-previous` (from_previous=True); "
+        "what the run did after it is done again (a transactional sink may write those items twice)"
+    )
 
 
 # -- validation of a decoded checkpoint: each returns what is wrong, or None ----------------------

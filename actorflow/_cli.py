@@ -276,14 +276,25 @@ def merge_options(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
 
 def _jsonable(value: Any) -> Any:
     try:
-        return converter.unstructure(value)
+        plain = converter.unstructure(value)
     except Exception:  # an exotic product still prints
         return repr(value)
+    return repr(value) if plain is value else plain  # bytes, sets…: JSON has no type for them
+
+
+def _json_keys(value: Any) -> Any:
+    """*value* with dict keys JSON cannot hold (tuples…) written as their repr."""
+    if isinstance(value, dict):
+        plain = (str, int, float, type(None))
+        return {k if isinstance(k, plain) else repr(k): _json_keys(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_keys(v) for v in value]
+    return value
 
 
 def print_products(products: Mapping[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps({k: v for k, v in products.items()}, default=_jsonable))
+        print(json.dumps({k: _json_keys(v) for k, v in products.items()}, default=_jsonable))
         return
     for name, value in products.items():
         text = repr(value)
@@ -303,7 +314,8 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
         kwargs["cache"] = False
     if getattr(args, "resume_store", None):
         kwargs = {"store": args.resume_store, "resume": True, "handle_signals": True,
-                  "checkpoint_every": args.checkpoint_every, "allow_changed": args.allow_changed}
+                  "checkpoint_every": args.checkpoint_every, "allow_changed": args.allow_changed,
+                  "from_previous": args.from_previous}
 
     secrets = parse_secrets(getattr(args, "secret", []))
     kwargs["executors"] = parse_executors(getattr(args, "executor", []))

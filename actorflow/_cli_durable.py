@@ -109,7 +109,9 @@ def resume_target(store: str) -> tuple[str, Mapping[str, Any], float]:
     """
     with open_store(store, readonly=True) as st:
         info = st.run_info()
-    if info is None or not info.get("target"):
+        if info is None:
+            raise StoreError(st.unmade())
+    if not info.get("target"):
         raise StoreError(f"store {store!r} records no pipeline to resume (was it started by `actorflow run`?)")
     if info.get("options") is None:
         raise StoreError(f"store {store!r} could not record its run's options; resume it from Python instead")
@@ -117,12 +119,16 @@ def resume_target(store: str) -> tuple[str, Mapping[str, Any], float]:
 
 
 def add_resume_parser(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None:
-    """Register ``actorflow resume --store DIR [--json] [--checkpoint-every D] [--allow-changed]``."""
+    """Register ``actorflow resume --store DIR [--json] [--checkpoint-every D] [--allow-changed] [--from-previous]``."""
     p = sub.add_parser("resume", help="continue a run from the last checkpoint of its store")
     p.add_argument("--store", required=True, metavar="DIR", help="the run's store")
     p.add_argument(
         "--allow-changed", action="store_true",
         help="resume even if tasks' code or settings changed since the run started (see docs/durability.md)",
+    )
+    p.add_argument(
+        "--from-previous", action="store_true",
+        help="resume from the checkpoint before the latest one (when the latest is damaged; see docs/durability.md)",
     )
     p.add_argument(
         "--checkpoint-every", metavar="DURATION", type=parse_duration, default=None,

@@ -1,16 +1,20 @@
 """msgpack encoding of items, states and records, with cattrs for custom classes. Never pickle.
 
-Encoding is two-layer: values are unstructured to plain data (dicts, lists, str, int, float,
-bytes, None) and packed; decoding unpacks and, when the receiver knows the declared type,
-structures the plain data back into it (``Path``, attrs classes, enums, tuples…).
+Encoding is two-layer: values are unstructured to plain data and packed; decoding unpacks and,
+when the receiver knows the declared type, structures the plain data back into it (attrs classes,
+dataclasses, enums). What msgpack has no type for but Python code relies on is packed as a msgpack
+extension type and comes back as itself whatever the declared type: tuples (so tuple dict keys
+stay keys), sets, frozensets, ints beyond 64 bits, paths, datetimes, dates and times.
 """
 
 from __future__ import annotations
 
+import collections
 import collections.abc as abc
 import dataclasses
 import datetime as dt
 import enum
+import os
 import pathlib
 import types
 import typing
@@ -28,20 +32,71 @@ class EncodeError(TypeError):
     """A value cannot be encoded to msgpack."""
 
 
+# msgpack extension types: values msgpack has no type of its own for come back as what they were.
+_TUPLE, _SET, _FROZENSET, _BIGINT, _DATETIME, _DATE, _TIME, _PATH, _PUREPATH = range(1, 10)
+_PURE = {"posix": pathlib.PurePosixPath, "windows": pathlib.PureWindowsPath}
+
+
+def _ext(code: int, value: Any) -> msgpack.ExtType:
+    return msgpack.ExtType(code, pack(value))
+
+
 def _default(value: Any) -> Any:
-    if isinstance(value, pathlib.PurePath):
-        return str(value)
+    """What msgpack cannot pack itself (packing is strict: subclasses of plain types come here too)."""
+    kind = type(value)
+    if kind is tuple:
+        return _ext(_TUPLE, list(value))
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (set, frozenset)):
-        return sorted(value, key=repr)
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if attrs.has(type(value)):
+        # the order is not part of a set; sorting by repr keeps equal sets' bytes equal (fingerprints)
+        return _ext(_FROZENSET if isinstance(value, frozenset) else _SET, sorted(value, key=repr))
+    if isinstance(value, int):  # beyond 64 bits (an int subclass is stored as its int)
+        return int(value) if kind is not int and -(1 << 63) <= value < (1 << 64) else msgpack.ExtType(
+            _BIGINT, str(int(value)).encode("ascii"))
+    for plain in (str, float, bytes, list, dict):  # subclasses: an OrderedDict, a str subclass, …
+        if isinstance(value, plain):
+            return plain(value)  # type: ignore[arg-type]  # value is a plain
+    if isinstance(value, tuple):  # a named tuple: its fields (structured back into the class when declared)
+        return _ext(_TUPLE, list(value))
+    if isinstance(value, pathlib.Path):
+        return msgpack.ExtType(_PATH, os.fsencode(value))
+    if isinstance(value, pathlib.PurePath):
+        flavour = "windows" if isinstance(value, pathlib.PureWindowsPath) else "posix"
+        return _ext(_PUREPATH, [flavour, str(value)])
+    if isinstance(value, dt.datetime):
+        return msgpack.ExtType(_DATETIME, value.isoformat().encode("ascii"))
+    if isinstance(value, dt.date):
+        return msgpack.ExtType(_DATE, value.isoformat().encode("ascii"))
+    if isinstance(value, dt.time):
+        return msgpack.ExtType(_TIME, value.isoformat().encode("ascii"))
+    if attrs.has(kind) or hasattr(value, "__dataclass_fields__"):
         return converter.unstructure(value)
-    if hasattr(value, "__dataclass_fields__"):
-        return converter.unstructure(value)
-    raise EncodeError(f"cannot encode a {type(value).__qualname__} with msgpack: {value!r:.80}")
+    raise EncodeError(f"cannot encode a {kind.__qualname__} with msgpack: {value!r:.80}")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _TUPLE:
+        return tuple(unpack(data))
+    if code == _SET:
+        return set(unpack(data))
+    if code == _FROZENSET:
+        return frozenset(unpack(data))
+    if code == _BIGINT:
+        return int(data)
+    if code == _PATH:
+        return pathlib.Path(os.fsdecode(data))
+    if code == _PUREPATH:
+        flavour, text = unpack(data)
+        return _PURE[flavour](text)
+    text = data.decode("ascii")
+    if code == _DATETIME:
+        return dt.datetime.fromisoformat(text)
+    if code == _DATE:
+        return dt.date.fromisoformat(text)
+    if code == _TIME:
+        return dt.time.fromisoformat(text)
+    raise ValueError(f"unknown msgpack extension type {code}")
 
 
 #: Classes whose values msgpack holds (through :func:`_default` for the last ones).
@@ -97,14 +152,26 @@ def _fields_problem(cls: type, seen: set[type]) -> str | None:
 
 
 def pack(value: Any) -> bytes:
-    """Encode plain data and known custom classes to msgpack bytes."""
-    data: bytes = msgpack.packb(value, default=_default, use_bin_type=True, strict_types=False)
+    """Encode plain data and known custom classes to msgpack bytes (see :func:`unpack`).
+
+    Raises:
+        EncodeError: a value of a type msgpack cannot hold (not plain data, an attrs class or a dataclass).
+    """
+    try:
+        data: bytes = msgpack.packb(value, default=_default, use_bin_type=True, strict_types=True)
+    except UnicodeEncodeError:  # text with lone surrogates (e.g. undecodable bytes from argv): kept as they are
+        data = msgpack.packb(
+            value, default=_default, use_bin_type=True, strict_types=True, unicode_errors="surrogatepass"
+        )
     return data
 
 
 def unpack(data: bytes) -> Any:
-    """Decode msgpack bytes to plain data (lists for arrays, str for text)."""
-    return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
+    """Decode msgpack bytes: lists for arrays, str for text, and what :func:`pack` stored as an extension
+    type (tuples, sets, big ints, paths, dates…) as it was."""
+    return msgpack.unpackb(
+        data, raw=False, use_list=True, strict_map_key=False, ext_hook=_ext_hook, unicode_errors="surrogatepass"
+    )
 
 
 def restore(value: Any, annotation: Any) -> Any:
@@ -124,6 +191,8 @@ def restore_like(value: Any, example: Any) -> Any:
     if example is None or isinstance(value, kind):
         return value
     if isinstance(value, dict) and issubclass(kind, dict):
+        if isinstance(example, collections.defaultdict):
+            return collections.defaultdict(example.default_factory, value)
         return kind(value)
     if isinstance(value, list) and issubclass(kind, (list, set, frozenset, tuple)):
         return kind(value)

@@ -106,8 +106,8 @@ class OutputCheck:
                 return MailboxTypeError(self.run.flow_name, task, port, type_name(tp), type(x).__qualname__, s, why)
         raise AssertionError("a deep check failed, but no item has a problem")
 
-    def storable(self, value: Any, seq: Any) -> None:
-        """An output of a type not seen before, from a task that declares none: can a checkpoint hold it?
+    def storable(self, value: Any, seq: Any, what: str = "") -> None:
+        """An output (or *what*: the task's state) of a type not seen before: can a checkpoint hold it?
 
         Raises:
             ItemFailure: it cannot (a :class:`StoreError` naming the task, the item and the type).
@@ -116,6 +116,7 @@ class OutputCheck:
             pack(value)
         except (TypeError, ValueError, OverflowError) as exc:
             item = "its product" if seq is None else f"item {seq}"
+            item = f"{what} after {item}" if what else item
             error = StoreError(
                 f"task {self.name!r}, {item}: a value of type {type(value).__qualname__} cannot be stored in a "
                 f"checkpoint ({exc}); return plain data, an attrs class or a dataclass"

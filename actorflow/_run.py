@@ -49,6 +49,8 @@ class RunOptions(TypedDict, total=False):
         resume: resume the unfinished run recorded in *store*.
         allow_changed: with *resume*, resume even if tasks' code or settings changed since the run
             started (a warning names them); without it such a resume raises :class:`ResumeError`.
+        from_previous: with *resume*, resume from the checkpoint before the latest one (when the
+            latest is damaged; the error saying so offers it).
         checkpoint_every: seconds between checkpoints (None: only the final one). Default 2.0.
         handle_signals: on SIGINT/SIGTERM write a final checkpoint and stop (:class:`RunInterrupted`).
         meta: extra facts recorded with the run in the store (the CLI records the pipeline file).
@@ -66,6 +68,7 @@ class RunOptions(TypedDict, total=False):
     store: str | os.PathLike[str] | Store | None
     resume: bool
     allow_changed: bool
+    from_previous: bool
     checkpoint_every: float | None
     handle_signals: bool
     meta: Mapping[str, Any] | None
@@ -78,7 +81,8 @@ class RunOptions(TypedDict, total=False):
 
 
 _DEFAULTS: RunOptions = {
-    "store": None, "resume": False, "allow_changed": False, "checkpoint_every": DEFAULT_CHECKPOINT_EVERY,
+    "store": None, "resume": False, "allow_changed": False, "from_previous": False,
+    "checkpoint_every": DEFAULT_CHECKPOINT_EVERY,
     "handle_signals": False, "meta": None, "secrets": None, "cache": None, "cache_limit": None,
     "batch_time": DEFAULT_BATCH_TIME, "slow_item": DEFAULT_SLOW_ITEM, "executors": None,
 }
@@ -241,7 +245,7 @@ async def open_run(
     if store is not None:
         check_storable(graph)  # before the store is opened or any task runs
     opened, doc = (None, None) if store is None else open_for_run(
-        store, graph, cfg["resume"], dict(cfg["meta"] or {}), cfg["allow_changed"]
+        store, graph, cfg["resume"], dict(cfg["meta"] or {}), cfg["allow_changed"], cfg["from_previous"]
     )
     cache_store: Store | None = None
     try:
