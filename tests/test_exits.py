@@ -303,7 +303,7 @@ def test_an_exit_from_a_transactional_sinks_prepare_resumes_from_the_last_durabl
     flow = af.Flow("exits_prepare")
 
     @flow.source
-    def nums(n: int = 3000) -> Iterator[int]:
+    def nums(n: int = 100_000) -> Iterator[int]:  # long enough for several 1 ms checkpoints
         yield from range(n)
 
     @flow.task
@@ -323,7 +323,7 @@ def test_an_exit_from_a_transactional_sinks_prepare_resumes_from_the_last_durabl
         af.run(flow, options, store=tmp_path / "st", resume=True)
     finally:
         PREPARES.update(count=0, exit_on=0)
-    assert [int(x) for x in lines.read_text().split()] == [2 * i for i in range(3000)]
+    assert [int(x) for x in lines.read_text().split()] == [2 * i for i in range(100_000)]
 
 
 # -- the command line ------------------------------------------------------------------------------
