@@ -213,6 +213,10 @@ class TaskActor(Actor):
         self.last_in: Any = None
         #: A task with ``end_of_stream``: its instance's public attributes from a checkpoint, set before its first item.
         self.eos_attrs: dict[str, Any] = {}
+        #: With a store: the (attribute, type) sets of the instance's state already found storable.
+        self.eos_checked: set[frozenset[tuple[str, type]]] | None = (
+            set() if self.eos is not None and self.sup.store is not None else None
+        )
 
     async def main(self) -> None:
         spec, handler, loop = self.spec, self.handler, self.loop
@@ -245,6 +249,18 @@ class TaskActor(Actor):
                 await self._workers(inbox)
         if self.eos is not None and not self.eos_done:
             await self._end_of_stream(self.eos)
+
+    def _check_eos_state(self, seqs: list[Any]) -> None:
+        """A checkpoint must hold the instance's state (its public attributes): find out at the first
+        batch and whenever an attribute's type changes, not at the first checkpoint after all the work."""
+        assert self.eos_checked is not None and self.handler is not None
+        if self.handler.instance is None or not seqs:
+            return
+        attrs = instance_state(self.handler.instance, self.spec.fn)
+        kinds = frozenset((k, type(v)) for k, v in attrs.items())
+        if kinds not in self.eos_checked:
+            self.out_check.storable(attrs, seqs[-1], "its instance's attributes")
+            self.eos_checked.add(kinds)
 
     async def _end_of_stream(self, eos: Any) -> None:
         """Call the task class's ``end_of_stream`` once; its items follow the last input item's outputs.
@@ -347,9 +363,13 @@ class TaskActor(Actor):
             if self.remote is not None:
                 return await self.remote.process(seqs, items)
             if self.spec.is_generator:
-                return await self._generate(seqs, items, flush, order)
-            assert self.loop is not None
-            return self.out_check.batch(seqs, await self.loop.map(seqs, items))
+                out = await self._generate(seqs, items, flush, order)
+            else:
+                assert self.loop is not None
+                out = self.out_check.batch(seqs, await self.loop.map(seqs, items))
+            if self.eos_checked is not None:
+                self._check_eos_state(seqs)
+            return out
         except EXITS as exc:
             if self.remote is not None or not self.spec.is_generator:  # else `_generate` put back what is left
                 self.items_in -= len(items)

@@ -6,6 +6,7 @@ import collections
 import datetime as dt
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -286,3 +287,51 @@ async def test_a_defaultdict_accumulator_stays_one_after_a_resume(tmp_path: Path
     await af.testing.kill_at_checkpoint(counting(), k=2, store=store, checkpoint_every=0.002)
     resumed = (await af.run_async(counting(), store=store, resume=True))["counts"]
     assert isinstance(resumed, collections.defaultdict) and resumed == {"a": 134, "b": 133, "c": 133}
+
+
+class _Hoard(af.Task):
+    """Keeps every number in a public attribute of its instance (its state for ``end_of_stream``)."""
+
+    def run(self, numbers: int) -> int:
+        CALLS.append("hoard")
+        self.kept = getattr(self, "kept", [])
+        self.kept.append(Opaque() if numbers == 0 else numbers)
+        self.last = Opaque()
+        return numbers
+
+    def end_of_stream(self) -> list[int]:
+        return [len(self.kept)]
+
+
+class _Grouper(af.Task):
+    """A generator task whose state for ``end_of_stream`` becomes unstorable after a while."""
+
+    def run(self, numbers: int) -> Iterator[int]:
+        CALLS.append("grouper")
+        self.where = Opaque() if numbers >= 500 else numbers
+        yield numbers
+
+    def end_of_stream(self) -> list[int]:
+        return []
+
+
+@pytest.mark.parametrize("task", [_Hoard, _Grouper])
+def test_an_end_of_stream_state_that_cannot_be_stored_fails_when_it_first_appears(tmp_path: Path, task: type) -> None:
+    """A task class's instance state is checked like an accumulator: at the first batch with a new shape."""
+    flow = numbers_flow()
+    flow.add(task, name="held", inputs={"numbers": "numbers"})
+    with pytest.raises(af.TaskFailed) as info:
+        af.run(flow, {"numbers": {"n": 100_000}}, store=tmp_path / "s", checkpoint_every=60)
+    assert info.value.task == "held"
+    cause = info.value.__cause__
+    assert isinstance(cause, af.StoreError)
+    assert "task 'held', its instance's attributes after item" in str(cause)
+    assert "cannot encode a Opaque" in str(cause)
+    assert len(CALLS) < 100_000  # found after the batch that made it, not after all the work
+
+
+def test_an_end_of_stream_state_is_not_checked_without_a_store() -> None:
+    flow = numbers_flow()
+    flow.add(_Hoard, name="held", inputs={"numbers": "numbers"})
+    result = af.run(flow, {"numbers": {"n": 50}})
+    assert result.summary.tasks["held"].items_out == 51  # 50 items and the end-of-stream count
