@@ -123,14 +123,23 @@ def apply(run: Runtime, doc: dict[str, Any]) -> int:
     if problem is None:
         problem = _problem_for(run, doc)
     if problem is not None:
-        raise StoreError(f"{where}: the checkpoint is damaged ({problem}); start the run afresh in a new store")
+        raise StoreError(f"{where}: the checkpoint is damaged ({problem}); {_way_on(store, doc)}")
     try:
         return _apply(run, doc)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         # a damage the checks above do not foresee: say so rather than fail with a bare KeyError
         raise StoreError(
-            f"{where}: the checkpoint is damaged ({type(exc).__name__}: {exc}); start the run afresh in a new store"
+            f"{where}: the checkpoint is damaged ({type(exc).__name__}: {exc}); {_way_on(store, doc)}"
         ) from exc
+
+
+def _way_on(store: Store | None, doc: dict[str, Any]) -> str:
+    """What to do about a damaged checkpoint *doc*: resume from the previous one when it is intact."""
+    found = store.checkpoints() if store is not None else []
+    previous = _decoded(found[1])[0] if len(found) > 1 else None
+    if store is None or previous is None or previous.get("number") == doc.get("number"):
+        return "start the run afresh in a new store"
+    return _previous_offer(store, previous)
 
 
 def _apply(run: Runtime, doc: dict[str, Any]) -> int:
@@ -317,8 +326,12 @@ def load(store: Store, from_previous: bool = False) -> dict[str, Any] | None:
     if previous is None:
         raise StoreError(f"{where}: the checkpoint {problem}; no older checkpoint is intact: start the run afresh "
                          "in a new store")
-    raise StoreError(
-        f"{where}: the checkpoint {problem}. The previous checkpoint (number {previous.get('number')}) is intact: "
+    raise StoreError(f"{where}: the checkpoint {problem}. {_previous_offer(store, previous)}")
+
+
+def _previous_offer(store: Store, previous: dict[str, Any]) -> str:
+    return (
+        f"The previous checkpoint (number {previous.get('number')}) is intact: "
         f"resume from it with `actorflow resume --store {store.path!s} --from-previous` (from_previous=True); "
         "what the run did after it is done again (a transactional sink may write those items twice)"
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 import attrs
@@ -269,6 +269,7 @@ class EventBus:
 
     def __init__(self) -> None:
         self._subscribers: set[EventStream] = set()
+        self._hooks: list[Callable[[Event], None]] = []
         self._closed = False
 
     @property
@@ -287,6 +288,16 @@ class EventBus:
     def publish(self, event: Event) -> None:
         for s in self._subscribers:
             s._push(event)
+        for hook in self._hooks:
+            hook(event)
+
+    def hook(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call *callback* with every event the moment it is published, in the publisher's own step
+        (it must be quick and must not block; a subscriber's stream sees the event later). Used to act
+        at an exact point of a run, such as cutting it right after a checkpoint. Returns a function
+        that removes the hook."""
+        self._hooks.append(callback)
+        return lambda: self._hooks.remove(callback)
 
     def close(self) -> None:
         self._closed = True

@@ -26,7 +26,7 @@ import pytest
 import trio
 
 import actorflow as af
-from actorflow._codec import unpack
+from actorflow._codec import pack, unpack
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = ROOT / "tests" / "pipelines"
@@ -126,6 +126,29 @@ def test_the_cli_offers_and_resumes_from_the_previous_checkpoint(tmp_path: Path,
     products = json.loads(again.stdout.strip().splitlines()[-1])
     assert len(products["kept"]) == expected["kept"]
     assert products["pairs"] == {repr(k): v for k, v in expected["pairs"].items()}
+
+
+async def test_a_sealed_checkpoint_that_does_not_fit_the_flow_offers_the_previous_one(
+    tmp_path: Path, expected: dict[str, Any]
+) -> None:
+    """A checkpoint whose checksum holds but whose content does not (an actor's state lost a field):
+    the error offers the intact previous checkpoint, which resumes."""
+    store = tmp_path / "s"
+    await cut(store, k=3)
+    with af.store.open_store(store, create=False) as st:
+        (latest, _), _ = st.checkpoints()
+        assert latest is not None
+        doc = unpack(latest)
+        number = doc["number"]
+        name = next(n for n, a in doc["actors"].items() if a)
+        doc["actors"][name] = {}  # every field of the actor's state gone, written with a good checksum
+        st.write_encoded(pack(doc), [])
+    with pytest.raises(af.StoreError) as caught:
+        await resumed(store)
+    text = str(caught.value)
+    assert str(store) in text and "the checkpoint is damaged" in text
+    assert f"previous checkpoint (number {number}) is intact" in text and "--from-previous" in text
+    assert await resumed(store, from_previous=True) == expected
 
 
 @pytest.mark.parametrize(("how", "what"), [("truncate", "truncated or corrupt"),

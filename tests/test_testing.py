@@ -229,6 +229,28 @@ async def test_kill_at_checkpoint_leaves_a_run_that_resumes_exactly(tmp_path: Pa
     assert result["total"] == sum(range(600))
 
 
+async def test_kill_at_checkpoint_cuts_right_after_the_kth_even_with_checkpoints_every_few_microseconds(
+    tmp_path: Path,
+) -> None:
+    """The cut happens in the supervisor's own step: no later checkpoint slips in before it."""
+    for attempt in range(5):
+        store = tmp_path / f"s{attempt}"
+        events = await af.testing.kill_at_checkpoint(slow_flow(), k=1, store=store, checkpoint_every=1e-6)
+        assert [e.number for e in events if isinstance(e, af.events.CheckpointWritten)] == [1]
+        with af.store.open_store(store, create=False) as st:
+            assert len(st.checkpoints()) == 1
+
+
+async def test_an_event_hook_sees_each_event_as_it_is_published_until_removed() -> None:
+    seen: list[str] = []
+    async with af.open_run(numbers_flow(3)) as run:
+        remove = run.bus.hook(lambda e: seen.append(type(e).__name__))
+        await run.result()
+        remove()
+        run.bus.publish(af.events.RunStarted(run_id="x", flow="f", tasks=()))
+    assert "TaskFinished" in seen and seen[-1] == "RunFinished"
+
+
 async def test_kill_at_checkpoint_says_when_the_run_ended_first(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="before checkpoint 50 was written"):
         await af.testing.kill_at_checkpoint(numbers_flow(), k=50, store=tmp_path / "s", checkpoint_every=None)
