@@ -138,11 +138,7 @@ class Actor:
         self.outboxes[slot] = state
         if self.run.paused:
             await self.run.gate()
-        for tap in self.taps:
-            tap(seqs, items)
-        cached = self.cached
-        if cached is not None and cached.fingerprint is not None and self.run.cache is not None:  # a miss: recorded
-            cached.record(self.name, self.run.cache, seqs, items)
+        self._observe(seqs, items)
         outs = self.outs
         for i in range(start, len(outs)):
             state[2] = i
@@ -154,6 +150,32 @@ class Actor:
             else:
                 await box.put(seqs, items)
         del self.outboxes[slot]
+        self._sent(items)
+
+    def send_now(self, seqs: list[Any], items: list[Any]) -> bool:
+        """:meth:`send` in the caller's own step when nothing would wait (the run is not paused and
+        every mailbox has room): True when sent, False (and nothing done) otherwise."""
+        outs = self.outs
+        if self.run.paused or not all(box.has_room() for box in outs):
+            return False
+        for box in outs:
+            if box.accepts is not None:
+                self.out_check.port(box, seqs, items)
+        self._observe(seqs, items)
+        for box in outs:
+            box.put_nowait(seqs, items)
+        self._sent(items)
+        return True
+
+    def _observe(self, seqs: list[Any], items: list[Any]) -> None:
+        """A batch about to be sent: taps see it and a cache miss records it."""
+        for tap in self.taps:
+            tap(seqs, items)
+        cached = self.cached
+        if cached is not None and cached.fingerprint is not None and self.run.cache is not None:  # a miss: recorded
+            cached.record(self.name, self.run.cache, seqs, items)
+
+    def _sent(self, items: list[Any]) -> None:
         self.items_out += len(items)
         if self.gather is not None:
             self.gather.extend(items)

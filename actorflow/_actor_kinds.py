@@ -98,75 +98,7 @@ class SourceActor(Actor):
         await self.send(seqs, items)
 
     async def _pump_async(self) -> None:
-        # The generator runs in its own task and appends to `buf`; the flusher sends whatever
-        # accumulated each time the generator actually suspends, so batches form by themselves.
-        # An item that comes after a pause (a sparse stream: a feed, a socket) while the flusher is
-        # idle is sent by the pump itself, one hand-off sooner. Items still in `buf` are not
-        # counted by the cursor: a resumed run produces them again.
-        agen, skip = self._open()
-        buf: list[Any] = []
-        # "pos": items the generator gave in this attempt; its first one is item cursor - skip
-        first = self.cursor - skip
-        state: dict[str, Any] = {"done": False, "error": None, "skip": skip, "pos": 0, "idle": False, "last": 0.0}
-        wake = trio.lowlevel.ParkingLot()
-        space = trio.lowlevel.ParkingLot()
-        bs = self.spec.batch_size
-
-        async def pump() -> None:
-            try:
-                async with _aclosing(agen) as items:
-                    async for x in items:
-                        state["pos"] += 1
-                        if state["skip"]:
-                            state["skip"] -= 1
-                            continue
-                        buf.append(x)
-                        now = perf_counter()
-                        sparse, state["last"] = now - state["last"] > SPARSE_GAP, now
-                        if sparse and state["idle"] and not self.sup.pending and not self.run.paused:
-                            now_items = buf[:]
-                            buf.clear()
-                            state["idle"] = False  # the flusher must not send while this does
-                            try:
-                                await self._emit(self.cursor, now_items)
-                            finally:
-                                state["idle"] = True
-                            continue
-                        if wake:
-                            wake.unpark_all()
-                        while len(buf) >= bs:
-                            await space.park()
-                        await self.breathe()  # a generator that never suspends still lets others run
-            except Exception as exc:
-                state["error"] = ItemFailure(first + state["pos"], exc)
-            except EXITS as exc:  # what came before is sent; the cursor never counts what did not come
-                state["error"] = exc
-                self.exit_seq = first + state["pos"]
-            state["done"] = True
-            wake.unpark_all()
-
-        async def flush() -> None:
-            sup = self.sup
-            while True:
-                if sup.pending:
-                    await sup.gate()
-                if buf:
-                    items = buf[:]
-                    buf.clear()
-                    space.unpark_all()
-                    await self._emit(self.cursor, items)
-                elif state["done"]:
-                    return
-                else:
-                    state["idle"] = True
-                    await wake.park()
-                    state["idle"] = False
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(pump)
-            nursery.start_soon(flush)
-        if state["error"] is not None:
-            raise state["error"]
+        await _AsyncPump(self).run()
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "cursor": self.cursor}
@@ -174,6 +106,121 @@ class SourceActor(Actor):
     def restore(self, st: dict[str, Any]) -> None:
         super().restore(st)
         self.cursor = st["cursor"]
+
+
+class _AsyncPump:
+    """Runs an async source's generator for :class:`SourceActor`.
+
+    The generator runs in its own task (:meth:`pump`) and appends to ``buf``; the flusher
+    (:meth:`flush`) sends whatever accumulated each time the generator actually suspends, so
+    batches form by themselves. An item that comes after a pause (a sparse stream: a feed, a
+    socket) while the flusher is idle is sent by the pump itself, one hand-off sooner; an item fed
+    to an external source while everything here is idle is sent by the feeder itself
+    (:meth:`emit_now`), sooner still. Items still in ``buf`` are not counted by the cursor: a
+    resumed run produces them again.
+    """
+
+    def __init__(self, actor: SourceActor) -> None:
+        self.actor = actor
+        self.agen, self.skip = actor._open()
+        #: Items the generator gave in this attempt; its first one is item ``first``.
+        self.pos = 0
+        self.first = actor.cursor - self.skip
+        self.buf: list[Any] = []
+        self.done = False
+        self.idle = False
+        self.last = 0.0
+        self.error: BaseException | None = None
+        self.wake = trio.lowlevel.ParkingLot()
+        self.space = trio.lowlevel.ParkingLot()
+
+    async def run(self) -> None:
+        actor = self.actor
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.pump)
+                nursery.start_soon(self.flush)
+        finally:
+            feed = actor.run.feeds.get(actor.name)
+            if feed is not None:
+                feed.direct = None
+        if self.error is not None:
+            raise self.error
+
+    async def pump(self) -> None:
+        actor, buf, bs = self.actor, self.buf, self.actor.spec.batch_size
+        try:
+            async with _aclosing(self.agen) as items:
+                async for x in items:
+                    self.pos += 1
+                    if self.skip:
+                        self.skip -= 1
+                        continue
+                    buf.append(x)
+                    now = perf_counter()
+                    sparse, self.last = now - self.last > SPARSE_GAP, now
+                    if sparse and self.idle and not actor.sup.pending and not actor.run.paused:
+                        now_items = buf[:]
+                        buf.clear()
+                        self.idle = False  # the flusher must not send while this does
+                        try:
+                            await actor._emit(actor.cursor, now_items)
+                        finally:
+                            self.idle = True
+                        continue
+                    if self.wake:
+                        self.wake.unpark_all()
+                    while len(buf) >= bs:
+                        await self.space.park()
+                    await actor.breathe()  # a generator that never suspends still lets others run
+        except Exception as exc:
+            self.error = ItemFailure(self.first + self.pos, exc)
+        except EXITS as exc:  # what came before is sent; the cursor never counts what did not come
+            self.error = exc
+            actor.exit_seq = self.first + self.pos
+        self.done = True
+        self.wake.unpark_all()
+
+    async def flush(self) -> None:
+        actor, buf = self.actor, self.buf
+        sup = actor.sup
+        while True:
+            if sup.pending:
+                await sup.gate()
+            if buf:
+                items = buf[:]
+                buf.clear()
+                self.space.unpark_all()
+                await actor._emit(actor.cursor, items)
+            elif self.done:
+                return
+            else:
+                self.idle = True
+                feed = actor.run.feeds.get(actor.name)  # an external source's feed, once it exists
+                if feed is not None and feed.direct is None:
+                    feed.direct = self.emit_now
+                await self.wake.park()
+                self.idle = False
+
+    def emit_now(self, item: Any) -> bool:
+        """Send one item fed from outside in the feeder's own step, as the pump would send it: only
+        while the pump waits on an empty feed and nothing is queued here. False: not sent."""
+        actor = self.actor
+        if not self.idle or self.buf or self.skip or self.done or actor.sup.pending:
+            return False
+        n = actor.cursor
+        try:
+            seqs, items = actor.out_check.batch([n], [item])
+            if not actor.send_now(seqs, items):
+                return False
+        except Exception:
+            return False  # the pump sends it the usual way, and fails the run if it must
+        self.pos += 1
+        self.last = perf_counter()
+        actor.cursor = n + 1
+        actor.items_in += 1
+        actor.batch_event(0, len(items))
+        return True
 
 
 class _aclosing:

@@ -106,6 +106,11 @@ class Feed:
         self.item_type = item_type
         self._send, self._receive = trio.open_memory_channel[Any](capacity)
         self.closed = False
+        #: Items in the channel that the source has not read yet.
+        self.queued = 0
+        #: Set by the source's actor while it waits on an empty feed: sends one item downstream in
+        #: the feeder's own step and says whether it did (None: items go through the channel).
+        self.direct: Callable[[Any], bool] | None = None
         #: How many items were accepted so far.
         self.accepted = 0
 
@@ -116,7 +121,12 @@ class Feed:
             TypeError: the item does not fit the source's item type.
             ActorflowError: the feed was closed.
         """
-        await self._put(structure_item(item, self.item_type))
+        value = structure_item(item, self.item_type)
+        direct = self.direct
+        if direct is not None and not self.queued and not self.closed and direct(value):
+            self.accepted += 1  # the source was idle: it sent the item downstream at once
+            return
+        await self._put(value)
 
     async def _put(self, value: Any) -> None:
         if self.closed:
@@ -128,6 +138,7 @@ class Feed:
                 await self._send.send(value)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise ActorflowError(f"external source {self.source!r} is closed; it takes no more items") from None
+        self.queued += 1
         self.accepted += 1
 
     def close(self) -> None:
@@ -201,9 +212,11 @@ def external_source(item_type: Any, *, name: str = "external", doc: str | None =
             run = current_run.get()
         except LookupError:
             raise ActorflowError(f"external source {name!r} can only run inside an actorflow run") from None
-        receive = feed_of(run, name)._receive
+        feed = feed_of(run, name)
+        receive = feed._receive
         async with receive:  # the channel straight, no generator in between: one layer less per item
             async for item in receive:
+                feed.queued -= 1
                 yield item
 
     source.__name__ = source.__qualname__ = name

@@ -202,3 +202,67 @@ def test_structure_item() -> None:
         structure_item("green", Colour)
     with pytest.raises(TypeError, match="Point"):
         structure_item({"x": "left"}, Point)
+
+
+def chain_flow() -> af.Flow:
+    chain = af.Flow("chain")
+    chain.source(af.external_source(int, name="inbox"))
+
+    @chain.task(capacity=8)
+    def plus(inbox: int) -> int:
+        return inbox + 1
+
+    @chain.collector(init=[])
+    def kept(acc: list[int], plus: int) -> list[int]:
+        acc.append(plus)
+        return acc
+
+    return chain
+
+
+async def test_an_item_fed_to_an_idle_source_is_sent_before_send_returns_and_order_holds() -> None:
+    """A feed whose source waits idle hands the item downstream in the feeder's own step; a burst
+    queues in the feed's channel; the stream keeps the fed order either way."""
+    async with af.open_run(chain_flow()) as run:
+        feed, watch = run.feed("inbox"), run.tap("plus")
+        await feed.send(0)  # before the source runs: through the channel
+        assert await watch.__anext__() == ([0], [1])
+        for i in range(1, 100):  # one at a time: the source is idle each time
+            await feed.send(i)
+            assert run.summary.tasks["inbox"].items_out == i + 1  # sent already, no scheduling between
+            assert await watch.__anext__() == ([i], [i + 1])
+        for i in range(100, 5000):  # a burst: most wait in the channel, small mailboxes fill up
+            await feed.send(i)
+        feed.close()
+        result = await run.result()
+    assert result["kept"] == [i + 1 for i in range(5000)]
+    assert feed.accepted == 5000 and feed.queued == 0
+
+
+async def test_a_paused_run_takes_fed_items_but_sends_them_only_when_resumed() -> None:
+    async with af.open_run(chain_flow()) as run:
+        feed, watch = run.feed("inbox"), run.tap("plus")
+        await feed.send(0)
+        assert await watch.__anext__() == ([0], [1])
+        run.pause()
+        await feed.send(1)
+        assert run.summary.tasks["inbox"].items_out == 1  # not sent while paused
+        run.resume()
+        assert await watch.__anext__() == ([1], [2])
+        feed.close()
+        result = await run.result()
+    assert result["kept"] == [1, 2]
+
+
+async def test_fed_items_sent_at_once_are_in_the_checkpoint_and_the_run_ends_with_all(tmp_path: Any) -> None:
+    async with af.open_run(chain_flow(), store=tmp_path / "s", checkpoint_every=0.001) as run:
+        feed, watch = run.feed("inbox"), run.tap("plus")
+        events = af.testing.collect_events(run)
+        for i in range(300):
+            await feed.send(i)
+            await watch.__anext__()
+        feed.close()
+        result = await run.result()
+    assert result["kept"] == [i + 1 for i in range(300)]
+    written = [e for e in events.events if isinstance(e, af.events.CheckpointWritten)]
+    assert written and written[-1].final
