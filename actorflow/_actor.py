@@ -207,7 +207,11 @@ class Actor:
             self._yielded = now
             await trio.lowlevel.checkpoint()
         chunk = chunk or self.sizer.size
-        return inbox.get_nowait(chunk) or await inbox.get(chunk)
+        batch = inbox.get_nowait(chunk)
+        if batch is None:
+            batch = await inbox.get(chunk)
+            self._yielded = perf_counter()  # it waited: the loop had its turn, no need to breathe soon
+        return batch
 
     async def take_throttled(self, inbox: Mailbox | ZipInbox, chunk: int = 0) -> Batch | None:
         """:meth:`take` under the task's rate limit: at most as many items as may be called now.
