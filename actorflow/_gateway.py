@@ -26,7 +26,7 @@ from ._convert import describe as _describe
 from ._errors import ActorflowError
 from ._runtime import Runtime, current_run
 from ._spec import EXTERNAL_ATTR
-from ._typing import Stream, admits, runtime_classes, type_name, type_problem
+from ._typing import Cursor, Stream, admits, runtime_classes, type_name, type_problem
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -106,6 +106,9 @@ class Feed:
         self.item_type = item_type
         self._send, self._receive = trio.open_memory_channel[Any](capacity)
         self.closed = False
+        #: How many items of this source the run had before it started: 0, or in a resumed run the
+        #: items its checkpoint holds. Send again from there: the first item sent now is item ``start``.
+        self.start = 0
         #: Items in the channel that the source has not read yet.
         self.queued = 0
         #: Set by the source's actor while it waits on an empty feed: sends one item downstream in
@@ -168,6 +171,7 @@ def feed_of(run: Runtime, source: str) -> Feed:
         )
     spec = run.graph.tasks[source]
     run.feeds[source] = f = Feed(source, known[source], capacity=max(1, spec.capacity))
+    f.start = getattr(run.actors[source], "cursor", 0)  # a resumed run: the items its checkpoint has
     return f
 
 
@@ -207,7 +211,9 @@ def external_source(item_type: Any, *, name: str = "external", doc: str | None =
     if not isinstance(name, str) or not name.isidentifier():
         raise ActorflowError(f"external_source: name must be a Python identifier, got {name!r}")
 
-    async def source() -> AsyncIterator[Any]:
+    async def source(cursor: Cursor = Cursor(0)) -> AsyncIterator[Any]:
+        # an af.Cursor: a resumed run takes new items numbered from its checkpoint's cursor and
+        # skips none (the feeder sends again from `Feed.start`)
         try:
             run = current_run.get()
         except LookupError:
@@ -221,7 +227,7 @@ def external_source(item_type: Any, *, name: str = "external", doc: str | None =
 
     source.__name__ = source.__qualname__ = name
     source.__doc__ = doc or f"Items of type {type_name(item_type)} pushed from outside the run."
-    source.__annotations__ = {"return": Stream[item_type]}  # type: ignore[misc]
+    source.__annotations__ = {"cursor": Cursor, "return": Stream[item_type]}  # type: ignore[misc]
     setattr(source, EXTERNAL_ATTR, item_type)
     return source
 

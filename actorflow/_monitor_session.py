@@ -227,7 +227,7 @@ class Session:
     async def _op_push(self, msg: dict[str, Any]) -> dict[str, Any]:
         """``push``: structure ``item``/``items`` into an external source's type and feed them all, or none."""
         f = self._feed(msg)
-        return _ack(accepted=await self._push(f, msg))
+        return _ack(accepted=await self._push(f, msg), start=f.start)
 
     async def _op_end(self, msg: dict[str, Any]) -> dict[str, Any]:
         """``end``: end an external source's stream."""

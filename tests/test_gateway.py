@@ -104,7 +104,7 @@ async def test_websocket_round_trip_push_and_subscribe() -> None:
             seen: list[tuple[Any, int]] = []
             two = [{"id": 1, "qty": 1}, {"id": 2, "qty": 4}]
             ack = await reply(ws, {"op": "push", "source": "orders", "items": two}, seen)
-            assert ack == {"type": "ack", "op": "push", "accepted": 2}
+            assert ack == {"type": "ack", "op": "push", "accepted": 2, "start": 0}
             ack = await reply(ws, {"op": "push", "source": "orders", "item": {"id": 3, "qty": 2, "note": "gift"}}, seen)
             assert ack["accepted"] == 1
             while len(seen) < 3:
@@ -266,3 +266,31 @@ async def test_fed_items_sent_at_once_are_in_the_checkpoint_and_the_run_ends_wit
     assert result["kept"] == [i + 1 for i in range(300)]
     written = [e for e in events.events if isinstance(e, af.events.CheckpointWritten)]
     assert written and written[-1].final
+
+
+async def _feed_until_a_checkpoint_then_crash(store: Any, upto: int) -> None:
+    """Feed 0..upto-1 one at a time, then cut the run off right after a checkpoint (as a crash would)."""
+    with trio.CancelScope() as scope:
+        async with af.open_run(chain_flow(), store=store, checkpoint_every=0.001) as run:
+            feed, watch = run.feed("inbox"), run.tap("plus")
+            for i in range(upto):
+                await feed.send(i)
+                await watch.__anext__()
+            run.bus.hook(lambda e: scope.cancel() if isinstance(e, af.events.CheckpointWritten) else None)
+            await run.result()
+    assert scope.cancelled_caught
+
+
+async def test_a_resumed_external_source_takes_new_items_from_where_its_checkpoint_left_off(tmp_path: Any) -> None:
+    """Nothing fed after a resume is skipped: ``feed.start`` says how many items the checkpoint holds,
+    and the feeder sends again from there; every item is counted once."""
+    store = tmp_path / "s"
+    await _feed_until_a_checkpoint_then_crash(store, 40)
+    async with af.open_run(chain_flow(), store=store, resume=True) as run:
+        feed = run.feed("inbox")
+        assert 0 < feed.start <= 40
+        for i in range(feed.start, 60):
+            await feed.send(i)
+        feed.close()
+        result = await run.result()
+    assert result["kept"] == [i + 1 for i in range(60)]

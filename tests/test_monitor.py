@@ -232,7 +232,7 @@ async def test_malformed_and_unknown_messages_get_errors_and_the_run_goes_on() -
     assert "'items' must be a list" in errors[10]
     assert "needs 'item'" in errors[11]
     assert "not a valid msgpack" in errors[12]
-    assert ok == {"type": "ack", "accepted": 2, "op": "push"}
+    assert ok == {"type": "ack", "accepted": 2, "start": 0, "op": "push"}
     assert end == {"type": "ack", "op": "end"}
     assert (await run.result())["total"] == 2 + 5  # the bad push of ["a", 1] accepted nothing
 
