@@ -93,6 +93,10 @@ def _strictly(value: Any, item_type: Any) -> Any:
         raise TypeError(str(exc)) from None
 
 
+#: The cursor of an external source that has taken no item yet.
+_FIRST = Cursor(0)
+
+
 @final
 class Feed:
     """The inbox of one external source in one run. Get it with :func:`feed`.
@@ -211,7 +215,7 @@ def external_source(item_type: Any, *, name: str = "external", doc: str | None =
     if not isinstance(name, str) or not name.isidentifier():
         raise ActorflowError(f"external_source: name must be a Python identifier, got {name!r}")
 
-    async def source(cursor: Cursor = Cursor(0)) -> AsyncIterator[Any]:
+    async def source(cursor: Cursor = _FIRST) -> AsyncIterator[Any]:
         # an af.Cursor: a resumed run takes new items numbered from its checkpoint's cursor and
         # skips none (the feeder sends again from `Feed.start`)
         try:
