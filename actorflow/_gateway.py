@@ -24,6 +24,7 @@ import trio
 from ._convert import converter, strict, structure_strictly
 from ._convert import describe as _describe
 from ._errors import ActorflowError
+from ._mailbox import Waiters
 from ._runtime import Runtime, current_run
 from ._spec import EXTERNAL_ATTR
 from ._typing import Cursor, Stream, admits, runtime_classes, type_name, type_problem
@@ -108,6 +109,8 @@ class Feed:
     def __init__(self, source: str, item_type: Any, capacity: int = DEFAULT_FEED_CAPACITY) -> None:
         self.source = source
         self.item_type = item_type
+        #: A plain scalar item type: a value of exactly that type needs no structuring.
+        self._scalar = item_type if item_type in (int, float, str, bytes) else None
         self._send, self._receive = trio.open_memory_channel[Any](capacity)
         self.closed = False
         #: How many items of this source the run had before it started: 0, or in a resumed run the
@@ -128,7 +131,7 @@ class Feed:
             TypeError: the item does not fit the source's item type.
             ActorflowError: the feed was closed.
         """
-        value = structure_item(item, self.item_type)
+        value = item if type(item) is self._scalar else structure_item(item, self.item_type)
         direct = self.direct
         if direct is not None and not self.queued and not self.closed and direct(value):
             self.accepted += 1  # the source was idle: it sent the item downstream at once
@@ -251,7 +254,7 @@ class Tap:
         self.maxlen = maxlen
         self.dropped = 0
         self._queue: deque[tuple[Any, Any]] = deque()
-        self._lot = trio.lowlevel.ParkingLot()
+        self._lot = Waiters()
         self._closed = False
 
     def __call__(self, seqs: list[Any], items: list[Any]) -> None:

@@ -22,7 +22,7 @@ DEFAULT_BATCH_SIZE = 1024
 
 
 @final
-class _Waiters:
+class Waiters:
     """The tasks waiting on one side of a mailbox, woken all at once (a lean trio parking lot)."""
 
     __slots__ = ("tasks",)
@@ -87,8 +87,8 @@ class Mailbox:
         self.restore: Any = None
         #: The sender's promise: no item numbered this or lower will come any more (None: no promise yet).
         self.watermark: Any = None
-        self._getters = _Waiters()
-        self._putters = _Waiters()
+        self._getters = Waiters()
+        self._putters = Waiters()
         #: Optional shared lot woken on every put or close (used by actors reading several ports).
         self.listener: trio.lowlevel.ParkingLot | None = None
         #: Classes the receiving port accepts, when the sender's declared type cannot guarantee them

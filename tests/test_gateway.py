@@ -227,6 +227,9 @@ async def test_an_item_fed_to_an_idle_source_is_sent_before_send_returns_and_ord
         feed, watch = run.feed("inbox"), run.tap("plus")
         await feed.send(0)  # before the source runs: through the channel
         assert await watch.__anext__() == ([0], [1])
+        for wrong in (True, 1.0, "1"):  # refused, not sent, whether or not the source is idle
+            with pytest.raises(TypeError, match="expected int"):
+                await feed.send(wrong)
         for i in range(1, 100):  # one at a time: the source is idle each time
             await feed.send(i)
             assert run.summary.tasks["inbox"].items_out == i + 1  # sent already, no scheduling between
