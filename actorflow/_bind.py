@@ -99,7 +99,9 @@ def with_executors(graph: RunGraph, executors: Mapping[str, Any] | None) -> RunG
     if not executors:
         return graph
     if not isinstance(executors, Mapping):
-        raise InvocationError(graph.name, [f"executors must map task names to executors, got {_describe(executors)}"])
+        raise InvocationError(
+            graph.name, [f"executors must map task names to executors, got {_describe(executors)}"], "run settings"
+        )
     problems: list[str] = []
     tasks = dict(graph.tasks)
     for tname, choice in executors.items():
@@ -129,7 +131,7 @@ def with_executors(graph: RunGraph, executors: Mapping[str, Any] | None) -> RunG
         tasks[tname] = attrs.evolve(spec, settings=settings)
     problems.extend(executor_problems(tasks[t] for t in executors if t in tasks))
     if problems:
-        raise InvocationError(graph.name, problems)
+        raise InvocationError(graph.name, problems, "run settings")
     return attrs.evolve(graph, tasks=types.MappingProxyType(tasks))
 
 

@@ -21,18 +21,18 @@ class DefinitionError(ActorflowError, ValueError):
 
 
 class InvocationError(ActorflowError, ValueError):
-    """Option values given to a flow are invalid.
+    """Option values (or run settings, such as ``executors=``) given to a flow are invalid.
 
     Attributes:
         problems: every problem found, one readable line each.
     """
 
-    def __init__(self, flow: str, problems: Sequence[str]) -> None:
+    def __init__(self, flow: str, problems: Sequence[str], what: str = "options") -> None:
         self.flow = flow
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         n = len(self.problems)
-        super().__init__(f"invalid options for flow {flow!r} ({n} problem{'s' if n != 1 else ''}):\n{lines}")
+        super().__init__(f"invalid {what} for flow {flow!r} ({n} problem{'s' if n != 1 else ''}):\n{lines}")
 
 
 class MailboxTypeError(ActorflowError, TypeError):

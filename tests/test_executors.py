@@ -544,8 +544,9 @@ def test_bad_run_executors_are_invocation_errors_before_anything_runs(executors:
     def total(acc: int, pid_of: int) -> int:
         return acc + 1
 
-    with pytest.raises(af.InvocationError, match=message):
+    with pytest.raises(af.InvocationError, match=message) as info:
         af.run(flow, executors=executors)
+    assert str(info.value).startswith(f"invalid run settings for flow {flow.name!r}")
     assert started == []
     assert af.run(flow, executors={"local": "thread"})["total"] == 12  # threads take any function
 
