@@ -7,8 +7,10 @@ collector keyed by tuples and one whose state grows with the option ``blob`` (to
 from __future__ import annotations
 
 import sys
-import time
+from collections.abc import AsyncIterator
 from typing import Any
+
+import trio
 
 import actorflow as af
 
@@ -18,10 +20,10 @@ def make(factor: int = 2) -> af.Flow:
     flow = af.Flow("faults")
 
     @flow.source(batch_size=32)
-    def numbers(n: int = 3000) -> af.Stream[int]:
+    async def numbers(n: int = 3000) -> AsyncIterator[int]:
         for i in range(n):
             if i % 50 == 0:
-                time.sleep(0.001)  # the run lasts long enough for a few checkpoints
+                await trio.sleep(0.001)  # the run lasts long enough for many checkpoints, the loop free meanwhile
             yield i
 
     if factor == 2:
