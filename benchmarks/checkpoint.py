@@ -47,8 +47,9 @@ sys.path.insert(0, str(SLOW.parent))
 import slow  # noqa: E402
 
 
-def throughput_flow() -> af.Flow:
-    flow = af.Flow("ckpt-throughput")
+def numbers_and_f(name: str) -> af.Flow:
+    """A flow of a source of ints and a task ``f`` on them: what the benchmarks add their ends to."""
+    flow = af.Flow(name)
 
     @flow.source
     def numbers(n: int = 10) -> af.Stream[int]:
@@ -57,6 +58,12 @@ def throughput_flow() -> af.Flow:
     @flow.task
     def f(numbers: int) -> int:
         return numbers * 2 + 1
+
+    return flow
+
+
+def throughput_flow() -> af.Flow:
+    flow = numbers_and_f("ckpt-throughput")
 
     @flow.collector(init=0)
     def total(acc: int, f: int) -> int:
@@ -147,16 +154,7 @@ class SqliteSink(af.TransactionalSink):
 
 
 def sink_flow(transactional: bool, db: sqlite3.Connection | None) -> af.Flow:
-    flow = af.Flow("ckpt-sink")
-
-    @flow.source
-    def numbers(n: int = 10) -> af.Stream[int]:
-        yield from range(n)
-
-    @flow.task
-    def f(numbers: int) -> int:
-        return numbers * 2 + 1
-
+    flow = numbers_and_f("ckpt-sink")
     if transactional:
         flow.add(SqliteSink, name="rows")
     else:

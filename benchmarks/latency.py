@@ -117,7 +117,7 @@ def first_item_seconds() -> float:
     t0 = time.perf_counter()
     try:
         af.run(flow, cache=False)
-    except (KeyboardInterrupt, BaseExceptionGroup, af.TaskFailed):
+    except KeyboardInterrupt:  # a task's KeyboardInterrupt reaches the caller as itself
         pass
     return arrived[0] - t0
 

@@ -101,13 +101,6 @@ async def _naive(n: int) -> int:
     return out[0]
 
 
-async def _send_tuned(chan: trio.MemorySendChannel[int], x: int) -> None:
-    try:
-        chan.send_nowait(x)
-    except trio.WouldBlock:
-        await chan.send(x)
-
-
 async def _tuned(n: int) -> int:
     s1, r1 = trio.open_memory_channel[int](CHANNEL_SIZE)
     s2, r2 = trio.open_memory_channel[int](CHANNEL_SIZE)
