@@ -132,7 +132,7 @@ class Actor:
         The batch stays in ``outboxes`` until every mailbox has it, so a checkpoint taken while
         this waits records exactly which mailboxes still need it.
         """
-        if not items:
+        if not items or (start == 0 and self.send_now(seqs, items)):  # the common case: nothing waits
             return
         state = [seqs, items, start]
         self.outboxes[slot] = state
@@ -145,19 +145,19 @@ class Actor:
             box = outs[i]
             if box.accepts is not None:
                 self.out_check.port(box, seqs, items)
-            if box.has_room():
-                box.put_nowait(seqs, items)
-            else:
-                await box.put(seqs, items)
+            await box.put(seqs, items)
         del self.outboxes[slot]
         self._sent(items)
 
     def send_now(self, seqs: list[Any], items: list[Any]) -> bool:
         """:meth:`send` in the caller's own step when nothing would wait (the run is not paused and
         every mailbox has room): True when sent, False (and nothing done) otherwise."""
-        outs = self.outs
-        if self.run.paused or not all(box.has_room() for box in outs):
+        if self.run.paused:
             return False
+        outs = self.outs
+        for box in outs:
+            if not box.has_room():
+                return False
         for box in outs:
             if box.accepts is not None:
                 self.out_check.port(box, seqs, items)
