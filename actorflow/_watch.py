@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Unpack, final
@@ -23,7 +23,7 @@ from typing import Any, Unpack, final
 import trio
 
 from ._bind import RunGraph
-from ._cache import Cache
+from ._cache import Cache, open_cache
 from ._errors import ActorflowError
 from ._extras import load, require
 from ._file import files_in
@@ -31,7 +31,7 @@ from ._flow import Flow
 from ._result import RunResult
 from ._run import Options, Run, RunOptions, open_run
 from ._spec import positive_seconds
-from ._store import Store, open_store
+from ._store import Store
 
 __all__ = ["Watch", "watch"]
 
@@ -200,7 +200,7 @@ async def watch(
     extra = [Path(p) for p in paths]
     store, cache = settings.pop("store", None), settings.pop("cache", None)
     stop = load("anyio", FEATURE).Event()
-    with _cache_for(store, cache) as the_cache:
+    with _cache_for(store, cache, settings.get("cache_limit")) as the_cache:
         async with trio.open_nursery() as nursery:
             try:
                 yield Watch(flow, options, extra, debounce, the_cache, observe, dict(settings), nursery, stop)
@@ -210,19 +210,18 @@ async def watch(
 
 
 @contextlib.contextmanager
-def _cache_for(store: Any, cache: Any) -> Any:
-    """The one cache every run of a watch uses."""
-    if isinstance(cache, Cache):
-        yield cache
+def _cache_for(store: Any, cache: Any, limit: int | None) -> Iterator[Cache]:
+    """The one cache every run of a watch uses: ``cache=`` and ``store=`` as a run takes them
+    (:func:`~actorflow._cache.open_cache`), or a cache in a temporary store when neither is given."""
+    target = store if cache is None or cache is True else cache
+    if target is None:
+        with tempfile.TemporaryDirectory(prefix="actorflow-watch-") as tmp, Store(tmp) as temporary:
+            yield Cache(temporary, limit)
         return
-    if cache not in (None, True):
-        store = cache  # a directory or Store given as the cache
-    if isinstance(store, Store):
-        yield Cache(store)
-        return
-    if store is not None:
-        with open_store(store) as opened:
-            yield Cache(opened)
-        return
-    with tempfile.TemporaryDirectory(prefix="actorflow-watch-") as tmp, Store(tmp) as opened:
-        yield Cache(opened)
+    found, opened = open_cache(target, None, limit)
+    assert found is not None  # cache=False was refused above
+    try:
+        yield found
+    finally:
+        if opened is not None:
+            opened.close()
