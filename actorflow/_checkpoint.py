@@ -42,7 +42,8 @@ def snapshot(run: Runtime, number: int, final: bool) -> dict[str, Any]:
     queued = 0
     for name, (box, consumer, _) in run.mailboxes.items():
         batches = [plain_batch(s, i) for s, i in consumer.queued_for(box)]
-        batches += [plain_batch(s, i) for s, i in box.batches()]
+        batches += [plain_batch(s, i) for s, i in box.in_memory()]
+        batches += box.spilled_plain()
         queued += sum(len(b[1]) for b in batches)
         boxes[name] = batches
     return {

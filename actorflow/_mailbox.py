@@ -80,9 +80,9 @@ class Mailbox:
         self._abandoned = False
         self._spilling = False
         #: Where batches beyond the capacity go while spilling (a ``SpillStore``; None: kept in memory),
-        #: and the keys and sizes of the batches there, oldest first (all newer than those in memory).
+        #: and the keys of the batches there, oldest first (all newer than those in memory).
         self.spill_to: Any = None
-        self._spilled: deque[tuple[int, int]] = deque()
+        self._spilled: deque[int] = deque()
         #: Turns spilled plain items back into the sender's item type.
         self.restore: Any = None
         #: The sender's promise: no item numbered this or lower will come any more (None: no promise yet).
@@ -113,10 +113,19 @@ class Mailbox:
     def batches(self) -> list[Batch]:
         """The queued batches, oldest first (the lists themselves; spilled ones read back)."""
         out = list(self._batches)
-        for key, _ in self._spilled:
+        for key in self._spilled:
             seqs, items = self.spill_to.get(key, delete=False)
             out.append((seqs, self.restore(items) if self.restore is not None else items))
         return out
+
+    def in_memory(self) -> list[Batch]:
+        """The batches queued in memory, oldest first (all older than the spilled ones)."""
+        return list(self._batches)
+
+    def spilled_plain(self) -> list[list[Any]]:
+        """The spilled batches, oldest first, as they were stored: plain ``[seqs, items]`` for a
+        checkpoint (not turned back into the sender's types only to be packed again)."""
+        return [self.spill_to.plain(key) for key in self._spilled]
 
     def snapshot(self) -> list[Batch]:
         """The queued batches, oldest first (copies of the lists)."""
@@ -139,7 +148,7 @@ class Mailbox:
         if not items or self._abandoned:
             return
         if self.spill_to is not None and (self._spilled or (self._spilling and self._count >= self.capacity)):
-            self._spilled.append((self.spill_to.put(seqs, items), len(items)))  # behind everything queued
+            self._spilled.append(self.spill_to.put(seqs, items))  # behind everything queued
         else:
             self._batches.append((seqs, items))
         self._count += len(items)
@@ -189,7 +198,7 @@ class Mailbox:
         if not self._batches:
             if not self._spilled:
                 return None
-            key, _ = self._spilled.popleft()  # the next batch comes back from the spill area
+            key = self._spilled.popleft()  # the next batch comes back from the spill area
             seqs, items = self.spill_to.get(key)
             self._batches.append((seqs, self.restore(items) if self.restore is not None else items))
         if max_items > 0 and len(self._batches[0][1]) > max_items:

@@ -44,22 +44,27 @@ class SpillStore:
         self._next += 1
         try:
             with self._open().begin(write=True) as txn:
-                txn.put(key.to_bytes(8, "big"), pack([plain_seqs(list(seqs)), items]))
+                txn.put(key.to_bytes(8, "big"), pack([plain_seqs(seqs), items]))
         except lmdb.Error as exc:
             raise StoreError(f"cannot spill a batch to {self._dir!r}: {exc}") from exc
         return key
 
     def get(self, key: int, delete: bool = True) -> tuple[list[Any], list[Any]]:
         """Read the batch under *key* (plain items; sequence numbers as the runtime uses them)."""
+        seqs, items = self.plain(key, delete)
+        return [seq_from_plain(s) for s in seqs], items
+
+    def plain(self, key: int, delete: bool = False) -> list[Any]:
+        """The batch under *key* as it was stored: ``[seqs, items]``, plain data (what a checkpoint holds)."""
         raw_key = key.to_bytes(8, "big")
         with self._open().begin(write=delete) as txn:
             raw = txn.get(raw_key)
             if raw is None:
                 raise StoreError(f"spilled batch {key} is missing from {self._dir!r}")
-            seqs, items = unpack(bytes(raw))
+            batch: list[Any] = unpack(bytes(raw))
             if delete:
                 txn.delete(raw_key)
-        return [seq_from_plain(s) for s in seqs], items
+        return batch
 
     def close(self) -> None:
         """Close and remove the spill area (if one was made)."""
