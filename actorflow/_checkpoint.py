@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ._cache_keys import code_tokens
-from ._codec import EncodeError, pack, plain_batch, restore_items, seq_from_plain, storable_problem, unpack
+from ._codec import EncodeError, pack, plain_batch, seq_from_plain, storable_problem, unpack
 from ._errors import ResumeError, StoreError
 from ._store import Store, open_store
 from ._typing import type_name
@@ -149,9 +149,8 @@ def _apply(run: Runtime, doc: dict[str, Any]) -> int:
     queued = 0
     for name, batches in doc["mailboxes"].items():
         box, _, _ = run.mailboxes[name]
-        item_type = run.sender_type(name)
         for seqs, items in batches:
-            box.put_nowait([seq_from_plain(s) for s in seqs], restore_items(items, item_type))
+            box.put_nowait([seq_from_plain(s) for s in seqs], box.restore(items))  # the sender's item type
             queued += len(items)
     for name, st in doc["actors"].items():  # after the mailboxes: an actor may put a batch back in front
         run.actors[name].restore(st)

@@ -157,13 +157,6 @@ class Runtime:
         _, reader, port = self.mailboxes[mailbox]
         return next((i.annotation for i in reader.spec.inputs if i.name == port), None)
 
-    def sender_type(self, mailbox: str) -> Any:
-        """The item type of the task that sends into *mailbox*."""
-        _, reader, port = self.mailboxes[mailbox]
-        spec = reader.spec
-        upstream = next((i.upstream for i in spec.inputs if i.name == port), spec.per)
-        return self.graph.tasks[upstream].out_type  # type: ignore[index]
-
     def in_result(self) -> set[str]:
         """Tasks whose items the run's result holds (unread streams, per-collectors)."""
         return {name for name, a in self.actors.items() if a.in_result}
