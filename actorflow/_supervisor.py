@@ -103,13 +103,11 @@ class Supervisor:
     @contextmanager
     def parked(self) -> Iterator[None]:
         """Inside :meth:`working`: the unit waits (to send) with its state recorded, so a checkpoint may go on."""
-        self.busy -= 1
-        if self.pending and self.busy <= 0:
-            self._quiet.unpark_all()
+        self.leave()
         try:
             yield
         finally:
-            self.busy += 1
+            self.enter()
 
     # -- stalls --------------------------------------------------------------------------------
 
@@ -252,18 +250,15 @@ class Supervisor:
                 try:
                     while self.busy > 0:
                         await self._quiet.park()
-                    if not self._prepare(final):
-                        return False
-                    doc = snapshot(self.run, self.number + 1, final)
-                    blob = encode(doc, self.store)
+                    framed = self._frame(final)
                 finally:
                     self.pending = False
                     self._open.set()
             else:
-                if not self._prepare(final):
-                    return False
-                doc = snapshot(self.run, self.number + 1, final)
-                blob = encode(doc, self.store)
+                framed = self._frame(final)
+            if framed is None:
+                return False
+            doc, blob = framed
             paused = time.perf_counter() - t0
             unsaved, self._unsaved = self._unsaved, []
             t1 = time.perf_counter()
@@ -283,6 +278,15 @@ class Supervisor:
                                                       queued_items=doc["queued_items"], size_bytes=len(blob),
                                                       pause_seconds=paused, write_seconds=wrote, final=final))
         return True
+
+    def _frame(self, final: bool) -> tuple[dict[str, Any], bytes] | None:
+        """With every actor parked: prepare transactional sinks, then the snapshot and its encoding
+        (None when a sink failed to prepare: no checkpoint then)."""
+        assert self.store is not None
+        if not self._prepare(final):
+            return None
+        doc = snapshot(self.run, self.number + 1, final)
+        return doc, encode(doc, self.store)
 
     def _prepare(self, final: bool) -> bool:
         """Every transactional sink prepares its open transaction (actors are parked); False if one failed."""
