@@ -244,6 +244,13 @@ class Actor:
             if self.status == "throttled":
                 self.status = "running"
 
+    def share(self, inbox: Mailbox | ZipInbox, workers: int) -> int:
+        """How many items one of *workers* concurrent workers takes at a time: the sizer's size, but
+        no more than its share of what is queued (0 for a zip: it sizes its own batches)."""
+        if not isinstance(inbox, Mailbox):
+            return 0
+        return max(1, min(self.sizer.size, len(inbox) // workers))
+
     async def breathe(self) -> None:
         """Give the trio loop back if this actor has held it for a batch time (signals, checkpoints, events)."""
         now = perf_counter()

@@ -346,14 +346,12 @@ class TaskActor(Actor):
         ordered = self.spec.ordered
         done = self.done_out
         counters = {"take": 0, "emit": 0}
-        marks: dict[int, Any] = {}  # ticket -> the last input sequence number of its batch
         lock = trio.Lock()
         take = self.take if self.limiter is None else self.take_throttled
 
         async def worker(slot: int) -> None:
             while self.exited is None:
-                chunk = max(1, min(self.sizer.size, len(inbox) // n)) if isinstance(inbox, Mailbox) else 0
-                batch = await take(inbox, chunk)
+                batch = await take(inbox, self.share(inbox, n))
                 if batch is None:
                     return
                 ticket = counters["take"]
@@ -376,16 +374,14 @@ class TaskActor(Actor):
                     await self.send(seqs, out, slot=slot)
                     continue
                 done[ticket] = (seqs, out)
-                marks[ticket] = batch[0][-1] if batch[0] else None
                 async with lock:
                     while counters["emit"] in done:
                         s, o = done.pop(counters["emit"])
-                        mark = marks.pop(counters["emit"])
-                        self.taken.pop(counters["emit"], None)
+                        in_seqs = self.taken.pop(counters["emit"])[0]
                         counters["emit"] += 1
                         await self.send(s, o, slot=slot)
-                        if mark is not None and self.spec.ordered and not self.spec.is_generator:
-                            self.advance(mark)  # in ticket order: everything up to here was sent
+                        if in_seqs and not self.spec.is_generator:
+                            self.advance(in_seqs[-1])  # in ticket order: everything up to here was sent
 
         async with trio.open_nursery() as nursery:
             for slot in range(n):
@@ -496,9 +492,7 @@ class SinkActor(Actor):
 
         async def consume() -> None:
             while self.exited is None:
-                n = self.spec.concurrency
-                chunk = max(1, min(self.sizer.size, len(inbox) // n)) if isinstance(inbox, Mailbox) else 0
-                batch = await take(inbox, chunk)
+                batch = await take(inbox, self.share(inbox, self.spec.concurrency))
                 if batch is None:
                     return
                 seqs, items = batch
