@@ -45,11 +45,11 @@ class ZipInbox:
         #: Set by :meth:`spill`: drain without limit until the lagging input catches up.
         self._spilling = False
 
-    def _drain(self, spill: bool = False) -> int:
+    def _drain(self) -> int:
         """Take queued batches into the buffers (up to the limit unless spilling); returns how many items."""
         taken = 0
         for box, buf, pending in zip(self.boxes, self._bufs, self._maps, strict=True):
-            while spill or self._spilling or len(buf) + len(pending) < self._limit:
+            while self._spilling or len(buf) + len(pending) < self._limit:
                 b = box.get_nowait()
                 if b is None:
                     break
@@ -139,7 +139,7 @@ class ZipInbox:
     def spill(self) -> None:
         """Take everything queued for every input, whatever the limit, until the lagging input catches up."""
         self._spilling = True
-        self._drain(spill=True)
+        self._drain()
         self.lot.unpark_all()
 
     def stalled(self) -> bool:

@@ -13,7 +13,6 @@ per-collectors and executor-backed tasks all go through here.
 from __future__ import annotations
 
 import copy
-import functools
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import aclosing, contextmanager
@@ -167,6 +166,8 @@ class Handler:
     def __init__(self, spec: TaskDef, consts: dict[str, Any]) -> None:
         self.spec = spec
         self.consts = consts
+        #: Whether the collector's ``finish`` must be awaited (looked at once, not per product).
+        self.finish_async = spec.finish is not None and inspect.iscoroutinefunction(spec.finish)
         self.fn: Callable[..., Any] = spec.fn
         self.item: Callable[..., Any] = spec.fn
         #: The task-class instance (None for a function task): ``end_of_stream``, transactions.
@@ -205,13 +206,7 @@ class Handler:
         if finish is None:
             return acc
         value = finish(acc)
-        return await value if _is_async(finish) else value
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    return inspect.iscoroutinefunction(fn)
+        return await value if self.finish_async else value
 
 
 class ItemLoop:

@@ -133,8 +133,8 @@ class OutputCheck:
                 seq, why,
             )
 
-    def type_error(self, value: Any, seq: Any, port: str = "out") -> MailboxTypeError:
+    def type_error(self, value: Any, seq: Any) -> MailboxTypeError:
         """The error for *value* that is not of the output port's type."""
         return MailboxTypeError(
-            self.run.flow_name, self.name, port, type_name(self.spec.out_type), type(value).__qualname__, seq
+            self.run.flow_name, self.name, "out", type_name(self.spec.out_type), type(value).__qualname__, seq
         )
