@@ -260,10 +260,6 @@ class TaskActor(Actor):
         self.last_in: Any = None
         #: A task with ``end_of_stream``: its instance's public attributes from a checkpoint, set before its first item.
         self.eos_attrs: dict[str, Any] = {}
-        #: With a store: the (attribute, type) sets of the instance's state already found storable.
-        self.eos_checked: set[frozenset[tuple[str, type]]] | None = (
-            set() if self.eos is not None and self.sup.store is not None else None
-        )
 
     async def main(self) -> None:
         spec, handler, loop = self.spec, self.handler, self.loop
@@ -300,14 +296,12 @@ class TaskActor(Actor):
     def _check_eos_state(self, seqs: list[Any]) -> None:
         """A checkpoint must hold the instance's state (its public attributes): find out at the first
         batch and whenever an attribute's type changes, not at the first checkpoint after all the work."""
-        assert self.eos_checked is not None and self.handler is not None
+        assert self.handler is not None
         if self.handler.instance is None or not seqs:
             return
         attrs = instance_state(self.handler.instance, self.spec.fn)
-        kinds = frozenset((k, type(v)) for k, v in attrs.items())
-        if kinds not in self.eos_checked:
-            self.out_check.storable(attrs, seqs[-1], "its instance's attributes")
-            self.eos_checked.add(kinds)
+        shape = frozenset((k, type(v)) for k, v in attrs.items())
+        self.out_check.state(attrs, seqs[-1], "its instance's attributes", shape)
 
     async def _end_of_stream(self, eos: Any) -> None:
         """Call the task class's ``end_of_stream`` once; its items follow the last input item's outputs.
@@ -410,7 +404,7 @@ class TaskActor(Actor):
             else:
                 assert self.loop is not None
                 out = self.out_check.batch(seqs, await self.loop.map(seqs, items))
-            if self.eos_checked is not None:
+            if self.eos is not None and self.out_check.stored:
                 self._check_eos_state(seqs)
             return out
         except EXITS as exc:

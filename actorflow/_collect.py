@@ -31,8 +31,6 @@ class CollectorActor(Actor):
         self.known: deque[Any] = deque()
         self.accs: dict[Any, Any] = {}
         self.mark: Any = None
-        #: Accumulator types found storable (with a store, each new one is checked after its batch).
-        self._checked: set[type] = set()
 
     async def main(self) -> None:
         if self.spec.per is not None:
@@ -44,7 +42,6 @@ class CollectorActor(Actor):
         if not self.has_state:
             self.acc = handler.initial()
             self.has_state = True
-        stored = self.run.supervisor.store is not None
         while (batch := await self.take(inbox)) is not None:
             try:
                 with self.working(batch):
@@ -54,9 +51,7 @@ class CollectorActor(Actor):
                 self.items_in += at
                 self.put_back(batch[0][at:], batch[1][at:], exc)
                 raise
-            if stored and type(self.acc) not in self._checked:  # a checkpoint must hold it: find out now
-                self.out_check.storable(self.acc, batch[0][-1], "its accumulator")
-                self._checked.add(type(self.acc))
+            self.out_check.state(self.acc, batch[0][-1], "its accumulator")
             self.items_in += len(batch[1])
             self.batch_event(len(batch[1]), 0)
         value = await self._product(self.acc)
@@ -133,9 +128,7 @@ class CollectorActor(Actor):
                 self.mark = seq_prefix(seqs[at - 1], depth)
             self.put_back(seqs[at:], items[at:], exc)
             raise
-        if self.run.supervisor.store is not None and type(accs[key]) not in self._checked:
-            self.out_check.storable(accs[key], seqs[-1], "its accumulator")  # a checkpoint must hold it: find out now
-            self._checked.add(type(accs[key]))
+        self.out_check.state(accs[key], seqs[-1], "its accumulator")
         self.items_in += len(items)
         self.mark = seq_prefix(seqs[-1], depth)
         self.batch_event(len(items), 0)

@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 class OutputCheck:
     """The checks of one actor's outputs (see the module's docstring)."""
 
-    __slots__ = ("_allowed", "_classes", "_deep", "_deep_batch", "_named", "_plain", "_storable", "name", "run", "spec")
+    __slots__ = (
+        "_allowed", "_classes", "_deep", "_deep_batch", "_named", "_plain", "_state_shapes", "_storable", "name", "run",
+        "spec", "stored",
+    )
 
     def __init__(self, run: Runtime, spec: TaskDef, store: bool) -> None:
         self.run = run
@@ -44,6 +47,9 @@ class OutputCheck:
         self._plain = self._named is None and self._deep is None
         #: Undeclared output type and a store: each new type is checked to be storable when it first appears.
         self._storable = classes is None and self._named is None and store
+        #: Whether the run has a store, and the shapes of task state (see :meth:`state`) found storable.
+        self.stored = store
+        self._state_shapes: set[Any] = set()
 
     def batch(self, seqs: list[Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
         """Type-check one output batch against the output port and drop SKIPs (one C-level pass)."""
@@ -122,6 +128,17 @@ class OutputCheck:
                 f"checkpoint ({exc}); return plain data, an attrs class or a dataclass"
             )
             raise ItemFailure(seq, error) from exc
+
+    def state(self, value: Any, seq: Any, what: str, shape: Any = None) -> None:
+        """With a store, check the task's state *value* (an accumulator, an instance's attributes) after
+        item *seq* storable the first time its *shape* (by default its type) appears, so a checkpoint
+        that could not hold it fails at once, not after all the work."""
+        if not self.stored:
+            return
+        key = type(value) if shape is None else shape
+        if key not in self._state_shapes:
+            self.storable(value, seq, what)
+            self._state_shapes.add(key)
 
     def named(self, value: Any, seq: Any) -> None:
         """Run a named output type's checks on one value."""
