@@ -415,7 +415,7 @@ class Actor:
         if role.hit:
             for box in self.inboxes:
                 box.abandon()
-            self.outs = [b for b in self.outs if not ((r := run.mailboxes[b.name][1].cached) is not None and r.hit)]
+            self.outs = run.outs_to_running(self)
             role.replay, role.load_items = bool(self.outs or self.taps), self.in_result
         self.cache_event()
 

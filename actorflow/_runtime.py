@@ -169,10 +169,13 @@ class Runtime:
 
     def route_hits(self) -> None:
         """A hit sends only to the mailboxes of tasks that run: a hit consumer never reads its inbox."""
-        reader = {id(box): actor for box, actor, _ in self.mailboxes.values()}
         for actor in self.actors.values():
             if actor.cached is not None and actor.cached.hit:
-                actor.outs = [b for b in actor.outs if not ((r := reader[id(b)].cached) is not None and r.hit)]
+                actor.outs = self.outs_to_running(actor)
+
+    def outs_to_running(self, actor: Actor) -> list[Mailbox]:
+        """*actor*'s downstream mailboxes whose readers run (not cache hits)."""
+        return [b for b in actor.outs if not ((r := self.mailboxes[b.name][1].cached) is not None and r.hit)]
 
     # -- pause, cancel, fail -----------------------------------------------------------------------
 
