@@ -57,11 +57,8 @@ class TransactionalSinkActor(SinkActor):
 
     def start_transactions(self) -> None:
         """Commit the tokens a restored checkpoint holds (idempotent), then open a transaction."""
-        instance = self.instance
-        while self.durable:
-            instance.commit(self.durable[0])
-            self.durable.pop(0)
-        instance.begin()
+        self.commit_durable()
+        self.instance.begin()
         self.txn_open = True
 
     def prepare_transaction(self, final: bool, stored: bool) -> None:
