@@ -136,8 +136,7 @@ def apply(run: Runtime, doc: dict[str, Any]) -> int:
 
 def _way_on(store: Store | None, doc: dict[str, Any]) -> str:
     """What to do about a damaged checkpoint *doc*: resume from the previous one when it is intact."""
-    found = store.checkpoints() if store is not None else []
-    previous = _decoded(found[1])[0] if len(found) > 1 else None
+    previous = _intact_previous(store) if store is not None else None
     if store is None or previous is None or previous.get("number") == doc.get("number"):
         return "start the run afresh in a new store"
     return _previous_offer(store, previous)
@@ -304,11 +303,12 @@ def load(store: Store, from_previous: bool = False) -> dict[str, Any] | None:
         ResumeError: *from_previous* and there is no previous checkpoint.
     """
     where = f"store {str(store.path)!r}"
-    found = store.checkpoints()
+    latest = store.checkpoint()  # the previous one is read only when it is asked for or needed
     if from_previous:
-        if len(found) < 2:
+        older = store.checkpoint(previous=True) if latest is not None else None
+        if older is None:
             raise ResumeError(f"{where} holds no checkpoint before its latest one; resume without from_previous")
-        doc, problem = _decoded(found[1])
+        doc, problem = _decoded(older)
         if doc is None:
             raise StoreError(f"{where}: the previous checkpoint {problem} too; start the run afresh in a new store")
         log.warning(
@@ -317,16 +317,22 @@ def load(store: Store, from_previous: bool = False) -> dict[str, Any] | None:
         )
         store.drop_latest_checkpoint()  # the next checkpoint replaces the latest, not the one resumed from
         return doc
-    if not found:
+    if latest is None:
         return None
-    doc, problem = _decoded(found[0])
+    doc, problem = _decoded(latest)
     if doc is not None:
         return doc
-    previous = _decoded(found[1])[0] if len(found) > 1 else None
+    previous = _intact_previous(store)
     if previous is None:
         raise StoreError(f"{where}: the checkpoint {problem}; no older checkpoint is intact: start the run afresh "
                          "in a new store")
     raise StoreError(f"{where}: the checkpoint {problem}. {_previous_offer(store, previous)}")
+
+
+def _intact_previous(store: Store) -> dict[str, Any] | None:
+    """The checkpoint before the latest, decoded, if there is one and it is intact."""
+    entry = store.checkpoint(previous=True)
+    return _decoded(entry)[0] if entry is not None else None
 
 
 def _previous_offer(store: Store, previous: dict[str, Any]) -> str:

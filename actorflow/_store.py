@@ -127,7 +127,6 @@ class Store:
         readonly: bool = False, owner: bool = False,
     ) -> None:
         self.path = Path(path)
-        self.readonly = readonly
         self._lock_fd: int | None = None
         create = create and not readonly
         if self.path.exists() and not self.path.is_dir():
@@ -265,17 +264,6 @@ class Store:
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._lock_fd = fd
 
-    def owner(self) -> int | None:
-        """The process id recorded in the store's lock file (a live owner or a stale one), or None."""
-        try:
-            fd = os.open(self.path / LOCK_FILE, os.O_RDONLY)
-        except OSError:
-            return None
-        try:
-            return _read_pid(fd)
-        finally:
-            os.close(fd)
-
     def release(self) -> None:
         """Give up ownership taken by :meth:`acquire` (the store stays open)."""
         fd, self._lock_fd = self._lock_fd, None
@@ -300,12 +288,10 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _write(self, puts: dict[tuple[Any, bytes], bytes], deletes: list[tuple[Any, bytes]] = ()) -> None:  # type: ignore[assignment]
+    def _write(self, puts: dict[tuple[Any, bytes], bytes]) -> None:
         with self.transaction(needed=sum(len(v) for v in puts.values())) as txn:
             for (db, key), value in puts.items():
                 txn.put(key, value, db=db)
-            for db, key in deletes:
-                txn.delete(key, db=db)
 
     @contextmanager
     def transaction(self, needed: int = 0) -> Iterator[Any]:
@@ -463,19 +449,19 @@ class Store:
         """Write dead letters on their own (when a run ends without a final checkpoint)."""
         self._write({(self._dead, key): value for key, value in self.encode_dead_letters(dead_letters)})
 
-    def checkpoints(self) -> list[tuple[bytes | None, str | None]]:
-        """The latest checkpoint and the one before it, as far as there are any: for each, its
-        msgpack bytes and None, or None and what is wrong with its record (the checksum checked)."""
-        out: list[tuple[bytes | None, str | None]] = []
+    def checkpoint(self, previous: bool = False) -> tuple[bytes | None, str | None] | None:
+        """The latest checkpoint (with *previous*, the one before it), or None when there is none:
+        its msgpack bytes and None, or None and what is wrong with its record (the checksum checked)."""
         with self._reading("its checkpoints"), self.env.begin(db=self._ckpt) as txn:
             head = txn.get(b"head")
             if head is None:
-                return out
-            for slot in (head, _SLOTS[1] if head == _SLOTS[0] else _SLOTS[0]):
-                raw = txn.get(slot)
-                if raw is not None:
-                    out.append(unseal(raw))
-        return out
+                return None
+            raw = txn.get((_SLOTS[1] if head == _SLOTS[0] else _SLOTS[0]) if previous else head)
+            return None if raw is None else unseal(raw)
+
+    def checkpoints(self) -> list[tuple[bytes | None, str | None]]:
+        """The latest checkpoint and the one before it, as far as there are any (see :meth:`checkpoint`)."""
+        return [c for c in (self.checkpoint(), self.checkpoint(previous=True)) if c is not None]
 
     def drop_latest_checkpoint(self) -> None:
         """Make the previous checkpoint the latest (resuming from it): the next checkpoint then
@@ -494,10 +480,10 @@ class Store:
             StoreError: its record is damaged (see :func:`actorflow._checkpoint.load` for one that
                 offers the previous checkpoint).
         """
-        found = self.checkpoints()
-        if not found:
+        latest = self.checkpoint()
+        if latest is None:
             return None
-        payload, problem = found[0]
+        payload, problem = latest
         if payload is None:
             raise StoreError(f"store {str(self.path)!r}: the latest checkpoint is damaged ({problem})")
         return payload
