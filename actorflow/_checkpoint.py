@@ -105,7 +105,8 @@ def _packs(value: Any) -> bool:
 
 
 def apply(run: Runtime, doc: dict[str, Any]) -> int:
-    """Restore *run*'s mailboxes and actors from a snapshot; returns the number of queued items.
+    """Restore *run*'s mailboxes and actors from a snapshot read by :func:`load` (which has checked
+    its framing); returns the number of queued items.
 
     Raises:
         ResumeError: the checkpoint belongs to another format or run graph.
@@ -120,9 +121,7 @@ def apply(run: Runtime, doc: dict[str, Any]) -> int:
         )
     store = run.supervisor.store
     where = f"store {str(store.path)!r}" if store is not None else "the checkpoint's store"
-    problem = _problem(doc)
-    if problem is None:
-        problem = _problem_for(run, doc)
+    problem = _problem_for(run, doc)  # the framing was checked by load(); here, whether it fits this run
     if problem is not None:
         raise StoreError(f"{where}: the checkpoint is damaged ({problem}); {_way_on(store, doc)}")
     try:
