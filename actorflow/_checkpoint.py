@@ -241,6 +241,8 @@ def _run_record(graph: Any, meta: dict[str, Any] | None) -> dict[str, Any]:
         pack(record)
     except EncodeError:
         record["options"] = None
+    else:
+        return record
     try:
         pack(record)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -248,17 +250,18 @@ def _run_record(graph: Any, meta: dict[str, Any] | None) -> dict[str, Any]:
     return record
 
 
-def changed_tasks(info: dict[str, Any], graph: Any) -> list[str]:
-    """The tasks of *graph* whose code or settings differ from those the store's run recorded
+def changed_tasks(info: dict[str, Any], tokens: dict[str, Any]) -> list[str]:
+    """The tasks whose code tokens (see ``code_tokens``) differ from those the store's run recorded
     (none when the store predates the record)."""
     recorded = info.get("code")
     if not isinstance(recorded, dict):
         return []
-    return [name for name, token in code_tokens(graph).items() if recorded.get(name) != token]
+    return [name for name, token in tokens.items() if recorded.get(name) != token]
 
 
 def _check_code(store: Store, info: dict[str, Any], graph: Any, allow_changed: bool) -> None:
-    changed = changed_tasks(info, graph)
+    tokens = code_tokens(graph)
+    changed = changed_tasks(info, tokens)
     if not changed:
         return
     names = ", ".join(repr(n) for n in changed)
@@ -272,7 +275,7 @@ def _check_code(store: Store, info: dict[str, Any], graph: Any, allow_changed: b
         "store %r: resuming with changed code or settings of task%s %s (allowed by allow_changed)",
         str(store.path), "s" if len(changed) > 1 else "", names,
     )
-    store.update_run_info(code=code_tokens(graph))
+    store.update_run_info(code=tokens)
 
 
 def _decoded(entry: tuple[bytes | None, str | None]) -> tuple[dict[str, Any] | None, str]:
