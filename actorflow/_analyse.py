@@ -41,8 +41,6 @@ class Defined(Protocol):
 
     def stream_ancestors(self, name: str) -> set[str]: ...
 
-    def ancestors(self, name: str) -> set[str]: ...
-
 
 @attrs.frozen
 class _Ports:
