@@ -22,7 +22,7 @@ import attrs
 from ._context import Context
 from ._convert import coerce
 from ._errors import DefinitionError
-from ._executors import check_definition
+from ._executors import definition_problem
 from ._file import File
 from ._spec import REQUIRED, Input, Option, TaskDef, TaskKind, TaskSettings, where
 from ._typing import Cursor, Seq, fits, inspect_empty, list_item_type, runtime_classes, stream_item_type, type_name
@@ -40,8 +40,6 @@ class Defined(Protocol):
     def nested(self) -> Mapping[str, str]: ...
 
     def stream_ancestors(self, name: str) -> set[str]: ...
-
-    def ancestors(self, name: str) -> set[str]: ...
 
 
 @attrs.frozen
@@ -388,7 +386,9 @@ def _checks(
     streaming_in: list[Input],
 ) -> None:
     if settings.executor is not None:
-        check_definition(flow.name, tname, fn, is_async, bool(streaming_in), settings.executor.remote)
+        problem = definition_problem(fn, is_async, bool(streaming_in), settings.executor.remote)
+        if problem:
+            raise DefinitionError(f"{where(flow.name, tname)}: {problem}")
     if settings.concurrency > 1 and not streaming_in:
         raise DefinitionError(f"{where(flow.name, tname)}: concurrency needs a streaming input")
     if kind != "collector" and (settings.per is not None or settings.finish is not None):

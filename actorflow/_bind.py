@@ -17,9 +17,9 @@ import attrs
 
 from ._convert import coerce, plain
 from ._convert import describe as _describe
-from ._errors import DefinitionError, InvocationError
+from ._errors import InvocationError
 from ._executors import bind_problems as executor_problems
-from ._executors import check_definition, executor_named
+from ._executors import definition_problem, executor_named
 from ._typing import type_name
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ def with_executors(graph: RunGraph, executors: Mapping[str, Any] | None) -> RunG
         )
     problems: list[str] = []
     tasks = dict(graph.tasks)
+    shaped: set[str] = set()  # tasks on a remote executor whose function unsendable() has passed
     for tname, choice in executors.items():
         spec = tasks.get(tname)
         if spec is None:
@@ -111,14 +112,16 @@ def with_executors(graph: RunGraph, executors: Mapping[str, Any] | None) -> RunG
             continue
         try:
             executor = executor_named(choice)
-            if executor is not None and spec.kind != "task":
-                raise ValueError(f"a {spec.kind} runs in its actor; only tasks take an executor")
-            if executor is not None:
-                check_definition(graph.name, tname, spec.fn, spec.is_async, bool(spec.streaming_inputs),
-                                 executor.remote)
-        except (ValueError, DefinitionError) as exc:
-            text = str(exc).removeprefix(f"flow {graph.name!r}, task {tname!r}: ")
-            problems.append(f"task {tname!r}, executor {choice!r}: {text}")
+        except ValueError as exc:
+            problems.append(f"task {tname!r}, executor {choice!r}: {exc}")
+            continue
+        problem = None
+        if executor is not None and spec.kind != "task":
+            problem = f"a {spec.kind} runs in its actor; only tasks take an executor"
+        elif executor is not None:
+            problem = definition_problem(spec.fn, spec.is_async, bool(spec.streaming_inputs), executor.remote)
+        if problem:
+            problems.append(f"task {tname!r}, executor {choice!r}: {problem}")
             continue
         settings = spec.settings.on(executor)
         if not settings.ordered and (settings.concurrency == 1) != (spec.concurrency == 1):
@@ -129,7 +132,9 @@ def with_executors(graph: RunGraph, executors: Mapping[str, Any] | None) -> RunG
             )
             continue
         tasks[tname] = attrs.evolve(spec, settings=settings)
-    problems.extend(executor_problems(tasks[t] for t in executors if t in tasks))
+        if executor is not None and executor.remote:
+            shaped.add(tname)  # definition_problem has run unsendable() on it
+    problems.extend(executor_problems((tasks[t] for t in executors if t in tasks), shaped))
     if problems:
         raise InvocationError(graph.name, problems, "run settings")
     return attrs.evolve(graph, tasks=types.MappingProxyType(tasks))

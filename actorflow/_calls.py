@@ -21,6 +21,12 @@ def target_of(fn: Callable[..., Any]) -> Callable[..., Any]:
     return getattr(fn, "__actorflow_class__", fn)
 
 
+@functools.cache
+def _run_parameters(cls: type) -> frozenset[str]:
+    """The parameter names of a task class's ``run`` (looked up once per class, not per batch)."""
+    return frozenset(inspect.signature(cls.run).parameters)  # type: ignore[attr-defined]
+
+
 def bind(target: Callable[..., Any], consts: dict[str, Any]) -> Callable[..., Any]:
     """*target* with its options and final inputs bound.
 
@@ -31,7 +37,7 @@ def bind(target: Callable[..., Any], consts: dict[str, Any]) -> Callable[..., An
     if not isinstance(cls, type):
         return functools.partial(target, **consts) if consts else target
     instance = cls()
-    params = inspect.signature(cls.run).parameters  # type: ignore[attr-defined]
+    params = _run_parameters(cls)
     rest = {}
     for name, value in consts.items():
         if name in params:

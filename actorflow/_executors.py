@@ -18,7 +18,7 @@ import inspect
 import os
 import sys
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, final
 
@@ -26,7 +26,6 @@ import attrs
 import trio
 
 from ._calls import bind, item_caller, target_of
-from ._errors import DefinitionError
 from ._extras import load, require
 
 if TYPE_CHECKING:
@@ -375,31 +374,22 @@ def _dask_address() -> str:
     return address
 
 
-def as_executor(flow: str, task: str, executor: Any) -> Executor | None:
-    """*executor* resolved by :func:`executor_named` for a task's definition."""
-    try:
-        return executor_named(executor)
-    except ValueError as exc:
-        raise DefinitionError(f"flow {flow!r}, task {task!r}: {exc}") from None
+def definition_problem(
+    fn: Callable[..., Any], is_async: bool, has_stream: bool, remote: bool = True
+) -> str | None:
+    """Why a task cannot run in an executor (*remote*: in other processes), or None when it can.
 
-
-def check_definition(
-    flow: str, task: str, fn: Callable[..., Any], is_async: bool, has_stream: bool, remote: bool = True
-) -> None:
-    """Refuse, at definition time, a task that cannot run in an executor (*remote*: in other processes)."""
-    where = f"flow {flow!r}, task {task!r}"
+    Known at definition time; the caller names the place (``_analyse`` the flow and task,
+    ``with_executors`` the task and the executor chosen for the run).
+    """
     if is_async:
-        raise DefinitionError(
-            f"{where}: an executor runs sync functions in worker processes; define it with plain 'def' "
+        return (
+            "an executor runs sync functions in worker processes; define it with plain 'def' "
             "(async functions run inline; use concurrency= for I/O-bound work)"
         )
     if not has_stream:
-        raise DefinitionError(f"{where}: executor= needs a streaming input (it runs batches of items)")
-    if not remote:
-        return
-    problem = unsendable(fn)
-    if problem:
-        raise DefinitionError(f"{where}: {problem}")
+        return "executor= needs a streaming input (it runs batches of items)"
+    return unsendable(fn) if remote else None
 
 
 def unsendable(fn: Callable[..., Any]) -> str | None:
@@ -435,13 +425,16 @@ def importable(fn: Callable[..., Any]) -> bool:
     return obj is fn
 
 
-def bind_problems(tasks: Iterable[TaskDef]) -> list[str]:
-    """Problems with executor tasks, found when a flow is bound (the functions now exist)."""
+def bind_problems(tasks: Iterable[TaskDef], shaped: Collection[str] = ()) -> list[str]:
+    """Problems with executor tasks, found when a flow is bound (the functions now exist).
+
+    *shaped* names tasks whose function :func:`unsendable` has already passed; only importing it is checked.
+    """
     problems: list[str] = []
     for spec in tasks:
         if spec.executor is None or not spec.executor.remote:
             continue
-        reason = unsendable(spec.fn)
+        reason = None if spec.name in shaped else unsendable(spec.fn)
         if reason is None and not importable(target_of(spec.fn)):
             fn = target_of(spec.fn)
             reason = (

@@ -542,17 +542,6 @@ class Flow:
                 todo.extend(i.upstream for i in t.streaming_inputs)
         return out
 
-    def ancestors(self, name: str) -> set[str]:
-        """Every task whose product or items reach *name* (itself too)."""
-        out: set[str] = set()
-        todo = [name]
-        while todo:
-            n = todo.pop()
-            if n not in out:
-                out.add(n)
-                todo.extend(i.upstream for i in self._tasks[n].inputs)
-        return out
-
 
 def _no_call(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("a flow input is fed by the outer flow; it is never called")

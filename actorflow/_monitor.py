@@ -27,15 +27,20 @@ import trio
 from trio_websocket import ConnectionClosed, wrap_server_stream
 
 from ._errors import ActorflowError
-from ._monitor_http import PrefixedStream, host_name, is_loopback, read_request, respond, serve_static, token_ok
+from ._monitor_http import (
+    PrefixedStream,
+    host_name,
+    is_loopback,
+    read_request,
+    request_fields,
+    respond,
+    serve_static,
+    token_ok,
+)
 from ._monitor_metrics import METRICS_PATH, MetricsCollector, answer
 from ._monitor_session import Session
-from ._monitor_wire import JSON_SUBPROTOCOL as JSON_SUBPROTOCOL
-from ._monitor_wire import MSGPACK_SUBPROTOCOL as MSGPACK_SUBPROTOCOL
+from ._monitor_wire import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL
 from ._monitor_wire import PROTOCOL_VERSION as PROTOCOL_VERSION
-from ._monitor_wire import graph_description as graph_description
-from ._monitor_wire import stats_message as stats_message
-from ._monitor_wire import to_wire as to_wire
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -109,8 +114,7 @@ class MonitorServer:
         if head is None:
             return
         conn, request, raw = head
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
-        target = request.target.decode("latin-1")
+        headers, target = request_fields(request)
         if is_loopback(self.host) and not is_loopback(host_name(headers.get("host", ""))):
             # A loopback server is only reached as localhost: this stops DNS-rebinding pages.
             await respond(stream, conn, 403, b"this monitor only answers requests for localhost\n")
@@ -162,6 +166,11 @@ async def bind_monitor(host: str, port: int, token: str | None = None) -> list[t
         MonitorBindError: the address cannot be listened on.
     """
     _check_bind(host, token)
+    return await _open_listeners(host, port)
+
+
+async def _open_listeners(host: str, port: int) -> list[trio.SocketListener]:
+    """The sockets of :func:`bind_monitor`, once its host and token are checked."""
     try:
         return await trio.open_tcp_listeners(port, host=host)
     except OSError as exc:
@@ -213,16 +222,12 @@ async def serve_monitor(
         ActorflowError: a non-loopback *host* without a token, or an empty token.
         MonitorBindError: the address cannot be listened on (an :class:`OSError` too).
     """
-    server, listeners = await _listen(
-        run, host, port, token, max_message_size, max_clients, stats_interval, listeners
-    )
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, server.handle, listeners)
-            nursery.start_soon(server.metrics.watch)
-            task_status.started(server)
-    finally:
-        server.metrics.close()
+    async with open_monitor(
+        run, host, port, token=token, max_message_size=max_message_size, max_clients=max_clients,
+        stats_interval=stats_interval, listeners=listeners,
+    ) as server:
+        task_status.started(server)
+        await trio.sleep_forever()
 
 
 async def _listen(
@@ -240,7 +245,7 @@ async def _listen(
         raise ActorflowError(f"max_message_size must be an int of at least 64 bytes, got {max_message_size!r}")
     metrics = MetricsCollector(run)  # subscribed before the first await: no early event (a cache hit) is missed
     try:
-        listeners = list(bound) if bound else await bind_monitor(host, port, token)
+        listeners = list(bound) if bound else await _open_listeners(host, port)  # host and token checked above
     except BaseException:
         metrics.close()
         raise

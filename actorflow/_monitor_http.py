@@ -119,6 +119,31 @@ async def read_request(stream: trio.abc.Stream) -> tuple[h11.Connection, h11.Req
     return conn, request, bytes(raw)
 
 
+def request_fields(request: h11.Request) -> tuple[dict[str, str], str]:
+    """A request's headers (names in lower case) and its target, as text."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
+    return headers, request.target.decode("latin-1")
+
+
+async def refused(
+    stream: trio.abc.Stream,
+    conn: h11.Connection,
+    method: bytes,
+    target: str,
+    headers: dict[str, str],
+    token: str | None,
+    unauthorized: bytes,
+) -> bool:
+    """Answer 405 to a method other than GET or HEAD, or 401 (*unauthorized*) without the token; True if it did."""
+    if method not in (b"GET", b"HEAD"):
+        await respond(stream, conn, 405, b"only GET is served here\n", extra=[("allow", "GET, HEAD")])
+        return True
+    if not token_ok(token, target, headers):
+        await respond(stream, conn, 401, unauthorized)
+        return True
+    return False
+
+
 async def respond(
     stream: trio.abc.Stream,
     conn: h11.Connection,
@@ -158,11 +183,8 @@ async def serve_static(
 ) -> None:
     """Answer a plain HTTP request with a dashboard file (or 405, 401, 404)."""
     head_only = method == b"HEAD"
-    if method not in (b"GET", b"HEAD"):
-        await respond(stream, conn, 405, b"only GET is served here\n", extra=[("allow", "GET, HEAD")])
-        return
-    if not token_ok(token, target, headers):
-        await respond(stream, conn, 401, b"this monitor needs a token: add ?token=... to the URL\n")
+    unauthorized = b"this monitor needs a token: add ?token=... to the URL\n"
+    if await refused(stream, conn, method, target, headers, token, unauthorized):
         return
     path = urlsplit(target).path
     name = "index.html" if path in ("/", "/index.html") else path.lstrip("/")

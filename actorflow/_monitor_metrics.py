@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from . import _events as ev
-from ._monitor_http import read_request, respond, token_ok
+from ._monitor_http import read_request, refused, request_fields, respond
 
 if TYPE_CHECKING:
     from ._run import Run
@@ -263,8 +263,7 @@ class MetricsCollector:
             if head is None:
                 return
             conn, request, _ = head
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
-            target = request.target.decode("latin-1")
+            headers, target = request_fields(request)
             if urlsplit(target).path != METRICS_PATH:
                 await respond(stream, conn, 404, f"not found: {urlsplit(target).path}\n".encode())
                 return
@@ -281,11 +280,8 @@ async def answer(
     token: str | None,
 ) -> None:
     """Answer a request for :data:`METRICS_PATH` on *conn* (405 for other methods, 401 without the token)."""
-    if method not in (b"GET", b"HEAD"):
-        await respond(stream, conn, 405, b"only GET is served here\n", extra=[("allow", "GET, HEAD")])
-    elif not token_ok(token, target, headers):
-        await respond(stream, conn, 401, b"these metrics need a token (Authorization: Bearer or ?token=)\n")
-    else:
+    unauthorized = b"these metrics need a token (Authorization: Bearer or ?token=)\n"
+    if not await refused(stream, conn, method, target, headers, token, unauthorized):
         body = collector.render().encode()
         await respond(stream, conn, 200, body, CONTENT_TYPE, head_only=method == b"HEAD")
 

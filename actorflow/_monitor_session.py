@@ -8,7 +8,6 @@ adding a command is adding a handler and a table entry. See ``docs/monitor-proto
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, final
@@ -214,15 +213,9 @@ class Session:
 
     async def _op_checkpoint_now(self, msg: dict[str, Any]) -> dict[str, Any]:
         """``checkpoint-now``: write a checkpoint at once (the run needs a store)."""
-        checkpoint = getattr(self.run, "checkpoint_now", None)
-        if checkpoint is None:
-            raise BadMessage("'checkpoint-now': checkpoints need a store; start the run with one")
-        result = checkpoint()
-        if inspect.isawaitable(result):
-            result = await result
-        if result is False:
+        if not await self.run.checkpoint_now():
             raise BadMessage("'checkpoint-now': checkpoints need a store; start the run with one (store=...)")
-        return _ack(checkpoint=to_wire(result))
+        return _ack(checkpoint=True)
 
     async def _op_push(self, msg: dict[str, Any]) -> dict[str, Any]:
         """``push``: structure ``item``/``items`` into an external source's type and feed them all, or none."""

@@ -15,7 +15,7 @@ from typing import Any, Final, Literal, final
 import attrs
 
 from ._errors import DefinitionError
-from ._executors import Executor, as_executor
+from ._executors import Executor, executor_named
 from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
 from ._policy import DeadLetter, Fail, Restart, Retry
 from ._typing import runtime_classes
@@ -112,7 +112,10 @@ class TaskSettings:
         """
         here = where(flow, task)
         if executor is not None:
-            executor = as_executor(flow, task, executor)
+            try:
+                executor = executor_named(executor)
+            except ValueError as exc:
+                raise DefinitionError(f"{here}: {exc}") from None
         follows = tuple(  # a tuple: its repr is the same in every process (resume compares settings as text)
             name for name, left in (("concurrency", concurrency is None), ("capacity", capacity == DEFAULT_CAPACITY))
             if left

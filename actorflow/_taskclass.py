@@ -233,24 +233,6 @@ def _check_hooks(cls: type[Task], on_error: Any) -> None:
             raise DefinitionError(f"{here}: a transactional sink runs in its actor; it cannot take an executor")
 
 
-def bound_instance(fn: Callable[..., Any], consts: dict[str, Any]) -> Callable[..., Any] | None:
-    """For a class-based task: a fresh instance's ``run`` with options set and the rest bound."""
-    cls = getattr(fn, "__actorflow_class__", None)
-    if cls is None:
-        return None
-    instance = cls()
-    rest = dict(consts)
-    for name in fn.__actorflow_options__:  # type: ignore[attr-defined]
-        if name in rest:
-            setattr(instance, name, rest.pop(name))
-    run = instance.run
-    if not rest:
-        return run  # type: ignore[no-any-return]
-    import functools
-
-    return functools.partial(run, **rest)
-
-
 def _snake(name: str) -> str:
     out = []
     for i, ch in enumerate(name):
