@@ -171,8 +171,8 @@ async def _one_run(runs: Watch, show: Callable[[RunResult], None]) -> None:
         return
     show(result)
     stats = result.summary.tasks.values()
-    hits = [t.name for t in stats if t.cache in ("hit", "cutoff")]
-    ran = [t.name for t in stats if t.cache not in ("hit", "cutoff")]
+    hits = [t.name for t in stats if t.from_cache]
+    ran = [t.name for t in stats if not t.from_cache]
     print(
         f"actorflow: cache: {len(hits)} from the cache ({', '.join(hits) or '-'}); "
         f"{len(ran)} ran ({', '.join(ran) or '-'})",
