@@ -350,9 +350,10 @@ def run_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def _watch(args: argparse.Namespace) -> int:
     """``actorflow run FILE --watch``: run, then re-run what is dirty whenever an input changes."""
-    from ._cli_cache import check_watch, watch
+    from ._cli_cache import WATCH_FEATURE, watch
+    from ._watch import require_watch
 
-    check_watch()  # the watch extra, before anything else
+    require_watch(WATCH_FEATURE)  # the watch extra, before anything else
     if args.no_cache:
         raise UsageError("--watch re-runs only what changed, which needs the cache; drop --no-cache")
     settings = {"secrets": parse_secrets(args.secret), "executors": parse_executors(args.executor)}
