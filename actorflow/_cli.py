@@ -309,17 +309,20 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
     from ._run import open_run
 
     graph = flow.bind(options)
-    kwargs: dict[str, Any] = store_kwargs(args, target) if getattr(args, "store", None) else {}
-    if getattr(args, "no_cache", False):
-        kwargs["cache"] = False
+    kwargs: dict[str, Any]
     if getattr(args, "resume_store", None):
         kwargs = {"store": args.resume_store, "resume": True, "handle_signals": True,
                   "checkpoint_every": args.checkpoint_every, "allow_changed": args.allow_changed,
                   "from_previous": args.from_previous}
+        new_store = None  # resume reads the store it was given: nothing new to make
+    else:
+        kwargs = store_kwargs(args, target)  # {} without --store
+        if getattr(args, "no_cache", False):
+            kwargs["cache"] = False
+        new_store = getattr(args, "store", None) or None
 
     secrets = parse_secrets(getattr(args, "secret", []))
     kwargs["executors"] = parse_executors(getattr(args, "executor", []))
-    new_store = args.store if getattr(args, "store", None) and not getattr(args, "resume_store", None) else None
 
     async def main() -> Any:
         # The event log is opened, the monitor bound and the store's folder made first: a bad
