@@ -135,11 +135,6 @@ def upstreams(spec: TaskDef) -> list[str]:
     return ups
 
 
-def compute_keys(graph: RunGraph, cache: Cache) -> dict[str, str | None]:
-    """Every task's cache key (None: not cacheable), in the graph's topological order."""
-    return {name: pair[0] if pair else None for name, pair in compute_key_pairs(graph, cache).items()}
-
-
 def compute_key_pairs(graph: RunGraph, cache: Cache) -> dict[str, tuple[str, str] | None]:
     """Every task's ``(key, partial key)`` (None: not cacheable), in topological order.
 

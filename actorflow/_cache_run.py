@@ -119,18 +119,22 @@ class CacheRole:
             self.recording = None  # it could never be stored: stop holding it in memory
             log.warning("cache: task %s not cached: its stream is larger than the cache limit", task)
 
+    def adopt(self, found: tuple[str, dict[str, Any]]) -> None:
+        """Become a hit by early cutoff on *found*, the ``(key, header)`` of an entry of this
+        task's partial key that read the same content (see :func:`_same_content`)."""
+        self.decision, self.cutoff = "hit", True
+        self.key, self.entry = found
+        self.digest = self.entry.get("digest")
+        self.settled.set()
+
     def decide(self, cache: Cache, spec: TaskDef, digests: dict[str, str | None]) -> None:
         """A pending task's decision, once *digests* (of the tasks it reads from) are final."""
-        self.input = input_digest(spec, digests)
-        found = cache.by_content(self.partial, self.input) if self.input is not None else None
+        self.input, found = _same_content(cache, spec, self.partial, digests)
         if found is not None:
-            self.decision, self.cutoff = "hit", True
-            self.key, self.entry = found
-            self.digest = self.entry.get("digest")
-            cache.pin([self.key])
+            self.adopt(found)
+            cache.pin([self.key])  # the run has started: keep the entry from eviction until it ends
             self.pinned = self.key
-            cache.touch({self.key: self.entry})
-            self.settled.set()
+            cache.touch({self.key: found[1]})
             return
         self.decision = "miss"
         self.reason = "what it reads changed" if self.input is not None else "what it reads is not known"
@@ -272,14 +276,23 @@ def plan(graph: RunGraph, cache: Cache, in_result: set[str]) -> dict[str, CacheR
     return roles
 
 
+def _same_content(
+    cache: Cache, spec: TaskDef, partial: str, digests: dict[str, str | None]
+) -> tuple[str | None, tuple[str, dict[str, Any]] | None]:
+    """The fingerprint of what *spec* reads, given the *digests* of the tasks it reads from (None:
+    not known), and the ``(key, header)`` of an entry of its *partial* key that read the same
+    content (None: there is none)."""
+    inp = input_digest(spec, digests)
+    return inp, cache.by_content(partial, inp) if inp is not None else None
+
+
 def _by_content(cache: Cache, spec: TaskDef, key: str, partial: str, roles: Mapping[str, CacheRole]) -> CacheRole:
     """A task whose inputs are all hits but whose key is not cached: a hit if an entry of its
     partial key read the same content (found by early cutoff in an earlier run), else a miss."""
-    inp = input_digest(spec, {u: roles[u].digest for u in upstreams(spec)})
-    found = cache.by_content(partial, inp) if inp is not None else None
+    inp, found = _same_content(cache, spec, partial, {u: roles[u].digest for u in upstreams(spec)})
     if found is not None:
-        role = CacheRole("hit", found[0], found[1], partial=partial)
-        role.cutoff = True
+        role = CacheRole("pending", key, partial=partial)
+        role.adopt(found)
         return role
     role = CacheRole("miss", key, reason="not in the cache", partial=partial)
     role.input = inp

@@ -309,17 +309,20 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
     from ._run import open_run
 
     graph = flow.bind(options)
-    kwargs: dict[str, Any] = store_kwargs(args, target) if getattr(args, "store", None) else {}
-    if getattr(args, "no_cache", False):
-        kwargs["cache"] = False
+    kwargs: dict[str, Any]
     if getattr(args, "resume_store", None):
         kwargs = {"store": args.resume_store, "resume": True, "handle_signals": True,
                   "checkpoint_every": args.checkpoint_every, "allow_changed": args.allow_changed,
                   "from_previous": args.from_previous}
+        new_store = None  # resume reads the store it was given: nothing new to make
+    else:
+        kwargs = store_kwargs(args, target)  # {} without --store
+        if getattr(args, "no_cache", False):
+            kwargs["cache"] = False
+        new_store = getattr(args, "store", None) or None
 
     secrets = parse_secrets(getattr(args, "secret", []))
     kwargs["executors"] = parse_executors(getattr(args, "executor", []))
-    new_store = args.store if getattr(args, "store", None) and not getattr(args, "resume_store", None) else None
 
     async def main() -> Any:
         # The event log is opened, the monitor bound and the store's folder made first: a bad
@@ -350,9 +353,10 @@ def run_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def _watch(args: argparse.Namespace) -> int:
     """``actorflow run FILE --watch``: run, then re-run what is dirty whenever an input changes."""
-    from ._cli_cache import check_watch, watch
+    from ._cli_cache import WATCH_FEATURE, watch
+    from ._watch import require_watch
 
-    check_watch()  # the watch extra, before anything else
+    require_watch(WATCH_FEATURE)  # the watch extra, before anything else
     if args.no_cache:
         raise UsageError("--watch re-runs only what changed, which needs the cache; drop --no-cache")
     settings = {"secrets": parse_secrets(args.secret), "executors": parse_executors(args.executor)}

@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._cache import Cache
-from ._cli_durable import existing_store
+from ._cli_durable import existing_store, split_target
 from ._errors import ActorflowError, MailboxTypeError, TaskFailed
-from ._extras import require
 from ._watch import Watch
 from ._watch import watch as watch_flow
 
@@ -95,21 +94,6 @@ def cache_clear(args: argparse.Namespace) -> int:
 # -- watch mode ----------------------------------------------------------------------------------------
 
 
-def check_watch() -> None:
-    """Refuse ``--watch`` at once, naming the extra to install, when watchfiles or anyio is missing.
-
-    Raises:
-        MissingExtraError: one of them is not installed.
-    """
-    for module in ("watchfiles", "anyio"):
-        require(module, WATCH_FEATURE)
-
-
-def pipeline_path(target: str) -> Path:
-    """The pipeline file of a ``FILE[:FLOW]`` target."""
-    return Path(target.rsplit(":", 1)[0] if not Path(target).exists() else target)
-
-
 def watch(
     args: argparse.Namespace,
     load: Callable[[], RunGraph],
@@ -121,10 +105,10 @@ def watch(
     *load* reads the pipeline (and ``--config``) afresh before every run; *settings* are the run
     settings of every run (secrets, executors).
     """
-    from ._console import observe, observe_options
+    from ._console import observe, observe_options, open_event_log
 
     options = observe_options(args)
-    paths = [pipeline_path(args.target), *([Path(args.config)] if args.config else [])]
+    paths = [Path(split_target(args.target)[0]), *([Path(args.config)] if args.config else [])]
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -156,7 +140,7 @@ def watch(
 
     with contextlib.ExitStack() as stack:
         if getattr(args, "events", None):  # one event log for the whole watch session
-            options["events"] = stack.enter_context(open(args.events, "w", encoding="utf-8"))
+            options["events"] = stack.enter_context(open_event_log(args.events))
         trio.run(main)
     print("actorflow: watch stopped", file=sys.stderr)
     return 0
@@ -171,8 +155,8 @@ async def _one_run(runs: Watch, show: Callable[[RunResult], None]) -> None:
         return
     show(result)
     stats = result.summary.tasks.values()
-    hits = [t.name for t in stats if t.cache in ("hit", "cutoff")]
-    ran = [t.name for t in stats if t.cache not in ("hit", "cutoff")]
+    hits = [t.name for t in stats if t.from_cache]
+    ran = [t.name for t in stats if not t.from_cache]
     print(
         f"actorflow: cache: {len(hits)} from the cache ({', '.join(hits) or '-'}); "
         f"{len(ran)} ran ({', '.join(ran) or '-'})",

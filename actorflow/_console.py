@@ -73,12 +73,10 @@ def summary_table(summary: Summary) -> Table:
                          *((("cache", "left"),) if cached else ())):
         table.add_column(col, justify=justify)
     for t in summary.tasks.values():
-        n = max(t.items_in, t.items_out)
-        rate = f"{n / t.elapsed:,.0f}" if t.elapsed > 0 and n and t.cache not in ("hit", "cutoff") else "-"
         icon, style = _STATUS_STYLE.get(t.status, ("?", ""))
-        extra = (Text(t.cache or "-", style="cyan" if t.cache in ("hit", "cutoff") else ""),) if cached else ()
+        extra = (Text(t.cache or "-", style="cyan" if t.from_cache else ""),) if cached else ()
         table.add_row(t.name, t.kind, Text(f"{icon} {t.status}", style=style), f"{t.items_in:,}",
-                      f"{t.items_out:,}", f"{t.elapsed:.3f}", rate, *extra)
+                      f"{t.items_out:,}", f"{t.elapsed:.3f}", t.rate_text, *extra)
     return table
 
 
@@ -176,7 +174,7 @@ class ConsoleProgress:
             state = "paused" if self.run.paused and t.status == "running" else t.status
             if t.status != "pending" and not self.progress.tasks[tid].started:
                 self.progress.start_task(tid)
-            hit = t.cache in ("hit", "cutoff")
+            hit = t.from_cache
             self.progress.update(
                 tid,
                 completed=t.items_out if hit else self._count(name, t.items_in, t.items_out),

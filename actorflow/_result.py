@@ -32,6 +32,18 @@ class TaskStats:
     #: Seconds the task waited for its ``rate_limit`` (0.0 without one).
     throttled: float = 0.0
 
+    @property
+    def from_cache(self) -> bool:
+        """Its products came from the cache (a ``"hit"`` or a ``"cutoff"``): it did not run."""
+        return self.cache in ("hit", "cutoff")
+
+    @property
+    def rate_text(self) -> str:
+        """Items per second as the summary tables show it: ``"-"`` for a task from the cache, or
+        with no items or no time."""
+        n = max(self.items_in, self.items_out)
+        return f"{n / self.elapsed:,.0f}" if self.elapsed > 0 and n and not self.from_cache else "-"
+
 
 @attrs.frozen
 class Summary:
@@ -47,11 +59,10 @@ class Summary:
         cached = any(t.cache for t in self.tasks.values())
         rows = [("task", "kind", "status", "in", "out", "seconds", "items/s", *(("cache",) if cached else ()))]
         for t in self.tasks.values():
-            n = max(t.items_in, t.items_out)
-            rate = f"{n / t.elapsed:,.0f}" if t.elapsed > 0 and n and t.cache not in ("hit", "cutoff") else "-"
             extra = (t.cache or "-",) if cached else ()
             rows.append(
-                (t.name, t.kind, t.status, f"{t.items_in:,}", f"{t.items_out:,}", f"{t.elapsed:.3f}", rate, *extra)
+                (t.name, t.kind, t.status, f"{t.items_in:,}", f"{t.items_out:,}", f"{t.elapsed:.3f}", t.rate_text,
+                 *extra)
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [f"flow {self.flow!r}: {self.status} in {self.elapsed:.3f}s (run {self.run_id})"]

@@ -45,6 +45,17 @@ Source = Flow | RunGraph | Callable[[], Flow | RunGraph]
 Observe = Callable[[Run], AbstractAsyncContextManager[Any]]
 
 
+def require_watch(feature: str) -> None:
+    """Refuse watching at once, naming the extra to install, when watchfiles or anyio is missing;
+    *feature* is what the message says needs it.
+
+    Raises:
+        MissingExtraError: one of them is not installed.
+    """
+    for module in ("watchfiles", "anyio"):
+        require(module, feature)
+
+
 def watched_paths(graph: RunGraph | None, extra: Iterable[Path]) -> list[Path]:
     """The files a watch re-runs on: *extra* and every :class:`~actorflow.File` option's file."""
     paths = list(extra)
@@ -189,8 +200,7 @@ async def watch(
         MissingExtraError: watchfiles or anyio is not installed.
         ActorflowError: ``resume=True`` or ``cache=False`` (a watch re-runs through the cache).
     """
-    for module in ("watchfiles", "anyio"):
-        require(module, FEATURE)
+    require_watch(FEATURE)
     if settings.get("resume"):
         raise ActorflowError("watch: resume=True does not apply; a watch starts afresh and re-runs through the cache")
     if settings.get("cache") is False:
