@@ -25,7 +25,7 @@ import msgpack
 
 from ._convert import converter
 from ._file import File
-from ._typing import _strip, inspect_empty, runtime_classes, type_name
+from ._typing import _strip, inspect_empty, record_fields, runtime_classes, type_name
 
 
 class EncodeError(TypeError):
@@ -139,13 +139,8 @@ def _fields_problem(cls: type, seen: set[type]) -> str | None:
     if cls in seen:
         return None
     seen.add(cls)
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # an annotation that cannot be resolved: its values are checked as they come
-        return None
-    names = [f.name for f in attrs.fields(cls)] if attrs.has(cls) else [f.name for f in dataclasses.fields(cls)]
-    for name in names:
-        why = storable_problem(hints.get(name, Any), seen)
+    for name, annotation in record_fields(cls):  # unresolvable annotations: values are checked as they come
+        why = storable_problem(annotation, seen)
         if why is not None:
             return f"{type_name(cls)}.{name}: {why}"
     return None

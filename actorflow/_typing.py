@@ -29,7 +29,7 @@ class NamedType:
     ``ValueError``. Get one from :func:`define`.
     """
 
-    __slots__ = ("__name__", "__qualname__", "check", "doc", "name", "parent")
+    __slots__ = ("__name__", "__qualname__", "_plan", "check", "doc", "name", "parent")
 
     def __init__(self, name: str, parent: Any, check: Callable[[Any], bool] | None, doc: str) -> None:
         self.name = name
@@ -37,6 +37,9 @@ class NamedType:
         self.parent = parent
         self.check = check
         self.doc = doc
+        #: What :meth:`problem` needs, worked out on its first call: the root, its classes, its compiled
+        #: check, and the named types with a check, farthest ancestor first.
+        self._plan: tuple[Any, tuple[type, ...] | None, Check | None, list[NamedType]] | None = None
 
     def __repr__(self) -> str:
         return self.name
@@ -58,15 +61,18 @@ class NamedType:
 
     def problem(self, value: Any) -> str | None:
         """Why *value* is not of this type (parents' checks first), or None when it is."""
-        classes = runtime_classes(self.root)
+        plan = self._plan
+        if plan is None:
+            root = self.root
+            checked = [named for named in reversed(self.lineage()) if named.check is not None]
+            plan = self._plan = (root, runtime_classes(root), _compiled(root), checked)
+        root, classes, compiled, checked = plan
         if classes is not None and not admits(classes, type(value)):
-            return f"expected {self.name} (a {type_name(self.root)}), got {type(value).__name__} {value!r:.60}"
-        deep = type_problem(self.root, value)
-        if deep is not None:
-            return f"expected {self.name} (a {type_name(self.root)}): {deep}"
-        for named in reversed(self.lineage()):
-            if named.check is None:
-                continue
+            return f"expected {self.name} (a {type_name(root)}), got {type(value).__name__} {value!r:.60}"
+        if compiled is not None and not compiled(value):
+            return f"expected {self.name} (a {type_name(root)}): {type_problem(root, value)}"
+        for named in checked:
+            assert named.check is not None
             try:
                 ok = named.check(value)
             except Exception as exc:  # a check that raises is a failed check
