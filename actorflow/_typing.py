@@ -297,8 +297,13 @@ def sample_indices(n: int) -> Iterable[int]:
     after them, and the last."""
     if n <= SAMPLE_LIMIT:
         return range(n)
-    step = (n - SAMPLE_HEAD) // (SAMPLE_LIMIT - SAMPLE_HEAD)
+    step = _step(n)
     return [*range(SAMPLE_HEAD), *range(SAMPLE_HEAD, n, step), n - 1]
+
+
+def _step(n: int) -> int:
+    """The stride of the sampled part of a container of *n* > :data:`SAMPLE_LIMIT` elements."""
+    return (n - SAMPLE_HEAD) // (SAMPLE_LIMIT - SAMPLE_HEAD)
 
 
 def _sample(value: Any) -> Any:
@@ -306,7 +311,7 @@ def _sample(value: Any) -> Any:
     n = len(value)
     if n <= SAMPLE_LIMIT:
         return value
-    step = (n - SAMPLE_HEAD) // (SAMPLE_LIMIT - SAMPLE_HEAD)
+    step = _step(n)
     if type(value) is list or type(value) is tuple:
         return value[:SAMPLE_HEAD] + value[SAMPLE_HEAD::step] + value[-1:]  # type: ignore[operator]
     return [*islice(value, SAMPLE_HEAD), *islice(value, SAMPLE_HEAD, None, step), *islice(value, n - 1, None)]
@@ -331,30 +336,19 @@ def _leaf(classes: tuple[type, ...]) -> Check:
 
 def _elements(cls: type, elem: Check | None) -> Check:
     """A check of a sized container of class *cls* whose (sampled) elements pass *elem*."""
-    ok: set[type] | None = getattr(elem, "admitted", None)
     if elem is None:
         return lambda value: isinstance(value, cls)
-    if ok is not None:  # scalar elements: one C pass over their classes
-
-        def scalars(value: Any) -> bool:
-            if not isinstance(value, cls):
-                return False
-            part = _sample(value)
-            return set(map(type, part)) <= ok or all(map(elem, part))
-
-        return scalars
-    return lambda value: isinstance(value, cls) and all(map(elem, _sample(value)))
+    return lambda value: isinstance(value, cls) and _all(elem, _sample(value))
 
 
 def _all(check: Check | None, values: Iterable[Any]) -> bool:
-    """Whether every value passes *check* (None: no check); scalar checks in one C pass over the classes."""
+    """Whether every value passes *check* (None: no check); scalar checks in one C pass over the
+    classes. *values* is read twice at most: a container, a view or a list, never an iterator."""
     if check is None:
         return True
     ok: set[type] | None = getattr(check, "admitted", None)
-    if ok is not None:
-        values = list(values)
-        if set(map(type, values)) <= ok:
-            return True
+    if ok is not None and set(map(type, values)) <= ok:
+        return True
     return all(map(check, values))
 
 
