@@ -116,7 +116,9 @@ class Feed:
         #: How many items of this source the run had before it started: 0, or in a resumed run the
         #: items its checkpoint holds. Send again from there: the first item sent now is item ``start``.
         self.start = 0
-        #: Items in the channel that the source has not read yet.
+        #: Items put in the channel that the source has not read yet. Counted here, not taken from the
+        #: channel's statistics: an item trio hands straight to the waiting source task is in no
+        #: buffer, yet that task has not run, so a direct send would overtake it.
         self.queued = 0
         #: Set by the source's actor while it waits on an empty feed: sends one item downstream in
         #: the feeder's own step and says whether it did (None: items go through the channel).
