@@ -12,6 +12,7 @@ An actor owns its state: :meth:`Actor.state` gives it as plain data for a checkp
 from __future__ import annotations
 
 import time
+from copy import deepcopy
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -22,19 +23,16 @@ from ._cache_keys import upstreams
 from ._cache_run import CacheRole
 from ._codec import plain_batch, restore, restore_items, seq_from_plain
 from ._context import context_for, redact, scrub
-from ._errors import ItemFailure, MailboxTypeError, TaskFailed
+from ._errors import ItemFailure, MailboxTypeError, TaskFailed, describe
 from ._inbox import ZipInbox
-from ._loop import BatchSizer, Handler, ItemLoop, RateLimiter
+from ._loop import EXITS, BatchSizer, Handler, ItemLoop, RateLimiter, is_failure
 from ._mailbox import Batch, Mailbox
 from ._outcheck import OutputCheck
+from ._taskclass import instance_state, is_stateful_class
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
     from ._spec import TaskDef
-
-#: What user code may raise to stop the whole run (``Ctrl-C``, ``sys.exit``): it reaches the
-#: caller as itself after a checkpoint, and the item it interrupted is put back (see ``docs/durability.md``).
-EXITS = (KeyboardInterrupt, SystemExit)
 
 
 class Product:
@@ -75,6 +73,10 @@ class Actor:
         self.taps: list[Any] = []  # Tap objects watching the output; see _gateway
         #: Batches being sent: slot -> [seqs, items, index of the next downstream mailbox].
         self.outboxes: dict[int, list[Any]] = {}
+        #: A worker pool's finished output batches waiting for their turn (ticket -> batch), and with
+        #: ordered output the input batch of each ticket not yet sent (put back on an exit); see ``_cycle``.
+        self.done_out: dict[int, Batch] = {}
+        self.taken: dict[int, Batch] = {}
         #: Outboxes restored from a checkpoint, sent before anything else (kept here until each is sent).
         self.resend: list[list[Any]] = []
         #: True when a checkpoint says this actor had finished: it only replays its ending.
@@ -107,6 +109,13 @@ class Actor:
         self._yielded = perf_counter()
         #: The output port's type checks (and storability of undeclared types when there is a store).
         self.out_check = OutputCheck(run, spec, store=run.supervisor.store is not None)
+        #: A task class whose instance keeps state between items (run inline, not a transactional
+        #: sink, which keeps its own): its public attributes are part of every checkpoint.
+        self.stateful = is_stateful_class(spec)
+        #: Each reader after the first gets its own deep copy of every output batch (``copy=True``).
+        self.copies = spec.copy
+        #: Attributes a checkpoint restored, set on the instance once it is made.
+        self.restored_attrs: dict[str, Any] = {}
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -145,7 +154,7 @@ class Actor:
             box = outs[i]
             if box.accepts is not None:
                 self.out_check.port(box, seqs, items)
-            await box.put(seqs, items)
+            await box.put(seqs, deepcopy(items) if i and self.copies else items)
         del self.outboxes[slot]
         self._sent(items)
 
@@ -162,8 +171,12 @@ class Actor:
             if box.accepts is not None:
                 self.out_check.port(box, seqs, items)
         self._observe(seqs, items)
-        for box in outs:
-            box.put_nowait(seqs, items)
+        if self.copies and len(outs) > 1:
+            for i, box in enumerate(outs):
+                box.put_nowait(seqs, items if i == 0 else deepcopy(items))
+        else:
+            for box in outs:
+                box.put_nowait(seqs, items)
         self._sent(items)
         return True
 
@@ -277,7 +290,7 @@ class Actor:
         self.slow_reported = key
         self.run.bus.publish(ev.ItemSlow(run_id=self.run.run_id, task=self.name, seq=seq, seconds=seconds))
 
-    async def apply_policy(self, seq: Any, item: Any, exc: Exception, attempt: int) -> bool:
+    async def apply_policy(self, seq: Any, item: Any, exc: BaseException, attempt: int) -> bool:
         """The supervisor's policy for a failed item (see :meth:`ItemLoop.recover`)."""
         return await self.sup.on_item_error(self, seq, item, exc, attempt)
 
@@ -304,11 +317,13 @@ class Actor:
         except (TaskFailed, MailboxTypeError) as exc:
             self.failed(getattr(exc, "seq", None), exc)
             return
-        except Exception as exc:
-            self.failed(None, exc)
-            return
         except EXITS as exc:
             self.exited = self.exited or exc
+        except BaseException as exc:
+            if not is_failure(exc):
+                raise
+            self.failed(None, exc)
+            return
         finally:
             self.elapsed = time.perf_counter() - self.started
         if self.exited is not None:  # never finished: its readers must not see an end of stream
@@ -348,6 +363,21 @@ class Actor:
             consts[self.spec.context_param] = context_for(self.run, self.name, self.spec.secrets)
         self.handler = Handler(self.spec, consts)
         self.loop = ItemLoop(self, self.handler, self.skip_children)
+        if self.restored_attrs and self.handler.instance is not None:
+            for key, value in self.restored_attrs.items():
+                setattr(self.handler.instance, key, value)
+            self.restored_attrs = {}
+
+    def instance_attrs(self) -> dict[str, Any]:
+        """A stateful task class's state: its instance's public attributes (see ``stateful``)."""
+        instance = self.handler.instance if self.handler is not None else None
+        return self.restored_attrs if instance is None else instance_state(instance, self.spec.fn)
+
+    def check_instance(self, seq: Any) -> None:
+        """A checkpoint must hold the instance's attributes: find out at the first batch, and whenever an
+        attribute's type changes, not at the first checkpoint after all the work (each attribute named)."""
+        for key, value in self.instance_attrs().items():
+            self.out_check.state(value, seq, f"its attribute {key!r}", (key, type(value)))
 
     def _finished(self) -> None:
         run = self.run
@@ -472,7 +502,7 @@ class Actor:
         else:
             exc = TaskFailed(self.run.flow_name, self.name, seq, error)
             exc.__cause__ = error
-        text = f"{type(error).__name__}: {error}"
+        text = describe(error)
         if self.run.secrets:  # secret values never reach messages, events or chained tracebacks
             exc.args = (redact(str(exc), self.run.secrets),)
             scrub(error, self.run.secrets)
@@ -518,6 +548,8 @@ class Actor:
             st["cache"] = self.cached.state()
         if (back := self.unfinished_state()) is not None:
             st["inflight"] = back
+        if self.stateful:
+            st["attrs"] = self.instance_attrs()
         return st
 
     def restore(self, st: dict[str, Any]) -> None:
@@ -530,6 +562,8 @@ class Actor:
         ]
         if "gather" in st:
             self.gather = restore_items(st["gather"], spec.out_type)
+        if self.stateful and isinstance(st.get("attrs"), dict):
+            self.restored_attrs = dict(st["attrs"])
         if "cache" in st:
             fresh = st["items_out"] == 0 and not st["outboxes"] and "inflight" not in st and not st.get("cursor")
             self.cached = CacheRole.restored(self.name, self.run.cache, st["cache"], fresh, spec.streaming)
@@ -573,6 +607,9 @@ class _Working:
         actor.sup.enter()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.actor.sup.leave()
+        actor = self.actor
+        actor.sup.leave()
         if exc_type is None:
-            self.actor.worked(self.batch, self.t0)
+            actor.worked(self.batch, self.t0)
+            if actor.stateful and actor.out_check.stored and self.batch[0]:
+                actor.check_instance(self.batch[0][-1])

@@ -245,9 +245,13 @@ def _input_port(flow: Defined, task: str, pname: str, ann: Any, up: TaskDef) -> 
                 f"{type_name(ann)}"
             )
         return Input(pname, ann, streaming=False, gather=False)
+    is_list, elem = list_item_type(ann)
+    if is_list and up.per is not None and (up.out_type is Any or up.out_type is inspect_empty):
+        # a per-collector whose finish= declares no return type: list[T] reads its products whole (the
+        # annotation rule), rather than guessing that each product is a list
+        return Input(pname, ann, streaming=False, gather=True)
     if fits(up.out_type, ann):
         return Input(pname, ann, streaming=True, gather=False)
-    is_list, elem = list_item_type(ann)
     if is_list and fits(up.out_type, elem):
         return Input(pname, ann, streaming=False, gather=True)  # list[T] over a stream of T: the whole stream
     if is_list:

@@ -306,6 +306,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        copy: bool = False,
     ) -> Callable[[F], F]: ...
     def source(  # type: ignore[misc]  # mypy cannot match the decorator-factory overload
         self,
@@ -320,6 +321,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        copy: bool = False,
     ) -> Any:
         """Define a source: a sync or async generator function whose items start a stream.
 
@@ -335,7 +337,7 @@ class Flow:
             self._define(
                 f, "source", name, capacity=capacity, batch_size=batch_size, batch_time=batch_time, on_error=on_error,
                 secrets=secrets,
-                cache=cache, version=version,
+                cache=cache, version=version, copy=copy,
             )
             return f
 
@@ -359,6 +361,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        copy: bool = False,
     ) -> Callable[[F], F]: ...
     def task(  # type: ignore[misc]
         self,
@@ -377,6 +380,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        copy: bool = False,
     ) -> Any:
         """Define a task.
 
@@ -401,6 +405,9 @@ class Flow:
                 defaults to the executor's ``in_flight`` (batches kept running at once).
             rate_limit: the most calls per second, across all the task's workers (bursts of at
                 most ``concurrency``); a task held back is *throttled*, not busy.
+            copy: give every reader of the output stream after the first its own deep copy of each
+                item (readers share item objects by default: a reader that mutates its items should
+                ask for copies).
         """
 
         def deco(f: F) -> F:
@@ -419,6 +426,7 @@ class Flow:
                 cache=cache,
                 version=version,
                 rate_limit=rate_limit,
+                copy=copy,
             )
             return f
 

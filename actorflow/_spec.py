@@ -63,6 +63,7 @@ class TaskSettings:
         finish: a collector's ``finish(acc) -> product``.
         per: a collector's group stream (a task name), or None for one product.
         rate_limit: the most calls per second across all the task's workers (None: no limit).
+        copy: give each reader of the output stream after the first its own deep copy of the items.
         follows_executor: the settings left to their defaults, which follow the executor
             (``concurrency``, ``capacity``): :meth:`on` resizes them when a run picks another one.
     """
@@ -81,6 +82,7 @@ class TaskSettings:
     finish: Callable[..., Any] | None = None
     per: str | None = None
     rate_limit: float | None = None
+    copy: bool = False
     follows_executor: tuple[str, ...] = ()
 
     @classmethod
@@ -104,6 +106,7 @@ class TaskSettings:
         finish: Callable[..., Any] | None = None,
         per: str | None = None,
         rate_limit: float | None = None,
+        copy: bool = False,
     ) -> TaskSettings:
         """Validate a task's settings and resolve their defaults (an executor's concurrency).
 
@@ -133,6 +136,8 @@ class TaskSettings:
             raise DefinitionError(f"{here}: ordered must be True or False, got {ordered!r}")
         if not isinstance(cache, bool):
             raise DefinitionError(f"{here}: cache must be True or False, got {cache!r}")
+        if not isinstance(copy, bool):
+            raise DefinitionError(f"{here}: copy must be True or False, got {copy!r}")
         if version is not None and (not isinstance(version, str) or not version):
             raise DefinitionError(f"{here}: version must be a non-empty string, got {version!r}")
         if concurrency > 1 and kind not in ("task", "sink"):
@@ -143,7 +148,7 @@ class TaskSettings:
             capacity=capacity, batch_size=batch_size, batch_time=batch_time, concurrency=concurrency, ordered=ordered,
             on_error=check_policy(flow, task, kind, on_error), executor=executor, cache=cache, version=version,
             secrets=_secret_names(flow, task, secrets), init=init, finish=finish, per=per,
-            rate_limit=_rate_limit(here, kind, rate_limit), follows_executor=follows,
+            rate_limit=_rate_limit(here, kind, rate_limit), copy=copy, follows_executor=follows,
         )
 
     def on(self, executor: Executor | None) -> TaskSettings:
@@ -312,6 +317,10 @@ class TaskDef:
     @property
     def rate_limit(self) -> float | None:
         return self.settings.rate_limit
+
+    @property
+    def copy(self) -> bool:
+        return self.settings.copy
 
     @property
     def on_error(self) -> Any:
