@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from . import _events as ev
-from ._cache_keys import upstreams
+from ._cache_hook import CacheHook
 from ._cache_run import CacheRole
 from ._codec import plain_batch, restore, restore_items, seq_from_plain
 from ._context import context_for, redact, scrub
@@ -83,6 +83,8 @@ class Actor:
         self.restored_finished = False
         #: The actor's part in the product cache (None: not cacheable, or no cache).
         self.cached: CacheRole | None = None
+        #: The cache's hooks on this actor's cycle (made with its role; see ``_cache_hook``).
+        self.cache_hook: CacheHook | None = None
         self.handler: Handler | None = None
         #: Children a generator task emitted for an item before the checkpoint it resumes from.
         self.skip_children: dict[Any, int] = {}
@@ -184,9 +186,8 @@ class Actor:
         """A batch about to be sent: taps see it and a cache miss records it."""
         for tap in self.taps:
             tap(seqs, items)
-        cached = self.cached
-        if cached is not None and cached.fingerprint is not None and self.run.cache is not None:  # a miss: recorded
-            cached.record(self.name, self.run.cache, seqs, items)
+        if self.cache_hook is not None:
+            self.cache_hook.sending(seqs, items)
 
     def _sent(self, items: list[Any]) -> None:
         self.items_out += len(items)
@@ -307,8 +308,8 @@ class Actor:
         self.status = "running"
         self.started = time.perf_counter()
         run.bus.publish(ev.TaskStarted(run_id=run.run_id, task=self.name))
-        if self.cached is not None and self.cached.decision != "pending":
-            self.cache_event()
+        if self.cache_hook is not None:
+            self.cache_hook.started()
         try:
             await self._run_body()
         except ItemFailure as exc:
@@ -331,17 +332,15 @@ class Actor:
             await self.run.stop_for_exit(self, self.exited)
             return
         self._finished()
-        if self.cached is not None and self.cached.later is not None:
-            await self.save_later()
+        if self.cache_hook is not None:
+            await self.cache_hook.after_finish()
 
     async def _run_body(self) -> None:
         if self.restored_finished:
             return
-        if self.cached is not None and self.cached.decision == "pending":
-            await self.cutoff()
-        if self.cached is not None and self.cached.hit:
+        if self.cache_hook is not None and await self.cache_hook.is_hit():
             await self.resend_restored()
-            await self.replay()
+            await self.cache_hook.replay()
             return
         await self.bind_handler()
         await self.resend_restored()
@@ -388,14 +387,8 @@ class Actor:
         if self.gather is not None and not self.product.ready.is_set():
             self.product.set(self.gather)
         self.status = "finished"
-        cached = self.cached
-        if cached is not None and run.cache is not None and not self.restored_finished:
-            # an incomplete product hides nothing: a task that set items aside is not written
-            write = not any(d["task"] == self.name for d in self.sup.dead_letters)
-            later = write and not all(r.settled.is_set() for r in self.upstream_roles())
-            cached.finish(
-                run.cache, run.flow_name, self.spec, self.items_in, self.product.value, self.digests(), write, later
-            )
+        if self.cache_hook is not None and not self.restored_finished:
+            self.cache_hook.finished()
         run.bus.publish(
             ev.TaskFinished(
                 run_id=run.run_id, task=self.name, items_in=self.items_in, items_out=self.items_out,
@@ -413,84 +406,10 @@ class Actor:
             seqs, items, start = self.resend.pop(0)
             await self.send(seqs, items, start=start)  # in `outboxes` before its first await
 
-    def digests(self) -> dict[str, str | None]:
-        """The output fingerprints of the tasks this one reads from (None: not known)."""
-        actors = self.run.actors
-        return {u: (r.digest if (r := actors[u].cached) is not None else None) for u in upstreams(self.spec)}
-
-    def upstream_roles(self) -> list[CacheRole]:
-        """The cache roles of the tasks this one reads from."""
-        return [r for u in upstreams(self.spec) if (r := self.run.actors[u].cached) is not None]
-
-    async def save_later(self) -> None:
-        """Write this finished miss's entry once every task it read from has its final fingerprint
-        (a task can end before one of them does: a zip ends with its shortest input)."""
-        for role in self.upstream_roles():
-            await role.settled.wait()
-        assert self.cached is not None and self.run.cache is not None
-        self.cached.save_later(self.run.cache, self.digests())
-
-    async def cutoff(self) -> None:
-        """Early cutoff: wait until every task this one reads from has a final fingerprint, then
-        decide. Meanwhile the inboxes spill rather than block their senders; a hit drops them."""
-        run, role = self.run, self.cached
-        assert run.cache is not None and role is not None
-        for box in self.inboxes:
-            box.spill(True)
-        for other in self.upstream_roles():
-            await other.settled.wait()
-        for box in self.inboxes:
-            box.spill(False)
-        role.decide(run.cache, self.spec, self.digests())
-        if role.hit:
-            for box in self.inboxes:
-                box.abandon()
-            self.outs = run.outs_to_running(self)
-            role.replay, role.load_items = bool(self.outs or self.taps), self.in_result
-        self.cache_event()
-
-    def cache_event(self) -> None:
-        run, role = self.run, self.cached
-        assert role is not None
-        if role.hit:
-            items = role.entry["items"] if role.entry else 0
-            run.bus.publish(
-                ev.CacheHit(run_id=run.run_id, task=self.name, key=role.key, items=items, cutoff=role.cutoff)
-            )
-        else:
-            run.bus.publish(ev.CacheMiss(run_id=run.run_id, task=self.name, key=role.key, reason=role.reason))
-
-    async def replay(self) -> None:
-        """A cache hit: load the product, or replay the stream in order where it is needed."""
-        cache, role = self.run.cache, self.cached
-        assert cache is not None and role is not None and role.entry is not None
-        form = role.entry["form"]
-        if form == "product":
-            self.product.set(restore(cache.product(role.key), self.spec.out_type))
-            self.items_out = 1
-            return
-        if form == "sink":
-            self.items_in = role.entry["items"]
-            self.product.set(None)
-            return
-        if not (role.replay or role.load_items):
-            self.gather = None  # nobody reads these items this time
-            self.product.set(None)
-            self.items_out = role.entry["items"]
-            return
-        sup = self.sup
-        out_type = self.spec.out_type
-        for seqs, plain in role.chunks(cache):
-            if sup.pending:
-                await sup.gate()
-            items = restore_items(plain, out_type)
-            self.batch_event(0, len(items))
-            if role.replay:
-                await self.send(seqs, items)
-            else:
-                assert self.gather is not None
-                self.gather.extend(items)
-                self.items_out += len(items)
+    def set_cache_role(self, role: CacheRole) -> None:
+        """Give the actor its part in the product cache (its hooks on the cycle come with it)."""
+        self.cached = role
+        self.cache_hook = CacheHook(self, role)
 
     def failed(self, seq: Any, error: BaseException) -> None:
         """Record this actor's failure (with its item's sequence number) and fail the run."""
@@ -566,9 +485,10 @@ class Actor:
             self.restored_attrs = dict(st["attrs"])
         if "cache" in st:
             fresh = st["items_out"] == 0 and not st["outboxes"] and "inflight" not in st and not st.get("cursor")
-            self.cached = CacheRole.restored(self.name, self.run.cache, st["cache"], fresh, spec.streaming)
+            role = CacheRole.restored(self.name, self.run.cache, st["cache"], fresh, spec.streaming)
+            self.set_cache_role(role)
             if st["status"] == "finished":
-                self.cached.settled.set()
+                role.settled.set()
         if st["status"] == "finished":
             self.restored_finished = True
             if self.gather is not None:
