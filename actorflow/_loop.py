@@ -174,6 +174,19 @@ class Recovering(Protocol):
     async def apply_policy(self, seq: Any, item: Any, exc: BaseException, attempt: int) -> bool: ...
 
 
+def timed(call: Callable[..., Any], seconds: float) -> Callable[..., Any]:
+    """*call* (an async item caller) cancelled after *seconds*: the item then fails with ``TimeoutError``."""
+
+    async def within(*args: Any) -> Any:
+        with trio.move_on_after(seconds) as scope:
+            return await call(*args)
+        if scope.cancelled_caught:
+            raise TimeoutError(f"the item ran longer than its timeout of {seconds:g} s and was cancelled")
+        raise AssertionError("unreachable")  # pragma: no cover - the body returned or the scope cancelled
+
+    return within
+
+
 class Handler:
     """The user's function bound for one actor (see the module docstring).
 
@@ -203,6 +216,8 @@ class Handler:
             self.item = step_caller(fn, names, spec.positional)
         else:
             self.item = item_caller(fn, names, spec.positional, spec.seq_param)
+            if spec.timeout is not None and spec.is_async and spec.executor is None:
+                self.item = timed(self.item, spec.timeout)
 
     def open_stream(self, cursor: int) -> tuple[Any, int]:
         """A source's generator positioned at *cursor*, and how many items it must still skip."""

@@ -30,7 +30,7 @@ from ._spec import TaskKind
 #: Class attributes that configure the task rather than being options.
 SETTINGS = (
     "kind", "name", "concurrency", "capacity", "batch_size", "batch_time", "ordered", "retries", "on_error", "executor",
-    "cache", "version", "secrets", "init", "finish", "per", "rate_limit", "copy",
+    "cache", "version", "secrets", "init", "finish", "per", "rate_limit", "copy", "timeout",
 )
 
 
@@ -69,6 +69,7 @@ class Task:
     per: ClassVar[Any] = None
     rate_limit: ClassVar[float | None] = None
     copy: ClassVar[bool] = False
+    timeout: ClassVar[float | None] = None
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """The task's work: parameters are inputs (and ``af.Context``/``af.Seq``), as for functions."""
@@ -189,7 +190,7 @@ def task_function(cls: type[Task]) -> tuple[Callable[..., Any], TaskKind, dict[s
         "batch_time": cls.batch_time,
         "ordered": cls.ordered, "on_error": on_error, "executor": cls.executor, "secrets": cls.secrets,
         "init": cls.init, "finish": cls.finish, "per": cls.per, "cache": cls.cache, "version": cls.version,
-        "rate_limit": cls.rate_limit, "copy": cls.copy,
+        "rate_limit": cls.rate_limit, "copy": cls.copy, "timeout": cls.timeout,
     }
     if cls.kind not in ("task", "source", "sink", "collector"):
         raise DefinitionError(f"task class {cls.__qualname__}: kind must be task, source, sink or collector")

@@ -355,3 +355,86 @@ async def test_fan_out_with_copy_gives_each_reader_its_own_items() -> None:
     result = await bounded(fanout_flow(copy=True))
     assert result["sizes"] == 200
     assert result["grown"] == 400
+
+
+# -- timeout= per item ---------------------------------------------------------------------------
+
+
+def timeout_flow(on_error: Any = None, kind: str = "task") -> tuple[af.Flow, list[int]]:
+    flow = af.Flow(f"timeouts_{kind}")
+    delivered: list[int] = []
+
+    @flow.source
+    def nums() -> Iterator[int]:
+        yield from range(6)
+
+    if kind == "task":
+
+        @flow.task(timeout=1.0, on_error=on_error)
+        async def slow(nums: int) -> int:
+            await trio.sleep(5.0 if nums == 3 else 0.1)
+            return nums
+
+        @flow.collector(init=[])
+        def kept(acc: list[int], slow: int) -> list[int]:
+            return [*acc, slow]
+
+    else:
+
+        @flow.sink(timeout=1.0, on_error=on_error)
+        async def slow(nums: int) -> None:
+            await trio.sleep(5.0 if nums == 3 else 0.1)
+            delivered.append(nums)
+
+    return flow, delivered
+
+
+async def test_an_item_over_its_timeout_fails_with_timeout_error(autojump_clock: trio.testing.MockClock) -> None:
+    flow, _ = timeout_flow()
+    with pytest.raises(af.TaskFailed) as info:
+        await af.run_async(flow)
+    assert info.value.task == "slow" and info.value.seq == 3
+    assert isinstance(info.value.__cause__, TimeoutError)
+
+
+async def test_a_timed_out_item_goes_through_the_policy(autojump_clock: trio.testing.MockClock) -> None:
+    flow, _ = timeout_flow(af.DeadLetter())
+    result = await af.run_async(flow)
+    assert result["kept"] == [0, 1, 2, 4, 5]
+    assert "TimeoutError" in result.dead_letters[0]["error"]
+
+
+async def test_a_sink_item_over_its_timeout_is_retried(autojump_clock: trio.testing.MockClock) -> None:
+    flow, delivered = timeout_flow(af.Retry(attempts=2, then=af.DeadLetter()), kind="sink")
+    result = await af.run_async(flow)
+    assert delivered == [0, 1, 2, 4, 5]
+    assert [d["seq"] for d in result.dead_letters] == [3]
+
+
+def test_timeout_on_a_plain_inline_function_is_refused_with_a_hint() -> None:
+    flow = af.Flow("sync_timeout")
+
+    @flow.source
+    def nums() -> Iterator[int]:
+        yield from range(3)
+
+    with pytest.raises(af.DefinitionError, match='executor="thread"'):
+
+        @flow.task(timeout=1.0)
+        def slow(nums: int) -> int:
+            return nums
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), "1"])
+def test_a_bad_timeout_is_refused(bad: Any) -> None:
+    flow = af.Flow("bad_timeout")
+
+    @flow.source
+    def nums() -> Iterator[int]:
+        yield from range(3)
+
+    with pytest.raises(af.DefinitionError, match="timeout must be a positive number of seconds"):
+
+        @flow.task(timeout=bad)
+        async def slow(nums: int) -> int:
+            return nums
