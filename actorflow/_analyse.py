@@ -392,6 +392,12 @@ def _check_timeout(
     if is_generator(fn)[1]:
         raise DefinitionError(f"{here}: timeout= applies to tasks that return one value per item and to sinks, "
                               "not to generator tasks")
+    if settings.executor is not None and settings.executor.remote:
+        raise DefinitionError(
+            f"{here}: timeout= is supported inline (async handlers) and on thread executors, not on "
+            f"{settings.executor!r}: a worker process's start-up and queueing would count against each item; "
+            "use executor=\"thread\""
+        )
     if settings.executor is None and not is_async:
         hint = " (a sink must be async)" if kind == "sink" else (
             ", or run it on a thread executor (executor=\"thread\"), which abandons an item that runs too long"

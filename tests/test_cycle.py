@@ -149,7 +149,7 @@ async def test_step_is_busy_for_the_supervisor_while_the_logic_runs() -> None:
 
 
 async def test_the_worker_pool_sends_in_input_order_whatever_finishes_first() -> None:
-    runtime, actor = make_runtime(concurrency=3)
+    _runtime, actor = make_runtime(concurrency=3)
     logic = FakeLogic(pooled=True)
     logic.delays = {0: 0.03, 2: 0.01}  # the first batch finishes last
     box = actor.inboxes[0]

@@ -438,3 +438,38 @@ def test_a_bad_timeout_is_refused(bad: Any) -> None:
         @flow.task(timeout=bad)
         async def slow(nums: int) -> int:
             return nums
+
+
+def blocking_square(nums: int) -> int:
+    """Blocks its thread for 3 s on item 2; a thread executor abandons it after the timeout."""
+    import time as _time
+
+    if nums == 2:
+        _time.sleep(3)
+    return nums * nums
+
+
+@pytest.mark.parametrize("executor", ["thread"])
+async def test_an_executor_item_over_its_timeout_is_abandoned_and_dead_lettered(executor: str) -> None:
+    flow = af.Flow(f"executor_timeout_{executor}")
+
+    @flow.source
+    def nums() -> Iterator[int]:
+        yield from range(5)
+
+    flow.task(executor=executor, timeout=0.5, on_error=af.DeadLetter(), name="square")(blocking_square)
+    result = await bounded(flow)
+    assert sorted(result["square"]) == [0, 1, 9, 16]
+    assert [d["seq"] for d in result.dead_letters] == [2]
+    assert "TimeoutError" in result.dead_letters[0]["error"]
+
+
+def test_timeout_on_a_process_executor_is_refused_with_a_reason() -> None:
+    flow = af.Flow("process_timeout")
+
+    @flow.source
+    def nums() -> Iterator[int]:
+        yield from range(3)
+
+    with pytest.raises(af.DefinitionError, match="not on ProcessExecutor"):
+        flow.task(executor="process", timeout=1.0, name="square")(blocking_square)
