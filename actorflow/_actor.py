@@ -28,6 +28,7 @@ from ._inbox import ZipInbox
 from ._loop import EXITS, BatchSizer, Handler, ItemLoop, RateLimiter, is_failure
 from ._mailbox import Batch, Mailbox
 from ._outcheck import OutputCheck
+from ._state import ABSENT, ActorState, CacheState
 from ._taskclass import instance_state, is_stateful_class
 
 if TYPE_CHECKING:
@@ -52,8 +53,8 @@ class Product:
 class Actor:
     """Base actor: wiring, counters, sending, lifecycle events, supervision hooks."""
 
-    #: State keys every checkpoint of this kind must hold (besides the common ones).
-    required_state: tuple[str, ...] = ()
+    #: The record type of this kind's checkpoint state (see ``_state``).
+    state_type: type[ActorState] = ActorState
 
     def __init__(self, run: Runtime, spec: TaskDef) -> None:
         self.run = run
@@ -452,8 +453,12 @@ class Actor:
 
     # -- checkpoint state ------------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
-        """This actor's state as plain data (call only while every actor is parked)."""
+    def state(self) -> ActorState:
+        """This actor's state as one typed record (call only while every actor is parked)."""
+        return ActorState(**self.common_state())
+
+    def common_state(self) -> dict[str, Any]:
+        """The fields of :class:`~actorflow._state.ActorState` (every kind's record has them)."""
         outboxes = [[*plain_batch(s, i), nxt] for _, (s, i, nxt) in sorted(self.outboxes.items())]
         outboxes += [[*plain_batch(s, i), nxt] for s, i, nxt in self.resend]
         st: dict[str, Any] = {
@@ -471,43 +476,48 @@ class Actor:
             st["attrs"] = self.instance_attrs()
         return st
 
-    def restore(self, st: dict[str, Any]) -> None:
+    def restore(self, st: Any) -> None:
         """Put back what :meth:`state` gave (mailboxes are restored before actors)."""
         spec = self.spec
-        self.items_in, self.items_out = st["items_in"], st["items_out"]
+        self.items_in, self.items_out = st.items_in, st.items_out
         self.resend = [
             [[seq_from_plain(s) for s in seqs], restore_items(items, spec.out_type), nxt]
-            for seqs, items, nxt in st["outboxes"]
+            for seqs, items, nxt in st.outboxes
         ]
-        if "gather" in st:
-            self.gather = restore_items(st["gather"], spec.out_type)
-        if self.stateful and isinstance(st.get("attrs"), dict):
-            self.restored_attrs = dict(st["attrs"])
-        if "cache" in st:
-            fresh = st["items_out"] == 0 and not st["outboxes"] and "inflight" not in st and not st.get("cursor")
-            role = CacheRole.restored(self.name, self.run.cache, st["cache"], fresh, spec.streaming)
+        if st.gather is not ABSENT:
+            self.gather = restore_items(st.gather, spec.out_type)
+        if self.stateful and isinstance(st.attrs, dict):
+            self.restored_attrs = dict(st.attrs)
+        if st.cache is not ABSENT:
+            fresh = st.items_out == 0 and not st.outboxes and st.inflight is ABSENT and not getattr(st, "cursor", 0)
+            role = CacheRole.restored(self.name, self.run.cache, CacheState.from_plain(st.cache), fresh,
+                                      spec.streaming)
             self.set_cache_role(role)
-            if st["status"] == "finished":
+            if st.status == "finished":
                 role.settled.set()
-        if st["status"] == "finished":
+        if st.status == "finished":
             self.restored_finished = True
             if self.gather is not None:
                 self.product.set(self.gather)
-            elif "product" in st:
-                self.product.set(restore(st["product"], spec.out_type))
+            elif st.product is not ABSENT:
+                self.product.set(restore(st.product, spec.out_type))
             else:
                 self.product.set(None)
-        if "inflight" in st:  # an unfinished input batch goes back to the front of the inbox
-            seqs, items, emitted = st["inflight"]
-            seqs = [seq_from_plain(s) for s in seqs]
-            self.skip_children = {seqs[0]: emitted} if emitted else {}
-            boxes = self.inboxes[:-1] if self.spec.per is not None else self.inboxes  # not the groups' box
-            if len(boxes) == 1:
-                boxes[0].put_front(seqs, boxes[0].restore(items) if boxes[0].restore else items)
-            else:
-                for k, box in enumerate(boxes):
-                    part = [t[k] for t in items]
-                    box.put_front(seqs, box.restore(part) if box.restore else part)
+        if st.inflight is not ABSENT:
+            self._put_back_inflight(st.inflight)
+
+    def _put_back_inflight(self, inflight: list[Any]) -> None:
+        """An unfinished input batch from a checkpoint goes back to the front of the inbox."""
+        seqs, items, emitted = inflight
+        seqs = [seq_from_plain(s) for s in seqs]
+        self.skip_children = {seqs[0]: emitted} if emitted else {}
+        boxes = self.inboxes[:-1] if self.spec.per is not None else self.inboxes  # not the groups' box
+        if len(boxes) == 1:
+            boxes[0].put_front(seqs, boxes[0].restore(items) if boxes[0].restore else items)
+        else:
+            for k, box in enumerate(boxes):
+                part = [t[k] for t in items]
+                box.put_front(seqs, box.restore(part) if box.restore else part)
 
 
 class _Working:

@@ -17,6 +17,7 @@ from ._errors import ItemFailure
 from ._loop import EXITS, after_seq, child_seq, closing, end_items, is_failure, next_seq
 from ._mailbox import Batch
 from ._remote import RemoteBatches, open_remote
+from ._state import ABSENT, SourceState, TaskState
 from ._taskclass import end_of_stream_of
 
 #: Seconds between two items of an async source after which the second is sent at once (the
@@ -31,7 +32,6 @@ class SourceActor(Actor):
     starts the generator there (through its ``af.Cursor`` parameter, or by skipping).
     """
 
-    required_state = ("cursor",)
     cursor = 0
 
     async def main(self) -> None:
@@ -105,12 +105,14 @@ class SourceActor(Actor):
     async def _pump_async(self) -> None:
         await _AsyncPump(self).run()
 
-    def state(self) -> dict[str, Any]:
-        return {**super().state(), "cursor": self.cursor}
+    state_type = SourceState
 
-    def restore(self, st: dict[str, Any]) -> None:
+    def state(self) -> SourceState:
+        return SourceState(**self.common_state(), cursor=self.cursor)
+
+    def restore(self, st: Any) -> None:
         super().restore(st)
-        self.cursor = st["cursor"]
+        self.cursor = st.cursor
 
 
 class _AsyncPump:
@@ -395,26 +397,27 @@ class TaskActor(Actor):
         finally:
             self.inflight = None
 
-    def state(self) -> dict[str, Any]:
-        st = super().state()
+    state_type = TaskState
+
+    def state(self) -> TaskState:
+        st = TaskState(**self.common_state())
         if self.eos is not None:
-            st["eos"] = self.eos_done
-            st["last_in"] = list(self.last_in) if isinstance(self.last_in, tuple) else self.last_in
+            st.eos = self.eos_done
+            st.last_in = list(self.last_in) if isinstance(self.last_in, tuple) else self.last_in
         if self.done_out and self.exited is None:
-            st["outboxes"] += [[*plain_batch(s, i), 0] for _, (s, i) in sorted(self.done_out.items())]
+            st.outboxes += [[*plain_batch(s, i), 0] for _, (s, i) in sorted(self.done_out.items())]
         elif self.done_out:  # an earlier batch is put back: these follow it in order, so they go back too
-            back = self.unfinished_state(tuple((t, *self.taken[t], 0) for t in self.done_out))
-            st["inflight"] = back
+            st.inflight = self.unfinished_state(tuple((t, *self.taken[t], 0) for t in self.done_out))
         if self.inflight is not None:
             seqs, items, emitted = self.inflight
-            st["inflight"] = [*plain_batch(seqs, items), emitted]
+            st.inflight = [*plain_batch(seqs, items), emitted]
         return st
 
-    def restore(self, st: dict[str, Any]) -> None:
+    def restore(self, st: Any) -> None:
         super().restore(st)
         if self.eos is not None:
-            self.eos_done = bool(st.get("eos", False))
-            last = st.get("last_in")
+            self.eos_done = bool(st.eos) if st.eos is not ABSENT else False
+            last = None if st.last_in is ABSENT else st.last_in
             self.last_in = None if last is None else seq_from_plain(last)
 
 
