@@ -29,7 +29,6 @@ from ._file import File
 from ._spec import REQUIRED, Input, Option, TaskDef, TaskKind, TaskSettings, where
 from ._typing import Cursor, Seq, fits, inspect_empty, list_item_type, runtime_classes, stream_item_type, type_name
 
-
 #: How close (difflib ratio) a required option's name may come to a task's before it is taken for a
 #: misspelt input: ``numbrs`` for ``numbers`` (0.92) is refused, ``n`` for ``numbers`` is not.
 MISSPELT_CUTOFF = 0.8

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import marshal
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ import attrs
 from ._cache import Cache
 from ._convert import plain as _plain
 from ._file import File, files_in
+from ._fingerprint import CodeFingerprint, code_fingerprint
 from ._spec import EXTERNAL_ATTR
 from ._typing import type_name
 
@@ -32,56 +32,30 @@ if TYPE_CHECKING:
 # -- keys ------------------------------------------------------------------------------------------
 
 
-def _source(obj: Any) -> str:
-    try:
-        return inspect.getsource(obj)
-    except (OSError, TypeError):
-        code = getattr(obj, "__code__", None)
-        if code is not None:
-            return hashlib.sha256(marshal.dumps(code)).hexdigest()
-        return repr(obj)
-
-
-_PLAIN = (int, float, str, bytes, bool, type(None))
-
-
-def _constants(fn: Any) -> str:
-    """The plain module-level constants a function reads (``WEIGHT = 10``), as text."""
-    code, glob = getattr(fn, "__code__", None), getattr(fn, "__globals__", None)
-    if code is None or glob is None:
-        return ""
-    names: set[str] = set()
-    todo = [code]
-    while todo:
-        c = todo.pop()
-        names.update(c.co_names)
-        todo.extend(k for k in c.co_consts if inspect.iscode(k))
-    found = []
-    for name in sorted(names):
-        value = glob.get(name)
-        if isinstance(value, _PLAIN) or (
-            isinstance(value, tuple | frozenset) and all(isinstance(v, _PLAIN) for v in value)
-        ):
-            found.append(f"{name}={value!r}")
-    return ";".join(found)
+def fingerprint(spec: TaskDef) -> CodeFingerprint:
+    """The :class:`~actorflow._fingerprint.CodeFingerprint` of a task's code: its function (or task
+    class), a collector's ``finish``, and the user's code and values they reach."""
+    cls = getattr(spec.fn, "__actorflow_class__", None)
+    functions = [] if cls is not None else [spec.fn]
+    if spec.finish is not None:
+        functions.append(spec.finish)
+    return code_fingerprint(functions, [cls] if cls is not None else [])
 
 
 def definition_token(spec: TaskDef) -> str:
-    """What identifies a task's code: its ``version=``, or the source of its function(s) and the
-    plain module constants they read."""
+    """What identifies a task's code: its ``version=``, or the fingerprint of its code and of what
+    that code reaches (:func:`fingerprint`)."""
     if spec.version is not None:
         return "version:" + spec.version
-    cls = getattr(spec.fn, "__actorflow_class__", None)
-    if cls is not None:
-        classes = [c for c in cls.__mro__ if c.__module__ not in ("builtins", "actorflow._taskclass")]
-        parts = [_source(c) for c in classes]
-        parts += [_constants(f) for c in classes for f in vars(c).values() if inspect.isfunction(f)]
-    else:
-        fn = inspect.unwrap(spec.fn)
-        parts = [_source(fn), _constants(fn)]
-    if spec.finish is not None:
-        parts += [_source(spec.finish), _constants(spec.finish)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return fingerprint(spec).digest
+
+
+def unfingerprintable(spec: TaskDef) -> str | None:
+    """Why *spec*'s code cannot be fingerprinted, so it cannot be cached (None: it can, or it pins
+    ``version=``)."""
+    if spec.version is not None:
+        return None
+    return fingerprint(spec).problem
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -124,7 +98,36 @@ def _token(value: Any, cache: Cache) -> Any:
         return {str(k): _token(v, cache) for k, v in value.items()}
     if files_in(value):  # an attrs class holding files
         return {a.name: _token(getattr(value, a.name), cache) for a in attrs.fields(type(value))}
-    return _plain(value)
+    return _json_safe(_plain(value))
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain data for ``json.dumps``: ints beyond 64 bits as hex text (``json`` writes ints with
+    ``repr()``, which refuses more than 4,300 digits)."""
+    if type(value) is int and not -(1 << 63) <= value < (1 << 64):
+        return {"bigint": f"{value:x}"}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    return value
+
+
+def uncacheable(graph: RunGraph) -> dict[str, str]:
+    """Tasks that would be cached but for code that cannot be fingerprinted (and the tasks that read
+    from them), each with why: what the ``CacheMiss`` event of such a task says."""
+    why: dict[str, str] = {}
+    for name, spec in graph.tasks.items():
+        if not spec.cache or hasattr(spec.fn, EXTERNAL_ATTR):
+            continue
+        problem = unfingerprintable(spec)
+        if problem is not None:
+            why[name] = f"not cached: {problem}; pin the task's code with version='...' to cache it"
+            continue
+        up = next((u for u in upstreams(spec) if u in why), None)
+        if up is not None:
+            why[name] = f"not cached: it reads from {up!r}, which is not cached"
+    return why
 
 
 def upstreams(spec: TaskDef) -> list[str]:
@@ -149,11 +152,16 @@ def compute_key_pairs(graph: RunGraph, cache: Cache) -> dict[str, tuple[str, str
         if not spec.cache or hasattr(spec.fn, EXTERNAL_ATTR) or any(keys.get(u) is None for u in ups):
             keys[name] = pairs[name] = None
             continue
+        if spec.version is None:
+            fp = fingerprint(spec)
+            if fp.problem is not None:
+                keys[name] = pairs[name] = None
+                continue
         doc = {
             "task": name,
             "kind": spec.kind,
-            "def": definition_token(spec),
-            "init": _plain(spec.init) if spec.kind == "collector" else None,
+            "def": "version:" + spec.version if spec.version is not None else fp.digest,
+            "init": _json_safe(_plain(spec.init)) if spec.kind == "collector" else None,
             "options": {k: _token(v, cache) for k, v in graph.options[name].items()},
             "inputs": [[i.name, None, i.streaming, i.gather] for i in spec.inputs],
             "per": None,
