@@ -27,6 +27,7 @@ from ._inbox import ZipInbox
 from ._loop import BatchSizer, Handler, ItemLoop, RateLimiter
 from ._mailbox import Batch, Mailbox
 from ._outcheck import OutputCheck
+from ._spill import SpilledStream
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -64,7 +65,7 @@ class Actor:
         self.sup = run.supervisor
         self.inboxes: list[Mailbox] = []
         self.outs: list[Mailbox] = []
-        self.gather: list[Any] | None = None
+        self.gather: list[Any] | SpilledStream | None = None  # SpilledStream: an unread stream (_spill)
         self.in_result = False
         self.product = Product()
         self.items_in = 0

@@ -52,7 +52,6 @@ from ._cli_durable import (
     split_target,
     store_kwargs,
 )
-from ._convert import converter
 from ._errors import (
     ActorflowError,
     DefinitionError,
@@ -66,6 +65,7 @@ from ._errors import (
 from ._executors import EXECUTOR_NAMES
 from ._export import describe
 from ._flow import Flow
+from ._jsontext import dumps
 from ._typing import type_name
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -274,27 +274,9 @@ def merge_options(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
 # -- output ----------------------------------------------------------------------------------------
 
 
-def _jsonable(value: Any) -> Any:
-    try:
-        plain = converter.unstructure(value)
-    except Exception:  # an exotic product still prints
-        return repr(value)
-    return repr(value) if plain is value else plain  # bytes, sets…: JSON has no type for them
-
-
-def _json_keys(value: Any) -> Any:
-    """*value* with dict keys JSON cannot hold (tuples…) written as their repr."""
-    if isinstance(value, dict):
-        plain = (str, int, float, type(None))
-        return {k if isinstance(k, plain) else repr(k): _json_keys(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_keys(v) for v in value]
-    return value
-
-
 def print_products(products: Mapping[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps({k: _json_keys(v) for k, v in products.items()}, default=_jsonable))
+        print(dumps(dict(products)))  # valid JSON: non-finite floats as strings (see _jsontext)
         return
     for name, value in products.items():
         text = repr(value)

@@ -30,7 +30,7 @@ from ._errors import RunCancelled, RunInterrupted, StoreError, _fmt_seq
 from ._loop import DEFAULT_BATCH_TIME
 from ._mailbox import Mailbox
 from ._result import RunResult, Summary, TaskStats
-from ._spill import SpillStore
+from ._spill import SpilledStream, SpillStore
 from ._store import Store
 from ._supervisor import Supervisor
 from ._taskclass import is_transactional
@@ -146,7 +146,7 @@ class Runtime:
             if spec.streaming and (spec.kind == "collector" or not graph.downstream(spec.name)):
                 actor.in_result = True  # per-collectors and unread streams are gathered for the result
                 if actor.gather is None:
-                    actor.gather = []
+                    actor.gather = SpilledStream(spec.out_type)  # flat memory: spills past a bound
 
     def _wire(self, box: Mailbox, sender: Actor, reader: Actor, port: str | None) -> None:
         box.spill_to = self.spill
