@@ -33,7 +33,10 @@ class EncodeError(TypeError):
 
 
 # msgpack extension types: values msgpack has no type of its own for come back as what they were.
-_TUPLE, _SET, _FROZENSET, _BIGINT, _DATETIME, _DATE, _TIME, _PATH, _PUREPATH = range(1, 10)
+_TUPLE, _SET, _FROZENSET, _BIGINT, _DATETIME, _DATE, _TIME, _PATH, _PUREPATH, _HEXINT = range(1, 11)
+#: Ints past this many bits are stored as hex text (decimal text of more than 4,300 digits is refused
+#: by ``str()``/``int()`` since Python 3.11): any int Python holds is stored.
+_DECIMAL_BITS = 4096
 _PURE = {"posix": pathlib.PurePosixPath, "windows": pathlib.PureWindowsPath}
 
 
@@ -52,8 +55,11 @@ def _default(value: Any) -> Any:
         # the order is not part of a set; sorting by repr keeps equal sets' bytes equal (fingerprints)
         return _ext(_FROZENSET if isinstance(value, frozenset) else _SET, sorted(value, key=repr))
     if isinstance(value, int):  # beyond 64 bits (an int subclass is stored as its int)
-        return int(value) if kind is not int and -(1 << 63) <= value < (1 << 64) else msgpack.ExtType(
-            _BIGINT, str(int(value)).encode("ascii"))
+        if kind is not int and -(1 << 63) <= value < (1 << 64):
+            return int(value)
+        if value.bit_length() > _DECIMAL_BITS:
+            return msgpack.ExtType(_HEXINT, format(int(value), "x").encode("ascii"))
+        return msgpack.ExtType(_BIGINT, str(int(value)).encode("ascii"))
     for plain in (str, float, bytes, list, dict):  # subclasses: an OrderedDict, a str subclass, …
         if isinstance(value, plain):
             return plain(value)  # type: ignore[arg-type]  # value is a plain
@@ -84,6 +90,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
         return frozenset(unpack(data))
     if code == _BIGINT:
         return int(data)
+    if code == _HEXINT:
+        return int(data, 16)
     if code == _PATH:
         return pathlib.Path(os.fsdecode(data))
     if code == _PUREPATH:

@@ -9,8 +9,10 @@ expects a number fails loudly instead of reading a null as "missing". ``actorflo
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,11 +30,18 @@ def _float(value: float) -> Any:
     return value if math.isfinite(value) else NON_FINITE[repr(value)]
 
 
+#: Ints this long are written by :func:`dumps` through ``decimal`` (``str()`` refuses past 4,300 digits).
+_LONG_BITS = 4096
+_MARK = "\x00actorflow-int:"
+
+
 def json_ready(value: Any) -> Any:
     """*value* with what JSON cannot hold made plain: non-finite floats as strings (see the module),
     dict keys that are no JSON key (tuples…) as their repr, sequences (a spilled stream) as lists."""
     if isinstance(value, float):
         return _float(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _LONG_BITS:
+        return _MARK + format(int(value), "x")  # written as its digits by dumps()
     if isinstance(value, Mapping):
         return {
             (_float(k) if isinstance(k, float) else k) if isinstance(k, _KEYS) else repr(k): json_ready(v)
@@ -54,4 +63,7 @@ def _unstructured(value: Any) -> Any:
 def dumps(value: Any, default: Callable[[Any], Any] = _unstructured, **kwargs: Any) -> str:
     """*value* as JSON text (never ``NaN``): values JSON has no type for go through *default*
     (cattrs' unstructuring; their repr when that gives nothing plain)."""
-    return json.dumps(json_ready(value), default=lambda v: json_ready(default(v)), allow_nan=False, **kwargs)
+    text = json.dumps(json_ready(value), default=lambda v: json_ready(default(v)), allow_nan=False, **kwargs)
+    if "\\u0000actorflow-int:" in text:  # ints of any size: JSON numbers have no bound
+        text = re.sub(r'"\\u0000actorflow-int:(-?[0-9a-f]+)"', lambda m: str(decimal.Decimal(int(m[1], 16))), text)
+    return text
