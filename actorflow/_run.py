@@ -95,6 +95,10 @@ def _settings(caller: str, given: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("batch_time", "slow_item"):
         if key in given and not positive_seconds(given[key]):
             raise ActorflowError(f"{key} must be a positive, finite number of seconds, got {given[key]!r}")
+    if given.get("from_previous") and not given.get("resume"):  # settings that only make sense together
+        raise ActorflowError(
+            "from_previous=True says which checkpoint to resume from, so it needs resume=True; pass both or neither"
+        )
     return {**_DEFAULTS, **given}
 
 

@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+import actorflow as af
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -108,3 +112,27 @@ def int_of_any_size(text: str) -> int:
 
 def pytest_fail(constant: str) -> None:
     raise AssertionError(f"not JSON: {constant}")
+
+
+def test_from_previous_without_resume_is_refused() -> None:
+
+    flow = af.Flow("alone")
+
+    @flow.source
+    def numbers() -> af.Stream[int]:
+        yield 1
+
+    with pytest.raises(af.ActorflowError, match=r"from_previous=True .* needs resume=True"):
+        af.run(flow, from_previous=True)
+
+
+def test_a_task_name_that_is_no_identifier_says_what_a_valid_name_is() -> None:
+
+    class Step(af.Task):
+        def run(self) -> int:
+            return 1
+
+    flow = af.Flow("names")
+    with pytest.raises(af.DefinitionError, match=r"'clean-up step' is not a valid task name: a task name is a Python "
+                       r"identifier .* e\.g\. 'clean_up_step'"):
+        flow.add(Step, name="clean-up step")
