@@ -506,6 +506,8 @@ class Actor:
 
     def state(self) -> dict[str, Any]:
         """This actor's state as plain data (call only while every actor is parked)."""
+        if not self.spec.settings.checkpoint:  # checkpoint=False: nothing kept, run again on resume
+            return {"status": "pending", "items_in": 0, "items_out": 0, "outboxes": []}
         outboxes = [[*plain_batch(s, i), nxt] for _, (s, i, nxt) in sorted(self.outboxes.items())]
         outboxes += [[*plain_batch(s, i), nxt] for s, i, nxt in self.resend]
         st: dict[str, Any] = {

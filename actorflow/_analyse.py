@@ -115,6 +115,13 @@ def analyse(
     in_depth, in_ordered = _readiness(flow, name, ports.inputs)
     streaming, depth, out_type = _output(flow, name, kind, settings, hints, is_gen, streaming_in, in_depth)
     _checks(flow, name, fn, kind, settings, is_async, streaming_in)
+    if not settings.checkpoint and (streaming_in or streaming):
+        what = f"reads the stream {streaming_in[0].upstream!r} item by item" if streaming_in else "sends a stream"
+        raise DefinitionError(
+            f"{where(flow.name, name)}: checkpoint=False needs a product a resumed run can compute again from "
+            f"its inputs, but it {what}; only a task fed whole products (final inputs, list[T] of a stream) can "
+            "leave its product out of checkpoints"
+        )
     stream_names = [i.name for i in streaming_in]
     leading = ports.params[: len(stream_names)]
     positional = [p.name for p in leading] == stream_names and all(p.kind is not p.KEYWORD_ONLY for p in leading)

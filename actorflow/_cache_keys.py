@@ -1,10 +1,12 @@
 """Cache keys: what identifies a task's work, so that unchanged work is found again.
 
-A task's key is a SHA-256 of its definition (the source code of its function and the plain module
-constants it reads, or the ``version=`` it declares), its option values (an :class:`~actorflow.File`
-counts by content) and the keys of the tasks it reads from. Its *partial key* leaves the last part
-out, and :func:`input_digest` fingerprints what it actually read (for early cutoff). External
-sources and tasks that opt out (``cache=False``), and every task reading from one, have no key.
+A task's key is a SHA-256 of its definition (the fingerprint of the code it runs and the values
+that code reads, see :mod:`actorflow._fingerprint`, or the ``version=`` it declares), its option
+values (an :class:`~actorflow.File` counts by content) and the keys of the tasks it reads from.
+Its *partial key* leaves the last part out, and :func:`input_digest` fingerprints what it actually
+read (for early cutoff). External sources, tasks that opt out (``cache=False``,
+``checkpoint=False``) or whose code cannot be fingerprinted, and every task reading from one, have
+no key.
 """
 
 from __future__ import annotations
@@ -149,7 +151,8 @@ def compute_key_pairs(graph: RunGraph, cache: Cache) -> dict[str, tuple[str, str
     pairs: dict[str, tuple[str, str] | None] = {}
     for name, spec in graph.tasks.items():
         ups = upstreams(spec)
-        if not spec.cache or hasattr(spec.fn, EXTERNAL_ATTR) or any(keys.get(u) is None for u in ups):
+        if (not spec.cache or not spec.checkpoint or hasattr(spec.fn, EXTERNAL_ATTR)
+                or any(keys.get(u) is None for u in ups)):
             keys[name] = pairs[name] = None
             continue
         if spec.version is None:

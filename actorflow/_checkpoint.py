@@ -163,7 +163,7 @@ def check_storable(graph: Any) -> None:
     """
     problems = []
     for spec in graph.tasks.values():
-        if spec.kind in ("sink", "input") and not spec.streaming:
+        if (spec.kind in ("sink", "input") and not spec.streaming) or not spec.checkpoint:  # checkpoint=False: kept out
             continue
         why = storable_problem(spec.out_type)
         if why is not None:
@@ -172,7 +172,9 @@ def check_storable(graph: Any) -> None:
     if problems:
         raise StoreError(
             f"flow {graph.name!r}: a run with a store checkpoints every item and product, and these cannot be "
-            f"stored with msgpack/cattrs: {'; '.join(problems)}. Use plain data, attrs classes or dataclasses"
+            f"stored with msgpack/cattrs: {'; '.join(problems)}. Use plain data, attrs classes or dataclasses, "
+            "register a codec for the type (af.register_codec), or keep a product out of checkpoints with "
+            "checkpoint=False on its task"
         )
 
 

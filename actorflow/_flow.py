@@ -359,6 +359,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        checkpoint: bool = True,
     ) -> Callable[[F], F]: ...
     def task(  # type: ignore[misc]
         self,
@@ -377,6 +378,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        checkpoint: bool = True,
     ) -> Any:
         """Define a task.
 
@@ -401,6 +403,9 @@ class Flow:
                 defaults to the executor's ``in_flight`` (batches kept running at once).
             rate_limit: the most calls per second, across all the task's workers (bursts of at
                 most ``concurrency``); a task held back is *throttled*, not busy.
+            checkpoint: False keeps the product out of checkpoints and the cache (a model object,
+                something that cannot be stored): a resumed run computes it again. Only for a task
+                fed only final inputs (whole products), which a resumed run can give it again.
         """
 
         def deco(f: F) -> F:
@@ -419,6 +424,7 @@ class Flow:
                 cache=cache,
                 version=version,
                 rate_limit=rate_limit,
+                checkpoint=checkpoint,
             )
             return f
 

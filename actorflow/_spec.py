@@ -63,6 +63,8 @@ class TaskSettings:
         finish: a collector's ``finish(acc) -> product``.
         per: a collector's group stream (a task name), or None for one product.
         rate_limit: the most calls per second across all the task's workers (None: no limit).
+        checkpoint: False keeps the task's product out of checkpoints and the cache: a resumed run
+            computes it again from its inputs (tasks fed only final inputs; see ``Flow.task``).
         follows_executor: the settings left to their defaults, which follow the executor
             (``concurrency``, ``capacity``): :meth:`on` resizes them when a run picks another one.
     """
@@ -82,6 +84,7 @@ class TaskSettings:
     per: str | None = None
     rate_limit: float | None = None
     follows_executor: tuple[str, ...] = ()
+    checkpoint: bool = True
 
     @classmethod
     def of(
@@ -104,6 +107,7 @@ class TaskSettings:
         finish: Callable[..., Any] | None = None,
         per: str | None = None,
         rate_limit: float | None = None,
+        checkpoint: bool = True,
     ) -> TaskSettings:
         """Validate a task's settings and resolve their defaults (an executor's concurrency).
 
@@ -133,6 +137,10 @@ class TaskSettings:
             raise DefinitionError(f"{here}: ordered must be True or False, got {ordered!r}")
         if not isinstance(cache, bool):
             raise DefinitionError(f"{here}: cache must be True or False, got {cache!r}")
+        if not isinstance(checkpoint, bool):
+            raise DefinitionError(f"{here}: checkpoint must be True or False, got {checkpoint!r}")
+        if not checkpoint and kind != "task":
+            raise DefinitionError(f"{here}: checkpoint=False applies to tasks (a product computed again on resume)")
         if version is not None and (not isinstance(version, str) or not version):
             raise DefinitionError(f"{here}: version must be a non-empty string, got {version!r}")
         if concurrency > 1 and kind not in ("task", "sink"):
@@ -143,7 +151,7 @@ class TaskSettings:
             capacity=capacity, batch_size=batch_size, batch_time=batch_time, concurrency=concurrency, ordered=ordered,
             on_error=check_policy(flow, task, kind, on_error), executor=executor, cache=cache, version=version,
             secrets=_secret_names(flow, task, secrets), init=init, finish=finish, per=per,
-            rate_limit=_rate_limit(here, kind, rate_limit), follows_executor=follows,
+            rate_limit=_rate_limit(here, kind, rate_limit), follows_executor=follows, checkpoint=checkpoint,
         )
 
     def on(self, executor: Executor | None) -> TaskSettings:
@@ -324,6 +332,10 @@ class TaskDef:
     @property
     def version(self) -> str | None:
         return self.settings.version
+
+    @property
+    def checkpoint(self) -> bool:
+        return self.settings.checkpoint
 
     @property
     def secrets(self) -> tuple[str, ...]:

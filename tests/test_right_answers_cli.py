@@ -122,7 +122,7 @@ def test_from_previous_without_resume_is_refused() -> None:
     def numbers() -> af.Stream[int]:
         yield 1
 
-    with pytest.raises(af.ActorflowError, match=r"from_previous=True .* needs resume=True"):
+    with pytest.raises(af.ResumeError, match=r"from_previous=True .* needs resume=True"):  # with no store too
         af.run(flow, from_previous=True)
 
 
