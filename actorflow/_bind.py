@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,7 @@ def bind(flow: Flow, options: Mapping[str, Mapping[str, Any]] | None) -> RunGrap
     for spec in tasks.values():
         bound[spec.name] = types.MappingProxyType(_bind_task(spec, options.get(spec.name, {}), problems))
     problems.extend(executor_problems(tasks.values()))
+    problems.extend(_shared_paths(tasks, bound))
     if problems:
         raise InvocationError(flow.name, problems)
     return RunGraph(
@@ -84,6 +86,29 @@ def bind(flow: Flow, options: Mapping[str, Mapping[str, Any]] | None) -> RunGrap
         fingerprint=_fingerprint(flow.name, tasks, bound),
         aliases=types.MappingProxyType(dict(flow.nested)),
     )
+
+
+def _shared_paths(tasks: Mapping[str, TaskDef], bound: dict[str, Mapping[str, Any]]) -> list[str]:
+    """Paths that two sinks would both write: refused. A task class lists the options naming files
+    only it may write in ``exclusive_paths`` (``af.JsonLinesSink``: ``path``); they are made absolute
+    here, so a store records where the sink writes whatever directory a resume runs in."""
+    writers: dict[str, str] = {}
+    problems: list[str] = []
+    for spec in tasks.values():
+        cls = getattr(spec.fn, "__actorflow_class__", None)
+        for option in getattr(cls, "exclusive_paths", ()):
+            value = bound[spec.name].get(option)
+            if not isinstance(value, str | os.PathLike) or not str(value):
+                continue
+            absolute = os.path.abspath(value)
+            bound[spec.name] = types.MappingProxyType({**bound[spec.name], option: absolute})
+            other = writers.setdefault(os.path.realpath(absolute), spec.name)
+            if other != spec.name:
+                problems.append(
+                    f"tasks {other!r} and {spec.name!r} would both write {absolute!r} (option {option!r}): a file "
+                    "has one writer, whose commits it tracks; give each sink its own path"
+                )
+    return problems
 
 
 def with_executors(graph: RunGraph, executors: Mapping[str, Any] | None) -> RunGraph:

@@ -34,14 +34,15 @@ if TYPE_CHECKING:
 # -- keys ------------------------------------------------------------------------------------------
 
 
-def fingerprint(spec: TaskDef) -> CodeFingerprint:
+def fingerprint(spec: TaskDef, values: bool = True) -> CodeFingerprint:
     """The :class:`~actorflow._fingerprint.CodeFingerprint` of a task's code: its function (or task
-    class), a collector's ``finish``, and the user's code and values they reach."""
+    class), a collector's ``finish``, and the user's code and values they reach (mutable values
+    and values with no fingerprint only as being there unless *values*)."""
     cls = getattr(spec.fn, "__actorflow_class__", None)
     functions = [] if cls is not None else [spec.fn]
     if spec.finish is not None:
         functions.append(spec.finish)
-    return code_fingerprint(functions, [cls] if cls is not None else [])
+    return code_fingerprint(functions, [cls] if cls is not None else [], values)
 
 
 def definition_token(spec: TaskDef) -> str:
@@ -72,14 +73,17 @@ def _setting(value: Any) -> str:
 
 
 def code_token(spec: TaskDef) -> str:
-    """What identifies a task's code and settings, for resume: its :func:`definition_token` and
-    every :class:`~actorflow._spec.TaskSettings` field (a short SHA-256 hex digest).
+    """What identifies a task's code and settings, for resume: its code's fingerprint (without
+    mutable values: see :func:`fingerprint`), or its ``version=``, and every
+    :class:`~actorflow._spec.TaskSettings` field (a short SHA-256 hex digest).
 
     Where the task runs is left out (the settings as if inline, ``TaskSettings.on(None)``): a run
     may be resumed on another executor (``executors=``), which computes the same items."""
     inline = spec.settings.on(None)
     settings = {a.name: _setting(getattr(inline, a.name)) for a in attrs.fields(type(inline))}
-    text = json.dumps({"def": definition_token(spec), "settings": settings}, sort_keys=True)
+    # the code and constants, not mutable module state a running program may change (see fingerprint)
+    code = "version:" + spec.version if spec.version is not None else fingerprint(spec, values=False).digest
+    text = json.dumps({"def": code, "settings": settings}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 

@@ -182,7 +182,10 @@ class CodeFingerprint:
 
 @final
 class _Walk:
-    def __init__(self) -> None:
+    def __init__(self, values: bool = True) -> None:
+        #: Fingerprint mutable values (dicts, lists, sets) and refuse what has no fingerprint; False:
+        #: both count as ``<state>`` (the code a resume compares, see ``code_fingerprint``).
+        self.values = values
         self.parts: list[str] = []
         self.seen: set[int] = set()
         self.problem: str | None = None
@@ -253,9 +256,9 @@ class _Walk:
         try:
             text = self.token(value)
         except _Unseen as exc:
-            if self.problem is None:
+            if self.problem is None and self.values:
                 self.problem = f"{label} ({exc}) cannot be fingerprinted"
-            text = f"<unseen {type(value).__module__}.{type(value).__qualname__}>"
+            text = "<state>" if not self.values else f"<unseen {type(value).__module__}.{type(value).__qualname__}>"
         self.parts.append(f"{name or label}={text}")
 
     def token(self, v: Any) -> str:
@@ -269,6 +272,8 @@ class _Walk:
             return f"int:{int(v):x}"  # hex: ints of any size (repr() refuses past 4,300 digits)
         if isinstance(v, str | bytes | float):  # subclasses of plain types
             return f"{t.__name__}:{t.__mro__[1].__name__}:{v!r}"
+        if isinstance(v, list | dict | set) and not self.values:
+            return "<state>"
         if isinstance(v, tuple | list | dict | set | frozenset):
             return self._container(v)
         code = self._code_token(v)
@@ -328,10 +333,16 @@ class _Walk:
             self._stack.discard(id(v))
 
 
-def code_fingerprint(functions: Iterable[Any] = (), classes: Iterable[type] = ()) -> CodeFingerprint:
+def code_fingerprint(
+    functions: Iterable[Any] = (), classes: Iterable[type] = (), values: bool = True
+) -> CodeFingerprint:
     """The fingerprint of *functions* and *classes* and of all the user's code and values they reach
-    (see the module docstring)."""
-    walk = _Walk()
+    (see the module docstring).
+
+    With *values* False, mutable values (dicts, lists, sets) and values with no fingerprint count
+    only as being there: what a resume compares is the code, while such values are the program's
+    state, which may change as it runs (a module-level registry, a dict of switches)."""
+    walk = _Walk(values)
     for fn in functions:
         fn = inspect.unwrap(fn)
         if isinstance(fn, types.FunctionType):
