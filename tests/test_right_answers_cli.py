@@ -136,3 +136,28 @@ def test_a_task_name_that_is_no_identifier_says_what_a_valid_name_is() -> None:
     with pytest.raises(af.DefinitionError, match=r"'clean-up step' is not a valid task name: a task name is a Python "
                        r"identifier .* e\.g\. 'clean_up_step'"):
         flow.add(Step, name="clean-up step")
+
+
+def test_a_misspelt_input_is_a_definition_error_with_did_you_mean() -> None:
+    flow = af.Flow("squares")
+
+    @flow.source
+    def numbers(n: int = 3) -> af.Stream[int]:
+        yield from range(n)
+
+    with pytest.raises(af.DefinitionError, match=r"parameter 'numbrs': no task 'numbrs'; did you mean 'numbers'\?"):
+
+        @flow.task
+        def square(numbrs: int) -> int:
+            return numbrs * numbrs
+
+    @flow.task
+    def scaled(numbers: int, factor: int = 2, numbrs: int = 0) -> int:  # options with defaults: as declared
+        return numbers * factor + numbrs
+
+    @flow.task
+    def shifted(numbers: int, n: int) -> int:  # a required option far from any task's name
+        return numbers + n
+
+    assert [o.name for o in flow.tasks["scaled"].options] == ["factor", "numbrs"]
+    assert af.run(flow, {"shifted": {"n": 1}})["shifted"] == [1, 2, 3]
