@@ -108,24 +108,33 @@ def _names(code: types.CodeType) -> tuple[set[str], set[str]]:
 
 
 def _written(code: types.CodeType) -> set[str]:
-    """Names *code* assigns, mutates through a method, or stores into by subscript (on the same line)."""
+    """Names *code* assigns (``global n``), mutates through a method (``seen.append``) or stores
+    into by subscript (``counts[k] += 1``, ``out[k] = v``): the task's side effects, not its inputs.
+
+    Where the container of a subscript store cannot be told apart, nothing is taken for written:
+    a value fingerprinted that need not be costs a cache miss, one left out could give a stale hit.
+    """
     out: set[str] = set()
-    line: list[str] = []  # global/free names loaded on the current line
-    last: str | None = None
-    for ins in dis.get_instructions(code):
-        if ins.starts_line is not None and ins.starts_line is not False:  # an int (3.11, 3.12) or a bool
-            line, last = [], None
-        if ins.opname in _STORES:
-            out.add(str(ins.argval))
-        elif ins.opname in _LOADS:
-            last = str(ins.argval)
-            line.append(last)
-            continue
-        elif ins.opname in ("LOAD_ATTR", "LOAD_METHOD") and last is not None and ins.argval in _MUTATORS:
-            out.add(last)
-        elif ins.opname in _SUBSCRIPT_WRITES:
-            out.update(line)
-        last = None
+    ins = list(dis.get_instructions(code))
+    line: list[str] = []  # global/free names loaded on the current line, in order
+    augmented = False
+    for k, i in enumerate(ins):
+        if i.starts_line is not None and i.starts_line is not False:  # an int (3.11, 3.12) or a bool
+            line, augmented = [], False
+        if i.opname in _STORES:
+            out.add(str(i.argval))
+        elif i.opname in _LOADS:
+            line.append(str(i.argval))
+        elif i.opname in ("LOAD_ATTR", "LOAD_METHOD") and k and ins[k - 1].opname in _LOADS:
+            if i.argval in _MUTATORS:
+                out.add(str(ins[k - 1].argval))
+        elif i.opname == "BINARY_OP" and str(i.argrepr).endswith("="):
+            augmented = True
+        elif i.opname in _SUBSCRIPT_WRITES:
+            if k >= 2 and ins[k - 2].opname in _LOADS:  # NAME[key] = ...: the container, then a simple key
+                out.add(str(ins[k - 2].argval))
+            elif augmented and line:  # NAME[key] op= ...: the container is loaded first
+                out.add(line[0])
     return out
 
 

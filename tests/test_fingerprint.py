@@ -235,3 +235,29 @@ async def test_watch_reruns_a_task_when_a_helper_module_it_calls_is_edited(tmp_p
                 }
     finally:
         sys.modules.pop("fp_helper", None)
+
+
+RATES = {"a": 1}
+OUT: dict[str, int] = {}
+
+
+def test_a_value_read_beside_a_subscript_store_is_still_seen() -> None:
+    flow = af.Flow("rates")
+
+    @flow.source
+    def keys() -> af.Stream[str]:
+        yield "a"
+
+    @flow.task
+    def rate(keys: str) -> int:
+        OUT[keys] = RATES[keys]  # OUT is written to; RATES is read
+        return OUT[keys]
+
+    before = definition_token(flow.tasks["rate"])
+    OUT["a"] = 5
+    assert definition_token(flow.tasks["rate"]) == before
+    RATES["a"] = 2
+    try:
+        assert definition_token(flow.tasks["rate"]) != before
+    finally:
+        RATES["a"] = 1
