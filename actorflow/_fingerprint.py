@@ -32,6 +32,7 @@ import logging
 import os
 import pathlib
 import re
+import site
 import sys
 import sysconfig
 import types
@@ -59,8 +60,14 @@ _SUBSCRIPT_WRITES = frozenset({"STORE_SUBSCR", "DELETE_SUBSCR", "STORE_SLICE"})
 def _system_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    roots.update(site.getsitepackages())  # Debian's dist-packages too
+    roots.add(site.getusersitepackages())
     roots.add(os.path.dirname(os.path.abspath(__file__)))  # actorflow itself
-    return tuple(os.path.realpath(r) + os.sep for r in roots)
+    return tuple(os.path.realpath(r) + os.sep for r in roots if r)
+
+
+#: Folders that hold installed packages wherever they are (a venv, Debian's dist-packages).
+_PACKAGE_DIRS = {"site-packages", "dist-packages"}
 
 
 _ROOTS = _system_roots()
@@ -74,7 +81,9 @@ def is_user_file(filename: str | None) -> bool:
     if filename.startswith("<"):  # exec'd text (<string>, a notebook cell): the user's
         return True
     real = os.path.realpath(filename)
-    return not any(real.startswith(root) for root in _ROOTS)
+    if any(real.startswith(root) for root in _ROOTS):
+        return False
+    return not _PACKAGE_DIRS.intersection(real.split(os.sep))
 
 
 def _module_file(module: Any) -> str | None:
