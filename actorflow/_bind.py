@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import json
 import os
+import pathlib
 import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -181,7 +182,7 @@ def _bind_task(spec: TaskDef, given: Any, problems: list[str]) -> dict[str, Any]
     for opt in spec.options:
         if opt.name in given:
             try:
-                values[opt.name] = coerce(given[opt.name], opt.annotation)
+                values[opt.name] = _absolute(coerce(given[opt.name], opt.annotation))
             except (TypeError, ValueError) as exc:
                 problems.append(f"task {spec.name!r}, option {opt.name!r}: {exc}")
         elif opt.required:
@@ -189,8 +190,16 @@ def _bind_task(spec: TaskDef, given: Any, problems: list[str]) -> dict[str, Any]
                 f"task {spec.name!r}, option {opt.name!r}: required ({type_name(opt.annotation)}) but not given"
             )
         else:
-            values[opt.name] = opt.default
+            values[opt.name] = _absolute(opt.default)
     return values
+
+
+def _absolute(value: Any) -> Any:
+    """A local path option (``pathlib.Path``) made absolute: a store records option values, and a
+    resume may run in another directory (pure paths, text and other values are kept as given)."""
+    if isinstance(value, pathlib.Path) and not value.is_absolute():
+        return value.absolute()
+    return value
 
 
 def _fingerprint(name: str, tasks: Mapping[str, TaskDef], options: Mapping[str, Mapping[str, Any]]) -> str:

@@ -87,3 +87,19 @@ def test_a_relative_path_is_recorded_absolute(tmp_path: Path, monkeypatch: pytes
 
 def _refuse(constant: str) -> None:
     raise AssertionError(f"not JSON: {constant}")
+
+
+def test_a_relative_path_option_is_bound_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.txt").write_text("1 2")
+    flow = af.Flow("paths")
+
+    @flow.source
+    def numbers(src: af.File, out: Path = Path("x"), label: str = "rel") -> af.Stream[int]:
+        yield from map(int, src.read_text().split())
+
+    graph = flow.bind({"numbers": {"src": "in.txt", "out": "sub/out.txt", "label": "rel"}})
+    values = graph.options["numbers"]
+    assert values["src"].path == tmp_path / "in.txt" and values["out"] == tmp_path / "sub" / "out.txt"
+    assert values["label"] == "rel"  # text is kept as given
+    assert flow.bind({"numbers": {"src": "in.txt"}}).options["numbers"]["out"] == tmp_path / "x"  # a default too
