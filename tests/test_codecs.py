@@ -104,3 +104,17 @@ def test_register_codec_checks_its_arguments() -> None:
         af.register_codec("Money", str, str)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="decode must be callable"):
         af.register_codec(Money, str, None)  # type: ignore[arg-type]
+
+
+def test_option_values_and_pushed_text_are_structured_with_the_codec() -> None:
+    from actorflow._convert import coerce
+
+    assert coerce("0.25", decimal.Decimal) == decimal.Decimal("0.25")
+    assert coerce(str(uuid.UUID(int=7)), uuid.UUID) == uuid.UUID(int=7)
+    flow = af.Flow("priced")
+
+    @flow.source
+    def prices(step: decimal.Decimal = decimal.Decimal("0.5")) -> af.Stream[decimal.Decimal]:
+        yield step
+
+    assert list(af.run(flow, {"prices": {"step": "0.25"}})["prices"]) == [decimal.Decimal("0.25")]
