@@ -29,6 +29,7 @@ from ._loop import EXITS, BatchSizer, Handler, ItemLoop, RateLimiter, is_failure
 from ._mailbox import Batch, Mailbox
 from ._outcheck import OutputCheck
 from ._slow import SlowWatch
+from ._spill import SpilledStream
 from ._state import ABSENT, ActorState, CacheState
 from ._taskclass import instance_state, is_stateful_class
 
@@ -64,7 +65,7 @@ class Actor:
         self.sup = run.supervisor
         self.inboxes: list[Mailbox] = []
         self.outs: list[Mailbox] = []
-        self.gather: list[Any] | None = None
+        self.gather: list[Any] | SpilledStream | None = None  # SpilledStream: an unread stream (_spill)
         self.in_result = False
         self.product = Product()
         self.items_in = 0
@@ -451,6 +452,8 @@ class Actor:
 
     def common_state(self) -> dict[str, Any]:
         """The fields of :class:`~actorflow._state.ActorState` (every kind's record has them)."""
+        if not self.spec.settings.checkpoint:  # checkpoint=False: nothing kept, run again on resume
+            return {"status": "pending", "items_in": 0, "items_out": 0, "outboxes": []}
         outboxes = [[*plain_batch(s, i), nxt] for _, (s, i, nxt) in sorted(self.outboxes.items())]
         outboxes += [[*plain_batch(s, i), nxt] for s, i, nxt in self.resend]
         st: dict[str, Any] = {

@@ -21,6 +21,7 @@ from ._actor import Actor
 from ._actor_kinds import SinkActor, SourceActor, TaskActor
 from ._bind import RunGraph
 from ._cache import Cache
+from ._cache_keys import uncacheable
 from ._cache_run import CacheRole
 from ._codec import restore_items
 from ._collect import CollectorActor
@@ -29,7 +30,7 @@ from ._errors import RunCancelled, RunInterrupted, StoreError, _fmt_seq
 from ._loop import DEFAULT_BATCH_TIME
 from ._mailbox import Mailbox
 from ._result import RunResult, Summary, TaskStats
-from ._spill import SpillStore
+from ._spill import SpilledStream, SpillStore
 from ._stats import EdgeStats
 from ._store import Store
 from ._supervisor import Supervisor
@@ -78,6 +79,8 @@ class Runtime:
         slow_item: float = DEFAULT_SLOW_ITEM,
     ) -> None:
         self.graph = graph
+        #: Tasks not cached because their code cannot be fingerprinted, and why (see attach_cache).
+        self.uncacheable: dict[str, str] = {}
         #: Seconds a batch should take for tasks that do not set their own ``batch_time``.
         self.batch_time = batch_time
         #: Seconds after which an item counts as slow (an ``ItemSlow`` event).
@@ -144,7 +147,7 @@ class Runtime:
             if spec.streaming and (spec.kind == "collector" or not graph.downstream(spec.name)):
                 actor.in_result = True  # per-collectors and unread streams are gathered for the result
                 if actor.gather is None:
-                    actor.gather = []
+                    actor.gather = SpilledStream(spec.out_type)  # flat memory: spills past a bound
 
     def _wire(self, box: Mailbox, sender: Actor, reader: Actor, port: str | None) -> None:
         box.spill_to = self.spill
@@ -167,6 +170,7 @@ class Runtime:
         for name, role in roles.items():
             self.actors[name].set_cache_role(role)
         self.route_hits()
+        self.uncacheable = uncacheable(self.graph)  # published as CacheMiss events once the run starts
 
     def route_hits(self) -> None:
         """A hit sends only to the mailboxes of tasks that run: a hit consumer never reads its inbox."""
@@ -314,6 +318,8 @@ class Runtime:
         if self.resumed_from is not None:
             queued = sum(len(box) for box, _, _ in self.mailboxes.values())
             self.bus.publish(ev.RunResumed(run_id=self.run_id, number=self.resumed_from, queued_items=queued))
+        for task, why in self.uncacheable.items():  # code the cache key cannot see: says why (issue 22)
+            self.bus.publish(ev.CacheMiss(run_id=self.run_id, task=task, key="", reason=why))
         pinned = [a.cached.key for a in self.actors.values() if a.cached is not None]
         if self.cache is not None:
             self.cache.pin(pinned)
