@@ -321,6 +321,8 @@ class Actor:
 
     async def _run_body(self) -> None:
         if self.restored_finished:
+            for box in self.inboxes:  # it reads no more: what its senders still send must not block them
+                box.abandon()
             return
         if self.cached is not None and self.cached.decision == "pending":
             await self.cutoff()

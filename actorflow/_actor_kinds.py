@@ -13,7 +13,7 @@ import trio
 from ._actor import EXITS, Actor
 from ._codec import plain_batch, seq_from_plain
 from ._errors import ItemFailure
-from ._inbox import ZipInbox
+from ._inbox import ZipInbox, watermark_of
 from ._loop import after_seq, child_seq, closing, end_items, next_seq
 from ._mailbox import Batch, Mailbox
 from ._remote import RemoteBatches, open_remote
@@ -332,8 +332,8 @@ class TaskActor(Actor):
         await self.send(seqs, items)
 
     def _advance(self, batch: Batch) -> None:
-        if self.spec.ordered and batch[0] and not self.spec.is_generator:
-            self.advance(batch[0][-1])
+        if self.spec.ordered and batch[0]:
+            self.advance(watermark_of(batch[0][-1], self.spec.is_generator))
 
     async def _workers(self, inbox: Mailbox | ZipInbox) -> None:
         n = self.spec.concurrency
@@ -374,8 +374,8 @@ class TaskActor(Actor):
                         in_seqs = self.taken.pop(counters["emit"])[0]
                         counters["emit"] += 1
                         await self.send(s, o, slot=slot)
-                        if in_seqs and not self.spec.is_generator:
-                            self.advance(in_seqs[-1])  # in ticket order: everything up to here was sent
+                        if in_seqs:  # in ticket order: everything up to here was sent
+                            self.advance(watermark_of(in_seqs[-1], self.spec.is_generator))
 
         async with trio.open_nursery() as nursery:
             for slot in range(n):

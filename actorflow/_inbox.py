@@ -7,10 +7,16 @@ promised, through its mailbox's watermark, that the partner will never come — 
 bounded. Unordered inputs are matched through a dict and kept until matched.
 
 Each input is drained up to a limit while matching goes on. When no match can be made, an input
-waits on a lagging one and the others queue items, the zip reports itself *stalled*; if the whole
-run then stands still (the lagging side can only move once the blocked senders do: a generator
-that needs a whole product first, a per-collector's group), the supervisor makes it **spill**: it
-takes everything queued for the other inputs, so their senders are never blocked for good.
+waits on a lagging one and the others queue items, the zip is *stalled*. The lagging side may only
+be able to move once the blocked senders do (a generator that needs a whole product first, a
+per-collector's group), so a stalled zip whose queued inputs are all full with their senders
+blocked on them is *stuck* and **spills** at once — the local rule, decided by the zip alone: it
+takes everything queued for the other inputs, so their senders are never blocked for good. A sender
+about to wait on a full mailbox wakes the zip reading it, so the zip sees that moment. Where a
+sender is blocked elsewhere (on another reader's full mailbox), the supervisor's fallback spills a
+stalled zip once the whole run stands still. Generator tasks promise watermarks too
+(:func:`watermark_of`), so a generator that yields nothing for an item lets the zip drop the other
+side's items for it rather than stall on them.
 """
 
 from __future__ import annotations
@@ -22,6 +28,21 @@ from typing import Any
 import trio
 
 from ._mailbox import Batch, Mailbox
+
+#: The last part of a generator task's watermark: above every child number (see :func:`watermark_of`).
+_ALL_CHILDREN = float("inf")
+
+
+def watermark_of(last_in: Any, generator: bool) -> Any:
+    """The watermark a task may promise once it sent every output of its input items up to *last_in*.
+
+    A plain task's outputs carry their inputs' numbers, so that is *last_in* itself; a generator
+    task's carry a child part (``(seq, j)``), so it promises every child of *last_in* — which lets a
+    zip drop the other side's items when a generator yields nothing for them, instead of stalling.
+    """
+    if not generator:
+        return last_in
+    return (last_in, _ALL_CHILDREN) if type(last_in) is int else (*last_in, _ALL_CHILDREN)
 
 
 class ZipInbox:
@@ -132,8 +153,12 @@ class ZipInbox:
                 return batch
             if self.ended():
                 return None
-            if self._on_stall is not None and self.stalled():
-                self._on_stall(self)
+            if self.stalled():
+                if self.stuck():  # the local rule: spill now, and match again
+                    self.spill()
+                    continue
+                if self._on_stall is not None:
+                    self._on_stall(self)
             await self.lot.park()
 
     def spill(self) -> None:
@@ -147,6 +172,13 @@ class ZipInbox:
         pairs = zip(self.boxes, self._bufs, strict=True)
         waiting = any(not buf and not len(box) and not box.done for box, buf in pairs)
         return waiting and any(len(box) for box in self.boxes)
+
+    def stuck(self) -> bool:
+        """Stalled, and every input with queued items is full with its sender blocked on it: nothing
+        can move until this zip takes more than its limit (the lagging input's items can only come
+        once those senders go on)."""
+        queued = [box for box in self.boxes if len(box)]
+        return bool(queued) and all(box.sender_waiting and not box.has_room() for box in queued)
 
     def pending(self, box: Mailbox) -> list[Batch]:
         """Items taken from *box* but not matched yet, as one batch (for a checkpoint)."""

@@ -43,6 +43,9 @@ STALL_PATIENCE = 0.25
 #: millisecond here); larger ones go to a worker thread as one transaction of a few large puts,
 #: since a thread needs the GIL back for each LMDB call while handlers keep the loop busy.
 INLINE_WRITE_BYTES = 256 * 1024
+#: ...unless a commit in the loop took longer than this (the disk's flush is slow here): from then
+#: on every write goes to the worker thread, so the loop never waits for the disk.
+INLINE_WRITE_SECONDS = 0.002
 
 
 def _err(exc: BaseException) -> str:
@@ -77,6 +80,8 @@ class Supervisor:
         self.interrupted: int | None = None
         #: True once the run's final checkpoint is written: no checkpoint may come after it.
         self.wrote_final = False
+        #: Whether small checkpoints are still committed in the loop (see ``INLINE_WRITE_SECONDS``).
+        self._inline_writes = True
         self._stalls: set[ZipInbox] = set()
         self._stall = trio.Event()
 
@@ -143,7 +148,9 @@ class Supervisor:
                     actor.report_slow(seqs[min(at, len(seqs) - 1)], now - prev[2], (actor.batch_started, at))
 
     async def relieve_stalls(self) -> None:
-        """Whenever the whole run stands still with a zip stalled, make that zip spill (until cancelled)."""
+        """The fallback of the local stall rule (see ``_inbox``): whenever the whole run stands still
+        with a zip stalled, make that zip spill (until cancelled). A zip whose own senders are blocked
+        on it spills by itself without waiting for this; this catches senders blocked elsewhere."""
         while True:
             await self._stall.wait()
             self._stall = trio.Event()
@@ -264,8 +271,9 @@ class Supervisor:
             t1 = time.perf_counter()
             try:
                 dead = self.store.encode_dead_letters(unsaved)  # encoded here, in the loop
-                if len(blob) <= INLINE_WRITE_BYTES:  # a small write costs less than waiting for the GIL
+                if self._inline_writes and len(blob) <= INLINE_WRITE_BYTES:  # cheaper than waiting for the GIL
                     self.store.write_encoded(blob, dead)
+                    self._inline_writes = time.perf_counter() - t1 <= INLINE_WRITE_SECONDS
                 else:
                     await trio.to_thread.run_sync(self.store.write_encoded, blob, dead)
             except BaseException:
