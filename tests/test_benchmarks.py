@@ -58,3 +58,9 @@ def test_scale_benchmark_keys() -> None:
     assert {"inline_items_per_s", "process_items_per_s", "dask_items_per_s", "process_speedup", "dask_speedup"} <= set(
         figures
     )
+
+
+def test_zip_stall_benchmark_keys() -> None:
+    figures = last_json("zip_stall.py", "--quick")
+    assert {"small_vs_default_ratio", "small_vs_default_plain_ratio", "small_checkpoint_5ms_s"} <= set(figures)
+    assert figures["items"] == 2000
