@@ -329,8 +329,7 @@ class Runtime:
             self.status = "failed"
         elif self.interrupted:
             self.status = "interrupted"
-            store = str(sup.store.path) if sup.store is not None else "?"
-            self.error = RunInterrupted(sup.interrupted or 0, store)
+            self.error = RunInterrupted(sup.interrupted or 0, str(sup.store.path) if sup.store is not None else None)
         elif scope.cancelled_caught or self._cancel_requested:
             self.status = "cancelled"
             self.error = RunCancelled(f"run {self.run_id} of flow {self.flow_name!r} was cancelled")

@@ -10,8 +10,6 @@ cut, and written to LMDB in a worker thread while the actors go on.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from ._codec import EncodeError, pack
 from ._context import redact
 from ._errors import ActorflowError, ItemFailure, StoreError
 from ._policy import DeadLetter, Fail, Restart, Retry
+from ._signals import watch_signals
 
 if TYPE_CHECKING:
     from ._actor import Actor
@@ -67,7 +66,9 @@ class Supervisor:
         self.run = run
         self.store = store
         self.every = checkpoint_every
-        self.pending = False
+        self._pending = False
+        #: Set by a SIGINT/SIGTERM the moment it arrives (see ``_signals``): actors take no new batch.
+        self.stopping = False
         self.busy = 0
         self.number = 0
         self._open = trio.Event()
@@ -87,9 +88,16 @@ class Supervisor:
 
     # -- actor hooks ---------------------------------------------------------------------------
 
+    @property
+    def pending(self) -> bool:
+        """True while actors must not take a new batch: a checkpoint is being taken, or the run stops on a signal."""
+        return self._pending or self.stopping
+
     async def gate(self) -> None:
         """Actors call this between batches when ``pending`` is set."""
         while self.pending:
+            if self.stopping:  # the run stops on a signal: wait, parked, to be cancelled
+                await trio.sleep_forever()
             await self._open.wait()
 
     def enter(self) -> None:
@@ -252,14 +260,14 @@ class Supervisor:
             self.wrote_final = final
             t0 = time.perf_counter()
             if not final:
-                self.pending = True
+                self._pending = True
                 self._open = trio.Event()
                 try:
                     while self.busy > 0:
                         await self._quiet.park()
                     framed = self._frame(final)
                 finally:
-                    self.pending = False
+                    self._pending = False
                     self._open.set()
             else:
                 framed = self._frame(final)
@@ -326,6 +334,8 @@ class Supervisor:
         assert self.every is not None
         while True:
             await trio.sleep(self.every)
+            if self.stopping:  # the signal's checkpoint is the last one
+                return
             try:
                 await self.checkpoint()
             except StoreError as exc:
@@ -333,22 +343,5 @@ class Supervisor:
                 return
 
     async def watch_signals(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """On SIGINT/SIGTERM: final checkpoint, then stop the run. A second SIGINT exits at once."""
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            task_status.started()
-            async with trio.open_nursery() as nursery:
-                async for signum in signals:
-                    if self.interrupted is not None:
-                        if signum == signal.SIGINT:
-                            os._exit(130)
-                        continue
-                    self.interrupted = signum
-                    nursery.start_soon(self._stop_after_checkpoint)
-
-    async def _stop_after_checkpoint(self) -> None:
-        try:
-            await self.checkpoint()
-        except StoreError as exc:
-            self.run.fail(exc)
-            return
-        self.run.interrupt()
+        """On SIGINT/SIGTERM: stop taking batches, a final checkpoint, stop the run (see ``_signals``)."""
+        await watch_signals(self, task_status)
