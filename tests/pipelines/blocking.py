@@ -1,8 +1,8 @@
 """A pipeline whose task blocks for a long time per item (tests/test_signals.py).
 
-``work`` says on stdout which item it starts (a ready line the test waits for), then blocks for
-``delay`` seconds. ``scaled`` streams ``numbers`` while it waits for their whole count, so its
-mailbox spills to a temporary directory in TMPDIR while ``work`` is busy.
+From item ``slow_from`` on, ``work`` says on stdout which item it starts (a ready line the test
+waits for), then blocks for ``delay`` seconds. ``scaled`` streams ``numbers`` while it waits for
+their whole count, so its mailbox spills to a temporary directory in TMPDIR while ``work`` is busy.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ def numbers(n: int = 200) -> af.Stream[int]:
 
 
 @flow.task
-def work(numbers: int, delay: float = 2.0) -> int:
-    print(f"working {numbers}", flush=True)
-    time.sleep(delay)
+def work(numbers: int, delay: float = 2.0, slow_from: int = 10) -> int:
+    if numbers >= slow_from:
+        print(f"working {numbers}", flush=True)
+        time.sleep(delay)
     return numbers
 
 
