@@ -359,6 +359,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        zip: str = "drop",
     ) -> Callable[[F], F]: ...
     def task(  # type: ignore[misc]
         self,
@@ -377,6 +378,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        zip: str = "drop",
     ) -> Any:
         """Define a task.
 
@@ -401,6 +403,10 @@ class Flow:
                 defaults to the executor's ``in_flight`` (batches kept running at once).
             rate_limit: the most calls per second, across all the task's workers (bursts of at
                 most ``concurrency``); a task held back is *throttled*, not busy.
+            zip: with several streaming inputs (items zipped by sequence number), what to do with
+                an item whose partner never comes: ``"drop"`` it (counted in the summary's
+                ``unmatched`` and reported by one ``ZipUnmatched`` event per port) or ``"strict"``:
+                the task fails with :class:`TaskFailed` naming the port and the item's seq.
         """
 
         def deco(f: F) -> F:
@@ -419,6 +425,7 @@ class Flow:
                 cache=cache,
                 version=version,
                 rate_limit=rate_limit,
+                zip=zip,
             )
             return f
 

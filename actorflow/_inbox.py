@@ -27,7 +27,12 @@ from typing import Any
 
 import trio
 
+from . import _events as ev
+from ._errors import ItemFailure, _fmt_seq
 from ._mailbox import Batch, Mailbox
+
+#: How many of a zip's unmatched items are named by their seqs in its ``ZipUnmatched`` event.
+FIRST_SEQS = 5
 
 #: The last part of a generator task's watermark: above every child number (see :func:`watermark_of`).
 _ALL_CHILDREN = float("inf")
@@ -45,14 +50,36 @@ def watermark_of(last_in: Any, generator: bool) -> Any:
     return (last_in, _ALL_CHILDREN) if type(last_in) is int else (*last_in, _ALL_CHILDREN)
 
 
+def unmatched_reporter(bus: ev.EventBus, run_id: str, task: str) -> Callable[[ZipInbox], None]:
+    """What a zip calls at its end: one ``ZipUnmatched`` event per input that had unmatched items."""
+
+    def report(zipped: ZipInbox) -> None:
+        for k, count in enumerate(zipped.unmatched):
+            if count:
+                bus.publish(ev.ZipUnmatched(run_id=run_id, task=task, port=zipped.port(k), count=count,
+                                            first_seqs=tuple(zipped.first_unmatched[k])))
+
+    return report
+
+
 class ZipInbox:
     """Presents several :class:`Mailbox` objects as one source of zipped batches."""
 
     def __init__(
         self, boxes: list[Mailbox], ordered: bool, batch_size: int,
-        on_stall: Callable[[ZipInbox], None] | None = None,
+        on_stall: Callable[[ZipInbox], None] | None = None, *,
+        strict: bool = False, on_end: Callable[[ZipInbox], None] | None = None,
     ) -> None:
         self.boxes = boxes
+        #: ``zip="strict"``: an item without a partner fails the task (``ValueError`` naming port and seq).
+        self.strict = strict
+        #: Called once when the zip has read every input to its end (it reports :attr:`unmatched`).
+        self._on_end = on_end
+        #: Items of each input that found no partner (dropped), and the first few of their seqs.
+        self.unmatched = [0 for _ in boxes]
+        self.first_unmatched: list[list[Any]] = [[] for _ in boxes]
+        #: Set once no further match can come: what still arrives is counted and dropped.
+        self._draining = False
         self.ordered = ordered
         self.batch_size = batch_size
         self.lot = trio.lowlevel.ParkingLot()
@@ -89,9 +116,9 @@ class ZipInbox:
                 seqs.append(top)
                 items.append(tuple(b.popleft()[1] for b in bufs))
             else:
-                for b in bufs:
+                for k, b in enumerate(bufs):
                     while b and b[0][0] < top:
-                        b.popleft()
+                        self._unmatched(k, b.popleft()[0])
         self._trim()
         return seqs, items
 
@@ -105,7 +132,7 @@ class ZipInbox:
             for k, other in enumerate(bufs):
                 if k != j:
                     while other and other[0][0] <= mark:
-                        other.popleft()
+                        self._unmatched(k, other.popleft()[0])
 
     def _match_unordered(self) -> Batch:
         seqs: list[Any] = []
@@ -128,6 +155,9 @@ class ZipInbox:
     def get_nowait(self, max_items: int = 0) -> Batch | None:
         if self._finished:
             return None
+        if self._draining:
+            self._drop_queued()
+            return None
         limit = min(max_items, self.batch_size) if max_items > 0 else self.batch_size
         while True:  # items without a partner are dropped as they are matched: drain again while that frees room
             taken = self._drain()
@@ -139,12 +169,51 @@ class ZipInbox:
         return batch if batch[1] else None
 
     def ended(self) -> bool:
-        """After :meth:`get_nowait` returned None: True when no further match can come."""
-        if not self._finished and (self._exhausted() or all(b.done for b in self.boxes)):
+        """After :meth:`get_nowait` returned None: True once every input ended.
+
+        Once no further match can come (an input ended and its buffer is empty), the zip keeps
+        reading — what comes is unmatched: counted and dropped (``zip="strict"``: the task fails) —
+        so that nothing is lost without a count and no sender waits on it.
+        """
+        if self._finished:
+            return True
+        if not self._draining and (self._exhausted() or all(b.done for b in self.boxes)):
+            self._draining = True
+            self._drop_queued()
+        if self._draining and all(b.done for b in self.boxes):
             self._finished = True
-            for box in self.boxes:
-                box.abandon()
+            if self._on_end is not None:
+                self._on_end(self)
         return self._finished
+
+    def _drop_queued(self) -> None:
+        """No further match can come: count and drop everything buffered or queued."""
+        for k, (box, buf, pending) in enumerate(zip(self.boxes, self._bufs, self._maps, strict=True)):
+            for s, _ in buf:
+                self._unmatched(k, s)
+            for s in pending:
+                self._unmatched(k, s)
+            buf.clear()
+            pending.clear()
+            while (b := box.get_nowait()) is not None:
+                for s in b[0]:
+                    self._unmatched(k, s)
+
+    def _unmatched(self, k: int, seq: Any) -> None:
+        """Item *seq* of input *k* has no partner: count it (``zip="strict"``: fail on it)."""
+        if self.strict:
+            raise ItemFailure(seq, ValueError(
+                f"zip='strict': item seq {_fmt_seq(seq)} on port {self.port(k)!r} has no partner on "
+                f"{', '.join(repr(self.port(j)) for j in range(len(self.boxes)) if j != k)}"
+            ))
+        self.unmatched[k] += 1
+        first = self.first_unmatched[k]
+        if len(first) < FIRST_SEQS:
+            first.append(seq)
+
+    def port(self, k: int) -> str:
+        """The name of input *k* (its mailbox is named ``task.port``)."""
+        return self.boxes[k].name.rpartition(".")[2]
 
     async def get(self, max_items: int = 0) -> Batch | None:
         while True:

@@ -262,7 +262,7 @@ class Runtime:
                 n: TaskStats(n, a.spec.kind, a.status, a.items_in, a.items_out,
                              a.elapsed or (now - a.started if a.started else 0.0),
                              a.cached.outcome if a.cached is not None else None,
-                             a.limiter.throttled if a.limiter is not None else 0.0)
+                             a.limiter.throttled if a.limiter is not None else 0.0, a.unmatched)
                 for n, a in self.actors.items()
             },
         )

@@ -22,6 +22,9 @@ from ._typing import runtime_classes
 
 TaskKind = Literal["source", "task", "collector", "sink", "input"]
 
+#: The values of the task setting ``zip``: drop unmatched items (counted, reported) or fail on them.
+ZIP_MODES = ("drop", "strict")
+
 #: Attribute set on a source function made by ``af.external_source``: the item type it accepts.
 EXTERNAL_ATTR = "__actorflow_external__"
 
@@ -63,6 +66,9 @@ class TaskSettings:
         finish: a collector's ``finish(acc) -> product``.
         per: a collector's group stream (a task name), or None for one product.
         rate_limit: the most calls per second across all the task's workers (None: no limit).
+        zip: what a task zipping several streams does with items that find no partner:
+            ``"drop"`` (the default: counted in the summary and reported by a ``ZipUnmatched``
+            event) or ``"strict"`` (the task fails, naming the port and the item's seq).
         follows_executor: the settings left to their defaults, which follow the executor
             (``concurrency``, ``capacity``): :meth:`on` resizes them when a run picks another one.
     """
@@ -81,6 +87,7 @@ class TaskSettings:
     finish: Callable[..., Any] | None = None
     per: str | None = None
     rate_limit: float | None = None
+    zip: str = "drop"
     follows_executor: tuple[str, ...] = ()
 
     @classmethod
@@ -104,6 +111,7 @@ class TaskSettings:
         finish: Callable[..., Any] | None = None,
         per: str | None = None,
         rate_limit: float | None = None,
+        zip: str = "drop",
     ) -> TaskSettings:
         """Validate a task's settings and resolve their defaults (an executor's concurrency).
 
@@ -137,13 +145,15 @@ class TaskSettings:
             raise DefinitionError(f"{here}: version must be a non-empty string, got {version!r}")
         if concurrency > 1 and kind not in ("task", "sink"):
             raise DefinitionError(f"{here}: concurrency applies to tasks and sinks only")
+        if zip not in ZIP_MODES:
+            raise DefinitionError(f"{here}: zip must be one of {', '.join(map(repr, ZIP_MODES))}, got {zip!r}")
         if finish is not None and not callable(finish):
             raise DefinitionError(f"{here}: finish must be a function of the accumulator, got {finish!r}")
         return cls(
             capacity=capacity, batch_size=batch_size, batch_time=batch_time, concurrency=concurrency, ordered=ordered,
             on_error=check_policy(flow, task, kind, on_error), executor=executor, cache=cache, version=version,
             secrets=_secret_names(flow, task, secrets), init=init, finish=finish, per=per,
-            rate_limit=_rate_limit(here, kind, rate_limit), follows_executor=follows,
+            rate_limit=_rate_limit(here, kind, rate_limit), zip=zip, follows_executor=follows,
         )
 
     def on(self, executor: Executor | None) -> TaskSettings:
@@ -340,6 +350,10 @@ class TaskDef:
     @property
     def per(self) -> str | None:
         return self.settings.per
+
+    @property
+    def zip(self) -> str:
+        return self.settings.zip
 
     # -- derived ---------------------------------------------------------------------------------
 

@@ -114,3 +114,105 @@ async def test_resume_after_the_zip_with_an_empty_side_finished(tmp_path: Path, 
         result = await af.run_async(flow, store=store, resume=True, checkpoint_every=0.001)
     assert result["z5"] == []
     assert sorted(result["t6"]) == sorted([i for i in range(47)] + [i + 1 for i in range(47)])
+
+
+# -- issue 22: zips lose nothing silently -------------------------------------------------------------
+
+
+def _uneven_flow(zip_mode: str = "drop") -> af.Flow:
+    flow = af.Flow("uneven")
+
+    @flow.source
+    def short(n: int = 3) -> Iterator[int]:
+        yield from range(n)
+
+    @flow.source
+    def long(n: int = 5) -> Iterator[int]:
+        yield from range(n)
+
+    @flow.task(zip=zip_mode)
+    def pair(short: int, long: int) -> int:
+        return short * 10 + long
+
+    return flow
+
+
+async def test_unmatched_items_are_counted_and_reported_once() -> None:
+    events: list[af.events.ZipUnmatched] = []
+    async with af.open_run(_uneven_flow()) as run:
+        async for event in run.events():
+            if isinstance(event, af.events.ZipUnmatched):
+                events.append(event)
+        result = await run.result()
+    assert result["pair"] == [0, 11, 22]
+    assert [(e.task, e.port, e.count, e.first_seqs) for e in events] == [("pair", "long", 2, (3, 4))]
+    assert result.summary.tasks["pair"].unmatched == 2
+    assert result.summary.tasks["long"].unmatched == 0
+    assert "unmatched" in str(result.summary)
+    assert events[0].to_dict()["first_seqs"] == [3, 4]
+
+
+def test_a_matched_zip_reports_nothing() -> None:
+    result = af.run(_uneven_flow(), options={"long": {"n": 3}})
+    assert result["pair"] == [0, 11, 22]
+    assert result.summary.tasks["pair"].unmatched == 0
+    assert "unmatched" not in str(result.summary)
+
+
+def test_unmatched_items_on_both_sides_and_many_are_counted() -> None:
+    """A sparse side: every item of ``numbers`` whose partner ``rare`` skipped is unmatched, and a
+    generator that yields nothing leaves every item of the other side unmatched."""
+    flow = af.Flow("sparse_count")
+
+    @flow.source(capacity=4, batch_size=4)
+    def numbers(n: int = 1000) -> Iterator[int]:
+        yield from range(n)
+
+    @flow.task(capacity=4, batch_size=4)
+    def rare(numbers: int) -> int:
+        return numbers if numbers % 100 == 7 else af.SKIP  # type: ignore[return-value]
+
+    @flow.task(capacity=4, batch_size=4)
+    def pair(numbers: int, rare: int) -> int:
+        return numbers + rare
+
+    @flow.task(capacity=4)
+    def none(numbers: int) -> Iterator[int]:
+        yield from ()
+
+    @flow.task(capacity=4)
+    def some(numbers: int) -> Iterator[int]:
+        yield from range(numbers % 3)
+
+    @flow.task(capacity=4)
+    def empty_pair(none: int, some: int) -> int:
+        return none + some
+
+    result = af.run(flow)
+    assert result["pair"] == [2 * i for i in range(1000) if i % 100 == 7]
+    assert result.summary.tasks["pair"].unmatched == 990
+    assert result["empty_pair"] == []
+    assert result.summary.tasks["empty_pair"].unmatched == sum(i % 3 for i in range(1000))
+
+
+def test_strict_zip_fails_naming_the_port_and_seq() -> None:
+    with pytest.raises(af.TaskFailed) as info:
+        af.run(_uneven_flow("strict"))
+    error = info.value
+    assert error.task == "pair" and error.seq == 3
+    assert "zip='strict': item seq 3 on port 'long' has no partner on 'short'" in str(error)
+    assert isinstance(error.__cause__, ValueError)
+
+
+def test_strict_zip_that_matches_everything_runs() -> None:
+    result = af.run(_uneven_flow("strict"), options={"long": {"n": 3}})
+    assert result["pair"] == [0, 11, 22]
+
+
+def test_a_bad_zip_setting_is_refused_at_definition() -> None:
+    flow = af.Flow("bad_zip")
+    with pytest.raises(af.DefinitionError, match="task 'pair'.*zip must be one of 'drop', 'strict', got 'shortest'"):
+
+        @flow.task(zip="shortest")
+        def pair(a: int, b: int) -> int:
+            return a + b
