@@ -67,7 +67,9 @@ def _cache_limit(value: Any) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ActorflowError(f"cache_limit must be None or a positive number of bytes, got {value!r}")
+        raise ActorflowError(
+            f"cache_limit: the cache limit must be a positive number of bytes (or None), got {value!r}"
+        )
     return value
 
 

@@ -211,7 +211,7 @@ def test_strict_zip_that_matches_everything_runs() -> None:
 
 def test_a_bad_zip_setting_is_refused_at_definition() -> None:
     flow = af.Flow("bad_zip")
-    with pytest.raises(af.DefinitionError, match="task 'pair'.*zip must be one of 'drop', 'strict', got 'shortest'"):
+    with pytest.raises(af.DefinitionError, match=r"task 'pair'.*zip must be one of 'drop', 'strict', got 'shortest'"):
 
         @flow.task(zip="shortest")
         def pair(a: int, b: int) -> int:
