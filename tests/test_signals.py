@@ -15,6 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
+
+import actorflow as af
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "tests" / "pipelines" / "blocking.py"
@@ -107,3 +111,34 @@ def test_a_second_sigint_exits_at_once_and_cleans_up(tmp_path: Path, executor: s
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err
     assert os.listdir(tmp_path / "tmp") == []
+
+
+async def test_the_signal_does_not_queue_behind_a_checkpoint_waiting_for_a_long_item(tmp_path: Path) -> None:
+    """A checkpoint already waits for an async item that takes a minute when SIGTERM comes: the run
+    stops after at most the signal's patience (its last checkpoint resumes), not after the item."""
+    flow = af.Flow("long_item")
+    started = trio.Event()
+
+    @flow.source
+    def numbers(n: int = 3) -> af.Stream[int]:
+        yield from range(n)
+
+    @flow.task
+    async def wait_long(numbers: int) -> int:
+        started.set()
+        await trio.sleep(60)
+        return numbers
+
+    with trio.fail_after(ENDS_WITHIN):  # the item would take 60 s: the stop must not wait for it
+        async with af.open_run(flow, store=tmp_path / "s", checkpoint_every=None, handle_signals=True) as run:
+            await started.wait()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run.checkpoint_now)  # waits for the item in hand
+                await trio.testing.wait_all_tasks_blocked()
+                assert run.supervisor.pending
+                os.kill(os.getpid(), signal.SIGTERM)
+                with pytest.raises(af.RunInterrupted) as info:
+                    await run.result()
+                nursery.cancel_scope.cancel()
+    assert info.value.signal == signal.SIGTERM
+    assert info.value.store == str(tmp_path / "s")
