@@ -43,7 +43,7 @@ def start(
     return subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_ready(proc: subprocess.Popen[str], tmp_path: Path) -> None:
+def wait_ready(proc: subprocess.Popen[str], tmp_path: Path, spilled: bool = True) -> None:
     """Read stdout until the task started its first slow item; the spill area must exist by then.
 
     Threads print concurrently, so ready lines may share a line: look for the words, not the line."""
@@ -53,8 +53,9 @@ def wait_ready(proc: subprocess.Popen[str], tmp_path: Path) -> None:
             break
     else:
         pytest.fail(f"the run ended before its second item: {proc.communicate()}")
-    spilled = os.listdir(tmp_path / "tmp")
-    assert [name for name in spilled if name.startswith("actorflow-spill-")], spilled  # else nothing to remove
+    if spilled:  # with 50 items, ``scaled`` spilled before ``work`` reached its slow items
+        listed = os.listdir(tmp_path / "tmp")
+        assert [name for name in listed if name.startswith("actorflow-spill-")], listed  # else nothing to remove
 
 
 EXECUTORS = pytest.mark.parametrize("executor", [None, "thread", "process"], ids=["inline", "thread", "process"])
@@ -83,7 +84,7 @@ def test_a_signal_behind_a_blocking_handler_exits_with_its_code_and_cleans_up(
 def test_resume_after_sigterm_gives_the_uninterrupted_products(tmp_path: Path) -> None:
     n = 6
     proc = start(tmp_path, None, True, n=n, delay=0.3, slow_from=2)
-    wait_ready(proc, tmp_path)
+    wait_ready(proc, tmp_path, spilled=False)  # six items may not spill
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=ENDS_WITHIN)
     assert proc.returncode == 143, err[-3000:]
