@@ -24,7 +24,7 @@ from ._cache_run import CacheRole
 from ._codec import plain_batch, restore, restore_items, seq_from_plain
 from ._context import context_for, redact, scrub
 from ._errors import ItemFailure, MailboxTypeError, TaskFailed, describe
-from ._inbox import ZipInbox
+from ._inbox import ZipInbox, unmatched_reporter
 from ._loop import EXITS, BatchSizer, Handler, ItemLoop, RateLimiter, is_failure
 from ._mailbox import Batch, Mailbox
 from ._outcheck import OutputCheck
@@ -127,9 +127,15 @@ class Actor:
             return self.inboxes[0]
         if self._zip is None:
             self._zip = ZipInbox(
-                self.inboxes, ordered=self.spec.ordered, batch_size=self.spec.batch_size, on_stall=self.sup.stalled
+                self.inboxes, ordered=self.spec.ordered, batch_size=self.spec.batch_size, on_stall=self.sup.stalled,
+                strict=self.spec.zip == "strict", on_end=unmatched_reporter(self.run.bus, self.run.run_id, self.name),
             )
         return self._zip
+
+    @property
+    def unmatched(self) -> int:
+        """Items its zip dropped without a partner (0 without a zip; see ``_inbox``)."""
+        return sum(self._zip.unmatched) if self._zip is not None else 0
 
     def queued_for(self, box: Mailbox) -> list[Batch]:
         """Items of *box* this actor took but has not processed yet (a zip's unmatched items)."""
@@ -330,6 +336,8 @@ class Actor:
 
     async def _run_body(self) -> None:
         if self.restored_finished:
+            for box in self.inboxes:  # it reads no more: what its senders still send must not block them
+                box.abandon()
             return
         if self.cache_hook is not None and await self.cache_hook.is_hit():
             await self.resend_restored()

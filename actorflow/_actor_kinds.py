@@ -14,6 +14,7 @@ from ._actor import Actor
 from ._codec import plain_batch, seq_from_plain
 from ._cycle import NO_OUTPUT, run_cycle, run_pull
 from ._errors import ItemFailure
+from ._inbox import watermark_of
 from ._loop import EXITS, after_seq, child_seq, closing, end_items, is_failure, next_seq
 from ._mailbox import Batch
 from ._remote import RemoteBatches, open_remote
@@ -311,8 +312,8 @@ class TaskActor(Actor):
 
     def sent(self, in_seqs: list[Any]) -> None:
         """Readers learn that nothing numbered up to the batch's last input will come any more."""
-        if self.spec.ordered and in_seqs and not self.spec.is_generator:
-            self.advance(in_seqs[-1])
+        if self.spec.ordered and in_seqs:
+            self.advance(watermark_of(in_seqs[-1], self.spec.is_generator))
 
     async def on_eof(self) -> None:
         if self.eos is not None and not self.eos_done:

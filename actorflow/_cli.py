@@ -316,6 +316,7 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
             kwargs["cache"] = False
         new_store = getattr(args, "store", None) or None
 
+    kwargs["handle_signals"] = True  # with or without a store: SIGINT/SIGTERM stop the run cleanly
     secrets = parse_secrets(getattr(args, "secret", []))
     kwargs["executors"] = parse_executors(getattr(args, "executor", []))
 

@@ -98,8 +98,11 @@ def split_target(target: str) -> tuple[str, str]:
 
 def interrupted(exc: RunInterrupted) -> int:
     """Say how to resume on stderr and return 130 (SIGINT) or 143 (SIGTERM)."""
-    print(f"actorflow: interrupted; checkpoint written. Resume with: actorflow resume --store {exc.store}",
-          file=sys.stderr)
+    if exc.store is None:
+        print(f"actorflow: interrupted by signal {exc.signal} (no --store: nothing to resume)", file=sys.stderr)
+    else:
+        print(f"actorflow: interrupted; checkpoint written. Resume with: actorflow resume --store {exc.store}",
+              file=sys.stderr)
     return 130 if exc.signal == signal.SIGINT else 143
 
 

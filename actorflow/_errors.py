@@ -87,17 +87,18 @@ class ResumeError(StoreError):
 
 
 class RunInterrupted(ActorflowError):
-    """The run stopped on SIGINT or SIGTERM after writing a final checkpoint.
+    """The run stopped on SIGINT or SIGTERM (after a final checkpoint when it has a store).
 
     Attributes:
         signal: the signal number.
-        store: the store to resume from.
+        store: the store to resume from (None: the run had none, nothing to resume).
     """
 
-    def __init__(self, signum: int, store: str) -> None:
+    def __init__(self, signum: int, store: str | None) -> None:
         self.signal = signum
         self.store = store
-        super().__init__(f"interrupted by signal {signum}; resume with: actorflow resume --store {store}")
+        how = f"resume with: actorflow resume --store {store}" if store is not None else "no store: nothing to resume"
+        super().__init__(f"interrupted by signal {signum}; {how}")
 
 
 class RunCancelled(ActorflowError):

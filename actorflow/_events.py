@@ -217,6 +217,23 @@ class ItemSlow(Event):
     seconds: float
 
 
+@attrs.frozen(kw_only=True)
+class ZipUnmatched(Event):
+    """Items a zip could not match (their partner never came on another input) were dropped.
+
+    Published once per input port that had such items, when the zip has read all its inputs:
+    ``port`` is the input, ``count`` how many of its items were dropped, ``first_seqs`` the
+    sequence numbers of the first few. With the task setting ``zip="strict"`` the task fails
+    instead. The run's summary counts them per task (``TaskStats.unmatched``).
+    """
+
+    kind: ClassVar[str] = "zip_unmatched"
+    task: str
+    port: str
+    count: int
+    first_seqs: tuple[Any, ...]
+
+
 class EventStream:
     """One subscriber's view of a run's events; iterate it with ``async for``.
 

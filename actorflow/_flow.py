@@ -364,6 +364,7 @@ class Flow:
         copy: bool = False,
         timeout: float | None = None,
         checkpoint: bool = True,
+        zip: str = "drop",
     ) -> Callable[[F], F]: ...
     def task(  # type: ignore[misc]
         self,
@@ -385,6 +386,7 @@ class Flow:
         copy: bool = False,
         timeout: float | None = None,
         checkpoint: bool = True,
+        zip: str = "drop",
     ) -> Any:
         """Define a task.
 
@@ -419,6 +421,10 @@ class Flow:
             checkpoint: False keeps the product out of checkpoints and the cache (a model object,
                 something that cannot be stored): a resumed run computes it again. Only for a task
                 fed only final inputs (whole products), which a resumed run can give it again.
+            zip: with several streaming inputs (items zipped by sequence number), what to do with
+                an item whose partner never comes: ``"drop"`` it (counted in the summary's
+                ``unmatched`` and reported by one ``ZipUnmatched`` event per port) or ``"strict"``:
+                the task fails with :class:`TaskFailed` naming the port and the item's seq.
         """
 
         def deco(f: F) -> F:
@@ -440,6 +446,7 @@ class Flow:
                 copy=copy,
                 timeout=timeout,
                 checkpoint=checkpoint,
+                zip=zip,
             )
             return f
 

@@ -134,8 +134,15 @@ class Mailbox:
     async def put(self, seqs: list[Any], items: list[Any]) -> None:
         """Queue one batch, waiting first while the mailbox is full."""
         while self._count >= self.capacity and not (self._abandoned or self._spilling):
+            if self.listener is not None:  # a zip reading this box sees its sender blocked (see ``_inbox``)
+                self.listener.unpark_all()
             await self._putters.park()
         self.put_nowait(seqs, items)
+
+    @property
+    def sender_waiting(self) -> bool:
+        """True while a sender waits in :meth:`put` for room here (the box is full and it is blocked on it)."""
+        return bool(self._putters)
 
     def has_room(self) -> bool:
         """True when :meth:`put` would not wait (the mailbox is below capacity, or never waits)."""

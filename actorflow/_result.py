@@ -31,6 +31,9 @@ class TaskStats:
     cache: str | None = None
     #: Seconds the task waited for its ``rate_limit`` (0.0 without one).
     throttled: float = 0.0
+    #: Items of its zipped inputs dropped without a partner (see the ``ZipUnmatched`` event; 0 for
+    #: a task with one streaming input).
+    unmatched: int = 0
 
     @property
     def from_cache(self) -> bool:
@@ -57,9 +60,11 @@ class Summary:
 
     def __str__(self) -> str:
         cached = any(t.cache for t in self.tasks.values())
-        rows = [("task", "kind", "status", "in", "out", "seconds", "items/s", *(("cache",) if cached else ()))]
+        zipped = any(t.unmatched for t in self.tasks.values())
+        rows = [("task", "kind", "status", "in", "out", "seconds", "items/s", *(("cache",) if cached else ()),
+                 *(("unmatched",) if zipped else ()))]
         for t in self.tasks.values():
-            extra = (t.cache or "-",) if cached else ()
+            extra = ((t.cache or "-",) if cached else ()) + ((f"{t.unmatched:,}",) if zipped else ())
             rows.append(
                 (t.name, t.kind, t.status, f"{t.items_in:,}", f"{t.items_out:,}", f"{t.elapsed:.3f}", t.rate_text,
                  *extra)

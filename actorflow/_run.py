@@ -20,14 +20,12 @@ from ._bind import RunGraph, with_executors
 from ._cache import Cache, open_cache
 from ._cache_run import plan
 from ._checkpoint import apply, check_storable, open_for_run
-from ._context import check_secrets
-from ._errors import ActorflowError, ResumeError
+from ._errors import ActorflowError
 from ._flow import Flow
 from ._gateway import Feed, Tap, feed_of, tap_of
-from ._loop import DEFAULT_BATCH_TIME
 from ._result import RunResult, Summary
-from ._runtime import DEFAULT_SLOW_ITEM, Runtime, current_run
-from ._spec import positive_seconds
+from ._run_settings import DEFAULT_CHECKPOINT_EVERY, RunSettings
+from ._runtime import Runtime, current_run
 from ._store import Store
 
 __all__ = ["DEFAULT_CHECKPOINT_EVERY", "Options", "Run", "RunOptions", "current_run", "open_run", "run", "run_async"]
@@ -36,9 +34,6 @@ __all__ = ["DEFAULT_CHECKPOINT_EVERY", "Options", "Run", "RunOptions", "current_
 Options = Mapping[str, Mapping[str, Any]]
 #: What ``cache=`` accepts: None (cache when there is a store), True, False, a directory, a Store or a Cache.
 CacheArg = bool | str | os.PathLike[str] | Store | Cache | None
-
-#: Seconds between checkpoints when a run has a store.
-DEFAULT_CHECKPOINT_EVERY = 2.0
 
 
 class RunOptions(TypedDict, total=False):
@@ -80,26 +75,9 @@ class RunOptions(TypedDict, total=False):
     executors: Mapping[str, Any] | None
 
 
-_DEFAULTS: RunOptions = {
-    "store": None, "resume": False, "allow_changed": False, "from_previous": False,
-    "checkpoint_every": DEFAULT_CHECKPOINT_EVERY,
-    "handle_signals": False, "meta": None, "secrets": None, "cache": None, "cache_limit": None,
-    "batch_time": DEFAULT_BATCH_TIME, "slow_item": DEFAULT_SLOW_ITEM, "executors": None,
-}
-
-
-def _settings(caller: str, given: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(given) - set(_DEFAULTS))
-    if unknown:
-        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}; settings: {sorted(_DEFAULTS)}")
-    for key in ("batch_time", "slow_item"):
-        if key in given and not positive_seconds(given[key]):
-            raise ActorflowError(f"{key} must be a positive, finite number of seconds, got {given[key]!r}")
-    if given.get("from_previous") and not given.get("resume"):  # settings that only make sense together
-        raise ResumeError(
-            "from_previous=True says which checkpoint to resume from, so it needs resume=True; pass both or neither"
-        )
-    return {**_DEFAULTS, **given}
+def _settings(caller: str, given: Mapping[str, Any]) -> RunSettings:
+    """The keyword settings, checked whole (see ``_run_settings``)."""
+    return RunSettings.of(caller, given)
 
 
 def _as_graph(flow: Flow | RunGraph, options: Options | None) -> RunGraph:
@@ -240,23 +218,20 @@ async def open_run(
                 print(event)
             result = await run.result()
     """
-    cfg = _settings("open_run", settings)
-    graph = with_executors(_as_graph(flow, options), cfg["executors"])
-    check_secrets(cfg["secrets"])  # before anything is opened
-    store = cfg["store"]
-    if cfg["resume"] and store is None:
-        raise ActorflowError("resume=True needs store=PATH: the store to resume from")
+    cfg = _settings("open_run", settings)  # every setting checked before anything is opened
+    graph = with_executors(_as_graph(flow, options), cfg.executors)
+    store = cfg.store
     if store is not None:
         check_storable(graph)  # before the store is opened or any task runs
     opened, doc = (None, None) if store is None else open_for_run(
-        store, graph, cfg["resume"], dict(cfg["meta"] or {}), cfg["allow_changed"], cfg["from_previous"]
+        store, graph, cfg.resume, dict(cfg.meta or {}), cfg.allow_changed, cfg.from_previous
     )
     cache_store: Store | None = None
     try:
-        the_cache, cache_store = open_cache(cfg["cache"], opened, cfg["cache_limit"])
+        the_cache, cache_store = open_cache(cfg.cache, opened, cfg.cache_limit)
         runtime = Runtime(
-            graph, store=opened, checkpoint_every=cfg["checkpoint_every"], handle_signals=cfg["handle_signals"],
-            secrets=cfg["secrets"], cache=the_cache, batch_time=cfg["batch_time"], slow_item=cfg["slow_item"],
+            graph, store=opened, checkpoint_every=cfg.checkpoint_every, handle_signals=cfg.handle_signals,
+            secrets=cfg.secrets, cache=the_cache, batch_time=cfg.batch_time, slow_item=cfg.slow_item,
         )
         if doc is not None:
             apply(runtime, doc)
@@ -315,6 +290,6 @@ def run(flow: Flow | RunGraph, options: Options | None = None, **settings: Unpac
         >>> result["total"]
     """
     cfg = _settings("run", settings)
-    graph = with_executors(_as_graph(flow, options), cfg["executors"])  # refused before the loop starts
+    graph = with_executors(_as_graph(flow, options), cfg.executors)  # refused before the loop starts
     settings["executors"] = None
     return trio.run(functools.partial(run_async, graph, **settings))

@@ -267,7 +267,7 @@ class Runtime:
                 n: TaskStats(n, a.spec.kind, a.status, a.items_in, a.items_out,
                              a.elapsed or (now - a.started if a.started else 0.0),
                              a.cached.outcome if a.cached is not None else None,
-                             a.limiter.throttled if a.limiter is not None else 0.0)
+                             a.limiter.throttled if a.limiter is not None else 0.0, a.unmatched)
                 for n, a in self.actors.items()
             },
         )
@@ -365,8 +365,7 @@ class Runtime:
             self.status = "failed"
         elif self.interrupted:
             self.status = "interrupted"
-            store = str(sup.store.path) if sup.store is not None else "?"
-            self.error = RunInterrupted(sup.interrupted or 0, store)
+            self.error = RunInterrupted(sup.interrupted or 0, str(sup.store.path) if sup.store is not None else None)
         elif scope.cancelled_caught or self._cancel_requested:
             self.status = "cancelled"
             self.error = RunCancelled(f"run {self.run_id} of flow {self.flow_name!r} was cancelled")

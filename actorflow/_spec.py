@@ -22,6 +22,9 @@ from ._typing import runtime_classes
 
 TaskKind = Literal["source", "task", "collector", "sink", "input"]
 
+#: The values of the task setting ``zip``: drop unmatched items (counted, reported) or fail on them.
+ZIP_MODES = ("drop", "strict")
+
 #: Attribute set on a source function made by ``af.external_source``: the item type it accepts.
 EXTERNAL_ATTR = "__actorflow_external__"
 
@@ -68,6 +71,9 @@ class TaskSettings:
             policy (None: no limit); tasks and sinks.
         checkpoint: False keeps the task's product out of checkpoints and the cache: a resumed run
             computes it again from its inputs (tasks fed only final inputs; see ``Flow.task``).
+        zip: what a task zipping several streams does with items that find no partner:
+            ``"drop"`` (the default: counted in the summary and reported by a ``ZipUnmatched``
+            event) or ``"strict"`` (the task fails, naming the port and the item's seq).
         follows_executor: the settings left to their defaults, which follow the executor
             (``concurrency``, ``capacity``): :meth:`on` resizes them when a run picks another one.
     """
@@ -88,6 +94,7 @@ class TaskSettings:
     rate_limit: float | None = None
     copy: bool = False
     timeout: float | None = None
+    zip: str = "drop"
     follows_executor: tuple[str, ...] = ()
     checkpoint: bool = True
 
@@ -115,6 +122,7 @@ class TaskSettings:
         copy: bool = False,
         timeout: float | None = None,
         checkpoint: bool = True,
+        zip: str = "drop",
     ) -> TaskSettings:
         """Validate a task's settings and resolve their defaults (an executor's concurrency).
 
@@ -149,6 +157,8 @@ class TaskSettings:
             raise DefinitionError(f"{here}: version must be a non-empty string, got {version!r}")
         if concurrency > 1 and kind not in ("task", "sink"):
             raise DefinitionError(f"{here}: concurrency applies to tasks and sinks only")
+        if zip not in ZIP_MODES:
+            raise DefinitionError(f"{here}: zip must be one of {', '.join(map(repr, ZIP_MODES))}, got {zip!r}")
         if finish is not None and not callable(finish):
             raise DefinitionError(f"{here}: finish must be a function of the accumulator, got {finish!r}")
         return cls(
@@ -156,7 +166,7 @@ class TaskSettings:
             on_error=check_policy(flow, task, kind, on_error), executor=executor, cache=cache, version=version,
             secrets=_secret_names(flow, task, secrets), init=init, finish=finish, per=per,
             rate_limit=_rate_limit(here, kind, rate_limit), copy=copy,
-            timeout=_timeout(here, kind, timeout), follows_executor=follows, checkpoint=checkpoint,
+            timeout=_timeout(here, kind, timeout), zip=zip, follows_executor=follows, checkpoint=checkpoint,
         )
 
     def on(self, executor: Executor | None) -> TaskSettings:
@@ -376,6 +386,10 @@ class TaskDef:
     @property
     def per(self) -> str | None:
         return self.settings.per
+
+    @property
+    def zip(self) -> str:
+        return self.settings.zip
 
     # -- derived ---------------------------------------------------------------------------------
 

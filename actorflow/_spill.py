@@ -70,6 +70,11 @@ class SpillStore:
                 txn.delete(raw_key)
         return batch
 
+    def discard(self) -> None:
+        """Remove the spill area's files at once, without closing it (the process is about to exit)."""
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
     def close(self) -> None:
         """Close and remove the spill area (if one was made)."""
         if self._env is not None:

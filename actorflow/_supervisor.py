@@ -10,8 +10,6 @@ cut, and written to LMDB in a worker thread while the actors go on.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from ._codec import EncodeError, pack
 from ._context import redact
 from ._errors import ActorflowError, ItemFailure, StoreError, describe
 from ._policy import DeadLetter, Fail, Restart, Retry
+from ._signals import watch_signals
 
 if TYPE_CHECKING:
     from ._actor import Actor
@@ -43,6 +42,9 @@ STALL_PATIENCE = 0.25
 #: millisecond here); larger ones go to a worker thread as one transaction of a few large puts,
 #: since a thread needs the GIL back for each LMDB call while handlers keep the loop busy.
 INLINE_WRITE_BYTES = 256 * 1024
+#: ...unless a commit in the loop took longer than this (the disk's flush is slow here): from then
+#: on every write goes to the worker thread, so the loop never waits for the disk.
+INLINE_WRITE_SECONDS = 0.002
 
 
 def _err(exc: BaseException) -> str:
@@ -64,7 +66,9 @@ class Supervisor:
         self.run = run
         self.store = store
         self.every = checkpoint_every
-        self.pending = False
+        self._pending = False
+        #: Set by a SIGINT/SIGTERM the moment it arrives (see ``_signals``): actors take no new batch.
+        self.stopping = False
         self.busy = 0
         self.number = 0
         self._open = trio.Event()
@@ -77,14 +81,23 @@ class Supervisor:
         self.interrupted: int | None = None
         #: True once the run's final checkpoint is written: no checkpoint may come after it.
         self.wrote_final = False
+        #: Whether small checkpoints are still committed in the loop (see ``INLINE_WRITE_SECONDS``).
+        self._inline_writes = True
         self._stalls: set[ZipInbox] = set()
         self._stall = trio.Event()
 
     # -- actor hooks ---------------------------------------------------------------------------
 
+    @property
+    def pending(self) -> bool:
+        """True while actors must not take a new batch: a checkpoint is being taken, or the run stops on a signal."""
+        return self._pending or self.stopping
+
     async def gate(self) -> None:
         """Actors call this between batches when ``pending`` is set."""
         while self.pending:
+            if self.stopping:  # the run stops on a signal: wait, parked, to be cancelled
+                await trio.sleep_forever()
             await self._open.wait()
 
     def enter(self) -> None:
@@ -127,7 +140,9 @@ class Supervisor:
                 actor.slow.sample(now)
 
     async def relieve_stalls(self) -> None:
-        """Whenever the whole run stands still with a zip stalled, make that zip spill (until cancelled)."""
+        """The fallback of the local stall rule (see ``_inbox``): whenever the whole run stands still
+        with a zip stalled, make that zip spill (until cancelled). A zip whose own senders are blocked
+        on it spills by itself without waiting for this; this catches senders blocked elsewhere."""
         while True:
             await self._stall.wait()
             self._stall = trio.Event()
@@ -229,14 +244,14 @@ class Supervisor:
             self.wrote_final = final
             t0 = time.perf_counter()
             if not final:
-                self.pending = True
+                self._pending = True
                 self._open = trio.Event()
                 try:
                     while self.busy > 0:
                         await self._quiet.park()
                     framed = self._frame(final)
                 finally:
-                    self.pending = False
+                    self._pending = False
                     self._open.set()
             else:
                 framed = self._frame(final)
@@ -248,8 +263,9 @@ class Supervisor:
             t1 = time.perf_counter()
             try:
                 dead = self.store.encode_dead_letters(unsaved)  # encoded here, in the loop
-                if len(blob) <= INLINE_WRITE_BYTES:  # a small write costs less than waiting for the GIL
+                if self._inline_writes and len(blob) <= INLINE_WRITE_BYTES:  # cheaper than waiting for the GIL
                     self.store.write_encoded(blob, dead)
+                    self._inline_writes = time.perf_counter() - t1 <= INLINE_WRITE_SECONDS
                 else:
                     await trio.to_thread.run_sync(self.store.write_encoded, blob, dead)
             except BaseException:
@@ -302,6 +318,8 @@ class Supervisor:
         assert self.every is not None
         while True:
             await trio.sleep(self.every)
+            if self.stopping:  # the signal's checkpoint is the last one
+                return
             try:
                 await self.checkpoint()
             except StoreError as exc:
@@ -309,22 +327,5 @@ class Supervisor:
                 return
 
     async def watch_signals(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """On SIGINT/SIGTERM: final checkpoint, then stop the run. A second SIGINT exits at once."""
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            task_status.started()
-            async with trio.open_nursery() as nursery:
-                async for signum in signals:
-                    if self.interrupted is not None:
-                        if signum == signal.SIGINT:
-                            os._exit(130)
-                        continue
-                    self.interrupted = signum
-                    nursery.start_soon(self._stop_after_checkpoint)
-
-    async def _stop_after_checkpoint(self) -> None:
-        try:
-            await self.checkpoint()
-        except StoreError as exc:
-            self.run.fail(exc)
-            return
-        self.run.interrupt()
+        """On SIGINT/SIGTERM: stop taking batches, a final checkpoint, stop the run (see ``_signals``)."""
+        await watch_signals(self, task_status)

@@ -26,6 +26,7 @@ from ._events import TaskErrored as TaskErrored
 from ._events import TaskFinished as TaskFinished
 from ._events import TaskProgress as TaskProgress
 from ._events import TaskStarted as TaskStarted
+from ._events import ZipUnmatched as ZipUnmatched
 
 __all__ = [
     "ActorRestarted",
@@ -46,6 +47,7 @@ __all__ = [
     "TaskFinished",
     "TaskProgress",
     "TaskStarted",
+    "ZipUnmatched",
 ]
 
 if not TYPE_CHECKING:  # type checkers keep flagging unknown names

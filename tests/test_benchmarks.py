@@ -58,3 +58,15 @@ def test_scale_benchmark_keys() -> None:
     assert {"inline_items_per_s", "process_items_per_s", "dask_items_per_s", "process_speedup", "dask_speedup"} <= set(
         figures
     )
+
+
+def test_zip_stall_benchmark_keys() -> None:
+    figures = last_json("zip_stall.py", "--quick")
+    assert {"small_vs_default_ratio", "small_vs_default_plain_ratio", "small_checkpoint_5ms_s"} <= set(figures)
+    assert figures["items"] == 2000
+
+
+def test_signals_benchmark_keys() -> None:
+    figures = last_json("signals.py", "--quick", "--delay", "0.6")
+    assert {"max_overshoot_s", "inline_second_sigint_s", "inline_store_SIGTERM_exit_code"} <= set(figures)
+    assert figures["inline_store_SIGTERM_exit_code"] == 143 and figures["inline_no_store_SIGINT_exit_code"] == 130

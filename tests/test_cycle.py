@@ -122,14 +122,14 @@ async def test_a_batch_waits_at_the_checkpoint_gate() -> None:
     logic = FakeLogic()
     feed(actor, [[0, 1]])
     sup = runtime.supervisor
-    sup.pending = True
+    sup._pending = True  # what Supervisor.checkpoint sets while it waits for every actor to park
     sup._open = trio.Event()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run_cycle, actor, logic, actor.inbox())
         await trio.testing.wait_all_tasks_blocked()
         assert logic.batches == []  # held at the gate, holding no batch
         assert sup.busy == 0
-        sup.pending = False
+        sup._pending = False
         sup._open.set()
     assert [x for b in logic.batches for x in b] == [0, 1]
 
