@@ -62,6 +62,10 @@ from ._typing import Seq as Seq
 from ._typing import Stream as Stream
 from ._watch import Watch as Watch
 from ._watch import watch as watch
+from ._windows import Session as Session
+from ._windows import Sliding as Sliding
+from ._windows import Tumbling as Tumbling
+from ._windows import WindowResult as WindowResult
 
 if TYPE_CHECKING:  # loaded on first use at run time (see __getattr__ below)
     from . import asyncio as asyncio
@@ -99,6 +103,11 @@ __all__ = [
     "TransactionalSink",
     "JsonLinesSink",
     "external_source",
+    # windows
+    "Session",
+    "Sliding",
+    "Tumbling",
+    "WindowResult",
     # running it
     "Run",
     "RunResult",

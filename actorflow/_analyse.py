@@ -26,6 +26,7 @@ from ._executors import definition_problem
 from ._file import File
 from ._spec import REQUIRED, Input, Option, TaskDef, TaskKind, TaskSettings, where
 from ._typing import Cursor, Seq, fits, inspect_empty, list_item_type, runtime_classes, stream_item_type, type_name
+from ._windows import check_keyed_step, keyed_output
 
 
 class Defined(Protocol):
@@ -353,6 +354,8 @@ def _collector_output(
             out_type = typing.get_type_hints(settings.finish).get("return", Any)
         except (TypeError, NameError):
             out_type = Any
+    if settings.key is not None or settings.window is not None:
+        return keyed_output(here, settings, streaming_in, out_type)
     per = settings.per
     if per is None:
         return False, 0, out_type
@@ -389,6 +392,7 @@ def _checks(
         problem = definition_problem(fn, is_async, bool(streaming_in), settings.executor.remote)
         if problem:
             raise DefinitionError(f"{where(flow.name, tname)}: {problem}")
+    check_keyed_step(where(flow.name, tname), settings, is_async)
     if settings.concurrency > 1 and not streaming_in:
         raise DefinitionError(f"{where(flow.name, tname)}: concurrency needs a streaming input")
     if kind != "collector" and (settings.per is not None or settings.finish is not None):

@@ -23,6 +23,7 @@ from ._convert import plain as _plain
 from ._file import File, files_in
 from ._spec import EXTERNAL_ATTR
 from ._typing import type_name
+from ._windows import keyed_text
 
 if TYPE_CHECKING:
     from ._bind import RunGraph
@@ -81,6 +82,8 @@ def definition_token(spec: TaskDef) -> str:
         parts = [_source(fn), _constants(fn)]
     if spec.finish is not None:
         parts += [_source(spec.finish), _constants(spec.finish)]
+    if keyed := keyed_text(spec.settings):  # keyed and window settings, their functions' source
+        parts.append(keyed)
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

@@ -110,6 +110,11 @@ def _fmt_seq(seq: Any) -> str:
     return str(seq)
 
 
+class LateItem(ActorflowError):
+    """An item reached a window task behind its watermark (its window had closed): it is set aside
+    as a dead letter, never folded, and counted as ``late`` in the task's stats."""
+
+
 class ItemFailure(Exception):
     """Internal: user code raised on one item and its policy gave up; the run fails on that item.
 

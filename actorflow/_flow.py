@@ -24,6 +24,7 @@ from ._spec import REQUIRED, Input, Option, TaskDef, TaskKind, TaskSettings
 from ._spec import where as _where
 from ._taskclass import task_function
 from ._typing import fits, list_item_type, type_name
+from ._windows import Session, Sliding, Tumbling
 
 __all__ = ["REQUIRED", "Flow", "Input", "Option", "TaskDef", "TaskKind", "TaskSettings"]
 
@@ -430,6 +431,7 @@ class Flow:
         init: Any,
         finish: Callable[[Any], Any] | None = None,
         per: str | Callable[..., Any] | None = None,
+        key: Callable[[Any], Any] | None = None,
         name: str | None = None,
         capacity: int = DEFAULT_CAPACITY,
         batch_time: float | None = None,
@@ -447,13 +449,45 @@ class Flow:
             per: an upstream generator task (name or function). The collector then folds separately
                 the items descending from each item of that stream and emits one product per such
                 item, as a stream; without it, one product for the whole stream.
+            key: ``key(item)``: one accumulator per key; the product is a ``dict`` of key to
+                ``finish(acc)`` in first-seen key order (see docs/windows.md).
         """
         per_name = self.task_name(per) if per is not None else None
 
         def deco(f: F) -> F:
             self._define(
                 f, "collector", name, capacity=capacity, batch_time=batch_time, init=init, finish=finish, per=per_name,
-                on_error=on_error, secrets=secrets, cache=cache, version=version,
+                on_error=on_error, secrets=secrets, cache=cache, version=version, key=key,
+            )
+            return f
+
+        return deco
+
+    def window(
+        self, window: Tumbling | Sliding | Session, /, *, init: Any, key: Callable[[Any], Any] | None = None,
+        time: Callable[[Any], Any] | None = None, lateness: float = 0.0, finish: Callable[[Any], Any] | None = None,
+        merge: Callable[[Any, Any], Any] | None = None, name: str | None = None, capacity: int = DEFAULT_CAPACITY,
+        batch_time: float | None = None, on_error: Any = None, cache: bool = True, version: str | None = None,
+    ) -> Callable[[F], F]:
+        """Define a window task: ``step(acc, item) -> acc`` folds each key's items per window, from *init*.
+
+        Each closed window goes downstream as an :class:`WindowResult` (``key``, ``start``, ``end``,
+        ``value``) once the watermark passes its end; late items go to dead letters. See docs/windows.md.
+
+        Args:
+            window: :class:`Tumbling` ``(size)``, :class:`Sliding` ``(size, step)`` or :class:`Session` ``(gap)``.
+            key: ``key(item)`` (default: one key, None).
+            time: ``time(item)``: the event time, seconds or a datetime (default: processing time).
+            lateness: seconds the watermark stays behind the largest event time seen.
+            finish: ``finish(acc) -> value`` per closed window.
+            merge: ``merge(acc_a, acc_b)`` for sessions that merge (default: fold their items again).
+        """
+
+        def deco(f: F) -> F:
+            self._define(
+                f, "collector", name, capacity=capacity, batch_time=batch_time, init=init, finish=finish,
+                on_error=on_error, cache=cache, version=version, key=key, window=window, time=time,
+                lateness=lateness, merge=merge,
             )
             return f
 

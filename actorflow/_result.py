@@ -31,6 +31,8 @@ class TaskStats:
     cache: str | None = None
     #: Seconds the task waited for its ``rate_limit`` (0.0 without one).
     throttled: float = 0.0
+    #: Items that reached a window task behind its watermark (set aside as dead letters, never folded).
+    late: int = 0
 
     @property
     def from_cache(self) -> bool:

@@ -19,6 +19,7 @@ from ._executors import Executor, executor_named
 from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
 from ._policy import DeadLetter, Fail, Restart, Retry
 from ._typing import runtime_classes
+from ._windows import Windower, check_keyed
 
 TaskKind = Literal["source", "task", "collector", "sink", "input"]
 
@@ -65,6 +66,11 @@ class TaskSettings:
         rate_limit: the most calls per second across all the task's workers (None: no limit).
         follows_executor: the settings left to their defaults, which follow the executor
             (``concurrency``, ``capacity``): :meth:`on` resizes them when a run picks another one.
+        key: a keyed collector's or window's ``key(item)`` (None: not keyed).
+        window: a window task's windower (``af.Tumbling``, ``af.Sliding``, ``af.Session``), or None.
+        time: a window's ``time(item)`` (event time; None: processing time).
+        lateness: seconds a window's watermark stays behind the largest event time.
+        merge: a session window's ``merge(acc_a, acc_b)``, or None.
     """
 
     capacity: int = DEFAULT_CAPACITY
@@ -82,6 +88,11 @@ class TaskSettings:
     per: str | None = None
     rate_limit: float | None = None
     follows_executor: tuple[str, ...] = ()
+    key: Callable[..., Any] | None = None
+    window: Windower | None = None
+    time: Callable[..., Any] | None = None
+    lateness: float = 0.0
+    merge: Callable[..., Any] | None = None
 
     @classmethod
     def of(
@@ -104,6 +115,11 @@ class TaskSettings:
         finish: Callable[..., Any] | None = None,
         per: str | None = None,
         rate_limit: float | None = None,
+        key: Callable[..., Any] | None = None,
+        window: Any = None,
+        time: Callable[..., Any] | None = None,
+        lateness: float = 0.0,
+        merge: Callable[..., Any] | None = None,
     ) -> TaskSettings:
         """Validate a task's settings and resolve their defaults (an executor's concurrency).
 
@@ -139,11 +155,13 @@ class TaskSettings:
             raise DefinitionError(f"{here}: concurrency applies to tasks and sinks only")
         if finish is not None and not callable(finish):
             raise DefinitionError(f"{here}: finish must be a function of the accumulator, got {finish!r}")
+        lateness = check_keyed(here, kind, key=key, window=window, time=time, lateness=lateness, merge=merge, per=per)
         return cls(
             capacity=capacity, batch_size=batch_size, batch_time=batch_time, concurrency=concurrency, ordered=ordered,
             on_error=check_policy(flow, task, kind, on_error), executor=executor, cache=cache, version=version,
             secrets=_secret_names(flow, task, secrets), init=init, finish=finish, per=per,
             rate_limit=_rate_limit(here, kind, rate_limit), follows_executor=follows,
+            key=key, window=window, time=time, lateness=lateness, merge=merge,
         )
 
     def on(self, executor: Executor | None) -> TaskSettings:
