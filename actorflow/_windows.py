@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import attrs
 
+from ._convert import converter
 from ._errors import DefinitionError
 
 
@@ -106,6 +107,19 @@ class WindowResult:
     end: float
     value: Any
 
+
+def _unstructure_result(r: WindowResult) -> dict[str, Any]:
+    # key and value as they are: msgpack keeps tuples, sets and datetimes as themselves (cattrs would
+    # make an ``Any`` field's tuple a list, and a tuple key would come back from a checkpoint unhashable)
+    return {"key": r.key, "start": r.start, "end": r.end, "value": r.value}
+
+
+def _structure_result(d: Any, _cls: Any) -> WindowResult:
+    return WindowResult(d["key"], float(d["start"]), float(d["end"]), d["value"])
+
+
+converter.register_unstructure_hook(WindowResult, _unstructure_result)
+converter.register_structure_hook(WindowResult, _structure_result)
 
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
