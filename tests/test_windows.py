@@ -212,7 +212,7 @@ def test_windowers_refuse_bad_sizes_and_async_steps_are_refused() -> None:
     def nums() -> af.Stream[int]:
         yield 1
 
-    with pytest.raises(af.DefinitionError, match="plain .sync. functions"):
+    with pytest.raises(af.DefinitionError, match=r"plain \(sync\) functions"):
         @flow.collector(init=0, key=lambda n: n)
         async def w(acc: int, nums: int) -> int:
             return acc
