@@ -27,6 +27,7 @@ import attrs
 
 from ._windows import Session, Sliding, Tumbling, WindowResult, seconds
 
+_MISSING: Any = object()
 _IMMUTABLE = (int, float, str, bytes, bool, type(None), frozenset, complex)
 
 
@@ -185,15 +186,19 @@ class WindowLogic:
         return lambda _x: now
 
     def _fold_tumbling(self, items: list[Any], pos: int, now: float | None) -> None:
+        # the hot path of the most common window: per item two calls of user code and a few dict
+        # operations; the window last used is kept at hand (event times mostly rise)
         size, wins, kidx = self.size, self.wins, self.kidx
         timef, keyf, step, fresh = self._times(now), self.key, self.step, self.fresh
         lateness, event = self.lateness, self.time is not None
         maxt = self.max_time
         wm = maxt - lateness if event else -math.inf
         next_end = self.next_end
+        last_s: float | None = None
+        w: dict[Any, Any] = {}
         i = pos
         try:
-            for i in range(pos, len(items)):  # `i` is read when user code raises
+            for i in range(pos, len(items)):  # noqa: B007  # `i` is read when user code raises
                 x = items[i]
                 t = timef(x)
                 if t.__class__ is not float:
@@ -203,17 +208,20 @@ class WindowLogic:
                     self._late(i, t, wm, k)
                     continue
                 s = (t // size) * size
-                w = wins.get(s)
-                if w is None:
-                    w = wins[s] = {}
-                    if s + size < next_end:
-                        next_end = s + size
-                if k in w:
-                    w[k] = step(w[k], x)
-                else:
+                if s != last_s:
+                    last_s = s
+                    got = wins.get(s)
+                    if got is None:
+                        got = wins[s] = {}
+                        if s + size < next_end:
+                            next_end = s + size
+                    w = got
+                acc = w.get(k, _MISSING)
+                if acc is _MISSING:
                     if k not in kidx:
                         kidx[k] = len(kidx)
-                    w[k] = step(fresh(), x)
+                    acc = fresh()
+                w[k] = step(acc, x)
                 if t > maxt:
                     maxt = t
                     if event:

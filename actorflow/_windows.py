@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import math
+import re
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -215,13 +216,16 @@ def keyed_text(settings: Any) -> str:
 
 
 def _function_text(fn: Callable[..., Any] | None) -> str:
-    """A key, time or merge function as text: its source where it can be read, else its name."""
+    """A key, time or merge function as text: a function's source where it can be read, else its
+    name; anything else (``operator.itemgetter(0)``, a partial) by its repr without addresses."""
     if fn is None:
         return "-"
-    try:
-        return inspect.getsource(fn)
-    except (OSError, TypeError):
-        return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+    if inspect.isfunction(fn):
+        try:
+            return inspect.getsource(fn)
+        except (OSError, TypeError):
+            return f"{fn.__module__}.{fn.__qualname__}"
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(fn))
 
 
 def key_annotation(key: Callable[..., Any] | None) -> Any:

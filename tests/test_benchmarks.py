@@ -58,3 +58,12 @@ def test_scale_benchmark_keys() -> None:
     assert {"inline_items_per_s", "process_items_per_s", "dask_items_per_s", "process_speedup", "dask_speedup"} <= set(
         figures
     )
+
+
+def test_windows_benchmark_keys() -> None:
+    figures = last_json("windows.py", "--quick")
+    assert {
+        "window_events_per_s", "plain_window_events_per_s", "window_ratio_vs_plain_loop", "keyed_events_per_s",
+        "plain_keyed_events_per_s", "keyed_ratio_vs_plain_loop", "peak_rss_mb",
+    } <= set(figures)
+    assert figures["events"] == 20_000 and figures["windows"] == 2_000
