@@ -198,7 +198,7 @@ class WindowLogic:
         w: dict[Any, Any] = {}
         i = pos
         try:
-            for i in range(pos, len(items)):  # noqa: B007  # `i` is read when user code raises
+            for i in range(pos, len(items)):  # `i` is read when user code raises
                 x = items[i]
                 t = timef(x)
                 if t.__class__ is not float:
