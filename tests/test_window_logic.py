@@ -167,3 +167,22 @@ def test_keyed_fold_matches_the_reference(keys: list[Any], cut: int) -> None:
     got = restored.on_eof()
     want = reference_keyed(keys, [i for i, _ in items], 0, lambda acc, x: acc + x)
     assert list(got.items()) == list(want.items())
+
+
+def test_open_state_is_bounded_by_open_windows_times_keys_not_by_the_stream() -> None:
+    keys = 50
+    tumbling = WindowLogic(af.Tumbling(1), count, 0, key=lambda x: x[0], time=lambda x: x[1], lateness=0.5)
+    sessions = WindowLogic(af.Session(0.2), count, 0, key=lambda x: x[0], time=lambda x: x[1], lateness=0.5,
+                           merge=lambda a, b: a + b)
+    most = {"tumbling": 0, "sessions": 0}
+    emitted = 0
+    for start in range(0, 200_000, 1000):
+        batch = [(i % keys, i * 0.001) for i in range(start, start + 1000)]
+        emitted += len(tumbling.on_batch(batch))
+        sessions.on_batch(batch)
+        most["tumbling"] = max(most["tumbling"], tumbling.open_windows(), len(tumbling.wins) * keys)
+        most["sessions"] = max(most["sessions"], sessions.open_windows())
+    assert emitted >= 198 * keys  # windows close as the stream goes on ...
+    assert most["tumbling"] <= 3 * keys  # ... so at most the windows within the lateness stay open
+    assert most["sessions"] <= keys  # every key's items are 50 ms apart: one open session each
+    assert len(tumbling.kidx) == keys
