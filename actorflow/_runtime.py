@@ -35,7 +35,7 @@ from ._supervisor import Supervisor
 from ._taskclass import is_transactional
 from ._transact import TransactionalSinkActor
 from ._typing import _strip, batch_checker, runtime_classes
-from ._window_actor import keyed_actor_for
+from ._window_actor import keyed_actor_for, keyed_figures
 
 if TYPE_CHECKING:
     from ._gateway import Feed
@@ -267,7 +267,7 @@ class Runtime:
                              a.elapsed or (now - a.started if a.started else 0.0),
                              a.cached.outcome if a.cached is not None else None,
                              a.limiter.throttled if a.limiter is not None else 0.0,
-                             getattr(a, "late", 0))
+                             **keyed_figures(a))
                 for n, a in self.actors.items()
             },
         )

@@ -40,6 +40,21 @@ def keyed_actor_for(run: Runtime, spec: TaskDef) -> Actor | None:
     return WindowActor(run, spec) if settings.window is not None else KeyedCollectorActor(run, spec)
 
 
+def keyed_figures(actor: Actor) -> dict[str, Any]:
+    """A keyed collector's or window task's figures for its :class:`~actorflow.TaskStats`: ``late``,
+    ``keys``, ``open_windows`` and ``watermark`` (nothing for other actors)."""
+    if isinstance(actor, WindowActor):
+        logic = actor.logic
+        if logic is None:
+            return {"late": actor.late}
+        wm = logic.watermark
+        return {"late": logic.late, "keys": len(logic.kidx), "open_windows": logic.open_windows(),
+                "watermark": wm if -math.inf < wm < math.inf else None}
+    if isinstance(actor, KeyedCollectorActor):
+        return {"keys": len(actor.logic.accs) if actor.logic is not None else 0}
+    return {}
+
+
 def _fold_keyed(logic: KeyedFoldLogic, items: list[Any], pos: int) -> None:
     logic.on_batch(items, pos)
 

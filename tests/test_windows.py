@@ -237,3 +237,45 @@ def test_windows_and_keyed_accumulators_resume_from_a_checkpoint(tmp_path: Path)
     resumed = af.run(clicks_flow(events), store=store, resume=True)
     assert resumed["per_user"] == expected["per_user"]
     assert resumed["totals"] == expected["totals"]
+
+
+async def test_keys_open_windows_watermark_and_late_reach_summary_console_monitor_and_metrics() -> None:
+    from rich.console import Console
+
+    from actorflow._monitor_wire import stats_message
+
+    flow = af.Flow("visible")
+    flow.source(af.external_source(Event, name="clicks"))
+
+    @flow.window(af.Tumbling(10), key=lambda e: e[0], time=lambda e: e[1], lateness=2, init=0)
+    def per_user(acc: int, clicks: Event) -> int:
+        return acc + 1
+
+    async with af.open_run(flow) as run:
+        events = run.events()
+        feed = run.feed("clicks")
+        metrics = af.metrics.collector(run)
+        for e in [("a", 1.0), ("b", 2.0), ("a", 15.0), ("a", 3.0)]:  # the last one is late
+            await feed.send(e)
+        taken = 0
+        async for event in events:  # until the window task has taken all four
+            if isinstance(event, af.events.BatchProcessed) and event.task == "per_user":
+                taken += event.items_in
+                if taken == 4:
+                    break
+        live = run.summary.tasks["per_user"]
+        assert (live.keys, live.open_windows, live.watermark, live.late) == (2, 1, 13.0, 1)
+        wire = stats_message(run)["tasks"]["per_user"]
+        assert (wire["keys"], wire["open_windows"], wire["watermark"], wire["late"]) == (2, 1, 13.0, 1)
+        text = metrics.render()
+        assert 'actorflow_task_late_total{flow="visible",task="per_user"} 1' in text
+        assert 'actorflow_task_open_windows{flow="visible",task="per_user"} 1' in text
+        assert 'actorflow_task_watermark_seconds{flow="visible",task="per_user"} 13' in text
+        feed.close()
+        result = await run.result()
+    done = result.summary.tasks["per_user"]
+    assert (done.keys, done.open_windows, done.late) == (2, 0, 1)
+    console = Console(record=True, width=200)
+    console.print(af.console.summary_table(result.summary))
+    shown = console.export_text()
+    assert "keys / windows" in shown and "2 keys, 0 open, wm 13.000, 1 late" in shown
