@@ -16,6 +16,7 @@ from ._errors import ItemFailure
 from ._inbox import ZipInbox
 from ._loop import after_seq, child_seq, closing, end_items, next_seq
 from ._mailbox import Batch, Mailbox
+from ._partition import keyed_workers
 from ._remote import RemoteBatches, open_remote
 from ._taskclass import end_of_stream_of, instance_state
 
@@ -288,6 +289,8 @@ class TaskActor(Actor):
                     self.batch_event(len(batch[1]), len(out))
                     await self.send(seqs, out)
                     self._advance(batch)
+            elif spec.settings.key is not None:  # key-partitioned workers (see _partition)
+                await keyed_workers(self, inbox)
             else:
                 await self._workers(inbox)
         if self.eos is not None and not self.eos_done:

@@ -104,7 +104,7 @@ def analyse(
     streaming_in = [i for i in ports.inputs if i.streaming]
     in_depth, in_ordered = _readiness(flow, name, ports.inputs)
     streaming, depth, out_type = _output(flow, name, kind, settings, hints, is_gen, streaming_in, in_depth)
-    _checks(flow, name, fn, kind, settings, is_async, streaming_in)
+    _checks(flow, name, fn, kind, settings, is_async, streaming_in, is_gen)
     stream_names = [i.name for i in streaming_in]
     leading = ports.params[: len(stream_names)]
     positional = [p.name for p in leading] == stream_names and all(p.kind is not p.KEYWORD_ONLY for p in leading)
@@ -387,12 +387,13 @@ def _checks(
     settings: TaskSettings,
     is_async: bool,
     streaming_in: list[Input],
+    is_gen: bool = False,
 ) -> None:
     if settings.executor is not None:
         problem = definition_problem(fn, is_async, bool(streaming_in), settings.executor.remote)
         if problem:
             raise DefinitionError(f"{where(flow.name, tname)}: {problem}")
-    check_keyed_step(where(flow.name, tname), settings, is_async)
+    check_keyed_step(where(flow.name, tname), kind, settings, is_async, is_gen, bool(streaming_in))
     if settings.concurrency > 1 and not streaming_in:
         raise DefinitionError(f"{where(flow.name, tname)}: concurrency needs a streaming input")
     if kind != "collector" and (settings.per is not None or settings.finish is not None):

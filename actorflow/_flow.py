@@ -360,6 +360,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        key: Callable[[Any], Any] | None = None,
     ) -> Callable[[F], F]: ...
     def task(  # type: ignore[misc]
         self,
@@ -378,6 +379,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        key: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Define a task.
 
@@ -402,6 +404,8 @@ class Flow:
                 defaults to the executor's ``in_flight`` (batches kept running at once).
             rate_limit: the most calls per second, across all the task's workers (bursts of at
                 most ``concurrency``); a task held back is *throttled*, not busy.
+            key: ``key(item)``: with ``concurrency``, all items of one key go to the same worker, so
+                per-key order holds while keys run in parallel (inline only; see docs/windows.md).
         """
 
         def deco(f: F) -> F:
@@ -420,6 +424,7 @@ class Flow:
                 cache=cache,
                 version=version,
                 rate_limit=rate_limit,
+                key=key,
             )
             return f
 

@@ -157,8 +157,8 @@ def check_keyed(
     for label, fn in (("key", key), ("time", time), ("merge", merge)):
         if fn is not None and not callable(fn):
             raise DefinitionError(f"{here}: {label}= must be a function of the item, got {fn!r:.80}")
-    if (key is not None or window is not None) and kind != "collector":
-        raise DefinitionError(f"{here}: key= applies to collectors and windows only")
+    if key is not None and kind not in ("collector", "task"):
+        raise DefinitionError(f"{here}: key= applies to collectors, windows and tasks only")
     if window is not None and not isinstance(window, Tumbling | Sliding | Session):
         raise DefinitionError(
             f"{here}: the window must be af.Tumbling(size), af.Sliding(size, step) or af.Session(gap), "
@@ -194,14 +194,40 @@ def keyed_output(here: str, settings: Any, streaming_in: Sequence[Any], value_ty
     return False, 0, dict[Any, value_type]
 
 
-def check_keyed_step(here: str, settings: Any, is_async: bool) -> None:
-    """A keyed collector's or a window's step and finish must be sync (they run inside the batch)."""
+def check_keyed_step(here: str, kind: str, settings: Any, is_async: bool, is_gen: bool, streaming: bool) -> None:
+    """A keyed collector's or a window's step and finish must be sync (they run inside the batch);
+    a keyed task (``key=`` with ``concurrency``) must be a per-item task reading a stream, inline.
+
+    Raises:
+        DefinitionError: naming the task and why.
+    """
+    if kind == "task":
+        check_task_key(here, settings, is_gen, streaming)
+        return
     if settings.key is None and settings.window is None:
         return
     if is_async or (settings.finish is not None and inspect.iscoroutinefunction(settings.finish)):
         raise DefinitionError(
             f"{here}: a keyed collector's or a window's step and finish must be plain (sync) functions: they run "
             "once per item inside the batch; do the awaiting in a task before it"
+        )
+
+
+def check_task_key(here: str, settings: Any, is_generator: bool, streaming: bool) -> None:
+    """``key=`` on a task (see ``_partition``): per item, from a stream, not on an executor."""
+    if settings.key is None:
+        return
+    if not streaming:
+        raise DefinitionError(f"{here}: key= needs a streaming input (it partitions the items)")
+    if is_generator:
+        raise DefinitionError(
+            f"{here}: key= is for tasks that return one value per item, not generator tasks; split the "
+            "generator into a keyed task and a generator after it"
+        )
+    if settings.executor is not None:
+        raise DefinitionError(
+            f"{here}: key= cannot be honoured on an executor ({settings.executor!r}): it runs whole batches "
+            "elsewhere, so per-key order across its workers would not hold; run the keyed task inline"
         )
 
 
