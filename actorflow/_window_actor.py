@@ -89,8 +89,11 @@ class _LogicActor(Actor):
             except Exception as exc:
                 i = at()
                 attempt, last = (attempt + 1 if i == last else 1), i
-                assert self.loop is not None
+                assert self.loop is not None and self.handler is not None
                 pos = i if await self.loop.recover(seqs[i], items[i], exc, attempt) else i + 1
+                logic = getattr(self, "logic", None)
+                if logic is not None:  # the Restart policy rebinds the step (a new task-class instance)
+                    logic.step = self.handler.item
 
     def before_exit(self, seqs: list[Any], items: list[Any]) -> None:
         """User code raised an exit in the middle of *items*: settle what the logic already did."""

@@ -279,3 +279,47 @@ async def test_keys_open_windows_watermark_and_late_reach_summary_console_monito
     console.print(af.console.summary_table(result.summary))
     shown = console.export_text()
     assert "keys / windows" in shown and "2 keys, 0 open, wm 13.000, 1 late" in shown
+
+
+def test_a_second_run_on_the_same_store_is_served_from_the_cache(tmp_path: Path) -> None:
+    events = [(("u", i % 3), i * 0.7) for i in range(100)]  # tuple keys survive the cache
+    flow = af.Flow("cached")
+
+    @flow.source
+    def clicks() -> af.Stream[tuple[tuple[str, int], float]]:
+        yield from events
+
+    @flow.window(af.Tumbling(10), key=lambda e: e[0], time=lambda e: e[1], init=0)
+    def per_user(acc: int, clicks: tuple[tuple[str, int], float]) -> int:
+        return acc + 1
+
+    @flow.collector(init=0, key=lambda e: e[0])
+    def totals(acc: int, clicks: tuple[tuple[str, int], float]) -> int:
+        return acc + 1
+
+    store = str(tmp_path / "store")
+    first = af.run(flow, store=store)
+    again = af.run(flow, store=store)
+    assert {t.cache for t in again.summary.tasks.values()} == {"hit"}
+    assert again["per_user"] == first["per_user"] and again["totals"] == first["totals"]
+    assert again["per_user"][0].key == ("u", 0)
+    assert list(again["totals"]) == [("u", 0), ("u", 1), ("u", 2)]
+
+
+def test_restart_policy_rebinds_a_task_class_step() -> None:
+    flow = af.Flow("restart")
+
+    @flow.source
+    def nums() -> af.Stream[int]:
+        yield from range(6)
+
+    failed: list[int] = []
+
+    @flow.collector(init=0, key=lambda n: n % 2, on_error=af.Restart(intensity=3, period=60))
+    def sums(acc: int, nums: int) -> int:
+        if nums == 4 and not failed:
+            failed.append(nums)
+            raise RuntimeError("once")
+        return acc + nums
+
+    assert af.run(flow)["sums"] == {0: 6, 1: 9}
