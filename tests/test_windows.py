@@ -323,3 +323,40 @@ def test_restart_policy_rebinds_a_task_class_step() -> None:
         return acc + nums
 
     assert af.run(flow)["sums"] == {0: 6, 1: 9}
+
+
+def test_processing_time_windows_resume_with_the_clock_their_checkpoint_recorded(tmp_path: Path) -> None:
+    def make() -> af.Flow:
+        flow = af.Flow("proc_resume")
+
+        @flow.source
+        async def words() -> af.Stream[str]:
+            for w in ["a", "a", "b"]:
+                yield w
+                await trio.sleep(0.1)
+
+        @flow.window(af.Tumbling(1), key=lambda w: w, init=0)
+        def counts(acc: int, words: str) -> int:
+            return acc + 1
+
+        return flow
+
+    store = str(tmp_path / "store")
+
+    async def cut() -> None:
+        async with af.open_run(make(), store=store) as run:
+            async for event in run.events():
+                if isinstance(event, af.events.BatchProcessed) and event.task == "counts":
+                    await run.checkpoint_now()  # the window [0, 1) is open with one "a"
+                    run.cancel()
+                    break
+            with pytest.raises(af.RunCancelled):
+                await run.result()
+
+    async def resume() -> af.RunResult:
+        trio.lowlevel.current_clock().jump(50.0)  # type: ignore[attr-defined]  # the new run's clock is far ahead
+        return await af.run_async(make(), store=store, resume=True)
+
+    trio.run(cut, clock=trio.testing.MockClock(autojump_threshold=0))
+    result = trio.run(resume, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert rows(result["counts"]) == [("a", 0.0, 1.0, 2), ("b", 0.0, 1.0, 1)]
