@@ -166,6 +166,7 @@ class WindowLogic:
             self._fold_tumbling(items, pos, now)
         else:
             self._fold_sliding(items, pos, now)
+        self.at = len(items)  # every item is folded (an exit while windows close puts none back)
         return self._emit(self.watermark)
 
     def on_time(self, now: float) -> list[WindowResult]:
