@@ -307,6 +307,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        copy: bool = False,
     ) -> Callable[[F], F]: ...
     def source(  # type: ignore[misc]  # mypy cannot match the decorator-factory overload
         self,
@@ -321,6 +322,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        copy: bool = False,
     ) -> Any:
         """Define a source: a sync or async generator function whose items start a stream.
 
@@ -336,7 +338,7 @@ class Flow:
             self._define(
                 f, "source", name, capacity=capacity, batch_size=batch_size, batch_time=batch_time, on_error=on_error,
                 secrets=secrets,
-                cache=cache, version=version,
+                cache=cache, version=version, copy=copy,
             )
             return f
 
@@ -360,6 +362,8 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        copy: bool = False,
+        timeout: float | None = None,
         key: Callable[[Any], Any] | None = None,
     ) -> Callable[[F], F]: ...
     def task(  # type: ignore[misc]
@@ -379,6 +383,8 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        copy: bool = False,
+        timeout: float | None = None,
         key: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Define a task.
@@ -404,6 +410,13 @@ class Flow:
                 defaults to the executor's ``in_flight`` (batches kept running at once).
             rate_limit: the most calls per second, across all the task's workers (bursts of at
                 most ``concurrency``); a task held back is *throttled*, not busy.
+            copy: give every reader of the output stream after the first its own deep copy of each
+                item (readers share item objects by default: a reader that mutates its items should
+                ask for copies).
+            timeout: seconds one item may run; a longer one fails with ``TimeoutError`` under
+                ``on_error``. An async handler is cancelled; on a thread or process executor the
+                call is abandoned (its thread runs on until it returns; a process is killed). A
+                plain function running inline cannot be stopped and is refused.
             key: ``key(item)``: with ``concurrency``, all items of one key go to the same worker, so
                 per-key order holds while keys run in parallel (inline only; see docs/windows.md).
         """
@@ -424,6 +437,8 @@ class Flow:
                 cache=cache,
                 version=version,
                 rate_limit=rate_limit,
+                copy=copy,
+                timeout=timeout,
                 key=key,
             )
             return f
@@ -476,16 +491,11 @@ class Flow:
     ) -> Callable[[F], F]:
         """Define a window task: ``step(acc, item) -> acc`` folds each key's items per window, from *init*.
 
-        Each closed window goes downstream as an :class:`WindowResult` (``key``, ``start``, ``end``,
-        ``value``) once the watermark passes its end; late items go to dead letters. See docs/windows.md.
-
-        Args:
-            window: :class:`Tumbling` ``(size)``, :class:`Sliding` ``(size, step)`` or :class:`Session` ``(gap)``.
-            key: ``key(item)`` (default: one key, None).
-            time: ``time(item)``: the event time, seconds or a datetime (default: processing time).
-            lateness: seconds the watermark stays behind the largest event time seen.
-            finish: ``finish(acc) -> value`` per closed window.
-            merge: ``merge(acc_a, acc_b)`` for sessions that merge (default: fold their items again).
+        Each closed window goes downstream as a :class:`WindowResult` once the watermark passes its
+        end; late items go to dead letters. *window* is :class:`Tumbling`, :class:`Sliding` or
+        :class:`Session`; ``key(item)`` (default: one key), ``time(item)`` (event time, seconds or a
+        datetime; default: processing time), ``lateness`` (seconds), ``finish(acc)``, and
+        ``merge(acc_a, acc_b)`` for sessions: see docs/windows.md.
         """
 
         def deco(f: F) -> F:
@@ -513,6 +523,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        timeout: float | None = None,
     ) -> Callable[[F], F]: ...
     def sink(  # type: ignore[misc]
         self,
@@ -528,18 +539,19 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """Define a sink: called once per item for its side effects; it has no product.
 
         A parameter annotated ``af.Seq`` receives each item's sequence number, so an external
         system can de-duplicate the items a resumed run delivers again (at-least-once).
-        ``rate_limit`` is as for :meth:`task`.
+        ``rate_limit`` and ``timeout`` are as for :meth:`task` (a sink with a timeout must be async).
         """
 
         def deco(f: F) -> F:
             self._define(
                 f, "sink", name, concurrency=concurrency, capacity=capacity, batch_time=batch_time, on_error=on_error,
-                secrets=secrets, cache=cache, version=version, rate_limit=rate_limit,
+                secrets=secrets, cache=cache, version=version, rate_limit=rate_limit, timeout=timeout,
             )
             return f
 

@@ -21,15 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._actor import EXITS
 from ._codec import pack
 from ._errors import ItemFailure
-from ._loop import ItemLoop
+from ._loop import EXITS, ItemLoop
+from ._mailbox import Batch
 
 if TYPE_CHECKING:
     from ._actor_kinds import TaskActor
-    from ._inbox import ZipInbox
-    from ._mailbox import Mailbox
 
 
 def lane_of(key: Any, n: int) -> int:
@@ -57,33 +55,55 @@ def lanes(items: list[Any], key: Callable[[Any], Any], n: int) -> list[list[int]
     return [idx for idx in out if idx]
 
 
-async def keyed_workers(actor: TaskActor, inbox: Mailbox | ZipInbox) -> None:
-    """The task's loop with ``key=``: each batch split into key lanes that run concurrently."""
-    spec = actor.spec
-    key = spec.settings.key
-    assert key is not None and actor.handler is not None
-    n = spec.concurrency
-    loops = [ItemLoop(actor, actor.handler) for _ in range(n)]
-    take = actor.take if actor.limiter is None else actor.take_throttled
-    while (batch := await take(inbox)) is not None:
-        seqs, items = batch
+class KeyedLogic:
+    """The batch-cycle logic of a task with ``key=`` and ``concurrency`` > 1: one batch at a time
+    (``pooled`` False), its key lanes run concurrently inside ``on_batch``; the rest is the task's."""
+
+    pooled = False
+
+    def __init__(self, task: TaskActor) -> None:
+        self.task = task
+        key = task.spec.settings.key
+        assert key is not None and task.handler is not None
+        self.key: Callable[[Any], Any] = key
+        self.loops = [ItemLoop(task, task.handler) for _ in range(task.spec.concurrency)]
+
+    async def on_batch(self, seqs: list[Any], items: list[Any], flush: bool, order: int) -> Batch:
+        task = self.task
+        if task.eos is not None and seqs:
+            last = seqs[-1]
+            if task.last_in is None or last > task.last_in:
+                task.last_in = last
         out: list[Any] = [None] * len(items)
-        with actor.working(batch):
-            try:
-                parts = lanes(items, key, n)
-                async with trio.open_nursery() as nursery:
-                    for loop, idx in zip(loops, parts, strict=False):
-                        nursery.start_soon(_lane, loop, idx, seqs, items, out)
-            except BaseExceptionGroup as group:
-                _raise_first(actor, group, seqs, items)
-            except Exception as exc:  # the key function raised
-                raise ItemFailure(seqs[0] if seqs else None, exc) from exc
-            sent = actor.out_check.batch(seqs, out)
-        actor.items_in += len(items)
-        actor.batch_event(len(items), len(sent[1]))
-        await actor.send(*sent)
-        if spec.ordered and seqs:
-            actor.advance(seqs[-1])
+        try:
+            parts = lanes(items, self.key, len(self.loops))
+            async with trio.open_nursery() as nursery:
+                for loop, idx in zip(self.loops, parts, strict=False):
+                    nursery.start_soon(_lane, loop, idx, seqs, items, out)
+        except BaseExceptionGroup as group:
+            _raise_first(group)
+        except Exception as exc:  # the key function raised
+            raise ItemFailure(seqs[0] if seqs else None, exc) from exc
+        return task.out_check.batch(seqs, out)
+
+    def on_exit(self, seqs: list[Any], items: list[Any], exc: BaseException, order: int) -> int:
+        """An exit in a lane: the whole batch goes back (its outputs are computed again after a resume)."""
+        self.task.put_back(seqs, items, exc, order)
+        self.task.exit_seq = seqs[0] if seqs else None
+        return 0
+
+    def sent(self, in_seqs: list[Any]) -> None:
+        self.task.sent(in_seqs)
+
+    async def on_eof(self) -> None:
+        await self.task.on_eof()
+
+
+def keyed_logic(task: TaskActor) -> KeyedLogic | None:
+    """The key-lane logic of *task* (None: it has no ``key=``, or one worker keeps per-key order as is)."""
+    if task.spec.settings.key is None or task.spec.concurrency == 1:
+        return None
+    return KeyedLogic(task)
 
 
 async def _lane(loop: ItemLoop, idx: list[int], seqs: list[Any], items: list[Any], out: list[Any]) -> None:
@@ -92,13 +112,11 @@ async def _lane(loop: ItemLoop, idx: list[int], seqs: list[Any], items: list[Any
         out[i] = r
 
 
-def _raise_first(actor: TaskActor, group: BaseExceptionGroup[Any], seqs: list[Any], items: list[Any]) -> None:
-    """A lane failed: an exit puts the whole batch back (its outputs are computed again after a
-    resume); otherwise the item's failure (or the first error) fails the run."""
-    leaves = list(_leaves(group))
+def _raise_first(group: BaseExceptionGroup[Any]) -> None:
+    """A lane failed: an exit first (the cycle puts the batch back), then an item's failure, else the first error."""
+    leaves = _leaves(group)
     for exc in leaves:
         if isinstance(exc, EXITS):
-            actor.put_back(seqs, items, exc)
             raise exc
     for exc in leaves:
         if isinstance(exc, ItemFailure):

@@ -30,6 +30,7 @@ from ._loop import DEFAULT_BATCH_TIME
 from ._mailbox import Mailbox
 from ._result import RunResult, Summary, TaskStats
 from ._spill import SpillStore
+from ._stats import EdgeStats
 from ._store import Store
 from ._supervisor import Supervisor
 from ._taskclass import is_transactional
@@ -168,7 +169,7 @@ class Runtime:
     def attach_cache(self, roles: Mapping[str, CacheRole]) -> None:
         """Give actors their cache roles; a hit then sends only to tasks that run (a hit never reads)."""
         for name, role in roles.items():
-            self.actors[name].cached = role
+            self.actors[name].set_cache_role(role)
         self.route_hits()
 
     def route_hits(self) -> None:
@@ -271,6 +272,35 @@ class Runtime:
                 for n, a in self.actors.items()
             },
         )
+
+    def edge_stats(self) -> list[EdgeStats]:
+        """Every edge of the graph (inputs in definition order) as a frozen record: items sent along it
+        and queued for its reader (see :class:`~actorflow._stats.EdgeStats`)."""
+        boxes = {(reader.name, port): (box, reader) for box, reader, port in self.mailboxes.values()}
+        edges = []
+        for t in self.graph.tasks.values():
+            for i in t.inputs:
+                entry = boxes.get((t.name, i.name))
+                if entry is None:
+                    up = self.actors[i.upstream]
+                    sent = up.items_out if up.product.ready.is_set() else 0
+                    edges.append(EdgeStats(i.upstream, t.name, i.name, sent, 0, None))
+                else:
+                    box, reader = entry
+                    queued = len(box) + sum(len(items) for _, items in reader.queued_for(box))
+                    edges.append(EdgeStats(i.upstream, t.name, i.name, box.sent, queued, box.capacity))
+        return edges
+
+    def busy(self) -> dict[str, float]:
+        """Seconds each task spent processing batches (worker-seconds: concurrent workers add up)."""
+        return {name: a.busy_time for name, a in self.actors.items()}
+
+    def queued(self) -> dict[str, int]:
+        """Items waiting in each task's inbox mailboxes."""
+        out = dict.fromkeys(self.actors, 0)
+        for box, reader, _ in self.mailboxes.values():
+            out[reader.name] += len(box)
+        return out
 
     def products(self) -> dict[str, Any]:
         return {

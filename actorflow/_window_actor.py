@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from ._actor import EXITS, Actor
+from ._actor import Actor
 from ._codec import restore, restore_like
 from ._errors import ItemFailure, LateItem
 from ._keyed import KeyedFoldLogic, KeyedState
+from ._loop import EXITS, is_failure
 from ._mailbox import Batch, Mailbox
+from ._state import ABSENT, CHECK, ActorState
 from ._window_logic import ClosingFailed, WindowLogic, WindowState
 from ._windows import WindowResult, key_annotation
 
@@ -64,6 +66,32 @@ def _typed(annotation: Any) -> Callable[[Any], Any]:
     return lambda value: restore(value, annotation)
 
 
+def _record_problem(*names: str) -> Callable[[Any], str | None]:
+    def problem(value: Any) -> str | None:
+        if not isinstance(value, dict) or any(n not in value for n in names):
+            return f"is not a map with {', '.join(names)}"
+        return None
+
+    return problem
+
+
+@attrs.define
+class KeyedFoldState(ActorState):
+    """A keyed collector's state: its accumulators (:class:`~actorflow._keyed.KeyedState` as a map)."""
+
+    keyed: Any = attrs.field(default=ABSENT, metadata={CHECK: _record_problem("accs")})
+
+
+@attrs.define
+class WindowTaskState(ActorState):
+    """A window task's state: its logic's record (:class:`~actorflow._window_logic.WindowState` as a map)."""
+
+    window: Any = attrs.field(
+        default=ABSENT,
+        metadata={CHECK: _record_problem(*(f.name for f in attrs.fields(WindowState)))},
+    )
+
+
 class _LogicActor(Actor):
     """What both kinds share: a batch handed to a logic with the task's failure policy."""
 
@@ -86,7 +114,9 @@ class _LogicActor(Actor):
                 self.before_exit(seqs, items)
                 self.put_back(seqs[i:], items[i:], exc)
                 raise
-            except Exception as exc:
+            except BaseException as exc:
+                if not is_failure(exc):
+                    raise
                 i = at()
                 attempt, last = (attempt + 1 if i == last else 1), i
                 assert self.loop is not None and self.handler is not None
@@ -139,17 +169,19 @@ class KeyedCollectorActor(_LogicActor):
         self.items_out = 1
         self.product.set(value)
 
-    def state(self) -> dict[str, Any]:
-        st = super().state()
+    state_type = KeyedFoldState
+
+    def state(self) -> KeyedFoldState:
+        st = KeyedFoldState(**self.common_state())
         if self.logic is not None:
-            st["keyed"] = attrs.asdict(self.logic.state(), recurse=False)
+            st.keyed = attrs.asdict(self.logic.state(), recurse=False)
         elif self._restored is not None:
-            st["keyed"] = self._restored
+            st.keyed = self._restored
         return st
 
-    def restore(self, st: dict[str, Any]) -> None:
+    def restore(self, st: Any) -> None:
         super().restore(st)
-        self._restored = st.get("keyed")
+        self._restored = st.keyed if st.keyed is not ABSENT else None
 
 
 class WindowActor(_LogicActor):
@@ -260,16 +292,18 @@ class WindowActor(_LogicActor):
         n = self.logic.emitted
         await self.send(list(range(n - len(out), n)), out)
 
-    def state(self) -> dict[str, Any]:
-        st = super().state()
+    state_type = WindowTaskState
+
+    def state(self) -> WindowTaskState:
+        st = WindowTaskState(**self.common_state())
         if self.logic is not None:
-            st["window"] = attrs.asdict(self.logic.state(), recurse=False)
+            st.window = attrs.asdict(self.logic.state(), recurse=False)
         elif self._restored is not None:
-            st["window"] = self._restored
+            st.window = self._restored
         return st
 
-    def restore(self, st: dict[str, Any]) -> None:
+    def restore(self, st: Any) -> None:
         super().restore(st)
-        self._restored = st.get("window")
+        self._restored = st.window if st.window is not ABSENT else None
         if self._restored is not None:
             self.late = self._restored["late"]
