@@ -63,6 +63,10 @@ from ._typing import Seq as Seq
 from ._typing import Stream as Stream
 from ._watch import Watch as Watch
 from ._watch import watch as watch
+from ._windows import Session as Session
+from ._windows import Sliding as Sliding
+from ._windows import Tumbling as Tumbling
+from ._windows import WindowResult as WindowResult
 
 if TYPE_CHECKING:  # loaded on first use at run time (see __getattr__ below)
     from . import asyncio as asyncio
@@ -101,6 +105,11 @@ __all__ = [
     "JsonLinesSink",
     "external_source",
     "register_codec",
+    # windows
+    "Session",
+    "Sliding",
+    "Tumbling",
+    "WindowResult",
     # running it
     "Run",
     "RunResult",

@@ -17,6 +17,7 @@ from ._errors import ItemFailure
 from ._inbox import watermark_of
 from ._loop import EXITS, after_seq, child_seq, closing, end_items, is_failure, next_seq
 from ._mailbox import Batch
+from ._partition import keyed_logic
 from ._remote import RemoteBatches, open_remote
 from ._state import ABSENT, SourceState, TaskState
 from ._taskclass import end_of_stream_of
@@ -278,7 +279,7 @@ class TaskActor(Actor):
             return
         async with open_remote(self, loop, handler.consts) as remote:
             self.remote = remote
-            await run_cycle(self, self, self.inbox())
+            await run_cycle(self, keyed_logic(self) or self, self.inbox())  # key=: key lanes (see _partition)
 
     # -- the task's logic in the batch cycle (see ``_cycle``) ----------------------------------------
 

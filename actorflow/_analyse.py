@@ -28,6 +28,7 @@ from ._executors import definition_problem
 from ._file import File
 from ._spec import REQUIRED, Input, Option, TaskDef, TaskKind, TaskSettings, where
 from ._typing import Cursor, Seq, fits, inspect_empty, list_item_type, runtime_classes, stream_item_type, type_name
+from ._windows import check_keyed_step, keyed_output
 
 #: How close (difflib ratio) a required option's name may come to a task's before it is taken for a
 #: misspelt input: ``numbrs`` for ``numbers`` (0.92) is refused, ``n`` for ``numbers`` is not.
@@ -114,7 +115,7 @@ def analyse(
     streaming_in = [i for i in ports.inputs if i.streaming]
     in_depth, in_ordered = _readiness(flow, name, ports.inputs)
     streaming, depth, out_type = _output(flow, name, kind, settings, hints, is_gen, streaming_in, in_depth)
-    _checks(flow, name, fn, kind, settings, is_async, streaming_in)
+    _checks(flow, name, fn, kind, settings, is_async, streaming_in, is_gen)
     if not settings.checkpoint and (streaming_in or streaming):
         what = f"reads the stream {streaming_in[0].upstream!r} item by item" if streaming_in else "sends a stream"
         raise DefinitionError(
@@ -389,6 +390,8 @@ def _collector_output(
             out_type = typing.get_type_hints(settings.finish).get("return", Any)
         except (TypeError, NameError):
             out_type = Any
+    if settings.key is not None or settings.window is not None:
+        return keyed_output(here, settings, streaming_in, out_type)
     per = settings.per
     if per is None:
         return False, 0, out_type
@@ -448,11 +451,13 @@ def _checks(
     settings: TaskSettings,
     is_async: bool,
     streaming_in: list[Input],
+    is_gen: bool = False,
 ) -> None:
     if settings.executor is not None:
         problem = definition_problem(fn, is_async, bool(streaming_in), settings.executor.remote)
         if problem:
             raise DefinitionError(f"{where(flow.name, tname)}: {problem}")
+    check_keyed_step(where(flow.name, tname), kind, settings, is_async, is_gen, bool(streaming_in))
     if settings.concurrency > 1 and not streaming_in:
         raise DefinitionError(f"{where(flow.name, tname)}: concurrency needs a streaming input")
     if settings.timeout is not None:

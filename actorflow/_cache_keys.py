@@ -25,6 +25,7 @@ from ._file import File, files_in
 from ._fingerprint import CodeFingerprint, code_fingerprint
 from ._spec import EXTERNAL_ATTR
 from ._typing import type_name
+from ._windows import keyed_text
 
 if TYPE_CHECKING:
     from ._bind import RunGraph
@@ -42,6 +43,8 @@ def fingerprint(spec: TaskDef, values: bool = True) -> CodeFingerprint:
     functions = [] if cls is not None else [spec.fn]
     if spec.finish is not None:
         functions.append(spec.finish)
+    settings = spec.settings  # a keyed or window task's key, time and merge functions are its code too
+    functions += [f for f in (settings.key, settings.time, settings.merge) if inspect.isfunction(f)]
     return code_fingerprint(functions, [cls] if cls is not None else [], values)
 
 
@@ -50,7 +53,9 @@ def definition_token(spec: TaskDef) -> str:
     that code reaches (:func:`fingerprint`)."""
     if spec.version is not None:
         return "version:" + spec.version
-    return fingerprint(spec).digest
+    digest = fingerprint(spec).digest
+    keyed = keyed_text(spec.settings)  # the window and lateness, besides the functions' code
+    return digest if not keyed else f"{digest}:{hashlib.sha256(keyed.encode()).hexdigest()[:16]}"
 
 
 def unfingerprintable(spec: TaskDef) -> str | None:

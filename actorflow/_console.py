@@ -68,13 +68,17 @@ def summary_table(summary: Summary) -> Table:
         title_justify="left",
     )
     cached = any(t.cache for t in summary.tasks.values())
+    windowed = any(t.windows_text for t in summary.tasks.values())
     for col, justify in (("task", "left"), ("kind", "left"), ("status", "left"), ("in", "right"),
                          ("out", "right"), ("seconds", "right"), ("items/s", "right"),
-                         *((("cache", "left"),) if cached else ())):
+                         *((("cache", "left"),) if cached else ()),
+                         *((("keys / windows", "left"),) if windowed else ())):
         table.add_column(col, justify=justify)
     for t in summary.tasks.values():
         icon, style = _STATUS_STYLE.get(t.status, ("?", ""))
-        extra = (Text(t.cache or "-", style="cyan" if t.from_cache else ""),) if cached else ()
+        extra: tuple[Text | str, ...] = (Text(t.cache or "-", style="cyan" if t.from_cache else ""),) if cached else ()
+        if windowed:
+            extra += (Text(t.windows_text or "-", style="yellow" if t.late else ""),)
         table.add_row(t.name, t.kind, Text(f"{icon} {t.status}", style=style), f"{t.items_in:,}",
                       f"{t.items_out:,}", f"{t.elapsed:.3f}", t.rate_text, *extra)
     return table
@@ -180,7 +184,9 @@ class ConsoleProgress:
                 completed=t.items_out if hit else self._count(name, t.items_in, t.items_out),
                 total=t.items_out if hit else self._total(name, summary.tasks),
                 icon=_STATUS_STYLE.get(state, ("?", ""))[0],
-                state=f"{state} (from the cache)" if hit else state,
+                state=f"{state} (from the cache)" if hit else (
+                    f"{state} ({t.windows_text})" if t.windows_text else state
+                ),
                 elapsed=t.elapsed,
             )
             if t.status in ("finished", "failed") and not self.progress.tasks[tid].finished_time:

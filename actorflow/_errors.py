@@ -111,6 +111,11 @@ def _fmt_seq(seq: Any) -> str:
     return str(seq)
 
 
+class LateItem(ActorflowError):
+    """An item reached a window task behind its watermark (its window had closed): it is set aside
+    as a dead letter, never folded, and counted as ``late`` in the task's stats."""
+
+
 def describe(error: BaseException) -> str:
     """``Type: text`` for an exception, also when its ``__str__`` raises (then its repr, or a note)."""
     name = type(error).__name__

@@ -8,11 +8,8 @@ call); one annotated ``list[T]`` is *final* (the whole product once the upstream
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, overload
-
-import attrs
 
 from . import _export
 from ._analyse import analyse, check_not_an_option, task_name
@@ -20,22 +17,15 @@ from ._bind import RunGraph, bind
 from ._compound import inline
 from ._errors import DefinitionError
 from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
+from ._replace import replacement
 from ._spec import REQUIRED, Input, Option, TaskDef, TaskKind, TaskSettings
 from ._spec import where as _where
 from ._taskclass import task_function
-from ._typing import fits, list_item_type, type_name
+from ._windows import Session, Sliding, Tumbling
 
 __all__ = ["REQUIRED", "Flow", "Input", "Option", "TaskDef", "TaskKind", "TaskSettings"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _params_of(fn: Callable[..., Any]) -> Any:
-    """*fn*'s parameter names (empty when its signature cannot be read: analysis then says why)."""
-    try:
-        return inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return {}
 
 
 class Flow:
@@ -229,49 +219,10 @@ class Flow:
         Raises:
             DefinitionError: the new function's inputs, options or types do not fit.
         """
-        old = self._get(name)
-        name = old.name
-        order = list(self._tasks)
-        before = Flow(self.name)
-        before._tasks = {n: self._tasks[n] for n in order[: order.index(name)]}
-        prefix, _, short = name.rpartition("/")
-        wiring: dict[str, str] = {}
-        if prefix:  # a task of a nested flow: its parameters name its siblings and the flow's inputs
-            for n in order:
-                if n.startswith(prefix + "/"):
-                    wiring.update({i.name: i.upstream for i in self._tasks[n].inputs})
-            for n in before._tasks.copy():
-                if n.startswith(prefix + "/"):
-                    wiring[n[len(prefix) + 1:]] = n
-            before._tasks.update({s: self._tasks[f] for s, f in wiring.items() if f in before._tasks})
-        params = _params_of(fn)
-        kept = None if prefix else {
-            i.name: i.upstream for i in old.inputs if i.source and i.source != i.name and i.name in params
-        }
-        new = analyse(before, fn, old.kind, short, old.settings, kept)  # every setting is kept as it was
-        if prefix:
-            new = attrs.evolve(
-                new, name=name, inputs=tuple(attrs.evolve(i, source=wiring.get(i.name, i.name)) for i in new.inputs)
-            )
-        if new.streaming != old.streaming or new.depth != old.depth:
-            what = "a stream" if old.streaming else "a single product"
-            raise DefinitionError(
-                f"{_where(self.name, name)}: the replacement must produce {what} at the same generator level "
-                "as the task it replaces"
-            )
-        for down in self.downstream(name):
-            for inp in self._tasks[down].inputs:
-                if inp.upstream != name:
-                    continue
-                accepted = list_item_type(inp.annotation)[1] if inp.gather else inp.annotation
-                if not fits(new.out_type, accepted):
-                    raise DefinitionError(
-                        f"{_where(self.name, down, name)}: the replacement for {name!r} produces "
-                        f"{type_name(new.out_type)}, which does not fit the annotation {type_name(inp.annotation)}"
-                    )
-        self._by_fn.pop(old.fn, None)
-        self._tasks[name] = new
-        self._by_fn[fn] = name
+        new = replacement(self, self._get(name), fn)
+        self._by_fn.pop(self._tasks[new.name].fn, None)
+        self._tasks[new.name] = new
+        self._by_fn[fn] = new.name
         return new
 
     def to_json(self) -> str:
@@ -365,6 +316,7 @@ class Flow:
         timeout: float | None = None,
         checkpoint: bool = True,
         zip: str = "drop",
+        key: Callable[[Any], Any] | None = None,
     ) -> Callable[[F], F]: ...
     def task(  # type: ignore[misc]
         self,
@@ -387,6 +339,7 @@ class Flow:
         timeout: float | None = None,
         checkpoint: bool = True,
         zip: str = "drop",
+        key: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Define a task.
 
@@ -425,6 +378,8 @@ class Flow:
                 an item whose partner never comes: ``"drop"`` it (counted in the summary's
                 ``unmatched`` and reported by one ``ZipUnmatched`` event per port) or ``"strict"``:
                 the task fails with :class:`TaskFailed` naming the port and the item's seq.
+            key: ``key(item)``: with ``concurrency``, all items of one key go to the same worker, so
+                per-key order holds while keys run in parallel (inline only; see docs/windows.md).
         """
 
         def deco(f: F) -> F:
@@ -447,6 +402,7 @@ class Flow:
                 timeout=timeout,
                 checkpoint=checkpoint,
                 zip=zip,
+                key=key,
             )
             return f
 
@@ -458,6 +414,7 @@ class Flow:
         init: Any,
         finish: Callable[[Any], Any] | None = None,
         per: str | Callable[..., Any] | None = None,
+        key: Callable[[Any], Any] | None = None,
         name: str | None = None,
         capacity: int = DEFAULT_CAPACITY,
         batch_time: float | None = None,
@@ -475,13 +432,40 @@ class Flow:
             per: an upstream generator task (name or function). The collector then folds separately
                 the items descending from each item of that stream and emits one product per such
                 item, as a stream; without it, one product for the whole stream.
+            key: ``key(item)``: one accumulator per key; the product is a ``dict`` of key to
+                ``finish(acc)`` in first-seen key order (see docs/windows.md).
         """
         per_name = self.task_name(per) if per is not None else None
 
         def deco(f: F) -> F:
             self._define(
                 f, "collector", name, capacity=capacity, batch_time=batch_time, init=init, finish=finish, per=per_name,
-                on_error=on_error, secrets=secrets, cache=cache, version=version,
+                on_error=on_error, secrets=secrets, cache=cache, version=version, key=key,
+            )
+            return f
+
+        return deco
+
+    def window(
+        self, window: Tumbling | Sliding | Session, /, *, init: Any, key: Callable[[Any], Any] | None = None,
+        time: Callable[[Any], Any] | None = None, lateness: float = 0.0, finish: Callable[[Any], Any] | None = None,
+        merge: Callable[[Any, Any], Any] | None = None, name: str | None = None, capacity: int = DEFAULT_CAPACITY,
+        batch_time: float | None = None, on_error: Any = None, cache: bool = True, version: str | None = None,
+    ) -> Callable[[F], F]:
+        """Define a window task: ``step(acc, item) -> acc`` folds each key's items per window, from *init*.
+
+        Each closed window goes downstream as a :class:`WindowResult` once the watermark passes its
+        end; late items go to dead letters. *window* is :class:`Tumbling`, :class:`Sliding` or
+        :class:`Session`; ``key(item)`` (default: one key), ``time(item)`` (event time, seconds or a
+        datetime; default: processing time), ``lateness`` (seconds), ``finish(acc)``, and
+        ``merge(acc_a, acc_b)`` for sessions: see docs/windows.md.
+        """
+
+        def deco(f: F) -> F:
+            self._define(
+                f, "collector", name, capacity=capacity, batch_time=batch_time, init=init, finish=finish,
+                on_error=on_error, cache=cache, version=version, key=key, window=window, time=time,
+                lateness=lateness, merge=merge,
             )
             return f
 

@@ -202,6 +202,12 @@ class MetricsCollector:
             add("hits", name, counts.cache_hits)
             add("misses", name, counts.cache_misses)
             add("running", name, t.status in ("running", "throttled"))
+            if t.keys or t.late or t.watermark is not None:  # keyed collectors and window tasks
+                add("late", name, t.late)
+                add("keys", name, t.keys)
+                add("open_windows", name, t.open_windows)
+            if t.watermark is not None:
+                add("watermark", name, t.watermark)
 
         def task_metric(key: str, metric: str, kind: str, text: str) -> Metric:
             return Metric(metric, kind, text, tuple(per_task.get(key, ())))
@@ -232,6 +238,14 @@ class MetricsCollector:
             task_metric("elapsed", "actorflow_task_elapsed_seconds", "gauge",
                         "Seconds from the task's start to its end (or to now while it runs)."),
             task_metric("running", "actorflow_task_running", "gauge", "1 while the task is running."),
+            task_metric("late", "actorflow_task_late_total", "counter",
+                        "Items that reached a window task behind its watermark (set aside as dead letters)."),
+            task_metric("keys", "actorflow_task_keys", "gauge",
+                        "Keys a keyed collector or window task holds state for."),
+            task_metric("open_windows", "actorflow_task_open_windows", "gauge",
+                        "(key, window) accumulators a window task holds open."),
+            task_metric("watermark", "actorflow_task_watermark_seconds", "gauge",
+                        "A window task's watermark: the largest event time seen minus its lateness (or the clock)."),
             task_metric("hits", "actorflow_cache_hits_total", "counter",
                         "Cache hits: the task's products came from the cache and its code did not run."),
             task_metric("misses", "actorflow_cache_misses_total", "counter",

@@ -113,7 +113,8 @@ def stats_message(run: Run) -> dict[str, Any]:
         "elapsed": summary.elapsed,
         "tasks": {
             n: {"status": t.status, "items_in": t.items_in, "items_out": t.items_out, "elapsed": t.elapsed,
-                "cache": t.cache, "throttled": t.throttled}
+                "cache": t.cache, "throttled": t.throttled, "late": t.late, "keys": t.keys,
+                "open_windows": t.open_windows, "watermark": t.watermark}
             for n, t in summary.tasks.items()
         },
         "edges": edge_traffic(run),

@@ -34,6 +34,28 @@ class TaskStats:
     #: Items of its zipped inputs dropped without a partner (see the ``ZipUnmatched`` event; 0 for
     #: a task with one streaming input).
     unmatched: int = 0
+    #: Items that reached a window task behind its watermark (set aside as dead letters, never folded).
+    late: int = 0
+    #: Keys a keyed collector or window task holds state for (0 for other tasks).
+    keys: int = 0
+    #: (key, window) accumulators a window task holds open (0 for other tasks).
+    open_windows: int = 0
+    #: A window task's watermark in seconds (None: not a window task, or no item yet).
+    watermark: float | None = None
+
+    @property
+    def windows_text(self) -> str:
+        """Keys, open windows, watermark and late items as the console shows them ("" for other tasks)."""
+        if not (self.keys or self.open_windows or self.late or self.watermark is not None):
+            return ""
+        parts = [f"{self.keys:,} keys"]
+        if self.watermark is not None or self.open_windows:
+            parts.append(f"{self.open_windows:,} open")
+        if self.watermark is not None:
+            parts.append(f"wm {self.watermark:,.3f}")
+        if self.late:
+            parts.append(f"{self.late:,} late")
+        return ", ".join(parts)
 
     @property
     def from_cache(self) -> bool:

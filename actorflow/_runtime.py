@@ -37,6 +37,7 @@ from ._supervisor import Supervisor
 from ._taskclass import is_transactional
 from ._transact import TransactionalSinkActor
 from ._typing import _strip, batch_checker, runtime_classes
+from ._window_actor import keyed_actor_for, keyed_figures
 
 if TYPE_CHECKING:
     from ._gateway import Feed
@@ -59,6 +60,8 @@ def actor_for(run: Runtime, spec: TaskDef) -> Actor:
         return SourceActor(run, spec)
     if spec.kind == "sink" and is_transactional(spec.fn):
         return TransactionalSinkActor(run, spec)
+    if (keyed := keyed_actor_for(run, spec)) is not None:
+        return keyed
     return _KINDS[spec.kind](run, spec)
 
 
@@ -144,7 +147,8 @@ class Runtime:
                 self._wire(Mailbox(f"{spec.name}.<per {spec.per}>", spec.capacity), self.actors[spec.per], actor, None)
         for spec in graph.tasks.values():
             actor = self.actors[spec.name]
-            if spec.streaming and (spec.kind == "collector" or not graph.downstream(spec.name)):
+            per_collector = spec.kind == "collector" and spec.per is not None
+            if spec.streaming and (per_collector or not graph.downstream(spec.name)):
                 actor.in_result = True  # per-collectors and unread streams are gathered for the result
                 if actor.gather is None:
                     actor.gather = SpilledStream(spec.out_type)  # flat memory: spills past a bound
@@ -267,7 +271,8 @@ class Runtime:
                 n: TaskStats(n, a.spec.kind, a.status, a.items_in, a.items_out,
                              a.elapsed or (now - a.started if a.started else 0.0),
                              a.cached.outcome if a.cached is not None else None,
-                             a.limiter.throttled if a.limiter is not None else 0.0, a.unmatched)
+                             a.limiter.throttled if a.limiter is not None else 0.0, a.unmatched,
+                             **keyed_figures(a))
                 for n, a in self.actors.items()
             },
         )

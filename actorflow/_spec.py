@@ -19,6 +19,7 @@ from ._executors import Executor, executor_named
 from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
 from ._policy import DeadLetter, Fail, Restart, Retry
 from ._typing import runtime_classes
+from ._windows import Windower, check_keyed
 
 TaskKind = Literal["source", "task", "collector", "sink", "input"]
 
@@ -76,6 +77,11 @@ class TaskSettings:
             event) or ``"strict"`` (the task fails, naming the port and the item's seq).
         follows_executor: the settings left to their defaults, which follow the executor
             (``concurrency``, ``capacity``): :meth:`on` resizes them when a run picks another one.
+        key: a keyed collector's or window's ``key(item)`` (None: not keyed).
+        window: a window task's windower (``af.Tumbling``, ``af.Sliding``, ``af.Session``), or None.
+        time: a window's ``time(item)`` (event time; None: processing time).
+        lateness: seconds a window's watermark stays behind the largest event time.
+        merge: a session window's ``merge(acc_a, acc_b)``, or None.
     """
 
     capacity: int = DEFAULT_CAPACITY
@@ -97,6 +103,11 @@ class TaskSettings:
     zip: str = "drop"
     follows_executor: tuple[str, ...] = ()
     checkpoint: bool = True
+    key: Callable[..., Any] | None = None
+    window: Windower | None = None
+    time: Callable[..., Any] | None = None
+    lateness: float = 0.0
+    merge: Callable[..., Any] | None = None
 
     @classmethod
     def of(
@@ -123,6 +134,11 @@ class TaskSettings:
         timeout: float | None = None,
         checkpoint: bool = True,
         zip: str = "drop",
+        key: Callable[..., Any] | None = None,
+        window: Any = None,
+        time: Callable[..., Any] | None = None,
+        lateness: float = 0.0,
+        merge: Callable[..., Any] | None = None,
     ) -> TaskSettings:
         """Validate a task's settings and resolve their defaults (an executor's concurrency).
 
@@ -161,12 +177,14 @@ class TaskSettings:
             raise DefinitionError(f"{here}: zip must be one of {', '.join(map(repr, ZIP_MODES))}, got {zip!r}")
         if finish is not None and not callable(finish):
             raise DefinitionError(f"{here}: finish must be a function of the accumulator, got {finish!r}")
+        lateness = check_keyed(here, kind, key=key, window=window, time=time, lateness=lateness, merge=merge, per=per)
         return cls(
             capacity=capacity, batch_size=batch_size, batch_time=batch_time, concurrency=concurrency, ordered=ordered,
             on_error=check_policy(flow, task, kind, on_error), executor=executor, cache=cache, version=version,
             secrets=_secret_names(flow, task, secrets), init=init, finish=finish, per=per,
             rate_limit=_rate_limit(here, kind, rate_limit), copy=copy,
             timeout=_timeout(here, kind, timeout), zip=zip, follows_executor=follows, checkpoint=checkpoint,
+            key=key, window=window, time=time, lateness=lateness, merge=merge,
         )
 
     def on(self, executor: Executor | None) -> TaskSettings:

@@ -18,6 +18,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable
 from itertools import chain, islice
+from operator import itemgetter
 from typing import Any, Final, NewType, TypeAlias, TypeVar, Union, final
 
 
@@ -499,6 +500,8 @@ def _make_batch(tp: Any) -> BatchCheck | None:
         leaves = [args[0]]
     elif origin is dict and len(args) == 2:
         leaves = list(args)
+    elif origin is tuple and args and args[-1] is not Ellipsis and args != ((),):
+        return _fixed_tuples(single, args)
     checks = [_compiled(a) for a in leaves]
     oks: list[set[type]] = [getattr(c, "admitted", None) or set() for c in checks]
     if not leaves or not all(oks) or any(isinstance(a, NamedType) for a in leaves):
@@ -521,6 +524,25 @@ def _make_batch(tp: Any) -> BatchCheck | None:
         return all(map(single, items))
 
     return mappings
+
+
+def _fixed_tuples(single: Check, args: tuple[Any, ...]) -> BatchCheck:
+    """A batch check of fixed-length tuples (``tuple[str, float]``): with scalar fields, one C pass
+    over the classes at each position; otherwise (or when one pass fails) item by item."""
+    checks = [_compiled(a) for a in args]
+    oks: list[set[type] | None] = [getattr(c, "admitted", None) for c in checks]
+    if any(ok is None for ok in oks) or any(isinstance(a, NamedType) for a in args):
+        return lambda items: all(map(single, items))
+    n = len(args)
+
+    def fixed(items: list[Any]) -> bool:
+        if set(map(len, items)) <= {n} and all(
+            set(map(type, map(itemgetter(i), items))) <= ok for i, ok in enumerate(oks)  # type: ignore[operator]
+        ):
+            return True
+        return all(map(single, items))
+
+    return fixed
 
 
 def type_problem(tp: Any, value: Any, path: str = "") -> str | None:

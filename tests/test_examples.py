@@ -87,3 +87,28 @@ def test_concat_folder_example_caches_unchanged_files(tmp_path: Path) -> None:
     assert (tmp_path / "out.txt").read_text(encoding="utf-8").endswith("   1  b file, changed\n")
     ns = load("concat_folder.py")
     assert ns["main"]([str(tmp_path / "missing"), str(tmp_path / "x.txt")]) == 2
+
+
+def test_clickstream_prints_each_window_as_it_closes_matching_the_reference() -> None:
+    from window_reference import reference_windows
+
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "clickstream.py"), "300"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    )
+    assert proc.returncode == 0, proc.stderr
+    clicks = load("clickstream.py")["simulate"](300)
+    keys, times = [c.user for c in clicks], [c.at for c in clicks]
+    printed: dict[str, list[tuple[str, float, float, int]]] = {"requests": [], "session": []}
+    for line in proc.stdout.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind in printed:
+            user, span, clicks_text = rest.split(maxsplit=1)[0], rest[rest.index("[") + 1: rest.index(")")], rest
+            start, end = (float(x) for x in span.split(","))
+            printed[kind].append((user, start, end, int(clicks_text.split(")")[1].split()[0])))
+    one = list(range(len(clicks)))
+    for kind, window, size in (("requests", "tumbling", 10.0), ("session", "session", 30.0)):
+        want, late = reference_windows(window, keys, times, one, size=size, lateness=2, init=0,
+                                       fold=lambda acc, _x: acc + 1)
+        assert printed[kind] == [(k, round(s, 1), round(e, 1), v) for k, s, e, v in want], kind
+    assert f"{len(late)} late click(s) set aside" in proc.stdout and late

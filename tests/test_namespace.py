@@ -26,6 +26,8 @@ TOP_LEVEL = {
     # defining a flow
     "Flow", "Task", "Stream", "Seq", "Cursor", "Context", "File", "SKIP", "REQUIRED", "external_source",
     "TransactionalSink", "JsonLinesSink", "register_codec",
+    # keyed state and windows
+    "Tumbling", "Sliding", "Session", "WindowResult",
     # around a run
     "run", "run_async", "open_run", "watch", "Watch", "Run", "RunResult", "Summary", "TaskStats",
     "feed", "tap", "Feed", "Tap", "concat", "concat_async", "ConcatResult", "PartReport",

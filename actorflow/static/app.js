@@ -187,12 +187,22 @@ function applyStats(msg) {
     task.node.dataset.state = base;
     task.node.dataset.count = String(count);
     task.countEl.textContent = `${fmt(count)} items` + (task.spec.kind === "task" ? ` → ${fmt(t.items_out)}` : "");
-    task.rateEl.textContent = `${fmt(task.rate)} items/s · ${shown}`;
+    task.rateEl.textContent = `${fmt(task.rate)} items/s · ${shown}` + windowsText(t);
+    task.node.dataset.late = String(t.late || 0);
     task.row.querySelector(".state").textContent = shown;
     task.row.querySelector(".count").textContent = fmt(count);
     task.row.querySelector(".rate").textContent = fmt(task.rate);
   }
   applyEdges(msg.edges, now);
+}
+
+// Keyed collectors and window tasks: keys held, open windows, watermark and late items.
+function windowsText(t) {
+  if (!t.keys && !t.open_windows && !t.late && (t.watermark === null || t.watermark === undefined)) return "";
+  let text = ` · ${fmt(t.keys)} keys`;
+  if (t.watermark !== null && t.watermark !== undefined) text += `, ${fmt(t.open_windows)} open, wm ${t.watermark.toFixed(1)}`;
+  if (t.late) text += `, ${fmt(t.late)} late`;
+  return text;
 }
 
 // Edge width follows the items/s along the edge (from successive `sent` counts), on a log scale.
