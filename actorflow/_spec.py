@@ -15,7 +15,7 @@ from typing import Any, Final, Literal, final
 import attrs
 
 from ._errors import DefinitionError
-from ._executors import Executor, executor_named
+from ._executor_choice import Executor, executor_named
 from ._policy import DeadLetter, Fail, Restart, Retry
 from ._typing import runtime_classes
 
