@@ -276,8 +276,9 @@ def test_the_checker_finds_an_upward_import(tmp_path: Path) -> None:
     assert ("_spec", "_errors") not in upward()  # downward is fine
     source = tmp_path / "m.py"
     source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ._runtime import Runtime\n")
-    found = imports(source, {"actorflow._runtime"}, name="actorflow._spec")
-    assert found == {("actorflow._runtime", "Runtime")}  # type-only imports count
+    source.write_text(source.read_text() + "def f() -> None:\n    from .high import run\n")
+    found = imports(source, {"pkg.high", "pkg._runtime"}, name="pkg.low")
+    assert found == {("pkg._runtime", "Runtime"), ("pkg.high", "run")}  # type-only and function-local imports count
 
 
 def test_imports_run_downward() -> None:
