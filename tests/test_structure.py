@@ -48,7 +48,8 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
                     target = ".".join(base + ([child.module] if child.module else []))
                 else:
                     target = child.module or ""
-                if target in modules:
+                names_modules = all(f"{target}.{a.name}" in modules for a in child.names)
+                if target in modules and not names_modules:  # `from . import _export` uses only the module
                     found.add(target)
                 for alias in child.names:  # `from . import _events` names a module
                     sub = f"{target}.{alias.name}"
