@@ -256,20 +256,22 @@ def upward() -> set[tuple[str, str]]:
 def diagram() -> str:
     """The module diagram of docs/architecture.md, drawn from the map (modules that exist only)."""
     present = {short(dotted(p)) for p in files()}
-    rows = [("public", "actorflow/", "the public modules, re-exporting from the layers", sorted(PUBLIC & present))]
+    top = "actorflow/" if FOLDERS else ""  # before the move every module sits at the top: no folder column
+    rows = [("public", top, "the public modules, re-exporting from the layers", sorted(PUBLIC & present))]
     for layer in reversed(LAYERS):
         names = sorted(m for m, where in MODULES.items() if where == layer and m in present)
-        rows.append((layer.strip("_"), f"actorflow/{layer}/", LAYERS[layer], names))
+        rows.append((layer.strip("_"), f"actorflow/{layer}/" if FOLDERS else "", LAYERS[layer], names))
     lines = ["```"]
     for n, (label, folder, about, names) in enumerate(rows):
         if n:
             lines.append(" " * 9 + "│")
-        lines.append(f"{label:<9}{folder:<20}{about}")
-        row = " " * 29
+        width = 20 if FOLDERS else 0
+        lines.append(f"{label:<9}{folder:<{width}}{about}")
+        row = " " * (9 + width)
         for m in names:
             if len(row) + len(m) > 100:
                 lines.append(row.rstrip())
-                row = " " * 29
+                row = " " * (9 + width)
             row += m + "  "
         lines.append(row.rstrip())
     lines.append("```")
