@@ -30,10 +30,10 @@ from ._errors import RunCancelled as RunCancelled
 from ._errors import RunInterrupted as RunInterrupted
 from ._errors import StoreError as StoreError
 from ._errors import TaskFailed as TaskFailed
-from ._executors import DaskExecutor as DaskExecutor
-from ._executors import Executor as Executor
-from ._executors import ProcessExecutor as ProcessExecutor
-from ._executors import ThreadExecutor as ThreadExecutor
+from ._executor_choice import DaskExecutor as DaskExecutor
+from ._executor_choice import Executor as Executor
+from ._executor_choice import ProcessExecutor as ProcessExecutor
+from ._executor_choice import ThreadExecutor as ThreadExecutor
 from ._extras import MissingExtraError as MissingExtraError
 from ._file import File as File
 from ._flow import Flow as Flow

@@ -22,7 +22,7 @@ from . import _events as ev
 from ._cache_hook import CacheHook
 from ._cache_run import CacheRole
 from ._codec import plain_batch, restore, restore_items, seq_from_plain
-from ._context import context_for, redact, scrub
+from ._context import redact, scrub
 from ._errors import ItemFailure, MailboxTypeError, TaskFailed, describe
 from ._inbox import ZipInbox, unmatched_reporter
 from ._loop import EXITS, BatchSizer, Handler, ItemLoop, RateLimiter, is_failure
@@ -31,6 +31,7 @@ from ._outcheck import OutputCheck
 from ._slow import SlowWatch
 from ._spill import SpilledStream
 from ._state import ABSENT, ActorState, CacheState
+from ._task_context import context_for
 from ._taskclass import instance_state, is_stateful_class
 
 if TYPE_CHECKING:

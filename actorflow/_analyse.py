@@ -24,7 +24,7 @@ import attrs
 from ._context import Context
 from ._convert import coerce
 from ._errors import DefinitionError
-from ._executors import definition_problem
+from ._executor_choice import definition_problem
 from ._file import File
 from ._spec import REQUIRED, Input, Option, TaskDef, TaskKind, TaskSettings, where
 from ._typing import Cursor, Seq, fits, inspect_empty, list_item_type, runtime_classes, stream_item_type, type_name

@@ -20,8 +20,8 @@ import attrs
 from ._convert import coerce, plain
 from ._convert import describe as _describe
 from ._errors import InvocationError
-from ._executors import bind_problems as executor_problems
-from ._executors import definition_problem, executor_named
+from ._executor_choice import bind_problems as executor_problems
+from ._executor_choice import definition_problem, executor_named
 from ._typing import type_name
 
 if TYPE_CHECKING:

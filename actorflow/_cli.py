@@ -62,7 +62,7 @@ from ._errors import (
     StoreError,
     TaskFailed,
 )
-from ._executors import EXECUTOR_NAMES
+from ._executor_choice import EXECUTOR_NAMES
 from ._export import describe
 from ._flow import Flow
 from ._jsontext import dumps

@@ -9,15 +9,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, Protocol, final
 
 from . import _events as ev
 from ._errors import ActorflowError
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime as Run
+    from ._bind import RunGraph
 
 REDACTED = "***"
+
+
+class RunView(Protocol):
+    """What a context reads from the run it belongs to (the kernel's ``Runtime`` is one)."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def secrets(self) -> Mapping[str, str]: ...
+
+    @property
+    def bus(self) -> ev.EventBus: ...
+
+    @property
+    def graph(self) -> RunGraph: ...
 
 
 class SecretError(ActorflowError, KeyError):
@@ -39,7 +55,7 @@ class Context:
 
     __slots__ = ("_run", "_secrets", "logger", "run_id", "task")
 
-    def __init__(self, run: Run, task: str, secrets: Mapping[str, str]) -> None:
+    def __init__(self, run: RunView, task: str, secrets: Mapping[str, str]) -> None:
         self._run = run
         self.run_id = run.run_id
         self.task = task
@@ -132,9 +148,3 @@ def redact(text: str, secrets: Mapping[str, str]) -> str:
         if value and len(value) >= 3:
             text = text.replace(value, REDACTED)
     return text
-
-
-def context_for(run: Run, task: str, declared: tuple[str, ...]) -> Context:
-    """The context of *task*: only the secrets it declared that the run was given."""
-    given: Mapping[str, Any] = run.secrets
-    return Context(run, task, {k: given[k] for k in declared if k in given})

@@ -16,9 +16,8 @@ from ._analyse import analyse, check_not_an_option, task_name
 from ._bind import RunGraph, bind
 from ._compound import inline
 from ._errors import DefinitionError
-from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
 from ._replace import replacement
-from ._spec import REQUIRED, Input, Option, TaskDef, TaskKind, TaskSettings
+from ._spec import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY, REQUIRED, Input, Option, TaskDef, TaskKind, TaskSettings
 from ._spec import where as _where
 from ._taskclass import task_function
 from ._windows import Session, Sliding, Tumbling

@@ -14,11 +14,10 @@ from typing import Any, final
 
 import trio
 
+from ._spec import DEFAULT_CAPACITY
+
 #: One message on an edge: the items' sequence numbers and the items themselves, index-aligned.
 Batch = tuple[list[Any], list[Any]]
-
-DEFAULT_CAPACITY = 4096
-DEFAULT_BATCH_SIZE = 1024
 
 
 @final

@@ -16,7 +16,7 @@ import trio
 
 from ._calls import target_of
 from ._errors import ItemFailure
-from ._executors import BatchCall, Session
+from ._executors import BatchCall, Session, open_session
 from ._loop import child_seq
 from ._typing import SKIP
 
@@ -78,5 +78,5 @@ async def open_remote(actor: Actor, loop: ItemLoop, consts: dict[str, Any]) -> A
     # a task class travels by reference; workers make instances
     call = BatchCall(fn=target_of(spec.fn), consts=dict(consts), names=names, positional=spec.positional,
                      generator=spec.is_generator, timeout=spec.timeout)
-    async with spec.executor.session() as session:
+    async with open_session(spec.executor) as session:
         yield RemoteBatches(actor, loop, session, call)

@@ -15,8 +15,7 @@ from typing import Any, Final, Literal, final
 import attrs
 
 from ._errors import DefinitionError
-from ._executors import Executor, executor_named
-from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
+from ._executor_choice import Executor, executor_named
 from ._policy import DeadLetter, Fail, Restart, Retry
 from ._typing import runtime_classes
 from ._windows import Windower, check_keyed
@@ -25,6 +24,10 @@ TaskKind = Literal["source", "task", "collector", "sink", "input"]
 
 #: The values of the task setting ``zip``: drop unmatched items (counted, reported) or fail on them.
 ZIP_MODES = ("drop", "strict")
+#: The default bound of a task's mailboxes, in items (``capacity=``).
+DEFAULT_CAPACITY = 4096
+#: The default upper bound of a batch, in items (``batch_size=``).
+DEFAULT_BATCH_SIZE = 1024
 
 #: Attribute set on a source function made by ``af.external_source``: the item type it accepts.
 EXTERNAL_ATTR = "__actorflow_external__"

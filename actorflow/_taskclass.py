@@ -23,9 +23,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from ._errors import DefinitionError
-from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
 from ._policy import Restart, Retry
-from ._spec import TaskKind
+from ._spec import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY, TaskKind
 
 #: Class attributes that configure the task rather than being options.
 SETTINGS = (

@@ -59,14 +59,17 @@ def spans_of(text: str) -> list[str]:
 
 def _all_modules() -> dict[str, Any]:
     mods = {"actorflow": af}
-    for info in pkgutil.iter_modules([str(PACKAGE)]):
-        name = f"actorflow.{info.name}"
-        if info.name != "__main__":
-            mods[name] = importlib.import_module(name)
+    for info in pkgutil.walk_packages([str(PACKAGE)], prefix="actorflow."):  # layer folders too
+        if not info.name.endswith(".__main__"):
+            mods[info.name] = importlib.import_module(info.name)
     return mods
 
 
 MODULES = _all_modules()
+#: Modules by their own name (``_flow``) wherever they sit; a module wins over a folder of its name (``_run``).
+BY_NAME = {
+    name.rpartition(".")[2]: mod for name, mod in sorted(MODULES.items(), key=lambda m: not hasattr(m[1], "__path__"))
+}
 CLASSES: dict[str, list[type]] = {}
 for _mod in MODULES.values():
     for _obj in vars(_mod).values():
@@ -186,9 +189,9 @@ def test_modules_and_public_names_exist(page: Path) -> None:
             continue  # websocket subprotocol names, not modules
         wrong.append(_resolve(af, name, "actorflow") or "")
     for mod, attr in re.findall(r"(?<![\w./])(_[a-z][a-z_]*)(?:\.py)?(?:\.([a-z_]\w*))?\b", code):
-        if f"actorflow.{mod}" not in MODULES:
+        if mod not in BY_NAME:
             wrong.append(f"module {mod} does not exist")
-        elif attr and attr != "py" and not hasattr(MODULES[f"actorflow.{mod}"], attr):
+        elif attr and attr != "py" and not hasattr(BY_NAME[mod], attr):
             wrong.append(f"{mod}.{attr} does not exist")
     wrong = [w for w in wrong if w]
     assert wrong == [], f"{page.name}: {wrong}"
