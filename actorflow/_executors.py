@@ -187,8 +187,24 @@ class ProcessExecutor(Executor):
     async def session(self) -> AsyncIterator[Session]:
         import trio_parallel
 
-        async with trio_parallel.open_worker_context(idle_timeout=self.idle_timeout, grace_period=5.0) as ctx:
-            yield _ProcessSession(ctx, trio.CapacityLimiter(self.workers))
+        # When the task ends its workers are idle: they are stopped at once (as a multiprocessing pool's
+        # terminate() does) rather than asked to exit and waited for, which took a few hundred ms per
+        # run. trio-parallel reports stopped workers as a BrokenWorkerError, which is then no error.
+        raised: BaseException | None = None
+        stopped = False
+        try:
+            async with trio_parallel.open_worker_context(idle_timeout=self.idle_timeout, grace_period=0.0) as ctx:
+                try:
+                    yield _ProcessSession(ctx, trio.CapacityLimiter(self.workers))
+                except BaseException as exc:
+                    raised = exc
+                    raise
+        except trio_parallel.BrokenWorkerError as exc:
+            if exc is raised:
+                raise
+            stopped = True
+        if stopped and raised is not None:
+            raise raised  # what ended the task, not the stopping of its workers
 
 
 @final
