@@ -306,6 +306,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        check: str = "sample",
     ) -> Callable[[F], F]: ...
     def source(  # type: ignore[misc]  # mypy cannot match the decorator-factory overload
         self,
@@ -320,6 +321,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        check: str = "sample",
     ) -> Any:
         """Define a source: a sync or async generator function whose items start a stream.
 
@@ -335,7 +337,7 @@ class Flow:
             self._define(
                 f, "source", name, capacity=capacity, batch_size=batch_size, batch_time=batch_time, on_error=on_error,
                 secrets=secrets,
-                cache=cache, version=version,
+                cache=cache, version=version, check=check,
             )
             return f
 
@@ -358,6 +360,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        check: str = "sample",
         rate_limit: float | None = None,
     ) -> Callable[[F], F]: ...
     def task(  # type: ignore[misc]
@@ -376,6 +379,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        check: str = "sample",
         rate_limit: float | None = None,
     ) -> Any:
         """Define a task.
@@ -401,6 +405,10 @@ class Flow:
                 defaults to the executor's ``in_flight`` (batches kept running at once).
             rate_limit: the most calls per second, across all the task's workers (bursts of at
                 most ``concurrency``); a task held back is *throttled*, not busy.
+            check: how the task's ports check the contents of items (container elements, record
+                fields): ``"sample"`` (the default: the first 1,000 items whole, then the first
+                item of every batch and one in eight) or ``"full"`` (every item). Every item's
+                class is always checked. The same keyword works on sources, collectors and sinks.
         """
 
         def deco(f: F) -> F:
@@ -419,6 +427,7 @@ class Flow:
                 cache=cache,
                 version=version,
                 rate_limit=rate_limit,
+                check=check,
             )
             return f
 
@@ -437,6 +446,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        check: str = "sample",
     ) -> Callable[[F], F]:
         """Define a collector: ``step(acc, item) -> acc`` folds a stream, starting from *init*.
 
@@ -453,7 +463,7 @@ class Flow:
         def deco(f: F) -> F:
             self._define(
                 f, "collector", name, capacity=capacity, batch_time=batch_time, init=init, finish=finish, per=per_name,
-                on_error=on_error, secrets=secrets, cache=cache, version=version,
+                on_error=on_error, secrets=secrets, cache=cache, version=version, check=check,
             )
             return f
 
@@ -473,6 +483,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        check: str = "sample",
         rate_limit: float | None = None,
     ) -> Callable[[F], F]: ...
     def sink(  # type: ignore[misc]
@@ -488,6 +499,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        check: str = "sample",
         rate_limit: float | None = None,
     ) -> Any:
         """Define a sink: called once per item for its side effects; it has no product.
@@ -500,7 +512,7 @@ class Flow:
         def deco(f: F) -> F:
             self._define(
                 f, "sink", name, concurrency=concurrency, capacity=capacity, batch_time=batch_time, on_error=on_error,
-                secrets=secrets, cache=cache, version=version, rate_limit=rate_limit,
+                secrets=secrets, cache=cache, version=version, rate_limit=rate_limit, check=check,
             )
             return f
 

@@ -34,7 +34,7 @@ from ._store import Store
 from ._supervisor import Supervisor
 from ._taskclass import is_transactional
 from ._transact import TransactionalSinkActor
-from ._typing import _strip, batch_checker, runtime_classes
+from ._typing import _strip, runtime_classes, sampled_checker
 
 if TYPE_CHECKING:
     from ._gateway import Feed
@@ -128,7 +128,7 @@ class Runtime:
                 if inp.streaming:
                     box = Mailbox(f"{spec.name}.{inp.name}", spec.capacity)
                     unchecked = up.spec.out_classes is None  # an unannotated sender: check against the receiver
-                    deep = batch_checker(inp.annotation)
+                    deep = sampled_checker(inp.annotation, spec.settings.check == "full")
                     if deep is not None and _strip(up.spec.out_type) == _strip(inp.annotation):
                         deep = None  # the sender's own check covers it
                     if unchecked or deep is not None:

@@ -18,7 +18,7 @@ from ._errors import DefinitionError
 from ._executors import Executor, executor_named
 from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
 from ._policy import DeadLetter, Fail, Restart, Retry
-from ._typing import runtime_classes
+from ._typing import CHECK_MODES, runtime_classes
 
 TaskKind = Literal["source", "task", "collector", "sink", "input"]
 
@@ -63,6 +63,8 @@ class TaskSettings:
         finish: a collector's ``finish(acc) -> product``.
         per: a collector's group stream (a task name), or None for one product.
         rate_limit: the most calls per second across all the task's workers (None: no limit).
+        check: how its ports check the contents of items: ``"sample"`` (the rule in
+            ``_typing.SampledCheck``) or ``"full"`` (every element of every item).
         follows_executor: the settings left to their defaults, which follow the executor
             (``concurrency``, ``capacity``): :meth:`on` resizes them when a run picks another one.
     """
@@ -81,6 +83,7 @@ class TaskSettings:
     finish: Callable[..., Any] | None = None
     per: str | None = None
     rate_limit: float | None = None
+    check: str = "sample"
     follows_executor: tuple[str, ...] = ()
 
     @classmethod
@@ -104,6 +107,7 @@ class TaskSettings:
         finish: Callable[..., Any] | None = None,
         per: str | None = None,
         rate_limit: float | None = None,
+        check: str = "sample",
     ) -> TaskSettings:
         """Validate a task's settings and resolve their defaults (an executor's concurrency).
 
@@ -137,13 +141,15 @@ class TaskSettings:
             raise DefinitionError(f"{here}: version must be a non-empty string, got {version!r}")
         if concurrency > 1 and kind not in ("task", "sink"):
             raise DefinitionError(f"{here}: concurrency applies to tasks and sinks only")
+        if check not in CHECK_MODES:
+            raise DefinitionError(f"{here}: check must be {' or '.join(map(repr, CHECK_MODES))}, got {check!r}")
         if finish is not None and not callable(finish):
             raise DefinitionError(f"{here}: finish must be a function of the accumulator, got {finish!r}")
         return cls(
             capacity=capacity, batch_size=batch_size, batch_time=batch_time, concurrency=concurrency, ordered=ordered,
             on_error=check_policy(flow, task, kind, on_error), executor=executor, cache=cache, version=version,
             secrets=_secret_names(flow, task, secrets), init=init, finish=finish, per=per,
-            rate_limit=_rate_limit(here, kind, rate_limit), follows_executor=follows,
+            rate_limit=_rate_limit(here, kind, rate_limit), check=check, follows_executor=follows,
         )
 
     def on(self, executor: Executor | None) -> TaskSettings:
