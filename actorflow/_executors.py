@@ -28,6 +28,7 @@ import attrs
 import trio
 
 from ._calls import bind, instance_of, item_caller, target_of
+from ._context import Context, Report
 from ._errors import ActorflowError
 from ._extras import load, require
 
@@ -48,6 +49,7 @@ class BatchCall:
         names: the streaming inputs' parameter names.
         positional: True when the streaming parameters come first (items are passed positionally).
         generator: True for a generator function (each item gives a list of outputs).
+        seq: the parameter annotated ``af.Seq`` (each item's sequence number), if any.
     """
 
     fn: Callable[..., Any]
@@ -55,12 +57,15 @@ class BatchCall:
     names: tuple[str, ...]
     positional: bool
     generator: bool
+    seq: str | None = None
 
-    def caller(self) -> tuple[Callable[[Any], Any], Any]:
+    def caller(self) -> tuple[Callable[..., Any], Any]:
         """The function as a one-argument callable of an item (a tuple of items for zipped inputs),
         and the task-class instance it calls (None for a function)."""
         bound = bind(self.fn, self.consts)  # a task class: one new instance
-        call = item_caller(bound, self.names, self.positional)
+        call = item_caller(bound, self.names, self.positional, self.seq)
+        if self.generator and self.seq is not None:
+            return (lambda item, seq: list(call(item, seq))), instance_of(bound)
         if self.generator:
             return (lambda item: list(call(item))), instance_of(bound)
         return call, instance_of(bound)
@@ -70,13 +75,19 @@ class TaskStateError(ActorflowError):
     """A task class changed its instance's attributes while running a batch on an executor."""
 
 
-def run_batch(call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
-    """Run *call* on every item; executed in the worker.
+#: What a batch gives back: its results, the index of the item that raised (-1: none) and its
+#: exception, and what the task's ``af.Context`` reported meanwhile (see ``_context.route``).
+Outcome = tuple[list[Any], int, BaseException | None, list[Report]]
+
+
+def run_batch(call: BatchCall, items: list[Any], seqs: list[Any] | None = None) -> Outcome:
+    """Run *call* on every item (with its sequence number from *seqs* when the task asks); executed in the worker.
 
     Returns:
-        ``(results, index, error)``: on success every result, ``-1`` and None; when item *index*
-        raised, the results before it, its index and the exception (with the worker's traceback
-        added as a note, since tracebacks do not travel between processes).
+        ``(results, index, error, reports)``: on success every result, ``-1`` and None; when item
+        *index* raised, the results before it, its index and the exception (with the worker's
+        traceback added as a note, since tracebacks do not travel between processes); and the
+        progress reports and log records of the task's context, if it has one.
 
     Raises:
         TaskStateError: a task class's instance rebound an attribute during the batch (state that
@@ -88,11 +99,15 @@ def run_batch(call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseEx
     f, instance = call.caller()
     before = dict(vars(instance)) if instance is not None and hasattr(instance, "__dict__") else None
     try:
-        for x in items:
-            append(f(x))
+        if seqs is not None:
+            for x, s in zip(items, seqs, strict=True):
+                append(f(x, s))  # an af.Seq task's caller takes the seq too
+        else:
+            for x in items:
+                append(f(x))
     except (Exception, KeyboardInterrupt, SystemExit) as exc:  # an exit stops the run, not the worker
         exc.add_note("traceback in the worker:\n" + "".join(traceback.format_exception(exc)).rstrip())
-        return out, len(out), exc
+        return out, len(out), exc, _reports(call)
     if before is not None:
         after = vars(instance)
         changed = sorted({k for k in after if before.get(k, _ABSENT) is not after[k]} | (before.keys() - after.keys()))
@@ -102,7 +117,12 @@ def run_batch(call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseEx
                 "executor; each batch runs on a new instance in a worker, so that state would reset between "
                 "batches: run it inline (no executor), or keep the state downstream in a collector"
             )
-    return out, -1, None
+    return out, -1, None, _reports(call)
+
+
+def _reports(call: BatchCall) -> list[Report]:
+    """What the task's context (a detached copy, sent with the batch) reported while it ran."""
+    return [r for v in call.consts.values() if isinstance(v, Context) for r in v.take_reports()]
 
 
 _ABSENT = object()
@@ -132,7 +152,7 @@ class Executor:
 class Session:
     """An executor opened for one task of one run: sends batches, returns results."""
 
-    async def run(self, call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
+    async def run(self, call: BatchCall, items: list[Any], seqs: list[Any] | None = None) -> Outcome:
         """Run one batch remotely; returns what :func:`run_batch` returns."""
         raise NotImplementedError
 
@@ -176,8 +196,8 @@ class _ThreadSession(Session):
     def __init__(self, limiter: trio.CapacityLimiter) -> None:
         self.limiter = limiter
 
-    async def run(self, call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
-        return await trio.to_thread.run_sync(run_batch, call, items, limiter=self.limiter)
+    async def run(self, call: BatchCall, items: list[Any], seqs: list[Any] | None = None) -> Outcome:
+        return await trio.to_thread.run_sync(run_batch, call, items, seqs, limiter=self.limiter)
 
 
 @final
@@ -240,9 +260,9 @@ class _ProcessSession(Session):
         self.ctx = ctx
         self.limiter = limiter
 
-    async def run(self, call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
-        result: tuple[list[Any], int, BaseException | None] = await self.ctx.run_sync(
-            run_batch, call, items, limiter=self.limiter, kill_on_cancel=True
+    async def run(self, call: BatchCall, items: list[Any], seqs: list[Any] | None = None) -> Outcome:
+        result: Outcome = await self.ctx.run_sync(
+            run_batch, call, items, seqs, limiter=self.limiter, kill_on_cancel=True
         )
         return result
 
@@ -336,9 +356,9 @@ class _DaskSession(Session):
         self.loop = loop
         self._run_coroutine = asyncio.run_coroutine_threadsafe
 
-    async def run(self, call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
+    async def run(self, call: BatchCall, items: list[Any], seqs: list[Any] | None = None) -> Outcome:
         client = self.client
-        fut = client.submit(run_batch, call, items, pure=False)
+        fut = client.submit(run_batch, call, items, seqs, pure=False)
         done = trio.Event()
         gathered = self._run_coroutine(_gather(client, fut), self.loop)
         token = self.token
@@ -356,7 +376,7 @@ class _DaskSession(Session):
             gathered.cancel()
             self._run_coroutine(_cancel(client, fut), self.loop)
             raise
-        result: tuple[list[Any], int, BaseException | None] = gathered.result()
+        result: Outcome = gathered.result()
         return result
 
 

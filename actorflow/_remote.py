@@ -4,6 +4,10 @@ The worker calls the task with the same calling convention as inline (``_calls``
 failure on one item comes back with its index and goes through the actor's item loop
 (:meth:`ItemLoop.recover`), exactly as inline: retry it (the rest of the batch is sent again from
 that item), go on without it (dead letter), or fail the run naming it.
+
+A task's ``af.Context`` reaches the worker as a detached copy (``Context.detached``); what it
+reported during a batch comes back with the batch and is routed through the run's own context
+(progress events, log records) before the batch's outputs are checked and sent.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import TYPE_CHECKING, Any, final
 import trio
 
 from ._calls import target_of
+from ._context import Context, route
 from ._errors import ItemFailure
 from ._executors import BatchCall, Session
 from ._loop import child_seq
@@ -29,11 +34,13 @@ if TYPE_CHECKING:
 class RemoteBatches:
     """Runs a task's batches in an opened executor :class:`Session`."""
 
-    def __init__(self, actor: Actor, loop: ItemLoop, session: Session, call: BatchCall) -> None:
+    def __init__(self, actor: Actor, loop: ItemLoop, session: Session, call: BatchCall, ctx: Context | None) -> None:
         self.actor = actor
         self.loop = loop
         self.session = session
         self.call = call
+        #: The run's own context of the task, through which a worker's reports are routed (None: it has none).
+        self.ctx = ctx
         #: The index in its batch of the item that raised KeyboardInterrupt or SystemExit in a worker.
         self.exit_at = 0
 
@@ -43,11 +50,15 @@ class RemoteBatches:
         pos, attempt, failed = 0, 1, -1
         while pos < len(items):
             try:
-                done, index, error = await self.session.run(self.call, items[pos:] if pos else items)
+                done, index, error, reports = await self.session.run(
+                    self.call, items[pos:] if pos else items, (seqs[pos:] if pos else seqs) if self.call.seq else None
+                )
             except (trio.Cancelled, KeyboardInterrupt):
                 raise
             except Exception as exc:  # the batch could not run (a worker died, a value could not be sent)
                 raise ItemFailure(seqs[pos] if len(seqs) - pos == 1 else None, exc) from exc
+            if reports and self.ctx is not None:
+                route(self.ctx, reports)
             out.extend(done)
             if error is None:
                 break
@@ -75,7 +86,11 @@ async def open_remote(actor: Actor, loop: ItemLoop, consts: dict[str, Any]) -> A
         yield None
         return
     names = tuple(i.name for i in spec.streaming_inputs)
-    call = BatchCall(fn=target_of(spec.fn), consts=dict(consts), names=names, positional=spec.positional,
-                     generator=spec.is_generator)  # a task class travels by reference; workers make instances
+    consts = dict(consts)
+    ctx = consts.get(spec.context_param) if spec.context_param is not None else None
+    if isinstance(ctx, Context):
+        consts[spec.context_param] = ctx.detached()  # type: ignore[index]  # not None: ctx was found under it
+    call = BatchCall(fn=target_of(spec.fn), consts=consts, names=names, positional=spec.positional,
+                     generator=spec.is_generator, seq=spec.seq_param)  # a task class travels by reference
     async with spec.executor.session() as session:
-        yield RemoteBatches(actor, loop, session, call)
+        yield RemoteBatches(actor, loop, session, call, ctx if isinstance(ctx, Context) else None)
