@@ -127,6 +127,7 @@ class Runtime:
                 up = self.actors[inp.upstream]
                 if inp.streaming:
                     box = Mailbox(f"{spec.name}.{inp.name}", spec.capacity)
+                    box.merge = spec.executor is not None  # a round trip a batch: take whole batches
                     unchecked = up.spec.out_classes is None  # an unannotated sender: check against the receiver
                     deep = sampled_checker(inp.annotation, spec.settings.check == "full")
                     if deep is not None and _strip(up.spec.out_type) == _strip(inp.annotation):

@@ -4,6 +4,8 @@ On a thread, process or Dask executor every batch runs on a new instance in a wo
 in ``self`` between calls would start over with each batch (``[1, 1, 1, 2, 1, ...]`` where inline
 gives ``[1, 2, 3, ...]``). Such a class is refused when the task is defined or the run binds its
 executors; a change the class's source does not show fails the run at its first batch.
+
+Also here: an executor task's inbox joins queued batches, so a round trip carries a full batch.
 """
 
 from __future__ import annotations
@@ -146,3 +148,35 @@ def test_a_stateless_class_runs_on_executors_like_inline(executor: str) -> None:
     expected = [(i * i if i < 4 else i) * 3 for i in range(30)]
     assert af.run(flow_of(Scaler))["scaler"] == expected
     assert af.run(flow_of(Scaler, executor))["scaler"] == expected
+
+
+def test_an_executor_tasks_inbox_joins_queued_batches_up_to_the_size_asked_for() -> None:
+    from actorflow._mailbox import Mailbox
+
+    box = Mailbox("crunch.numbers", capacity=100)
+    box.merge = True
+    sent = [([0], ["a"]), ([1, 2], ["b", "c"]), ([3, 4, 5, 6], ["d", "e", "f", "g"])]
+    for seqs, items in sent:
+        box.put_nowait(seqs, items)
+    assert box.get_nowait(5) == ([0, 1, 2, 3, 4], ["a", "b", "c", "d", "e"])  # the first batch's round trip carries five
+    assert box.get_nowait(5) == ([5, 6], ["f", "g"])
+    assert len(box) == 0 and sent[2] == ([3, 4, 5, 6], ["d", "e", "f", "g"])  # the sender's lists are untouched
+    plain = Mailbox("inline.numbers", capacity=100)
+    for seqs, items in sent:
+        plain.put_nowait(seqs, items)
+    assert plain.get_nowait(5) == ([0], ["a"])  # inline tasks take one batch at a time, as before
+
+
+async def test_a_flow_on_an_executor_gives_the_same_result_with_joined_batches() -> None:
+    flow = af.Flow("joined")
+
+    @flow.source(batch_size=3)
+    def numbers(n: int = 200) -> Iterator[int]:
+        yield from range(n)
+
+    flow.task(executor=af.ThreadExecutor(threads=2), batch_size=50)(double)
+    assert (await af.run_async(flow))["double"] == [2 * i for i in range(200)]
+
+
+def double(numbers: int) -> int:
+    return 2 * numbers
