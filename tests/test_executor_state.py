@@ -158,7 +158,7 @@ def test_an_executor_tasks_inbox_joins_queued_batches_up_to_the_size_asked_for()
     sent = [([0], ["a"]), ([1, 2], ["b", "c"]), ([3, 4, 5, 6], ["d", "e", "f", "g"])]
     for seqs, items in sent:
         box.put_nowait(seqs, items)
-    assert box.get_nowait(5) == ([0, 1, 2, 3, 4], ["a", "b", "c", "d", "e"])  # the first batch's round trip carries five
+    assert box.get_nowait(5) == ([0, 1, 2, 3, 4], ["a", "b", "c", "d", "e"])  # one round trip carries five
     assert box.get_nowait(5) == ([5, 6], ["f", "g"])
     assert len(box) == 0 and sent[2] == ([3, 4, 5, 6], ["d", "e", "f", "g"])  # the sender's lists are untouched
     plain = Mailbox("inline.numbers", capacity=100)
