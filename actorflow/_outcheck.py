@@ -5,7 +5,7 @@ One :class:`OutputCheck` per actor, compiled once from the task's declared outpu
 of the batch's item types is a subset of the classes already admitted). Deep checks (container
 elements, record fields; see ``_typing.batch_checker``) and named types run only when the declared
 type asks for them; a stream's items have their contents checked by the sampling rule of
-``_typing.SampledCheck`` (every item with ``check="full"``). A task that declares no output type and
+``_sampling.SampledCheck`` (every item with ``check="full"``). A task that declares no output type and
 runs with a store has each new item type checked to be storable when it first appears.
 """
 
@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from ._codec import pack
 from ._errors import ItemFailure, MailboxTypeError, StoreError
 from ._mailbox import Mailbox
-from ._typing import SKIP, NamedType, _Skip, admits, deep_checker, sampled_checker, type_name, type_problem
+from ._sampling import sampled_checker
+from ._typing import SKIP, NamedType, _Skip, admits, deep_checker, type_name, type_problem
 
 if TYPE_CHECKING:
     from ._runtime import Runtime

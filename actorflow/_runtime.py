@@ -29,12 +29,13 @@ from ._errors import RunCancelled, RunInterrupted, StoreError, _fmt_seq
 from ._loop import DEFAULT_BATCH_TIME
 from ._mailbox import Mailbox
 from ._result import RunResult, Summary, TaskStats
+from ._sampling import sampled_checker
 from ._spill import SpillStore
 from ._store import Store
 from ._supervisor import Supervisor
 from ._taskclass import is_transactional
 from ._transact import TransactionalSinkActor
-from ._typing import _strip, runtime_classes, sampled_checker
+from ._typing import _strip, runtime_classes
 
 if TYPE_CHECKING:
     from ._gateway import Feed

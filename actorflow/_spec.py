@@ -18,7 +18,8 @@ from ._errors import DefinitionError
 from ._executors import Executor, executor_named
 from ._mailbox import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY
 from ._policy import DeadLetter, Fail, Restart, Retry
-from ._typing import CHECK_MODES, runtime_classes
+from ._sampling import CHECK_MODES
+from ._typing import runtime_classes
 
 TaskKind = Literal["source", "task", "collector", "sink", "input"]
 
@@ -64,7 +65,7 @@ class TaskSettings:
         per: a collector's group stream (a task name), or None for one product.
         rate_limit: the most calls per second across all the task's workers (None: no limit).
         check: how its ports check the contents of items: ``"sample"`` (the rule in
-            ``_typing.SampledCheck``) or ``"full"`` (every element of every item).
+            ``_sampling.SampledCheck``) or ``"full"`` (every element of every item).
         follows_executor: the settings left to their defaults, which follow the executor
             (``concurrency``, ``capacity``): :meth:`on` resizes them when a run picks another one.
     """

@@ -469,49 +469,6 @@ def _needs_deep(tp: Any) -> bool:
 BatchCheck = Callable[[list[Any]], bool]
 _BATCH: dict[Any, BatchCheck | None] = {}
 
-#: How a port checks the contents of items (``check=`` on a task): ``"sample"`` (the default) or ``"full"``.
-CHECK_MODES = ("sample", "full")
-#: A port checks the contents of its first ``CHECK_FIRST`` items whole (in batches; a batch that
-#: starts before the count is reached is checked whole) ...
-CHECK_FIRST = 1000
-#: ... then, in each batch, the items at positions 0, ``CHECK_STRIDE``, ``2 * CHECK_STRIDE``, ...
-CHECK_STRIDE = 8
-
-
-@final
-class SampledCheck:
-    """One port's deep check of whole batches: :func:`batch_checker` applied by the documented rule.
-
-    Every item's class is checked elsewhere, always (``isinstance``, one C pass a batch). The
-    contents (container elements, record fields) are checked for every item of the first
-    :data:`CHECK_FIRST` items through the port; after that, per batch, for the items at positions
-    0, 8, 16, ... (:data:`CHECK_STRIDE`): the first item of every batch and one item in eight.
-    With *full* (``check="full"``) every item is checked. Stateful (it counts the items it has
-    seen), so each port has its own.
-    """
-
-    __slots__ = ("check", "full", "left")
-
-    def __init__(self, check: BatchCheck, full: bool) -> None:
-        self.check = check
-        self.full = full
-        #: Items still to be checked whole before sampling starts.
-        self.left = CHECK_FIRST
-
-    def __call__(self, items: list[Any]) -> bool:
-        left = self.left
-        if left > 0 or self.full:
-            self.left = left - len(items)
-            return self.check(items)
-        return self.check(items[::CHECK_STRIDE])
-
-
-def sampled_checker(tp: Any, full: bool = False) -> SampledCheck | None:
-    """A new :class:`SampledCheck` of values of *tp* (None: the class check says it all)."""
-    check = batch_checker(tp)
-    return None if check is None else SampledCheck(check, full)
-
-
 def batch_checker(tp: Any) -> BatchCheck | None:
     """:func:`deep_checker` for a whole batch of values already of *tp*'s outer class (None: none needed).
 

@@ -14,16 +14,8 @@ import pytest
 from trio_websocket import open_websocket_url
 
 import actorflow as af
-from actorflow._typing import (
-    CHECK_FIRST,
-    CHECK_STRIDE,
-    SAMPLE_HEAD,
-    SAMPLE_LIMIT,
-    deep_checker,
-    sample_indices,
-    sampled_checker,
-    type_problem,
-)
+from actorflow._sampling import CHECK_FIRST, CHECK_STRIDE, sampled_checker
+from actorflow._typing import SAMPLE_HEAD, SAMPLE_LIMIT, deep_checker, sample_indices, type_problem
 
 
 @attrs.define

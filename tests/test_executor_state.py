@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 import actorflow as af
-from actorflow._executors import TaskStateError, stateful
+from actorflow._classstate import stateful
+from actorflow._executors import TaskStateError
 
 # -- task classes: module level, so worker processes can import them ------------------------------
 
