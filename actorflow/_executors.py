@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from contextlib import asynccontextmanager
@@ -75,24 +76,26 @@ class TaskStateError(ActorflowError):
 
 
 #: What a batch gives back: its results, the index of the item that raised (-1: none) and its
-#: exception, and what the task's ``af.Context`` reported meanwhile (see ``_context.route``).
-Outcome = tuple[list[Any], int, BaseException | None, list[Report]]
+#: exception, what the task's ``af.Context`` reported meanwhile (see ``_context.route``), and the
+#: seconds the worker spent on it (for sizing batches by their round trip).
+Outcome = tuple[list[Any], int, BaseException | None, list[Report], float]
 
 
 def run_batch(call: BatchCall, items: list[Any], seqs: list[Any] | None = None) -> Outcome:
     """Run *call* on every item (with its sequence number from *seqs* when the task asks); executed in the worker.
 
     Returns:
-        ``(results, index, error, reports)``: on success every result, ``-1`` and None; when item
-        *index* raised, the results before it, its index and the exception (with the worker's
-        traceback added as a note, since tracebacks do not travel between processes); and the
-        progress reports and log records of the task's context, if it has one.
+        ``(results, index, error, reports, seconds)``: on success every result, ``-1`` and None; when
+        item *index* raised, the results before it, its index and the exception (with the worker's
+        traceback added as a note, since tracebacks do not travel between processes); the
+        progress reports and log records of the task's context, if it has one; and the time taken.
 
     Raises:
         TaskStateError: a task class's instance rebound an attribute during the batch (state that
             would reset with the next batch's new instance; :func:`stateful` refuses the cases its
             source shows at definition, this catches the rest).
     """
+    t0 = time.perf_counter()
     out: list[Any] = []
     append = out.append
     f, instance = call.caller()
@@ -106,7 +109,7 @@ def run_batch(call: BatchCall, items: list[Any], seqs: list[Any] | None = None) 
                 append(f(x))
     except (Exception, KeyboardInterrupt, SystemExit) as exc:  # an exit stops the run, not the worker
         exc.add_note("traceback in the worker:\n" + "".join(traceback.format_exception(exc)).rstrip())
-        return out, len(out), exc, _reports(call)
+        return out, len(out), exc, _reports(call), time.perf_counter() - t0
     if before is not None:
         after = vars(instance)
         changed = sorted({k for k in after if before.get(k, _ABSENT) is not after[k]} | (before.keys() - after.keys()))
@@ -116,7 +119,7 @@ def run_batch(call: BatchCall, items: list[Any], seqs: list[Any] | None = None) 
                 "executor; each batch runs on a new instance in a worker, so that state would reset between "
                 "batches: run it inline (no executor), or keep the state downstream in a collector"
             )
-    return out, -1, None, _reports(call)
+    return out, -1, None, _reports(call), time.perf_counter() - t0
 
 
 def _reports(call: BatchCall) -> list[Report]:

@@ -5,6 +5,10 @@ failure on one item comes back with its index and goes through the actor's item 
 (:meth:`ItemLoop.recover`), exactly as inline: retry it (the rest of the batch is sent again from
 that item), go on without it (dead letter), or fail the run naming it.
 
+Batches are sized by their round trip (:class:`RoundTrips`): big enough that the work in the
+worker outweighs the round trip's own cost many times over, no bigger than the batch time asks
+when the round trip is cheap, and never above the task's ``batch_size``.
+
 A task's ``af.Context`` reaches the worker as a detached copy (``Context.detached``); what it
 reported during a batch comes back with the batch and is routed through the run's own context
 (progress events, log records) before the batch's outputs are checked and sent.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, final
 
 import trio
@@ -27,7 +32,7 @@ from ._typing import SKIP
 
 if TYPE_CHECKING:
     from ._actor import Actor
-    from ._loop import ItemLoop
+    from ._loop import BatchSizer, ItemLoop
 
 
 @final
@@ -43,6 +48,7 @@ class RemoteBatches:
         self.ctx = ctx
         #: The index in its batch of the item that raised KeyboardInterrupt or SystemExit in a worker.
         self.exit_at = 0
+        self.sizing = RoundTrips(actor.sizer, actor.batch_time)
 
     async def process(self, seqs: list[Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
         """Run one batch in the executor; returns the checked output batch."""
@@ -50,9 +56,11 @@ class RemoteBatches:
         pos, attempt, failed = 0, 1, -1
         while pos < len(items):
             try:
-                done, index, error, reports = await self.session.run(
+                t0 = perf_counter()
+                done, index, error, reports, worked = await self.session.run(
                     self.call, items[pos:] if pos else items, (seqs[pos:] if pos else seqs) if self.call.seq else None
                 )
+                self.sizing.observe(len(done) + (error is not None), worked, perf_counter() - t0)
             except (trio.Cancelled, KeyboardInterrupt):
                 raise
             except Exception as exc:  # the batch could not run (a worker died, a value could not be sent)
@@ -76,6 +84,40 @@ class RemoteBatches:
             out = [r for rs in out for r in rs]
             return self.actor.out_check.batch(out_seqs, out)
         return self.actor.out_check.batch(seqs, out)
+
+
+#: A batch should keep its worker busy at least this many times as long as its round trip's own cost.
+RTT_FACTOR = 10
+
+
+@final
+class RoundTrips:
+    """Sizes an executor task's batches by the round trip to its workers (sets the actor's *sizer*).
+
+    Each batch tells how long the worker worked on it and how long the round trip took in all;
+    the round trip's own cost is the least difference seen (a batch that waited for a busy
+    worker took longer, but its work did not grow). The next batches take about
+    ``max(batch_time, RTT_FACTOR * cost)`` seconds of work, between 1 item and the task's
+    ``batch_size``: the first batch is one item (a slow function never holds a checkpoint for a
+    whole ``batch_size`` of items), the second already the size that time asks for.
+    """
+
+    __slots__ = ("cost", "sizer", "target")
+
+    def __init__(self, sizer: BatchSizer, target: float) -> None:
+        self.sizer = sizer
+        self.target = target
+        self.cost = float("inf")
+        sizer.size = 1
+
+    def observe(self, n: int, worked: float, took: float) -> None:
+        """A round trip of *n* items took *took* seconds, *worked* of them in the worker."""
+        if n <= 0:
+            return
+        self.cost = cost = min(self.cost, max(0.0, took - worked))
+        goal = max(self.target, RTT_FACTOR * cost)
+        limit = self.sizer.limit
+        self.sizer.size = limit if worked <= 0 else max(1, min(limit, int(goal * n / worked)))
 
 
 @asynccontextmanager

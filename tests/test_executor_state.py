@@ -10,12 +10,14 @@ Also here: an executor task's inbox joins queued batches, so a round trip carrie
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import actorflow as af
+from actorflow import events as ev
 from actorflow._classstate import stateful
 from actorflow._executors import TaskStateError
 
@@ -181,3 +183,38 @@ async def test_a_flow_on_an_executor_gives_the_same_result_with_joined_batches()
 
 def double(numbers: int) -> int:
     return 2 * numbers
+
+
+def test_round_trips_size_batches_by_the_work_they_carry() -> None:
+    from actorflow._loop import BatchSizer
+    from actorflow._remote import RTT_FACTOR, RoundTrips
+
+    sizer = BatchSizer(0.01, 1000, fixed=True)
+    sizing = RoundTrips(sizer, 0.01)
+    assert sizer.size == 1  # the first batch is one item: a slow function never holds a whole batch_size
+    sizing.observe(1, 0.001, 0.002)  # 1 ms of work, 1 ms of round trip
+    assert sizing.cost == pytest.approx(0.001) and sizer.size == int(RTT_FACTOR * 0.001 / 0.001)
+    sizing.observe(10, 1.0, 1.0005)  # slow items: 100 ms each
+    assert sizer.size == 1
+    sizing.observe(100, 0.0001, 0.01)  # a batch that waited for a busy worker: its cost does not grow
+    assert sizing.cost == pytest.approx(0.0005) and sizer.size == 1000  # cheap items: the task's batch_size
+
+
+def slow(numbers: int) -> int:
+    time.sleep(0.002)
+    return numbers
+
+
+async def test_slow_items_on_an_executor_travel_in_small_batches() -> None:
+    flow = af.Flow("slow")
+
+    @flow.source
+    def numbers(n: int = 200) -> Iterator[int]:
+        yield from range(n)
+
+    flow.task(executor=af.ThreadExecutor(threads=2), batch_size=1000)(slow)
+    async with af.open_run(flow) as run:
+        events = run.events()
+        assert (await run.result())["slow"] == list(range(200))
+    sizes = [e.items_in async for e in events if isinstance(e, ev.BatchProcessed) and e.task == "slow"]
+    assert sum(sizes) == 200 and max(sizes) < 40  # time-sized, not up to 1,000 items (2 s) a round trip
