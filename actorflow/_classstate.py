@@ -43,7 +43,8 @@ def stateful(fn: Callable[..., Any]) -> str | None:
     return (
         f"task class {cls.__qualname__} keeps state in its instance between calls ({where_}() changes self.{attr}); "
         "on an executor each batch runs on a new instance in a worker, so that state would reset between "
-        "batches: run it inline (no executor), or keep the state downstream in a collector"
+        "batches: run it inline (no executor), keep the state downstream in a collector, or set up what it "
+        "reuses (a client, a model) in __init__"
     )
 
 

@@ -117,7 +117,8 @@ def run_batch(call: BatchCall, items: list[Any], seqs: list[Any] | None = None) 
             raise TaskStateError(
                 f"task class {type(instance).__qualname__} changed self.{changed[0]} while running a batch on an "
                 "executor; each batch runs on a new instance in a worker, so that state would reset between "
-                "batches: run it inline (no executor), or keep the state downstream in a collector"
+                "batches: run it inline (no executor), keep the state downstream in a collector, or set up what "
+                "it reuses (a client, a model) in __init__"
             )
     return out, -1, None, _reports(call), time.perf_counter() - t0
 
