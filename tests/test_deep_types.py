@@ -310,3 +310,19 @@ async def test_websocket_push_refuses_wrong_elements() -> None:
             assert "item 2: expected list[int], got list [True] ([0]: expected int, got bool True)" in msg["error"]
             await ws.send_message(json.dumps({"op": "end", "source": "inbox"}))
         assert (await run.result())["count"] == 0
+
+
+def test_a_task_class_takes_the_check_setting() -> None:
+    class Rows(af.Task):
+        kind = "source"
+        check = "full"
+
+        def run(self) -> Iterator[list[int]]:
+            for i in range(3000):
+                yield [i, "x"] if i == 2345 else [i, i]  # type: ignore[list-item]
+
+    flow = af.Flow("class-check")
+    flow.add(Rows)
+    assert flow.tasks["rows"].settings.check == "full"
+    with pytest.raises(af.MailboxTypeError, match=r"\(item seq 2345\)"):
+        af.run(flow)
