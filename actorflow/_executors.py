@@ -50,6 +50,9 @@ class BatchCall:
         positional: True when the streaming parameters come first (items are passed positionally).
         generator: True for a generator function (each item gives a list of outputs).
         seq: the parameter annotated ``af.Seq`` (each item's sequence number), if any.
+        timeout: seconds one item may run (a task with ``timeout=``; thread executors only): an
+            item that runs longer is abandoned -- its thread runs on unobserved until it returns --
+            and fails with ``TimeoutError``.
     """
 
     fn: Callable[..., Any]
@@ -58,6 +61,7 @@ class BatchCall:
     positional: bool
     generator: bool
     seq: str | None = None
+    timeout: float | None = None
 
     def caller(self) -> tuple[Callable[..., Any], Any]:
         """The function as a one-argument callable of an item (a tuple of items for zipped inputs),
@@ -198,9 +202,34 @@ class ThreadExecutor(Executor):
 class _ThreadSession(Session):
     def __init__(self, limiter: trio.CapacityLimiter) -> None:
         self.limiter = limiter
+        #: The thread limiter of a timed call, around which the session's own limiter is held (an
+        #: abandoned thread gives its place back at once).
+        self.unlimited = trio.CapacityLimiter(1_000_000)
 
     async def run(self, call: BatchCall, items: list[Any], seqs: list[Any] | None = None) -> Outcome:
-        return await trio.to_thread.run_sync(run_batch, call, items, seqs, limiter=self.limiter)
+        if call.timeout is None:
+            return await trio.to_thread.run_sync(run_batch, call, items, seqs, limiter=self.limiter)
+        out: list[Any] = []
+        reports: list[Report] = []
+        worked = 0.0
+        for i, x in enumerate(items):  # one item per call, timed from when a thread is free for it
+            async with self.limiter:
+                with trio.move_on_after(call.timeout) as scope:
+                    done, _, error, said, took = await trio.to_thread.run_sync(
+                        run_batch, call, [x], None if seqs is None else [seqs[i]], limiter=self.unlimited,
+                        abandon_on_cancel=True,
+                    )
+            if scope.cancelled_caught:
+                late = TimeoutError(
+                    f"the item ran longer than its timeout of {call.timeout:g} s; its thread was abandoned"
+                )
+                return out, i, late, reports, worked + call.timeout
+            out.extend(done)
+            reports += said
+            worked += took
+            if error is not None:
+                return out, i, error, reports, worked
+        return out, -1, None, reports, worked
 
 
 @final

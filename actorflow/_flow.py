@@ -307,6 +307,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         check: str = "sample",
+        copy: bool = False,
     ) -> Callable[[F], F]: ...
     def source(  # type: ignore[misc]  # mypy cannot match the decorator-factory overload
         self,
@@ -322,6 +323,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         check: str = "sample",
+        copy: bool = False,
     ) -> Any:
         """Define a source: a sync or async generator function whose items start a stream.
 
@@ -337,7 +339,7 @@ class Flow:
             self._define(
                 f, "source", name, capacity=capacity, batch_size=batch_size, batch_time=batch_time, on_error=on_error,
                 secrets=secrets,
-                cache=cache, version=version, check=check,
+                cache=cache, version=version, copy=copy, check=check,
             )
             return f
 
@@ -362,6 +364,8 @@ class Flow:
         version: str | None = None,
         check: str = "sample",
         rate_limit: float | None = None,
+        copy: bool = False,
+        timeout: float | None = None,
     ) -> Callable[[F], F]: ...
     def task(  # type: ignore[misc]
         self,
@@ -381,6 +385,8 @@ class Flow:
         version: str | None = None,
         check: str = "sample",
         rate_limit: float | None = None,
+        copy: bool = False,
+        timeout: float | None = None,
     ) -> Any:
         """Define a task.
 
@@ -409,6 +415,13 @@ class Flow:
                 fields): ``"sample"`` (the default: the first 1,000 items whole, then the first
                 item of every batch and one in eight) or ``"full"`` (every item). Every item's
                 class is always checked. The same keyword works on sources, collectors and sinks.
+            copy: give every reader of the output stream after the first its own deep copy of each
+                item (readers share item objects by default: a reader that mutates its items should
+                ask for copies).
+            timeout: seconds one item may run; a longer one fails with ``TimeoutError`` under
+                ``on_error``. An async handler is cancelled; on a thread or process executor the
+                call is abandoned (its thread runs on until it returns; a process is killed). A
+                plain function running inline cannot be stopped and is refused.
         """
 
         def deco(f: F) -> F:
@@ -428,6 +441,8 @@ class Flow:
                 version=version,
                 rate_limit=rate_limit,
                 check=check,
+                copy=copy,
+                timeout=timeout,
             )
             return f
 
@@ -485,6 +500,7 @@ class Flow:
         version: str | None = None,
         check: str = "sample",
         rate_limit: float | None = None,
+        timeout: float | None = None,
     ) -> Callable[[F], F]: ...
     def sink(  # type: ignore[misc]
         self,
@@ -501,18 +517,19 @@ class Flow:
         version: str | None = None,
         check: str = "sample",
         rate_limit: float | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """Define a sink: called once per item for its side effects; it has no product.
 
         A parameter annotated ``af.Seq`` receives each item's sequence number, so an external
         system can de-duplicate the items a resumed run delivers again (at-least-once).
-        ``rate_limit`` is as for :meth:`task`.
+        ``rate_limit`` and ``timeout`` are as for :meth:`task` (a sink with a timeout must be async).
         """
 
         def deco(f: F) -> F:
             self._define(
                 f, "sink", name, concurrency=concurrency, capacity=capacity, batch_time=batch_time, on_error=on_error,
-                secrets=secrets, cache=cache, version=version, rate_limit=rate_limit, check=check,
+                secrets=secrets, cache=cache, version=version, rate_limit=rate_limit, timeout=timeout, check=check,
             )
             return f
 

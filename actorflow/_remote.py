@@ -5,7 +5,8 @@ failure on one item comes back with its index and goes through the actor's item 
 (:meth:`ItemLoop.recover`), exactly as inline: retry it (the rest of the batch is sent again from
 that item), go on without it (dead letter), or fail the run naming it.
 
-Batches are sized by their round trip (:class:`RoundTrips`): big enough that the work in the
+On process and Dask executors batches are sized by their round trip (:class:`RoundTrips`; a
+thread executor's follow the inline time sizer): big enough that the work in the
 worker outweighs the round trip's own cost many times over, no bigger than the batch time asks
 when the round trip is cheap, and never above the task's ``batch_size``.
 
@@ -48,7 +49,8 @@ class RemoteBatches:
         self.ctx = ctx
         #: The index in its batch of the item that raised KeyboardInterrupt or SystemExit in a worker.
         self.exit_at = 0
-        self.sizing = RoundTrips(actor.sizer, actor.batch_time)
+        #: Process and Dask executors (a *fixed* sizer: the inline one cannot see a round trip) size by round trip.
+        self.sizing = RoundTrips(actor.sizer, actor.batch_time) if actor.sizer.fixed else None
 
     async def process(self, seqs: list[Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
         """Run one batch in the executor; returns the checked output batch."""
@@ -60,7 +62,8 @@ class RemoteBatches:
                 done, index, error, reports, worked = await self.session.run(
                     self.call, items[pos:] if pos else items, (seqs[pos:] if pos else seqs) if self.call.seq else None
                 )
-                self.sizing.observe(len(done) + (error is not None), worked, perf_counter() - t0)
+                if self.sizing is not None:
+                    self.sizing.observe(len(done) + (error is not None), worked, perf_counter() - t0)
             except (trio.Cancelled, KeyboardInterrupt):
                 raise
             except Exception as exc:  # the batch could not run (a worker died, a value could not be sent)
@@ -88,6 +91,9 @@ class RemoteBatches:
 
 #: A batch should keep its worker busy at least this many times as long as its round trip's own cost.
 RTT_FACTOR = 10
+#: The next batches carry at most this many times the items of the one just back: the first round
+#: trips pay for starting the workers, which says nothing about the cost of the next ones.
+GROWTH = 8
 
 
 @final
@@ -98,8 +104,8 @@ class RoundTrips:
     the round trip's own cost is the least difference seen (a batch that waited for a busy
     worker took longer, but its work did not grow). The next batches take about
     ``max(batch_time, RTT_FACTOR * cost)`` seconds of work, between 1 item and the task's
-    ``batch_size``: the first batch is one item (a slow function never holds a checkpoint for a
-    whole ``batch_size`` of items), the second already the size that time asks for.
+    ``batch_size``, and at most :data:`GROWTH` times the batch just back: the first batch is one
+    item (a slow function never holds a checkpoint for a whole ``batch_size`` of items).
     """
 
     __slots__ = ("cost", "sizer", "target")
@@ -116,8 +122,8 @@ class RoundTrips:
             return
         self.cost = cost = min(self.cost, max(0.0, took - worked))
         goal = max(self.target, RTT_FACTOR * cost)
-        limit = self.sizer.limit
-        self.sizer.size = limit if worked <= 0 else max(1, min(limit, int(goal * n / worked)))
+        ideal = self.sizer.limit if worked <= 0 else int(goal * n / worked)
+        self.sizer.size = max(1, min(self.sizer.limit, GROWTH * n, ideal))
 
 
 @asynccontextmanager
@@ -133,6 +139,7 @@ async def open_remote(actor: Actor, loop: ItemLoop, consts: dict[str, Any]) -> A
     if isinstance(ctx, Context):
         consts[spec.context_param] = ctx.detached()  # type: ignore[index]  # not None: ctx was found under it
     call = BatchCall(fn=target_of(spec.fn), consts=consts, names=names, positional=spec.positional,
-                     generator=spec.is_generator, seq=spec.seq_param)  # a task class travels by reference
+                     generator=spec.is_generator, seq=spec.seq_param,
+                     timeout=spec.timeout)  # a task class travels by reference; workers make instances
     async with spec.executor.session() as session:
         yield RemoteBatches(actor, loop, session, call, ctx if isinstance(ctx, Context) else None)

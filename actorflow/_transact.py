@@ -25,6 +25,7 @@ from typing import Any
 
 from ._actor_kinds import SinkActor
 from ._codec import pack, unpack
+from ._state import TransactionState
 
 
 class TransactionalSinkActor(SinkActor):
@@ -111,10 +112,12 @@ class TransactionalSinkActor(SinkActor):
         self.prepared = []
         self.txn_open = False
 
-    def state(self) -> dict[str, Any]:
-        return {**super().state(), "tokens": [*self.durable, *self.prepared]}
+    state_type = TransactionState
 
-    def restore(self, st: dict[str, Any]) -> None:
+    def state(self) -> TransactionState:
+        return TransactionState(**self.common_state(), tokens=[*self.durable, *self.prepared])
+
+    def restore(self, st: Any) -> None:
         super().restore(st)
-        tokens = st.get("tokens", [])
+        tokens = st.tokens if isinstance(st, TransactionState) else []
         self.durable = list(tokens) if isinstance(tokens, list) else []

@@ -187,21 +187,24 @@ def double(numbers: int) -> int:
 
 def test_round_trips_size_batches_by_the_work_they_carry() -> None:
     from actorflow._loop import BatchSizer
-    from actorflow._remote import RTT_FACTOR, RoundTrips
+    from actorflow._remote import GROWTH, RTT_FACTOR, RoundTrips
 
     sizer = BatchSizer(0.01, 1000, fixed=True)
     sizing = RoundTrips(sizer, 0.01)
     assert sizer.size == 1  # the first batch is one item: a slow function never holds a whole batch_size
     sizing.observe(1, 0.001, 0.002)  # 1 ms of work, 1 ms of round trip
-    assert sizing.cost == pytest.approx(0.001) and sizer.size == int(RTT_FACTOR * 0.001 / 0.001)
+    assert sizing.cost == pytest.approx(0.001)
+    assert sizer.size == min(GROWTH, int(RTT_FACTOR * 0.001 / 0.001))  # 10 ms of work asked for; growth caps it
     sizing.observe(10, 1.0, 1.0005)  # slow items: 100 ms each
     assert sizer.size == 1
     sizing.observe(100, 0.0001, 0.01)  # a batch that waited for a busy worker: its cost does not grow
-    assert sizing.cost == pytest.approx(0.0005) and sizer.size == 1000  # cheap items: the task's batch_size
+    assert sizing.cost == pytest.approx(0.0005) and sizer.size == GROWTH * 100  # cheap items: growing ...
+    sizing.observe(800, 0.0008, 0.002)
+    assert sizer.size == 1000  # ... up to the task's batch_size
 
 
 def slow(numbers: int) -> int:
-    time.sleep(0.002)
+    time.sleep(0.001)
     return numbers
 
 
@@ -209,12 +212,13 @@ async def test_slow_items_on_an_executor_travel_in_small_batches() -> None:
     flow = af.Flow("slow")
 
     @flow.source
-    def numbers(n: int = 200) -> Iterator[int]:
+    def numbers(n: int = 400) -> Iterator[int]:
         yield from range(n)
 
-    flow.task(executor=af.ThreadExecutor(threads=2), batch_size=1000)(slow)
+    flow.task(executor=af.ProcessExecutor(workers=1), batch_size=1000, concurrency=1)(slow)
     async with af.open_run(flow) as run:
         events = run.events()
-        assert (await run.result())["slow"] == list(range(200))
+        assert (await run.result())["slow"] == list(range(400))
     sizes = [e.items_in async for e in events if isinstance(e, ev.BatchProcessed) and e.task == "slow"]
-    assert sum(sizes) == 200 and max(sizes) < 40  # time-sized, not up to 1,000 items (2 s) a round trip
+    assert sum(sizes) == 400
+    assert max(sizes) <= 50  # about 10 ms of work a round trip, not all 400 items queued (0.4 s)
