@@ -50,7 +50,7 @@ class RemoteBatches:
         #: The index in its batch of the item that raised KeyboardInterrupt or SystemExit in a worker.
         self.exit_at = 0
         #: Process and Dask executors (a *fixed* sizer: the inline one cannot see a round trip) size by round trip.
-        self.sizing = RoundTrips(actor.sizer, actor.batch_time) if actor.sizer.fixed else None
+        self.sizing = RoundTrips(actor.sizer, actor.batch_time, actor.spec.concurrency) if actor.sizer.fixed else None
 
     async def process(self, seqs: list[Any], items: list[Any]) -> tuple[list[Any], list[Any]]:
         """Run one batch in the executor; returns the checked output batch."""
@@ -91,9 +91,10 @@ class RemoteBatches:
 
 #: A batch should keep its worker busy at least this many times as long as its round trip's own cost.
 RTT_FACTOR = 10
-#: The next batches carry at most this many times the items of the one just back: the first round
-#: trips pay for starting the workers, which says nothing about the cost of the next ones.
+#: The next batches carry at most this many times the items of the one just back.
 GROWTH = 8
+#: The weight of the newest round trip in the average cost.
+SMOOTHING = 0.5
 
 
 @final
@@ -101,27 +102,35 @@ class RoundTrips:
     """Sizes an executor task's batches by the round trip to its workers (sets the actor's *sizer*).
 
     Each batch tells how long the worker worked on it and how long the round trip took in all;
-    the round trip's own cost is the least difference seen (a batch that waited for a busy
-    worker took longer, but its work did not grow). The next batches take about
+    the difference is the round trip's cost, averaged over recent batches (:data:`SMOOTHING`).
+    It includes the time a batch waited for a busy worker: while batches queue, the workers are
+    saturated and bigger batches lose nothing (trio-parallel's workers take one job at a time,
+    so every batch leaves its worker idle for one round trip: fewer, bigger batches keep up with
+    a pool fed from a queue). The first ``warmup`` round trips (one per batch in flight) pay for
+    starting the workers and are not counted. The next batches take about
     ``max(batch_time, RTT_FACTOR * cost)`` seconds of work, between 1 item and the task's
     ``batch_size``, and at most :data:`GROWTH` times the batch just back: the first batch is one
-    item (a slow function never holds a checkpoint for a whole ``batch_size`` of items).
+    item, so a slow function never holds a checkpoint for a whole ``batch_size`` of items.
     """
 
-    __slots__ = ("cost", "sizer", "target")
+    __slots__ = ("cost", "sizer", "target", "warmup")
 
-    def __init__(self, sizer: BatchSizer, target: float) -> None:
+    def __init__(self, sizer: BatchSizer, target: float, warmup: int = 1) -> None:
         self.sizer = sizer
         self.target = target
-        self.cost = float("inf")
+        self.warmup = warmup
+        self.cost = 0.0
         sizer.size = 1
 
     def observe(self, n: int, worked: float, took: float) -> None:
         """A round trip of *n* items took *took* seconds, *worked* of them in the worker."""
         if n <= 0:
             return
-        self.cost = cost = min(self.cost, max(0.0, took - worked))
-        goal = max(self.target, RTT_FACTOR * cost)
+        if self.warmup > 0:
+            self.warmup -= 1
+        else:
+            self.cost += SMOOTHING * (max(0.0, took - worked) - self.cost)
+        goal = max(self.target, RTT_FACTOR * self.cost)
         ideal = self.sizer.limit if worked <= 0 else int(goal * n / worked)
         self.sizer.size = max(1, min(self.sizer.limit, GROWTH * n, ideal))
 

@@ -187,20 +187,21 @@ def double(numbers: int) -> int:
 
 def test_round_trips_size_batches_by_the_work_they_carry() -> None:
     from actorflow._loop import BatchSizer
-    from actorflow._remote import GROWTH, RTT_FACTOR, RoundTrips
+    from actorflow._remote import GROWTH, RTT_FACTOR, SMOOTHING, RoundTrips
 
     sizer = BatchSizer(0.01, 1000, fixed=True)
-    sizing = RoundTrips(sizer, 0.01)
+    sizing = RoundTrips(sizer, 0.01, warmup=1)
     assert sizer.size == 1  # the first batch is one item: a slow function never holds a whole batch_size
-    sizing.observe(1, 0.001, 0.002)  # 1 ms of work, 1 ms of round trip
-    assert sizing.cost == pytest.approx(0.001)
-    assert sizer.size == min(GROWTH, int(RTT_FACTOR * 0.001 / 0.001))  # 10 ms of work asked for; growth caps it
-    sizing.observe(10, 1.0, 1.0005)  # slow items: 100 ms each
-    assert sizer.size == 1
-    sizing.observe(100, 0.0001, 0.01)  # a batch that waited for a busy worker: its cost does not grow
-    assert sizing.cost == pytest.approx(0.0005) and sizer.size == GROWTH * 100  # cheap items: growing ...
-    sizing.observe(800, 0.0008, 0.002)
+    sizing.observe(1, 0.001, 2.0)  # the first round trip started a worker: not counted
+    assert sizing.cost == 0.0 and sizer.size == GROWTH  # 10 ms of 1 ms items asked for; growth caps it
+    sizing.observe(8, 0.8, 0.802)  # slow items: 100 ms each
+    assert sizing.cost == pytest.approx(SMOOTHING * 0.002) and sizer.size == 1
+    sizing.observe(1, 0.00001, 0.1)  # cheap items waiting for busy workers: bigger batches cost nothing
+    assert sizer.size == GROWTH
+    for _ in range(3):
+        sizing.observe(sizer.size, sizer.size * 0.00001, 0.1)
     assert sizer.size == 1000  # ... up to the task's batch_size
+    assert sizing.cost * RTT_FACTOR > 0.01
 
 
 def slow(numbers: int) -> int:
