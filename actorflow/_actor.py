@@ -28,6 +28,8 @@ from ._inbox import ZipInbox
 from ._loop import EXITS, BatchSizer, Handler, ItemLoop, RateLimiter, is_failure
 from ._mailbox import Batch, Mailbox
 from ._outcheck import OutputCheck
+from ._slow import SlowWatch
+from ._spill import SpilledStream
 from ._state import ABSENT, ActorState, CacheState
 from ._taskclass import instance_state, is_stateful_class
 
@@ -63,7 +65,7 @@ class Actor:
         self.sup = run.supervisor
         self.inboxes: list[Mailbox] = []
         self.outs: list[Mailbox] = []
-        self.gather: list[Any] | None = None
+        self.gather: list[Any] | SpilledStream | None = None  # SpilledStream: an unread stream (_spill)
         self.in_result = False
         self.product = Product()
         self.items_in = 0
@@ -104,11 +106,8 @@ class Actor:
         self.limiter = RateLimiter(spec.rate_limit, spec.concurrency) if spec.rate_limit is not None else None
         #: Seconds spent processing batches (user code running), for metrics.
         self.busy_time = 0.0
-        #: While a batch is processed: when it started and its sequence numbers (for slow-item reports).
-        self.batch_started = 0.0
-        self.batch_seqs: list[Any] = []
-        #: (batch start, item index) of the last slow item reported, so each is reported once.
-        self.slow_reported: tuple[float, int] = (0.0, 0)
+        #: The slow-item watch's hook on this actor's batches (see ``_slow``).
+        self.slow = SlowWatch(run.bus, run.run_id, self.name, run.slow_item, sync=not spec.is_async)
         self._yielded = perf_counter()
         #: The output port's type checks (and storability of undeclared types when there is a store).
         self.out_check = OutputCheck(run, spec, store=run.supervisor.store is not None)
@@ -281,16 +280,9 @@ class Actor:
     def worked(self, batch: Batch, t0: float) -> None:
         """A batch started at *t0* is processed: feed the sizer, the busy time and slow-item reports."""
         elapsed = perf_counter() - t0
-        self.batch_started = 0.0
         self.busy_time += elapsed
         self.sizer.adjust(len(batch[1]), elapsed)
-        if elapsed >= self.run.slow_item and self.slow_reported[0] != t0 and batch[0] and not self.spec.is_async:
-            self.report_slow(batch[0][0], elapsed, (t0, 0))
-
-    def report_slow(self, seq: Any, seconds: float, key: tuple[float, int]) -> None:
-        """Publish that the item *seq* has run (or ran) *seconds* (*key*: which item, so it is reported once)."""
-        self.slow_reported = key
-        self.run.bus.publish(ev.ItemSlow(run_id=self.run.run_id, task=self.name, seq=seq, seconds=seconds))
+        self.slow.end(t0, elapsed)
 
     async def apply_policy(self, seq: Any, item: Any, exc: BaseException, attempt: int) -> bool:
         """The supervisor's policy for a failed item (see :meth:`ItemLoop.recover`)."""
@@ -363,6 +355,7 @@ class Actor:
             consts[self.spec.context_param] = context_for(self.run, self.name, self.spec.secrets)
         self.handler = Handler(self.spec, consts)
         self.loop = ItemLoop(self, self.handler, self.skip_children)
+        self.slow.position = self.loop.where
         if self.restored_attrs and self.handler.instance is not None:
             for key, value in self.restored_attrs.items():
                 setattr(self.handler.instance, key, value)
@@ -459,6 +452,8 @@ class Actor:
 
     def common_state(self) -> dict[str, Any]:
         """The fields of :class:`~actorflow._state.ActorState` (every kind's record has them)."""
+        if not self.spec.settings.checkpoint:  # checkpoint=False: nothing kept, run again on resume
+            return {"status": "pending", "items_in": 0, "items_out": 0, "outboxes": []}
         outboxes = [[*plain_batch(s, i), nxt] for _, (s, i, nxt) in sorted(self.outboxes.items())]
         outboxes += [[*plain_batch(s, i), nxt] for s, i, nxt in self.resend]
         st: dict[str, Any] = {
@@ -532,14 +527,15 @@ class _Working:
 
     def __enter__(self) -> None:
         actor = self.actor
-        actor.batch_seqs = self.batch[0]
-        actor.batch_started = self.t0 = perf_counter()
+        self.t0 = actor.slow.begin(self.batch[0])
         actor.sup.enter()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         actor = self.actor
         actor.sup.leave()
-        if exc_type is None:
+        if exc_type is not None:
+            actor.slow.started = 0.0  # no batch in progress any more
+        else:
             actor.worked(self.batch, self.t0)
             if actor.stateful and actor.out_check.stored and self.batch[0]:
                 actor.check_instance(self.batch[0][-1])

@@ -12,7 +12,7 @@ import trio
 
 from ._actor import Actor
 from ._codec import plain_batch, seq_from_plain
-from ._cycle import NO_OUTPUT, run_cycle
+from ._cycle import NO_OUTPUT, run_cycle, run_pull
 from ._errors import ItemFailure
 from ._loop import EXITS, after_seq, child_seq, closing, end_items, is_failure, next_seq
 from ._mailbox import Batch
@@ -61,7 +61,6 @@ class SourceActor(Actor):
 
     async def _pump_sync(self) -> None:
         gen, skip = self._open()
-        sup = self.sup
         with closing(gen):
             if skip:
                 # the generator's first item is item cursor - skip: an error while skipping names
@@ -73,26 +72,26 @@ class SourceActor(Actor):
                     if not is_failure(exc):
                         raise
                     raise ItemFailure(self.cursor - skip + next(skipped), exc) from exc
-            sizer = self.sizer
-            while True:
-                if sup.pending:
-                    await sup.gate()
-                await self.breathe()
-                n = self.cursor
-                items: list[Any] = []
-                t0 = perf_counter()
-                try:
-                    items.extend(islice(gen, sizer.size))  # on an error, `items` keeps what came before it
-                except BaseException as exc:
-                    if not is_failure(exc):
-                        raise
-                    raise ItemFailure(n + len(items), exc) from exc
-                if not items:
-                    return
-                took = perf_counter() - t0
-                sizer.adjust(len(items), took)
-                self.busy_time += took
-                await self._emit(n, items)
+            await run_pull(self, lambda size: self._pull(gen, size))
+
+    def _pull(self, gen: Any, size: int) -> Batch | None:
+        """Up to *size* items from the generator, numbered from the cursor and checked (None: it ended)."""
+        n = self.cursor
+        items: list[Any] = []
+        t0 = perf_counter()
+        try:
+            items.extend(islice(gen, size))  # on an error, `items` keeps what came before it
+        except BaseException as exc:
+            if not is_failure(exc):
+                raise
+            raise ItemFailure(n + len(items), exc) from exc
+        if not items:
+            return None
+        took = perf_counter() - t0
+        self.sizer.adjust(len(items), took)
+        self.busy_time += took
+        self.cursor = n + len(items)
+        return self.out_check.batch(range(n, n + len(items)), items)  # type: ignore[arg-type]  # a range: no list
 
     async def _emit(self, n: int, items: list[Any]) -> None:
         """Send *items*, numbered from *n*: the cursor counts them from now."""

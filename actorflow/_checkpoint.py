@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ._cache_keys import code_tokens
 from ._codec import EncodeError, pack, plain_batch, seq_from_plain, storable_problem, unpack
 from ._errors import ResumeError, StoreError
+from ._input_files import FILES_KEY, check_files, file_fingerprints
 from ._state import ActorState, batch_problem, state_from_plain, state_problem, state_to_plain
 from ._store import Store, open_store
 from ._typing import type_name
@@ -165,7 +166,7 @@ def check_storable(graph: Any) -> None:
     """
     problems = []
     for spec in graph.tasks.values():
-        if spec.kind in ("sink", "input") and not spec.streaming:
+        if (spec.kind in ("sink", "input") and not spec.streaming) or not spec.checkpoint:  # checkpoint=False: kept out
             continue
         why = storable_problem(spec.out_type)
         if why is not None:
@@ -174,7 +175,9 @@ def check_storable(graph: Any) -> None:
     if problems:
         raise StoreError(
             f"flow {graph.name!r}: a run with a store checkpoints every item and product, and these cannot be "
-            f"stored with msgpack/cattrs: {'; '.join(problems)}. Use plain data, attrs classes or dataclasses"
+            f"stored with msgpack/cattrs: {'; '.join(problems)}. Use plain data, attrs classes or dataclasses, "
+            "register a codec for the type (af.register_codec), or keep a product out of checkpoints with "
+            "checkpoint=False on its task"
         )
 
 
@@ -215,6 +218,7 @@ def open_for_run(
                     "options than the ones given; resume with the same pipeline and options"
                 )
             _check_code(store, info, graph, allow_changed)
+            check_files(store, info, graph, allow_changed)  # the inputs too (issue 22)
             return store, load(store, from_previous)
         if info is not None:
             doc = load(store)
@@ -237,7 +241,7 @@ def open_for_run(
 def _run_record(graph: Any, meta: dict[str, Any] | None) -> dict[str, Any]:
     """What a fresh run records in its store, checked to encode (options msgpack cannot hold are left
     out: a resume then needs them given again)."""
-    record = {"flow": graph.name, **(meta or {}), "code": code_tokens(graph)}
+    record = {"flow": graph.name, **(meta or {}), "code": code_tokens(graph), FILES_KEY: file_fingerprints(graph)}
     record.setdefault("options", {k: dict(v) for k, v in graph.options.items()})
     try:
         pack(record)

@@ -39,6 +39,8 @@ class TransactionalSinkActor(SinkActor):
         self.prepared: list[Any] = []
         #: Tokens a durable checkpoint holds that are not committed yet (restored ones included).
         self.durable: list[Any] = []
+        #: Restored from a checkpoint (a resumed run).
+        self.resumed = False
 
     @property
     def instance(self) -> Any:
@@ -58,6 +60,9 @@ class TransactionalSinkActor(SinkActor):
 
     def start_transactions(self) -> None:
         """Commit the tokens a restored checkpoint holds (idempotent), then open a transaction."""
+        starting = getattr(self.instance, "starting", None)
+        if callable(starting):  # a sink that prepares its target for a new or a resumed run (JsonLinesSink)
+            starting(resumed=self.resumed)
         self.commit_durable()
         self.instance.begin()
         self.txn_open = True
@@ -119,5 +124,6 @@ class TransactionalSinkActor(SinkActor):
 
     def restore(self, st: Any) -> None:
         super().restore(st)
+        self.resumed = True
         tokens = st.tokens if isinstance(st, TransactionState) else []
         self.durable = list(tokens) if isinstance(tokens, list) else []
