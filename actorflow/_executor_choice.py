@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, final
 
 from ._calls import target_of
+from ._classstate import stateful
 from ._extras import load, require
 
 if TYPE_CHECKING:
@@ -214,7 +215,7 @@ def definition_problem(
         )
     if not has_stream:
         return "executor= needs a streaming input (it runs batches of items)"
-    return unsendable(fn) if remote else None
+    return (unsendable(fn) if remote else None) or stateful(fn)
 
 
 def unsendable(fn: Callable[..., Any]) -> str | None:

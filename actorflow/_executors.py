@@ -17,6 +17,7 @@ defined or the flow is bound, with a message naming the task.
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -25,7 +26,9 @@ from typing import Any, final
 import attrs
 import trio
 
-from ._calls import bind, item_caller
+from ._calls import bind, instance_of, item_caller
+from ._context import Context, Report
+from ._errors import ActorflowError
 from ._executor_choice import DaskExecutor, Executor, ProcessExecutor, ThreadExecutor, is_client
 from ._extras import load
 
@@ -42,6 +45,7 @@ class BatchCall:
         names: the streaming inputs' parameter names.
         positional: True when the streaming parameters come first (items are passed positionally).
         generator: True for a generator function (each item gives a list of outputs).
+        seq: the parameter annotated ``af.Seq`` (each item's sequence number), if any.
         timeout: seconds one item may run (a task with ``timeout=``; thread executors only): an
             item that runs longer is abandoned -- its thread runs on unobserved until it returns --
             and fails with ``TimeoutError``.
@@ -52,34 +56,79 @@ class BatchCall:
     names: tuple[str, ...]
     positional: bool
     generator: bool
+    seq: str | None = None
     timeout: float | None = None
 
-    def caller(self) -> Callable[[Any], Any]:
-        """The function as a one-argument callable of an item (a tuple of items for zipped inputs)."""
-        call = item_caller(bind(self.fn, self.consts), self.names, self.positional)  # a task class: one instance
+    def caller(self) -> tuple[Callable[..., Any], Any]:
+        """The function as a one-argument callable of an item (a tuple of items for zipped inputs),
+        and the task-class instance it calls (None for a function)."""
+        bound = bind(self.fn, self.consts)  # a task class: one new instance
+        call = item_caller(bound, self.names, self.positional, self.seq)
+        if self.generator and self.seq is not None:
+            return (lambda item, seq: list(call(item, seq))), instance_of(bound)
         if self.generator:
-            return lambda item: list(call(item))
-        return call
+            return (lambda item: list(call(item))), instance_of(bound)
+        return call, instance_of(bound)
 
 
-def run_batch(call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
-    """Run *call* on every item; executed in the worker.
+class TaskStateError(ActorflowError):
+    """A task class changed its instance's attributes while running a batch on an executor."""
+
+
+#: What a batch gives back: its results, the index of the item that raised (-1: none) and its
+#: exception, what the task's ``af.Context`` reported meanwhile (see ``_context.route``), and the
+#: seconds the worker spent on it (for sizing batches by their round trip).
+Outcome = tuple[list[Any], int, BaseException | None, list[Report], float]
+
+
+def run_batch(call: BatchCall, items: list[Any], seqs: list[Any] | None = None) -> Outcome:
+    """Run *call* on every item (with its sequence number from *seqs* when the task asks); executed in the worker.
 
     Returns:
-        ``(results, index, error)``: on success every result, ``-1`` and None; when item *index*
-        raised, the results before it, its index and the exception (with the worker's traceback
-        added as a note, since tracebacks do not travel between processes).
+        ``(results, index, error, reports, seconds)``: on success every result, ``-1`` and None; when
+        item *index* raised, the results before it, its index and the exception (with the worker's
+        traceback added as a note, since tracebacks do not travel between processes); the
+        progress reports and log records of the task's context, if it has one; and the time taken.
+
+    Raises:
+        TaskStateError: a task class's instance rebound an attribute during the batch (state that
+            would reset with the next batch's new instance; :func:`stateful` refuses the cases its
+            source shows at definition, this catches the rest).
     """
+    t0 = time.perf_counter()
     out: list[Any] = []
     append = out.append
-    f = call.caller()
+    f, instance = call.caller()
+    before = dict(vars(instance)) if instance is not None and hasattr(instance, "__dict__") else None
     try:
-        for x in items:
-            append(f(x))
+        if seqs is not None:
+            for x, s in zip(items, seqs, strict=True):
+                append(f(x, s))  # an af.Seq task's caller takes the seq too
+        else:
+            for x in items:
+                append(f(x))
     except (Exception, KeyboardInterrupt, SystemExit) as exc:  # an exit stops the run, not the worker
         exc.add_note("traceback in the worker:\n" + "".join(traceback.format_exception(exc)).rstrip())
-        return out, len(out), exc
-    return out, -1, None
+        return out, len(out), exc, _reports(call), time.perf_counter() - t0
+    if before is not None:
+        after = vars(instance)
+        changed = sorted({k for k in after if before.get(k, _ABSENT) is not after[k]} | (before.keys() - after.keys()))
+        if changed:
+            raise TaskStateError(
+                f"task class {type(instance).__qualname__} changed self.{changed[0]} while running a batch on an "
+                "executor; each batch runs on a new instance in a worker, so that state would reset between "
+                "batches: run it inline (no executor), keep the state downstream in a collector, or set up what "
+                "it reuses (a client, a model) in __init__"
+            )
+    return out, -1, None, _reports(call), time.perf_counter() - t0
+
+
+def _reports(call: BatchCall) -> list[Report]:
+    """What the task's context (a detached copy, sent with the batch) reported while it ran."""
+    return [r for v in call.consts.values() if isinstance(v, Context) for r in v.take_reports()]
+
+
+_ABSENT = object()
 
 
 # -- sessions ----------------------------------------------------------------------------------
@@ -88,7 +137,7 @@ def run_batch(call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseEx
 class Session:
     """An executor opened for one task of one run: sends batches, returns results."""
 
-    async def run(self, call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
+    async def run(self, call: BatchCall, items: list[Any], seqs: list[Any] | None = None) -> Outcome:
         """Run one batch remotely; returns what :func:`run_batch` returns."""
         raise NotImplementedError
 
@@ -114,8 +163,24 @@ async def open_session(executor: Executor) -> AsyncIterator[Session]:
 async def _process_session(self: ProcessExecutor) -> AsyncIterator[Session]:
     import trio_parallel
 
-    async with trio_parallel.open_worker_context(idle_timeout=self.idle_timeout, grace_period=5.0) as ctx:
-        yield _ProcessSession(ctx, trio.CapacityLimiter(self.workers))
+    # When the task ends its workers are idle: they are stopped at once (as a multiprocessing pool's
+    # terminate() does) rather than asked to exit and waited for, which took a few hundred ms per
+    # run. trio-parallel reports stopped workers as a BrokenWorkerError, which is then no error.
+    raised: BaseException | None = None
+    stopped = False
+    try:
+        async with trio_parallel.open_worker_context(idle_timeout=self.idle_timeout, grace_period=0.0) as ctx:
+            try:
+                yield _ProcessSession(ctx, trio.CapacityLimiter(self.workers))
+            except BaseException as exc:
+                raised = exc
+                raise
+    except trio_parallel.BrokenWorkerError as exc:
+        if exc is raised:
+            raise
+        stopped = True
+    if stopped and raised is not None:
+        raise raised  # what ended the task, not the stopping of its workers
 
 
 @asynccontextmanager
@@ -141,24 +206,30 @@ class _ThreadSession(Session):
         #: abandoned thread gives its place back at once).
         self.unlimited = trio.CapacityLimiter(1_000_000)
 
-    async def run(self, call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
+    async def run(self, call: BatchCall, items: list[Any], seqs: list[Any] | None = None) -> Outcome:
         if call.timeout is None:
-            return await trio.to_thread.run_sync(run_batch, call, items, limiter=self.limiter)
+            return await trio.to_thread.run_sync(run_batch, call, items, seqs, limiter=self.limiter)
         out: list[Any] = []
+        reports: list[Report] = []
+        worked = 0.0
         for i, x in enumerate(items):  # one item per call, timed from when a thread is free for it
             async with self.limiter:
                 with trio.move_on_after(call.timeout) as scope:
-                    done, _, error = await trio.to_thread.run_sync(
-                        run_batch, call, [x], limiter=self.unlimited, abandon_on_cancel=True
+                    done, _, error, said, took = await trio.to_thread.run_sync(
+                        run_batch, call, [x], None if seqs is None else [seqs[i]], limiter=self.unlimited,
+                        abandon_on_cancel=True,
                     )
             if scope.cancelled_caught:
-                return out, i, TimeoutError(
+                late = TimeoutError(
                     f"the item ran longer than its timeout of {call.timeout:g} s; its thread was abandoned"
                 )
+                return out, i, late, reports, worked + call.timeout
             out.extend(done)
+            reports += said
+            worked += took
             if error is not None:
-                return out, i, error
-        return out, -1, None
+                return out, i, error, reports, worked
+        return out, -1, None, reports, worked
 
 
 @final
@@ -167,9 +238,9 @@ class _ProcessSession(Session):
         self.ctx = ctx
         self.limiter = limiter
 
-    async def run(self, call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
-        result: tuple[list[Any], int, BaseException | None] = await self.ctx.run_sync(
-            run_batch, call, items, limiter=self.limiter, kill_on_cancel=True
+    async def run(self, call: BatchCall, items: list[Any], seqs: list[Any] | None = None) -> Outcome:
+        result: Outcome = await self.ctx.run_sync(
+            run_batch, call, items, seqs, limiter=self.limiter, kill_on_cancel=True
         )
         return result
 
@@ -200,9 +271,9 @@ class _DaskSession(Session):
         self.loop = loop
         self._run_coroutine = asyncio.run_coroutine_threadsafe
 
-    async def run(self, call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
+    async def run(self, call: BatchCall, items: list[Any], seqs: list[Any] | None = None) -> Outcome:
         client = self.client
-        fut = client.submit(run_batch, call, items, pure=False)
+        fut = client.submit(run_batch, call, items, seqs, pure=False)
         done = trio.Event()
         gathered = self._run_coroutine(_gather(client, fut), self.loop)
         token = self.token
@@ -220,7 +291,7 @@ class _DaskSession(Session):
             gathered.cancel()
             self._run_coroutine(_cancel(client, fut), self.loop)
             raise
-        result: tuple[list[Any], int, BaseException | None] = gathered.result()
+        result: Outcome = gathered.result()
         return result
 
 

@@ -256,6 +256,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        check: str = "sample",
         copy: bool = False,
     ) -> Callable[[F], F]: ...
     def source(  # type: ignore[misc]  # mypy cannot match the decorator-factory overload
@@ -271,6 +272,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        check: str = "sample",
         copy: bool = False,
     ) -> Any:
         """Define a source: a sync or async generator function whose items start a stream.
@@ -287,7 +289,7 @@ class Flow:
             self._define(
                 f, "source", name, capacity=capacity, batch_size=batch_size, batch_time=batch_time, on_error=on_error,
                 secrets=secrets,
-                cache=cache, version=version, copy=copy,
+                cache=cache, version=version, copy=copy, check=check,
             )
             return f
 
@@ -310,6 +312,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        check: str = "sample",
         rate_limit: float | None = None,
         copy: bool = False,
         timeout: float | None = None,
@@ -333,6 +336,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        check: str = "sample",
         rate_limit: float | None = None,
         copy: bool = False,
         timeout: float | None = None,
@@ -363,6 +367,10 @@ class Flow:
                 defaults to the executor's ``in_flight`` (batches kept running at once).
             rate_limit: the most calls per second, across all the task's workers (bursts of at
                 most ``concurrency``); a task held back is *throttled*, not busy.
+            check: how the task's ports check the contents of items (container elements, record
+                fields): ``"sample"`` (the default: the first 1,000 items whole, then the first
+                item of every batch and one in eight) or ``"full"`` (every item). Every item's
+                class is always checked. The same keyword works on sources, collectors and sinks.
             copy: give every reader of the output stream after the first its own deep copy of each
                 item (readers share item objects by default: a reader that mutates its items should
                 ask for copies).
@@ -397,6 +405,7 @@ class Flow:
                 cache=cache,
                 version=version,
                 rate_limit=rate_limit,
+                check=check,
                 copy=copy,
                 timeout=timeout,
                 checkpoint=checkpoint,
@@ -421,6 +430,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        check: str = "sample",
     ) -> Callable[[F], F]:
         """Define a collector: ``step(acc, item) -> acc`` folds a stream, starting from *init*.
 
@@ -439,7 +449,7 @@ class Flow:
         def deco(f: F) -> F:
             self._define(
                 f, "collector", name, capacity=capacity, batch_time=batch_time, init=init, finish=finish, per=per_name,
-                on_error=on_error, secrets=secrets, cache=cache, version=version, key=key,
+                on_error=on_error, secrets=secrets, cache=cache, version=version, key=key, check=check,
             )
             return f
 
@@ -484,6 +494,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        check: str = "sample",
         rate_limit: float | None = None,
         timeout: float | None = None,
     ) -> Callable[[F], F]: ...
@@ -500,6 +511,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        check: str = "sample",
         rate_limit: float | None = None,
         timeout: float | None = None,
     ) -> Any:
@@ -513,7 +525,7 @@ class Flow:
         def deco(f: F) -> F:
             self._define(
                 f, "sink", name, concurrency=concurrency, capacity=capacity, batch_time=batch_time, on_error=on_error,
-                secrets=secrets, cache=cache, version=version, rate_limit=rate_limit, timeout=timeout,
+                secrets=secrets, cache=cache, version=version, rate_limit=rate_limit, timeout=timeout, check=check,
             )
             return f
 

@@ -63,7 +63,7 @@ class Mailbox:
 
     __slots__ = (
         "_abandoned", "_batches", "_closed", "_count", "_getters", "_putters", "_spilled", "_spilling", "accepts",
-        "capacity", "deep", "listener", "name", "restore", "sent", "spill_to", "watermark",
+        "capacity", "deep", "listener", "merge", "name", "restore", "sent", "spill_to", "watermark",
     )
 
     def __init__(self, name: str, capacity: int = DEFAULT_CAPACITY) -> None:
@@ -95,6 +95,9 @@ class Mailbox:
         self.accepts: tuple[type, ...] | None = None
         #: The receiving port's deep check of a batch (elements, fields; see ``_typing.batch_checker``) when needed too.
         self.deep: Any = None
+        #: Whether a take joins queued batches up to the size asked for (the inbox of an executor task,
+        #: whose every batch costs a round trip to a worker): see :meth:`_joined`.
+        self.merge = False
 
     def __len__(self) -> int:
         return self._count
@@ -213,10 +216,31 @@ class Mailbox:
             self._batches[0] = (seqs[max_items:], items[max_items:])
         else:
             head = self._batches.popleft()
+            if self.merge and self._batches and max_items > len(head[1]):
+                head = self._joined(head, max_items)
         self._count -= len(head[1])
         if self._putters and self._count < self.capacity:
             self._putters.unpark_all()
         return head
+
+    def _joined(self, head: Batch, max_items: int) -> Batch:
+        """*head* followed by the batches queued after it, up to *max_items* items (the last one split).
+
+        New lists: a batch's lists may be shared with the sender's other mailboxes.
+        """
+        seqs, items = list(head[0]), list(head[1])
+        batches = self._batches
+        while batches and len(items) < max_items:
+            s, x = batches[0]
+            room = max_items - len(items)
+            if len(x) > room:
+                batches[0] = (s[room:], x[room:])
+                s, x = s[:room], x[:room]
+            else:
+                batches.popleft()
+            seqs += s
+            items += x
+        return seqs, items
 
     async def readable(self) -> None:
         """Wait until an item is queued or the stream ended (takes nothing)."""

@@ -4,8 +4,9 @@ One :class:`OutputCheck` per actor, compiled once from the task's declared outpu
 :meth:`OutputCheck.batch` runs once per output batch; its common path is one C-level pass (the set
 of the batch's item types is a subset of the classes already admitted). Deep checks (container
 elements, record fields; see ``_typing.batch_checker``) and named types run only when the declared
-type asks for them. A task that declares no output type and runs with a store has each new item
-type checked to be storable when it first appears.
+type asks for them; a stream's items have their contents checked by the sampling rule of
+``_sampling.SampledCheck`` (every item with ``check="full"``). A task that declares no output type and
+runs with a store has each new item type checked to be storable when it first appears.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from ._codec import pack
 from ._errors import ItemFailure, MailboxTypeError, StoreError
 from ._mailbox import Mailbox
-from ._typing import SKIP, NamedType, _Skip, admits, batch_checker, deep_checker, type_name, type_problem
+from ._sampling import sampled_checker
+from ._typing import SKIP, NamedType, _Skip, admits, deep_checker, type_name, type_problem
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -42,7 +44,8 @@ class OutputCheck:
         self._allowed.add(_Skip)
         #: The output type's deep check (container elements, record fields), compiled once; None for plain classes.
         self._deep = None if self._named is not None else deep_checker(spec.out_type)
-        self._deep_batch = None if self._named is not None else batch_checker(spec.out_type)
+        full = spec.settings.check == "full"
+        self._deep_batch = None if self._named is not None else sampled_checker(spec.out_type, full)
         #: True when the class check says it all: the common fast path of `batch`.
         self._plain = self._named is None and self._deep is None
         #: Undeclared output type and a store: each new type is checked to be storable when it first appears.

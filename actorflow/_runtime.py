@@ -30,13 +30,14 @@ from ._errors import RunCancelled, RunInterrupted, StoreError, _fmt_seq
 from ._loop import DEFAULT_BATCH_TIME
 from ._mailbox import Mailbox
 from ._result import RunResult, Summary, TaskStats
+from ._sampling import sampled_checker
 from ._spill import SpilledStream, SpillStore
 from ._stats import EdgeStats
 from ._store import Store
 from ._supervisor import Supervisor
 from ._taskclass import is_transactional
 from ._transact import TransactionalSinkActor
-from ._typing import _strip, batch_checker, runtime_classes
+from ._typing import _strip, runtime_classes
 from ._window_actor import keyed_actor_for, keyed_figures
 
 if TYPE_CHECKING:
@@ -134,8 +135,9 @@ class Runtime:
                 up = self.actors[inp.upstream]
                 if inp.streaming:
                     box = Mailbox(f"{spec.name}.{inp.name}", spec.capacity)
+                    box.merge = spec.executor is not None  # a round trip a batch: take whole batches
                     unchecked = up.spec.out_classes is None  # an unannotated sender: check against the receiver
-                    deep = batch_checker(inp.annotation)
+                    deep = sampled_checker(inp.annotation, spec.settings.check == "full")
                     if deep is not None and _strip(up.spec.out_type) == _strip(inp.annotation):
                         deep = None  # the sender's own check covers it
                     if unchecked or deep is not None:

@@ -17,6 +17,7 @@ import attrs
 from ._errors import DefinitionError
 from ._executor_choice import Executor, executor_named
 from ._policy import DeadLetter, Fail, Restart, Retry
+from ._sampling import CHECK_MODES
 from ._typing import runtime_classes
 from ._windows import Windower, check_keyed
 
@@ -70,6 +71,8 @@ class TaskSettings:
         finish: a collector's ``finish(acc) -> product``.
         per: a collector's group stream (a task name), or None for one product.
         rate_limit: the most calls per second across all the task's workers (None: no limit).
+        check: how its ports check the contents of items: ``"sample"`` (the rule in
+            ``_sampling.SampledCheck``) or ``"full"`` (every element of every item).
         copy: give each reader of the output stream after the first its own deep copy of the items.
         timeout: seconds one item may run before it fails with ``TimeoutError`` under the task's
             policy (None: no limit); tasks and sinks.
@@ -101,6 +104,7 @@ class TaskSettings:
     finish: Callable[..., Any] | None = None
     per: str | None = None
     rate_limit: float | None = None
+    check: str = "sample"
     copy: bool = False
     timeout: float | None = None
     zip: str = "drop"
@@ -133,6 +137,7 @@ class TaskSettings:
         finish: Callable[..., Any] | None = None,
         per: str | None = None,
         rate_limit: float | None = None,
+        check: str = "sample",
         copy: bool = False,
         timeout: float | None = None,
         checkpoint: bool = True,
@@ -176,8 +181,7 @@ class TaskSettings:
             raise DefinitionError(f"{here}: version must be a non-empty string, got {version!r}")
         if concurrency > 1 and kind not in ("task", "sink"):
             raise DefinitionError(f"{here}: concurrency applies to tasks and sinks only")
-        if zip not in ZIP_MODES:
-            raise DefinitionError(f"{here}: zip must be one of {', '.join(map(repr, ZIP_MODES))}, got {zip!r}")
+        _check_modes(here, zip, check)
         if finish is not None and not callable(finish):
             raise DefinitionError(f"{here}: finish must be a function of the accumulator, got {finish!r}")
         lateness = check_keyed(here, kind, key=key, window=window, time=time, lateness=lateness, merge=merge, per=per)
@@ -185,7 +189,7 @@ class TaskSettings:
             capacity=capacity, batch_size=batch_size, batch_time=batch_time, concurrency=concurrency, ordered=ordered,
             on_error=check_policy(flow, task, kind, on_error), executor=executor, cache=cache, version=version,
             secrets=_secret_names(flow, task, secrets), init=init, finish=finish, per=per,
-            rate_limit=_rate_limit(here, kind, rate_limit), copy=copy,
+            rate_limit=_rate_limit(here, kind, rate_limit), check=check, copy=copy,
             timeout=_timeout(here, kind, timeout), zip=zip, follows_executor=follows, checkpoint=checkpoint,
             key=key, window=window, time=time, lateness=lateness, merge=merge,
         )
@@ -198,6 +202,14 @@ class TaskSettings:
         if "capacity" in self.follows_executor:
             capacity = _capacity(executor, self.batch_size, concurrency)
         return attrs.evolve(self, executor=executor, concurrency=concurrency, capacity=capacity)
+
+
+def _check_modes(here: str, zip: Any, check: Any) -> None:
+    """The settings that name a mode: ``zip`` and ``check``."""
+    if zip not in ZIP_MODES:
+        raise DefinitionError(f"{here}: zip must be one of {', '.join(map(repr, ZIP_MODES))}, got {zip!r}")
+    if check not in CHECK_MODES:
+        raise DefinitionError(f"{here}: check must be {' or '.join(map(repr, CHECK_MODES))}, got {check!r}")
 
 
 def _timeout(here: str, kind: TaskKind, timeout: Any) -> float | None:

@@ -29,7 +29,7 @@ from ._spec import DEFAULT_BATCH_SIZE, DEFAULT_CAPACITY, TaskKind
 #: Class attributes that configure the task rather than being options.
 SETTINGS = (
     "kind", "name", "concurrency", "capacity", "batch_size", "batch_time", "ordered", "retries", "on_error", "executor",
-    "cache", "version", "secrets", "init", "finish", "per", "rate_limit", "copy", "timeout", "key",
+    "cache", "version", "secrets", "init", "finish", "per", "rate_limit", "copy", "timeout", "key", "check",
 )
 
 
@@ -40,7 +40,8 @@ class Task:
     ``"source"``, ``"sink"`` or ``"collector"``), ``name``, ``concurrency``, ``capacity``,
     ``batch_size``, ``ordered``, ``retries`` (shorthand for ``on_error=af.Retry(attempts=retries + 1)``),
     ``on_error``, ``cache``, ``secrets``, ``rate_limit`` (calls per second, tasks and sinks),
-    ``key`` (tasks: per-key order with ``concurrency``; collectors: one accumulator per key), and
+    ``key`` (tasks: per-key order with ``concurrency``; collectors: one accumulator per key), ``check``
+    (``"sample"`` or ``"full"``: how its ports check the contents of items), and
     for collectors ``init``, ``finish``, ``per``.
     Annotated class attributes that are not settings are options.
 
@@ -68,6 +69,7 @@ class Task:
     finish: ClassVar[Callable[[Any], Any] | None] = None
     per: ClassVar[Any] = None
     rate_limit: ClassVar[float | None] = None
+    check: ClassVar[str] = "sample"
     copy: ClassVar[bool] = False
     timeout: ClassVar[float | None] = None
     #: ``key(item)``: with ``concurrency``, all items of one key go to the same worker (see docs/windows.md).
@@ -192,7 +194,7 @@ def task_function(cls: type[Task]) -> tuple[Callable[..., Any], TaskKind, dict[s
         "batch_time": cls.batch_time,
         "ordered": cls.ordered, "on_error": on_error, "executor": cls.executor, "secrets": cls.secrets,
         "init": cls.init, "finish": cls.finish, "per": cls.per, "cache": cls.cache, "version": cls.version,
-        "rate_limit": cls.rate_limit, "copy": cls.copy, "timeout": cls.timeout, "key": cls.key,
+        "rate_limit": cls.rate_limit, "copy": cls.copy, "timeout": cls.timeout, "key": cls.key, "check": cls.check,
     }
     if cls.kind not in ("task", "source", "sink", "collector"):
         raise DefinitionError(f"task class {cls.__qualname__}: kind must be task, source, sink or collector")

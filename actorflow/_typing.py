@@ -470,7 +470,6 @@ def _needs_deep(tp: Any) -> bool:
 BatchCheck = Callable[[list[Any]], bool]
 _BATCH: dict[Any, BatchCheck | None] = {}
 
-
 def batch_checker(tp: Any) -> BatchCheck | None:
     """:func:`deep_checker` for a whole batch of values already of *tp*'s outer class (None: none needed).
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import actorflow as af
 
 WORKERS = 2
-BATCH = 2000  # items per batch sent to a worker: ~100 ms of work, so a round trip costs little
+BATCH = 2000  # the most items a batch sent to a worker carries (sized by its round trip up to this): ~100 ms of work
 
 
 def crunch(numbers: int, rounds: int = 750) -> int:

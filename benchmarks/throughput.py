@@ -9,10 +9,12 @@ Every contender does the same work on N integers: source -> task (x*2+1) -> coll
   channel is full or empty;
 - a plain Python loop (the interpreter's ceiling).
 
-A container-heavy section runs items of ``list[int]`` (10 ints each) through a task returning
+A container-heavy section runs items of ``list[int]`` (14 ints each) through a task returning
 ``dict[str, int]`` into a collector, so that every item's elements and every output's keys and
-values pass the deep type check: once with those annotations, once unannotated (no checks), and a
-tuned trio pipeline doing the same work.
+values pass the deep type check: once with those annotations (contents checked by the default
+sample: ``container_check_cost``), once with ``check="full"`` (every item's contents:
+``container_full_check_cost``), once unannotated (no checks), and a tuned trio pipeline doing the
+same work.
 
 Usage: ``python benchmarks/throughput.py [--quick] [--items N]``. The last line printed is one JSON
 object of figures; ratios compare contenders measured in this same process run.
@@ -156,11 +158,13 @@ async def _tuned(n: int) -> int:
 
 
 ROW_POOL = 1000
-ROWS = [list(range(i, i + 10)) for i in range(ROW_POOL)]
+ROW_LEN = 14  # elements per container item
+ROWS = [list(range(i, i + ROW_LEN)) for i in range(ROW_POOL)]
 
 
-def container_flow(checked: bool) -> af.Flow:
-    """source (list[int] rows) -> summary (dict[str, int]) -> total; *checked*: with those annotations."""
+def container_flow(checked: bool, check: str = "sample") -> af.Flow:
+    """source (list[int] rows) -> summary (dict[str, int]) -> total; *checked*: with those annotations,
+    whose contents the ports check by *check* (``"sample"`` or ``"full"``)."""
     flow = af.Flow("containers" if checked else "containers-unchecked")
 
     def rows(n: int = 10) -> af.Stream[list[int]]:
@@ -177,8 +181,8 @@ def container_flow(checked: bool) -> af.Flow:
         rows.__annotations__["return"] = af.Stream[Any]
         for fn in (summary, total):
             fn.__annotations__ = {k: Any for k in fn.__annotations__}
-    flow.source(rows)
-    flow.task(summary)
+    flow.source(check=check)(rows)
+    flow.task(check=check)(summary)
     flow.collector(init=0)(total)
     return flow
 
@@ -187,8 +191,8 @@ def container_expected(n: int) -> int:
     return sum(sum(ROWS[i % ROW_POOL]) for i in range(n))
 
 
-def run_containers(n: int, checked: bool) -> int:
-    return int(af.run(container_flow(checked), options={"rows": {"n": n}})["total"])
+def run_containers(n: int, checked: bool, check: str = "sample") -> int:
+    return int(af.run(container_flow(checked, check), options={"rows": {"n": n}})["total"])
 
 
 async def _tuned_containers(n: int) -> int:
@@ -304,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     m = max(1, n // 2)  # container items cost more each: half as many
     expected = container_expected(m)
     figures["container_items_per_s"] = measure(lambda k: run_containers(k, True), m, repeat, expected)
+    figures["container_full_items_per_s"] = measure(lambda k: run_containers(k, True, "full"), m, repeat, expected)
     figures["container_unchecked_items_per_s"] = measure(lambda k: run_containers(k, False), m, repeat, expected)
     figures["container_trio_tuned_items_per_s"] = measure(run_tuned_containers, m, repeat, expected)
     for name, value in figures.items():
@@ -318,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     #: the share of the container pipeline's time the deep checks take (1 - checked / unchecked throughput)
     result["container_check_cost"] = round(
         1 - figures["container_items_per_s"] / figures["container_unchecked_items_per_s"], 3
+    )
+    result["container_full_check_cost"] = round(
+        1 - figures["container_full_items_per_s"] / figures["container_unchecked_items_per_s"], 3
     )
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(result))

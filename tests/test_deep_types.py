@@ -14,6 +14,7 @@ import pytest
 from trio_websocket import open_websocket_url
 
 import actorflow as af
+from actorflow._sampling import CHECK_FIRST, CHECK_STRIDE, sampled_checker
 from actorflow._typing import SAMPLE_HEAD, SAMPLE_LIMIT, deep_checker, sample_indices, type_problem
 
 
@@ -175,6 +176,55 @@ def test_large_containers_are_checked_by_the_documented_sample() -> None:
     assert not check(small)  # up to SAMPLE_LIMIT elements every one is checked
 
 
+def test_a_port_checks_its_first_items_whole_then_a_documented_sample_of_each_batch() -> None:
+    check = sampled_checker(list[int])
+    assert check is not None
+    good, bad = [1, 2], [1, "x"]
+    assert not check([good] * 5 + [bad])  # the first CHECK_FIRST items: every one
+    check = sampled_checker(list[int])
+    assert check is not None and check([good] * CHECK_FIRST)
+    batch = [good] * (4 * CHECK_STRIDE)
+    for picked in (0, CHECK_STRIDE, 3 * CHECK_STRIDE):  # positions 0, 8, 16, ...: found
+        assert not check([*batch[:picked], bad, *batch[picked + 1:]])
+    assert check([good, bad, *batch[2:]])  # position 1 is not looked at: the documented price of the sample
+    full = sampled_checker(list[int], full=True)
+    assert full is not None and full([good] * CHECK_FIRST)
+    assert not full([good, bad, *batch[2:]])  # check="full": every item
+
+
+def sample_flow(check: str, bad: Any) -> af.Flow:
+    """rows (list[int], one bad row or every row bad after CHECK_FIRST) -> total."""
+    flow = af.Flow("sampled")
+
+    @flow.source(check=check)
+    def rows(n: int = 3000) -> Iterator[list[int]]:
+        for i in range(n):
+            yield [i, "x"] if bad(i) else [i, i]  # type: ignore[list-item]
+
+    @flow.collector(init=0)
+    def total(acc: int, rows: list[int]) -> int:
+        return acc + len(rows)
+
+    return flow
+
+
+def test_check_full_finds_a_single_bad_item_anywhere() -> None:
+    with pytest.raises(af.MailboxTypeError, match=r"\(item seq 2345\): \[1\]: expected int, got str 'x'"):
+        af.run(sample_flow("full", lambda i: i == 2345))
+
+
+def test_the_sample_finds_items_that_are_wrong_throughout_a_stream() -> None:
+    with pytest.raises(af.MailboxTypeError, match=r"task 'rows', port 'out'.*\[1\]: expected int, got str 'x'") as info:
+        af.run(sample_flow("sample", lambda i: i >= CHECK_FIRST + 5))
+    assert info.value.seq >= CHECK_FIRST + 5  # the first sampled bad item (the first of a batch at the latest)
+
+
+def test_the_check_setting_is_validated() -> None:
+    flow = af.Flow("bad-check")
+    with pytest.raises(af.DefinitionError, match=r"task 'rows': check must be 'sample' or 'full', got 'all'"):
+        flow.source(name="rows", check="all")(lambda: iter([[1]]))
+
+
 def test_checks_are_compiled_once_per_type_and_plain_types_need_none() -> None:
     assert deep_checker(list[int]) is deep_checker(list[int])
     assert deep_checker(Node) is deep_checker(Node)
@@ -260,3 +310,19 @@ async def test_websocket_push_refuses_wrong_elements() -> None:
             assert "item 2: expected list[int], got list [True] ([0]: expected int, got bool True)" in msg["error"]
             await ws.send_message(json.dumps({"op": "end", "source": "inbox"}))
         assert (await run.result())["count"] == 0
+
+
+def test_a_task_class_takes_the_check_setting() -> None:
+    class Rows(af.Task):
+        kind = "source"
+        check = "full"
+
+        def run(self) -> Iterator[list[int]]:
+            for i in range(3000):
+                yield [i, "x"] if i == 2345 else [i, i]  # type: ignore[list-item]
+
+    flow = af.Flow("class-check")
+    flow.add(Rows)
+    assert flow.tasks["rows"].settings.check == "full"
+    with pytest.raises(af.MailboxTypeError, match=r"\(item seq 2345\)"):
+        af.run(flow)
