@@ -236,8 +236,8 @@ class Supervisor:
             False when there is no store, or the final checkpoint was already written (nothing written).
         """
         if self.store is None:
-            if final and self._prepare(final):  # transactional sinks: prepare and commit once, at the end
-                self._made_durable()
+            if final and await self._prepare(final):  # transactional sinks: prepare and commit once, at the end
+                await self._made_durable()
             return False
         async with self._lock:
             if self.wrote_final:  # a periodic checkpoint that waited for the final one must not follow it
@@ -250,12 +250,12 @@ class Supervisor:
                 try:
                     while self.busy > 0:
                         await self._quiet.park()
-                    framed = self._frame(final)
+                    framed = await self._frame(final)
                 finally:
                     self.pending = False
                     self._open.set()
             else:
-                framed = self._frame(final)
+                framed = await self._frame(final)
             if framed is None:
                 return False
             doc, blob = framed
@@ -273,27 +273,28 @@ class Supervisor:
                 raise
             self.number += 1
             wrote = time.perf_counter() - t1
-            self._made_durable()
+            await self._made_durable()
             self.run.bus.publish(ev.CheckpointWritten(run_id=self.run.run_id, number=self.number,
                                                       queued_items=doc["queued_items"], size_bytes=len(blob),
                                                       pause_seconds=paused, write_seconds=wrote, final=final))
         return True
 
-    def _frame(self, final: bool) -> tuple[dict[str, Any], bytes] | None:
+    async def _frame(self, final: bool) -> tuple[dict[str, Any], bytes] | None:
         """With every actor parked: prepare transactional sinks, then the snapshot and its encoding
-        (None when a sink failed to prepare: no checkpoint then)."""
+        (None when a sink failed to prepare: no checkpoint then). Only a sink whose ``prepare`` is
+        async suspends here; the actors stay parked meanwhile."""
         assert self.store is not None
-        if not self._prepare(final):
+        if not await self._prepare(final):
             return None
         doc = snapshot(self.run, self.number + 1, final)
         return doc, encode(doc, self.store)
 
-    def _prepare(self, final: bool) -> bool:
+    async def _prepare(self, final: bool) -> bool:
         """Every transactional sink prepares its open transaction (actors are parked); False if one failed."""
         stored = self.store is not None
         for actor in self.run.transactional:
             try:
-                actor.prepare_transaction(final, stored)
+                await actor.prepare_transaction(final, stored)
             except Exception as exc:  # user code: a failure of that task
                 actor.failed(None, exc)
                 return False
@@ -302,12 +303,12 @@ class Supervisor:
                 return False
         return True
 
-    def _made_durable(self) -> None:
+    async def _made_durable(self) -> None:
         """The checkpoint holding the prepared tokens is durable: commit them (a failure fails that task)."""
         for actor in self.run.transactional:
             actor.made_durable()
             try:
-                actor.commit_durable()
+                await actor.commit_durable()
             except Exception as exc:
                 actor.failed(None, exc)
             except (KeyboardInterrupt, SystemExit) as exc:  # durable already: a resume commits it again

@@ -17,10 +17,15 @@ transaction of its one instance. The supervisor drives the rest (``_supervisor``
 So work written in a transaction that never became part of a durable checkpoint is never
 committed, and after a resume those items are delivered again, into a new transaction. Without a
 store the run's end prepares and commits once.
+
+``begin``, ``prepare`` and ``commit`` may be async (a database sink runs its driver calls in a
+thread): they are awaited, and while ``prepare`` awaits every actor stays parked. ``abort`` is
+always called as a plain function, at the run's end.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from ._actor_kinds import SinkActor
@@ -47,21 +52,21 @@ class TransactionalSinkActor(SinkActor):
     async def _run_body(self) -> None:
         if self.restored_finished:  # its items were all written: commit what the checkpoint holds, await the end
             await self.bind_handler()
-            self.start_transactions()
+            await self.start_transactions()
             return
         await super()._run_body()
 
     async def main(self) -> None:
-        self.start_transactions()
+        await self.start_transactions()
         await super().main()
 
-    def start_transactions(self) -> None:
+    async def start_transactions(self) -> None:
         """Commit the tokens a restored checkpoint holds (idempotent), then open a transaction."""
-        self.commit_durable()
-        self.instance.begin()
+        await self.commit_durable()
+        await _maybe_await(self.instance.begin())
         self.txn_open = True
 
-    def prepare_transaction(self, final: bool, stored: bool) -> None:
+    async def prepare_transaction(self, final: bool, stored: bool) -> None:
         """At a checkpoint: prepare the open transaction and, unless *final*, open the next one.
 
         With a store (*stored*) the token is passed through msgpack at once, so a token that cannot
@@ -70,7 +75,7 @@ class TransactionalSinkActor(SinkActor):
         instance = self.instance
         if not self.txn_open or instance is None:
             return
-        token = instance.prepare()
+        token = await _maybe_await(instance.prepare())
         self.txn_open = False
         if stored:
             try:
@@ -79,7 +84,7 @@ class TransactionalSinkActor(SinkActor):
                 raise TypeError(f"prepare() returned a token that cannot be stored with msgpack: {token!r}") from exc
         self.prepared.append(token)
         if not final:
-            instance.begin()
+            await _maybe_await(instance.begin())
             self.txn_open = True
 
     def made_durable(self) -> None:
@@ -87,11 +92,11 @@ class TransactionalSinkActor(SinkActor):
         self.durable += self.prepared
         self.prepared = []
 
-    def commit_durable(self) -> None:
+    async def commit_durable(self) -> None:
         """Commit every token a durable checkpoint holds (a token stays listed until its commit returns)."""
         instance = self.instance
         while self.durable and instance is not None:
-            instance.commit(self.durable[0])
+            await _maybe_await(instance.commit(self.durable[0]))
             self.durable.pop(0)
 
     def end_transactions(self, ok: bool) -> None:
@@ -118,3 +123,8 @@ class TransactionalSinkActor(SinkActor):
         super().restore(st)
         tokens = st.get("tokens", [])
         self.durable = list(tokens) if isinstance(tokens, list) else []
+
+
+async def _maybe_await(value: Any) -> Any:
+    """*value*, awaited when a method of the sink was async."""
+    return await value if inspect.isawaitable(value) else value
