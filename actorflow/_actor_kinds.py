@@ -17,6 +17,7 @@ from ._inbox import ZipInbox
 from ._loop import after_seq, child_seq, closing, end_items, next_seq
 from ._mailbox import Batch, Mailbox
 from ._remote import RemoteBatches, open_remote
+from ._source_position import position_of, resume_at
 from ._taskclass import end_of_stream_of, instance_state
 
 #: Seconds between two items of an async source after which the second is sent at once (the
@@ -33,6 +34,8 @@ class SourceActor(Actor):
 
     required_state = ("cursor",)
     cursor = 0
+    #: Where the source stood at the last checkpoint beyond its count (``_source_position``).
+    position: Any = None
 
     async def main(self) -> None:
         assert self.loop is not None
@@ -49,11 +52,14 @@ class SourceActor(Actor):
                 failed_at = exc.seq
                 error = exc.error if isinstance(exc.error, Exception) else exc
                 if not await self.loop.recover(exc.seq, None, error, attempt):
-                    raise
+                    if self.cursor != exc.seq:  # a generator that stopped short of the item cannot go past it
+                        raise
+                    self.cursor = exc.seq + 1  # dead-lettered (a source with an af.Cursor): reopen past it
 
     def _open(self) -> tuple[Any, int]:
         assert self.handler is not None
         try:
+            resume_at(self.handler, self.cursor, self.position)
             return self.handler.open_stream(self.cursor)
         except Exception as exc:
             raise ItemFailure(self.cursor, exc) from exc
@@ -81,6 +87,8 @@ class SourceActor(Actor):
                 try:
                     items.extend(islice(gen, sizer.size))  # on an error, `items` keeps what came before it
                 except Exception as exc:
+                    if items:  # sent first: the cursor then stands at the failed item
+                        await self._emit(n, items)
                     raise ItemFailure(n + len(items), exc) from exc
                 if not items:
                     return
@@ -101,11 +109,16 @@ class SourceActor(Actor):
         await _AsyncPump(self).run()
 
     def state(self) -> dict[str, Any]:
-        return {**super().state(), "cursor": self.cursor}
+        st = {**super().state(), "cursor": self.cursor}
+        self.position = position_of(self.handler, self.cursor, self.position)
+        if self.position is not None:
+            st["position"] = self.position
+        return st
 
     def restore(self, st: dict[str, Any]) -> None:
         super().restore(st)
         self.cursor = st["cursor"]
+        self.position = st.get("position")
 
 
 class _AsyncPump:
