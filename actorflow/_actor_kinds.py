@@ -58,8 +58,8 @@ class SourceActor(Actor):
 
     def _open(self) -> tuple[Any, int]:
         assert self.handler is not None
+        resume_at(self.handler, self.cursor, self.position)  # a refusal (an input changed) is no item's failure
         try:
-            resume_at(self.handler, self.cursor, self.position)
             return self.handler.open_stream(self.cursor)
         except Exception as exc:
             raise ItemFailure(self.cursor, exc) from exc
