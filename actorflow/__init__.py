@@ -18,12 +18,17 @@ from ._concat import ConcatResult as ConcatResult
 from ._concat import PartReport as PartReport
 from ._concat import concat as concat
 from ._concat import concat_async as concat_async
+from ._connect_csv import CsvSource as CsvSource
+from ._connect_files import JsonLinesSource as JsonLinesSource
+from ._connect_files import LinesSource as LinesSource
 from ._context import Context as Context
 from ._context import SecretError as SecretError
 from ._errors import ActorflowError as ActorflowError
 from ._errors import DefinitionError as DefinitionError
+from ._errors import InputChangedError as InputChangedError
 from ._errors import InvocationError as InvocationError
 from ._errors import MailboxTypeError as MailboxTypeError
+from ._errors import MalformedLineError as MalformedLineError
 from ._errors import ResumeError as ResumeError
 from ._errors import RunCancelled as RunCancelled
 from ._errors import RunInterrupted as RunInterrupted
@@ -98,6 +103,9 @@ __all__ = [
     "Task",
     "TransactionalSink",
     "JsonLinesSink",
+    "LinesSource",
+    "JsonLinesSource",
+    "CsvSource",
     "external_source",
     # running it
     "Run",
@@ -134,6 +142,8 @@ __all__ = [
     "MailboxTypeError",
     "MissingExtraError",
     "ResumeError",
+    "InputChangedError",
+    "MalformedLineError",
     "RunCancelled",
     "RunInterrupted",
     "SecretError",
