@@ -21,6 +21,7 @@ from ._concat import concat_async as concat_async
 from ._connect_csv import CsvSource as CsvSource
 from ._connect_files import JsonLinesSource as JsonLinesSource
 from ._connect_files import LinesSource as LinesSource
+from ._connect_sqlite import SqliteSink as SqliteSink
 from ._context import Context as Context
 from ._context import SecretError as SecretError
 from ._errors import ActorflowError as ActorflowError
@@ -106,6 +107,7 @@ __all__ = [
     "LinesSource",
     "JsonLinesSource",
     "CsvSource",
+    "SqliteSink",
     "external_source",
     # running it
     "Run",

@@ -17,10 +17,10 @@ from typing import IO, Any, ClassVar
 
 import attrs
 
-from ._connect_files import FileSource, Live
+from ._connect_files import FIRST, FileSource, Live
 from ._convert import converter
-from ._errors import DefinitionError, MalformedLineError
-from ._typing import Cursor, Stream, record_fields
+from ._errors import DefinitionError
+from ._typing import Cursor, record_fields
 
 
 class _Lines:
@@ -97,14 +97,14 @@ class CsvSource(FileSource):
             return
         record_maker(record)  # checked when the class is defined
 
-        def run(self: CsvSource, cursor: Cursor = Cursor(0)) -> Iterator[Any]:
+        def run(self: CsvSource, cursor: Cursor = FIRST) -> Iterator[Any]:
             yield from self._rows(cursor)
 
-        run.__annotations__ = {"cursor": Cursor, "return": Stream[record]}  # type: ignore[valid-type]
+        run.__annotations__ = {"cursor": Cursor, "return": Iterator[record]}  # type: ignore[valid-type]
         run.__doc__ = f"{record.__name__} records, from item *cursor* on."
         cls.run = run  # type: ignore[method-assign]
 
-    def run(self, cursor: Cursor = Cursor(0)) -> Stream[dict[Any, Any]]:
+    def run(self, cursor: Cursor = FIRST) -> Iterator[dict[Any, Any]]:
         """The rows from item *cursor* on."""
         yield from self._rows(cursor)
 

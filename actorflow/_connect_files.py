@@ -26,7 +26,10 @@ from typing import IO, Any, ClassVar
 
 from ._errors import InputChangedError, MalformedLineError
 from ._taskclass import Task
-from ._typing import Cursor, Stream
+from ._typing import Cursor
+
+#: The cursor's default: a new run starts at item 0.
+FIRST = Cursor(0)
 
 #: Bytes hashed at the start of a file and before the cursor.
 BLOCK = 1 << 16
@@ -56,7 +59,9 @@ def is_gzip(path: str) -> bool:
 
 def open_binary(path: str) -> IO[bytes]:
     """*path* opened for reading bytes (decompressed for ``.gz``)."""
-    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")  # noqa: SIM115  # closed by the caller
+    if is_gzip(path):
+        return gzip.open(path, "rb")  # type: ignore[return-value]  # a GzipFile reads bytes like a file
+    return open(path, "rb")  # closed by the caller
 
 
 def _digest(data: bytes) -> str:
@@ -93,7 +98,8 @@ def check_unchanged(path: str, saved: dict[str, Any]) -> None:
         raise InputChangedError(path, f"it was truncated to {now['size']} bytes, but {upto} had been read")
     if now["head"] != saved["head"] or now["tail"] != saved["tail"]:
         touched = "" if now["mtime_ns"] == saved["mtime_ns"] else " (modified since)"
-        raise InputChangedError(path, f"its bytes before the cursor (offset {upto}) differ: edited or replaced{touched}")
+        raise InputChangedError(path, f"its bytes before the cursor (offset {upto}) differ: edited or "
+                                      f"replaced{touched}")
 
 
 class FileSource(Task):
@@ -206,7 +212,7 @@ class FileSource(Task):
         live[3] += 1  # the failed line is an item: a dead letter goes on after it
         return MalformedLineError(os.path.basename(path), live[2], why, raw.decode("utf-8", "replace").rstrip("\r\n"))
 
-    def run(self, cursor: Cursor = Cursor(0)) -> Stream[Any]:
+    def run(self, cursor: Cursor = FIRST) -> Iterator[Any]:
         """The items, from item *cursor* on."""
         raise NotImplementedError  # pragma: no cover  # each source defines its own
 
@@ -227,7 +233,7 @@ class LinesSource(FileSource):
     ``flow.add(af.LinesSource, name="lines")`` and set ``--set lines.path='logs/*.log'``.
     """
 
-    def run(self, cursor: Cursor = Cursor(0)) -> Stream[str]:
+    def run(self, cursor: Cursor = FIRST) -> Iterator[str]:
         """The lines from line item *cursor* on."""
         for index, f, live in self._opened(cursor):
             off, line, count, skip = live[1], live[2], live[3], live[4]
@@ -259,7 +265,7 @@ class JsonLinesSource(FileSource):
     and reading goes on.
     """
 
-    def run(self, cursor: Cursor = Cursor(0)) -> Stream[Any]:
+    def run(self, cursor: Cursor = FIRST) -> Iterator[Any]:
         """The values from item *cursor* on."""
         loads = json.loads
         for index, f, live in self._opened(cursor):

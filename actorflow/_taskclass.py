@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from ._errors import DefinitionError
@@ -92,8 +92,9 @@ class TransactionalSink(Task):
     kind: ClassVar[str] = "sink"
     cache: ClassVar[bool] = False
 
-    def begin(self) -> None:
-        """Open a transaction: the items of the following ``run`` calls belong to it."""
+    def begin(self) -> None | Awaitable[None]:
+        """Open a transaction: the items of the following ``run`` calls belong to it (may be async)."""
+        return None
 
     def prepare(self) -> Any:
         """Flush the open transaction and return a token naming it (msgpack-encodable plain data).
@@ -103,8 +104,13 @@ class TransactionalSink(Task):
         """
         return None
 
-    def commit(self, token: Any) -> None:
-        """Make the prepared transaction *token* visible. Must be idempotent: it runs again on resume."""
+    def commit(self, token: Any) -> None | Awaitable[None]:
+        """Make the prepared transaction *token* visible. Must be idempotent: it runs again on resume.
+
+        ``begin``, ``prepare`` and ``commit`` may be ``async def``: a sink whose driver blocks runs
+        it in a thread (``trio.to_thread.run_sync``) and the runtime awaits it; ``abort`` is plain.
+        """
+        return None
 
     def abort(self, token: Any) -> None:
         """Discard a transaction that will never be committed (*token* None: the open, unprepared one)."""
