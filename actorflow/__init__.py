@@ -21,6 +21,8 @@ from ._concat import concat_async as concat_async
 from ._connect_csv import CsvSource as CsvSource
 from ._connect_files import JsonLinesSource as JsonLinesSource
 from ._connect_files import LinesSource as LinesSource
+from ._connect_pg import PostgresSink as PostgresSink
+from ._connect_pg import PostgresSource as PostgresSource
 from ._connect_sqlite import SqliteSink as SqliteSink
 from ._context import Context as Context
 from ._context import SecretError as SecretError
@@ -108,6 +110,8 @@ __all__ = [
     "JsonLinesSource",
     "CsvSource",
     "SqliteSink",
+    "PostgresSink",
+    "PostgresSource",
     "external_source",
     # running it
     "Run",

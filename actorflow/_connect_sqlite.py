@@ -110,6 +110,12 @@ class SqliteSink(TransactionalSink):
             db.execute("DELETE FROM actorflow_commits WHERE sink = ? AND token = ? AND state = 'prepared'",
                        (self.table, str(token)))
 
+    def close(self) -> None:
+        """Close the connection (the run ended)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
     # -- in the worker thread ------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:

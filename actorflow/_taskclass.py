@@ -92,7 +92,7 @@ class TransactionalSink(Task):
     kind: ClassVar[str] = "sink"
     cache: ClassVar[bool] = False
 
-    def begin(self) -> None | Awaitable[None]:
+    def begin(self) -> Awaitable[None] | None:
         """Open a transaction: the items of the following ``run`` calls belong to it (may be async)."""
         return None
 
@@ -104,7 +104,7 @@ class TransactionalSink(Task):
         """
         return None
 
-    def commit(self, token: Any) -> None | Awaitable[None]:
+    def commit(self, token: Any) -> Awaitable[None] | None:
         """Make the prepared transaction *token* visible. Must be idempotent: it runs again on resume.
 
         ``begin``, ``prepare`` and ``commit`` may be ``async def``: a sink whose driver blocks runs
@@ -114,6 +114,9 @@ class TransactionalSink(Task):
 
     def abort(self, token: Any) -> None:
         """Discard a transaction that will never be committed (*token* None: the open, unprepared one)."""
+
+    def close(self) -> None:
+        """Release connections and files at the run's end, whatever its outcome (after any ``abort``)."""
 
 
 def _options(cls: type[Task]) -> dict[str, tuple[Any, Any]]:

@@ -100,21 +100,28 @@ class TransactionalSinkActor(SinkActor):
             self.durable.pop(0)
 
     def end_transactions(self, ok: bool) -> None:
-        """At the run's end: unless it succeeded, abort what no durable checkpoint holds.
+        """At the run's end: unless it succeeded, abort what no durable checkpoint holds; then ``close()``.
 
         Tokens of a durable checkpoint are never aborted (a resume commits them). An exception from
         ``abort`` is dropped: the run already failed, and the transaction is never committed.
         """
         instance = self.instance
-        if ok or instance is None:
+        if instance is None:
             return
-        for token in [*self.prepared, *([None] if self.txn_open else [])]:
+        if not ok:
+            for token in [*self.prepared, *([None] if self.txn_open else [])]:
+                try:
+                    instance.abort(token)
+                except Exception:  # see the docstring
+                    pass
+            self.prepared = []
+            self.txn_open = False
+        close = getattr(instance, "close", None)
+        if callable(close):
             try:
-                instance.abort(token)
-            except Exception:  # see the docstring
+                close()
+            except Exception:  # the run's outcome is decided; a failing close changes nothing written
                 pass
-        self.prepared = []
-        self.txn_open = False
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "tokens": [*self.durable, *self.prepared]}
