@@ -60,8 +60,8 @@ _SCHEMA = (
 )
 
 
-def _psycopg() -> Any:
-    return load("psycopg", "af.PostgresSink and af.PostgresSource")
+def _psycopg(feature: str = "af.PostgresSink") -> Any:
+    return load("psycopg", feature)
 
 
 def _table_sql(name: str) -> str:
@@ -235,7 +235,7 @@ def _fetch(conn: Any, query: str, last: Any) -> list[Any]:
 
 
 def _sql() -> Any:
-    return load("psycopg.sql", "af.PostgresSink and af.PostgresSource")
+    return load("psycopg.sql", "af.PostgresSink")
 
 
 class PostgresSource(Task):
@@ -289,7 +289,7 @@ class PostgresSource(Task):
         first, last, skip = self._start
         if first + skip != cursor:
             first, last, skip = 0, None, cursor
-        psycopg = _psycopg()
+        psycopg = _psycopg("af.PostgresSource")
         rows_mod = load("psycopg.rows", "af.PostgresSource")
         conn = await trio.to_thread.run_sync(lambda: psycopg.connect(self.dsn, autocommit=True,
                                                                      row_factory=rows_mod.dict_row))

@@ -26,6 +26,8 @@ TOP_LEVEL = {
     # defining a flow
     "Flow", "Task", "Stream", "Seq", "Cursor", "Context", "File", "SKIP", "REQUIRED", "external_source",
     "TransactionalSink", "JsonLinesSink",
+    # connectors
+    "LinesSource", "JsonLinesSource", "CsvSource", "SqliteSink", "PostgresSink", "PostgresSource",
     # around a run
     "run", "run_async", "open_run", "watch", "Watch", "Run", "RunResult", "Summary", "TaskStats",
     "feed", "tap", "Feed", "Tap", "concat", "concat_async", "ConcatResult", "PartReport",
@@ -33,6 +35,7 @@ TOP_LEVEL = {
     "Retry", "Restart", "DeadLetter", "Fail",
     "Executor", "ProcessExecutor", "ThreadExecutor", "DaskExecutor",
     "ActorflowError", "DefinitionError", "InvocationError", "MailboxTypeError", "MissingExtraError", "ResumeError",
+    "InputChangedError", "MalformedLineError",
     "RunCancelled", "RunInterrupted", "SecretError", "StoreError", "TaskFailed",
     # light sub-modules
     "events", "types",
