@@ -69,7 +69,8 @@ def test_sqlite_sink_creates_the_table_from_the_record_type(tmp_path: Path) -> N
     db = tmp_path / "o.db"
     af.run(sink_flow(af.SqliteSink, 500), {"out": {"path": str(db), "table": "sales"}})
     assert sqlite_rows(db, "SELECT count(*), count(DISTINCT id), sum(price) FROM sales") == [(500, 500, 62375.0)]
-    assert sqlite_rows(db, "SELECT * FROM sales WHERE id IN (2, 3)") == [(2, "item 2", 1.0, "even"), (3, "item 3", 1.5, None)]
+    assert sqlite_rows(db, "SELECT * FROM sales WHERE id IN (2, 3)") == [
+        (2, "item 2", 1.0, "even"), (3, "item 3", 1.5, None)]
     (sql,) = sqlite_rows(db, "SELECT sql FROM sqlite_master WHERE name = 'sales'")[0]
     assert sql == 'CREATE TABLE "sales" ("id" INTEGER, "item" TEXT, "price" REAL, "note" TEXT)'
     af.run(sink_flow(af.SqliteSink, 5, "point"), {"out": {"path": str(db), "table": "points"}})
@@ -96,7 +97,8 @@ async def test_sqlite_sink_after_an_interrupt_writes_every_row_once(tmp_path: Pa
     assert 0 < first <= 1500
     CTL.clear()
     await af.run_async(sink_flow(af.SqliteSink, 3000), options, store=store, resume=True)
-    assert sqlite_rows(db, "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM sales") == [(3000, 3000, 0, 2999)]
+    assert sqlite_rows(db, "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM sales") == [
+        (3000, 3000, 0, 2999)]
     assert sqlite_rows(db, "SELECT count(*) FROM sales__actorflow_staged") == [(0,)]
 
 
