@@ -9,12 +9,14 @@ items are before the checkpoint), unless every row were written twice, to a stag
 then to the table. A prepared transaction is durable on the server yet invisible, and can be
 committed from any session later: exactly what the checkpoint's token must name. So:
 
-- ``begin``: a token (the prepared transaction's name, ``actorflow:<table>:<uuid>``); the first
-  time, prepared transactions of this table's sink that no checkpoint holds (left by a crash) are
-  rolled back, after the restored tokens were committed;
-- ``run``: rows wait in memory; every ``FLUSH_ROWS`` they are copied (``COPY``) in a thread;
-- ``prepare``: the rest is copied, the token is inserted into ``actorflow_commits`` in the same
-  transaction, then ``PREPARE TRANSACTION``;
+- ``begin``: a token (the prepared transaction's name, ``actorflow:<table>:<uuid>``);
+- ``run``: rows wait in memory; every ``FLUSH_ROWS`` they are copied (``COPY``) in a thread. The
+  first write connects and rolls back the prepared transactions of this table's sink that no
+  checkpoint holds (left by a crash), after the restored tokens were committed;
+- ``prepare`` (while every actor is parked) closes the transaction; ``finish_prepare`` (after the
+  snapshot, before the checkpoint is written) copies the rest, inserts the token into
+  ``actorflow_commits`` in the same transaction, then ``PREPARE TRANSACTION``. Writes of the next
+  transaction wait for it (one thread call at a time on the data connection);
 - ``commit``: ``COMMIT PREPARED``; when the server no longer knows the name, the token in
   ``actorflow_commits`` says it was committed (idempotent); without it the rows are lost and the
   commit fails, naming the table.
@@ -93,38 +95,53 @@ class PostgresSink(TransactionalSink):
         self._token = ""
         self._in_txn = False
         self._ready = False
+        #: Transactions ``prepare`` closed that are not prepared on the server yet, in order.
+        self._pending: list[tuple[str, list[tuple[Any, ...]]]] = []
+        #: One thread call at a time on the data connection, so a transaction's rows never join the previous one.
+        self._lock = trio.Lock()
+
+    async def _call(self, fn: Any = None, *args: Any) -> None:
+        """In a worker thread, one at a time: prepare closed transactions on the server (in order), then ``fn``."""
+        async with self._lock:
+            await trio.to_thread.run_sync(self._work, fn, args)
 
     # -- the transaction -----------------------------------------------------------------------------
 
-    async def begin(self) -> None:
-        """Open a transaction (the first time: connect, check the server, roll back abandoned ones)."""
-        if self._conn is None:
-            await trio.to_thread.run_sync(self._connect)
+    def begin(self) -> None:
+        """Open a transaction: a token (the name it will be prepared under) and an empty buffer."""
         self._buffer = []
         self._token = f"actorflow:{self.table[:100]}:{uuid.uuid4().hex}"
 
     async def run(self, item: Any) -> None:
-        """Add one item's row to the open transaction."""
+        """Add one item's row to the open transaction (copied every ``FLUSH_ROWS`` rows)."""
         rows = self._rows
         if rows is None:
             rows = self._rows = Rows(item, f"PostgresSink {self.table!r}")
         self._buffer.append(rows.row(item))
         if len(self._buffer) >= FLUSH_ROWS:
-            await trio.to_thread.run_sync(self._flush)
+            buffer, self._buffer = self._buffer, []
+            await self._call(self._copy, buffer)
 
-    async def prepare(self) -> str:
-        """Copy the rest, record the token, ``PREPARE TRANSACTION``; the token names it."""
-        await trio.to_thread.run_sync(self._prepare)
+    def prepare(self) -> str:
+        """Close the open transaction (``finish_prepare`` prepares it on the server); the token names it."""
+        self._pending.append((self._token, self._buffer))
+        self._buffer = []
         return self._token
+
+    async def finish_prepare(self, token: Any) -> None:
+        """Copy the last rows, record the token, ``PREPARE TRANSACTION``."""
+        await self._call()
 
     async def commit(self, token: Any) -> None:
         """``COMMIT PREPARED`` (once: a token already committed is recognised)."""
         await trio.to_thread.run_sync(self._commit, str(token))
 
     def abort(self, token: Any) -> None:
-        """Roll back the open transaction (*token* None) or a prepared one."""
+        """Roll back the open transaction (*token* None, or not prepared on the server yet) or a prepared one."""
         try:
-            if token is None:
+            pending = any(p[0] == token for p in self._pending)
+            self._pending = [p for p in self._pending if p[0] != token]
+            if token is None or pending:
                 self._buffer = []
                 if self._conn is not None and self._in_txn:
                     self._conn.execute("ROLLBACK")
@@ -145,7 +162,7 @@ class PostgresSink(TransactionalSink):
 
     def _connect(self) -> None:
         psycopg = _psycopg()
-        admin = psycopg.connect(self.dsn, autocommit=True)
+        admin = self._admin if self._admin is not None else psycopg.connect(self.dsn, autocommit=True)
         try:
             allowed = int(admin.execute("SHOW max_prepared_transactions").fetchone()[0])
             if allowed < 1:
@@ -162,6 +179,7 @@ class PostgresSink(TransactionalSink):
             self._conn = psycopg.connect(self.dsn, autocommit=True)
         except BaseException:
             admin.close()
+            self._admin = None
             raise
         self._admin = admin
 
@@ -181,9 +199,20 @@ class PostgresSink(TransactionalSink):
             cols = ", ".join(f"{quote(n)} {t}" for n, t in column_types(rows, PG_TYPES, "text"))
             admin.execute(f"CREATE TABLE IF NOT EXISTS {_table_sql(self.table)} ({cols})")
 
-    def _flush(self) -> None:
-        buffer, self._buffer = self._buffer, []
-        if not buffer:
+    def _work(self, fn: Any, args: tuple[Any, ...]) -> None:
+        if self._conn is None:
+            self._connect()  # the first write: after the restored commits
+        while self._pending:
+            token, rows = self._pending[0]
+            self._copy(rows)
+            self._prepare(token)
+            self._pending.pop(0)
+        if fn is not None:
+            fn(*args)
+
+    def _copy(self, rows: list[tuple[Any, ...]]) -> None:
+        """``COPY`` rows into the open transaction (begun here when it is not yet)."""
+        if not rows:
             return
         assert self._rows is not None
         if not self._ready:
@@ -196,18 +225,17 @@ class PostgresSink(TransactionalSink):
         cols = ", ".join(quote(c) for c in self._rows.columns)
         with conn.cursor() as cur, cur.copy(f"COPY {_table_sql(self.table)} ({cols}) FROM STDIN") as copy:
             write = copy.write_row
-            for row in buffer:
+            for row in rows:
                 write(row)
 
-    def _prepare(self) -> None:
-        self._flush()
+    def _prepare(self, token: str) -> None:
         conn = self._conn
         if not self._in_txn:
             conn.execute("BEGIN")
         self._in_txn = False
         try:
-            conn.execute("INSERT INTO actorflow_commits (sink, token) VALUES (%s, %s)", (self.table, self._token))
-            conn.execute(_sql().SQL("PREPARE TRANSACTION {}").format(_sql().Literal(self._token)))
+            conn.execute("INSERT INTO actorflow_commits (sink, token) VALUES (%s, %s)", (self.table, token))
+            conn.execute(_sql().SQL("PREPARE TRANSACTION {}").format(_sql().Literal(token)))
         except BaseException:
             conn.execute("ROLLBACK")
             raise

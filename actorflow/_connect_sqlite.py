@@ -5,8 +5,11 @@ transaction's token, and ``prepare`` records the token as *prepared* in ``actorf
 the same SQLite transaction as the last of its rows. ``commit(token)`` then moves the token's rows
 into the table, deletes them from staging and marks the token *committed*: one SQLite transaction,
 so a crash leaves either all of it or none, and a second commit of the token finds it marked and
-does nothing. At the first ``begin`` (after a resume committed the restored tokens) whatever is
+does nothing. Before the first write (after a resume committed the restored tokens) whatever is
 still staged belongs to transactions no checkpoint holds: it is deleted.
+
+``prepare`` only closes the transaction (every actor is parked then); ``finish_prepare`` stages
+its last rows and records the token, in a worker thread, before the checkpoint is written.
 
 Rows wait in memory until ``FLUSH_ROWS`` of them are staged in a short SQLite transaction of
 their own; staged rows of a token never prepared are swept like the rest. Driver calls run in a
@@ -61,48 +64,58 @@ class SqliteSink(TransactionalSink):
         self._token = ""
         self._swept = False
         self._ready = False
+        #: Transactions ``prepare`` closed whose rows are not staged and recorded yet, in order.
+        self._pending: list[tuple[str, list[tuple[Any, ...]]]] = []
         #: One thread call at a time on the connection (a commit may come while ``run`` flushes).
         self._lock = trio.Lock()
 
-    async def _call(self, fn: Any, *args: Any) -> None:
+    async def _call(self, fn: Any = None, *args: Any, writes: bool = True) -> None:
+        """In a worker thread, one at a time: finish pending prepares (in order), then ``fn(*args)``.
+
+        The first call that *writes* sweeps what no checkpoint holds (commits of restored tokens come first).
+        """
         async with self._lock:
-            await trio.to_thread.run_sync(fn, *args)
+            await trio.to_thread.run_sync(self._work, fn, args, writes)
 
     # -- the transaction -----------------------------------------------------------------------------
 
-    async def begin(self) -> None:
-        """Open a transaction (the first time: connect, and drop what no checkpoint holds)."""
-        if not self._swept:
-            await self._call(self._sweep)
-            self._swept = True
+    def begin(self) -> None:
+        """Open a transaction: a new token, an empty buffer."""
         self._buffer = []
         self._token = uuid.uuid4().hex
 
     async def run(self, item: Any) -> None:
-        """Add one item's row to the open transaction."""
+        """Add one item's row to the open transaction (staged every ``FLUSH_ROWS`` rows)."""
         rows = self._rows
         if rows is None:
             rows = self._rows = Rows(item, f"SqliteSink {self.table!r}")
         self._buffer.append(rows.row(item))
         if len(self._buffer) >= FLUSH_ROWS:
-            await self._call(self._flush)
+            buffer, self._buffer = self._buffer, []
+            await self._call(self._stage, self._token, buffer)
 
-    async def prepare(self) -> str:
-        """Stage the rest of the rows and record the token as prepared, in one SQLite transaction."""
-        await self._call(self._prepare)
+    def prepare(self) -> str:
+        """Close the open transaction (its rows are staged by ``finish_prepare``); its token names it."""
+        self._pending.append((self._token, self._buffer))
+        self._buffer = []
         return self._token
+
+    async def finish_prepare(self, token: Any) -> None:
+        """Stage the transaction's last rows and record its token as prepared, in one SQLite transaction."""
+        await self._call()
 
     async def commit(self, token: Any) -> None:
         """Move the token's rows into the table and mark it committed (once: idempotent)."""
-        await self._call(self._commit, str(token))
+        await self._call(self._commit, str(token), writes=False)
 
     def abort(self, token: Any) -> None:
         """Drop the open transaction (*token* None) or a prepared one's staged rows."""
+        self._pending = [p for p in self._pending if p[0] != token]
         db = self._db
-        if db is None:
-            return
         if token is None:
-            self._buffer = []  # its staged rows are swept at the next run's first begin
+            self._buffer = []  # rows staged already are swept at the next run's first begin
+            return
+        if db is None:
             return
         with _transaction(db):
             if self._staged_exists(db):
@@ -161,10 +174,29 @@ class SqliteSink(TransactionalSink):
             db.execute(f"CREATE TABLE {quote(self._staging())} AS SELECT '' AS af_token, {cols} "
                        f"FROM {quote(self.table)} WHERE 0")
 
-    def _stage(self, db: sqlite3.Connection) -> None:
-        """Write the buffered rows to the staging table under the open transaction's token."""
-        buffer, self._buffer = self._buffer, []
-        if not buffer:
+    def _work(self, fn: Any, args: tuple[Any, ...], writes: bool) -> None:
+        db = self._connect()
+        if writes and not self._swept:  # after the restored commits, before any new row
+            self._sweep()
+            self._swept = True
+        while self._pending:
+            token, rows = self._pending[0]
+            with _transaction(db):
+                self._stage_rows(db, token, rows)
+                db.execute("INSERT INTO actorflow_commits (sink, token, state) VALUES (?, ?, 'prepared')",
+                           (self.table, token))
+            self._pending.pop(0)
+        if fn is not None:
+            fn(*args)
+
+    def _stage(self, token: str, rows: list[tuple[Any, ...]]) -> None:
+        """Stage rows in a short SQLite transaction of their own (swept if their token is never prepared)."""
+        db = self._connect()
+        with _transaction(db):
+            self._stage_rows(db, token, rows)
+
+    def _stage_rows(self, db: sqlite3.Connection, token: str, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
             return
         assert self._rows is not None
         if not self._ready:
@@ -173,23 +205,7 @@ class SqliteSink(TransactionalSink):
         cols = self._rows.columns
         names = ", ".join(["af_token", *map(quote, cols)])
         marks = ", ".join("?" * (len(cols) + 1))
-        token = self._token
-        db.executemany(f"INSERT INTO {quote(self._staging())} ({names}) VALUES ({marks})",
-                       [(token, *r) for r in buffer])
-
-    def _flush(self) -> None:
-        """Stage the buffered rows in a short SQLite transaction of their own (swept if never prepared)."""
-        db = self._connect()
-        with _transaction(db):
-            self._stage(db)
-
-    def _prepare(self) -> None:
-        """Stage the rest and record the token as prepared, in one SQLite transaction."""
-        db = self._connect()
-        with _transaction(db):
-            self._stage(db)
-            db.execute("INSERT INTO actorflow_commits (sink, token, state) VALUES (?, ?, 'prepared')",
-                       (self.table, self._token))
+        db.executemany(f"INSERT INTO {quote(self._staging())} ({names}) VALUES ({marks})", [(token, *r) for r in rows])
 
     def _commit(self, token: str) -> None:
         db = self._connect()

@@ -236,7 +236,7 @@ class Supervisor:
             False when there is no store, or the final checkpoint was already written (nothing written).
         """
         if self.store is None:
-            if final and await self._prepare(final):  # transactional sinks: prepare and commit once, at the end
+            if final and self._prepare(final) and await self._settle():  # sinks: prepare and commit once, at the end
                 await self._made_durable()
             return False
         async with self._lock:
@@ -250,13 +250,13 @@ class Supervisor:
                 try:
                     while self.busy > 0:
                         await self._quiet.park()
-                    framed = await self._frame(final)
+                    framed = self._frame(final)
                 finally:
                     self.pending = False
                     self._open.set()
             else:
-                framed = await self._frame(final)
-            if framed is None:
+                framed = self._frame(final)
+            if framed is None or not await self._settle():
                 return False
             doc, blob = framed
             paused = time.perf_counter() - t0
@@ -279,26 +279,39 @@ class Supervisor:
                                                       pause_seconds=paused, write_seconds=wrote, final=final))
         return True
 
-    async def _frame(self, final: bool) -> tuple[dict[str, Any], bytes] | None:
+    def _frame(self, final: bool) -> tuple[dict[str, Any], bytes] | None:
         """With every actor parked: prepare transactional sinks, then the snapshot and its encoding
-        (None when a sink failed to prepare: no checkpoint then). Only a sink whose ``prepare`` is
-        async suspends here; the actors stay parked meanwhile."""
+        (None when a sink failed to prepare: no checkpoint then)."""
         assert self.store is not None
-        if not await self._prepare(final):
+        if not self._prepare(final):
             return None
         doc = snapshot(self.run, self.number + 1, final)
         return doc, encode(doc, self.store)
 
-    async def _prepare(self, final: bool) -> bool:
+    def _prepare(self, final: bool) -> bool:
         """Every transactional sink prepares its open transaction (actors are parked); False if one failed."""
         stored = self.store is not None
         for actor in self.run.transactional:
             try:
-                await actor.prepare_transaction(final, stored)
+                actor.prepare_transaction(final, stored)
             except Exception as exc:  # user code: a failure of that task
                 actor.failed(None, exc)
                 return False
             except (KeyboardInterrupt, SystemExit) as exc:  # the run stops; the last durable checkpoint resumes
+                self.run.exit_now(actor, exc)
+                return False
+        return True
+
+    async def _settle(self) -> bool:
+        """After the snapshot (the actors may run again): each sink finishes its prepared transactions
+        (``finish_prepare``, may await a driver in a thread); False if one failed (no checkpoint then)."""
+        for actor in self.run.transactional:
+            try:
+                await actor.finish_prepares()
+            except Exception as exc:  # user code: a failure of that task
+                actor.failed(None, exc)
+                return False
+            except (KeyboardInterrupt, SystemExit) as exc:
                 self.run.exit_now(actor, exc)
                 return False
         return True

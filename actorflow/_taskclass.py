@@ -92,9 +92,8 @@ class TransactionalSink(Task):
     kind: ClassVar[str] = "sink"
     cache: ClassVar[bool] = False
 
-    def begin(self) -> Awaitable[None] | None:
-        """Open a transaction: the items of the following ``run`` calls belong to it (may be async)."""
-        return None
+    def begin(self) -> None:
+        """Open a transaction: the items of the following ``run`` calls belong to it."""
 
     def prepare(self) -> Any:
         """Flush the open transaction and return a token naming it (msgpack-encodable plain data).
@@ -104,11 +103,22 @@ class TransactionalSink(Task):
         """
         return None
 
+    def finish_prepare(self, token: Any) -> Awaitable[None] | None:
+        """Make the transaction *token* that ``prepare`` closed durable (may be ``async def``).
+
+        ``prepare`` and ``begin`` run while every actor is parked and must be quick plain methods:
+        ``prepare`` closes the transaction and names it. Slow, durable work (a database round trip)
+        goes here: it is awaited after the checkpoint's snapshot, while the actors run again, and
+        the checkpoint is written only once it returned. A sink driving a blocking client runs it in
+        a thread (``trio.to_thread.run_sync``), one call at a time, and keeps writes of the next
+        transaction behind it.
+        """
+        return None
+
     def commit(self, token: Any) -> Awaitable[None] | None:
         """Make the prepared transaction *token* visible. Must be idempotent: it runs again on resume.
 
-        ``begin``, ``prepare`` and ``commit`` may be ``async def``: a sink whose driver blocks runs
-        it in a thread (``trio.to_thread.run_sync``) and the runtime awaits it; ``abort`` is plain.
+        May be ``async def`` (it is awaited). ``abort`` is always a plain method.
         """
         return None
 

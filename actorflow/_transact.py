@@ -18,9 +18,11 @@ So work written in a transaction that never became part of a durable checkpoint 
 committed, and after a resume those items are delivered again, into a new transaction. Without a
 store the run's end prepares and commits once.
 
-``begin``, ``prepare`` and ``commit`` may be async (a database sink runs its driver calls in a
-thread): they are awaited, and while ``prepare`` awaits every actor stays parked. ``abort`` is
-always called as a plain function, at the run's end.
+``prepare`` and ``begin`` are plain calls made while every actor is parked (the consistent cut):
+``prepare`` only closes the transaction and names it. Its durable part, ``finish_prepare(token)``,
+may be async (a database sink runs its driver in a thread): the supervisor awaits it after the
+snapshot, once the actors run again, and writes the checkpoint only when it returned. ``commit``
+may be async too. ``abort`` is always called as a plain function, at the run's end.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class TransactionalSinkActor(SinkActor):
         self.prepared: list[Any] = []
         #: Tokens a durable checkpoint holds that are not committed yet (restored ones included).
         self.durable: list[Any] = []
+        #: Tokens prepared whose ``finish_prepare`` has not returned yet.
+        self.unsettled: list[Any] = []
 
     @property
     def instance(self) -> Any:
@@ -63,10 +67,10 @@ class TransactionalSinkActor(SinkActor):
     async def start_transactions(self) -> None:
         """Commit the tokens a restored checkpoint holds (idempotent), then open a transaction."""
         await self.commit_durable()
-        await _maybe_await(self.instance.begin())
+        _plain(self.instance.begin(), "begin")
         self.txn_open = True
 
-    async def prepare_transaction(self, final: bool, stored: bool) -> None:
+    def prepare_transaction(self, final: bool, stored: bool) -> None:
         """At a checkpoint: prepare the open transaction and, unless *final*, open the next one.
 
         With a store (*stored*) the token is passed through msgpack at once, so a token that cannot
@@ -75,7 +79,7 @@ class TransactionalSinkActor(SinkActor):
         instance = self.instance
         if not self.txn_open or instance is None:
             return
-        token = await _maybe_await(instance.prepare())
+        token = _plain(instance.prepare(), "prepare")
         self.txn_open = False
         if stored:
             try:
@@ -83,9 +87,17 @@ class TransactionalSinkActor(SinkActor):
             except (TypeError, ValueError, OverflowError) as exc:
                 raise TypeError(f"prepare() returned a token that cannot be stored with msgpack: {token!r}") from exc
         self.prepared.append(token)
+        self.unsettled.append(token)
         if not final:
-            await _maybe_await(instance.begin())
+            _plain(instance.begin(), "begin")
             self.txn_open = True
+
+    async def finish_prepares(self) -> None:
+        """Await ``finish_prepare`` of each token prepared for the checkpoint being written."""
+        instance = self.instance
+        while self.unsettled and instance is not None:
+            await _maybe_await(instance.finish_prepare(self.unsettled[0]))
+            self.unsettled.pop(0)
 
     def made_durable(self) -> None:
         """The checkpoint holding the prepared tokens is written."""
@@ -115,6 +127,7 @@ class TransactionalSinkActor(SinkActor):
                 except Exception:  # see the docstring
                     pass
             self.prepared = []
+            self.unsettled = []
             self.txn_open = False
         close = getattr(instance, "close", None)
         if callable(close):
@@ -135,3 +148,14 @@ class TransactionalSinkActor(SinkActor):
 async def _maybe_await(value: Any) -> Any:
     """*value*, awaited when a method of the sink was async."""
     return await value if inspect.isawaitable(value) else value
+
+
+def _plain(value: Any, method: str) -> Any:
+    """The result of a method that must not be async (it runs while every actor is parked)."""
+    if inspect.isawaitable(value):
+        close = getattr(value, "close", None)
+        if callable(close):
+            close()
+        raise TypeError(f"TransactionalSink.{method}() must be a plain method (it runs while every actor is "
+                        "parked); put slow work in finish_prepare() or commit(), which may be async")
+    return value

@@ -105,10 +105,11 @@ async def test_sqlite_sink_after_an_interrupt_writes_every_row_once(tmp_path: Pa
 async def test_sqlite_commit_is_idempotent_and_an_unknown_token_is_refused(tmp_path: Path) -> None:
     sink = af.SqliteSink()
     sink.path, sink.table = str(tmp_path / "o.db"), "points"
-    await sink.begin()
+    sink.begin()
     for i in range(3):
         await sink.run(Point(i, i))
-    token = await sink.prepare()
+    token = sink.prepare()  # closes the transaction (quick: every actor is parked then)
+    await sink.finish_prepare(token)  # makes it durable
     assert sqlite_rows(tmp_path / "o.db", "SELECT count(*) FROM points") == [(0,)]  # prepared: not visible
     await sink.commit(token)
     await sink.commit(token)  # again, as a resume does
@@ -182,11 +183,11 @@ async def test_postgres_sink_rolls_back_prepared_transactions_no_checkpoint_hold
         conn.execute("PREPARE TRANSACTION 'actorflow:points:abandoned'")
     sink = af.PostgresSink()
     sink.dsn, sink.table = pg_dsn, "points"
-    await sink.begin()
-    assert pg_rows(pg_dsn, "SELECT count(*) FROM pg_prepared_xacts") == [(0,)]
+    sink.begin()
     await sink.run(Point(1, 2))
-    token = await sink.prepare()
-    assert pg_rows(pg_dsn, "SELECT gid FROM pg_prepared_xacts") == [(token,)]
+    token = sink.prepare()  # closes the transaction (quick: every actor is parked then)
+    await sink.finish_prepare(token)  # makes it durable
+    assert pg_rows(pg_dsn, "SELECT gid FROM pg_prepared_xacts") == [(token,)]  # the abandoned one: rolled back
     assert pg_rows(pg_dsn, "SELECT count(*) FROM points") == [(0,)]  # prepared: invisible
     await sink.commit(token)
     await sink.commit(token)  # again, as a resume does: recognised from actorflow_commits
