@@ -58,3 +58,9 @@ def test_scale_benchmark_keys() -> None:
     assert {"inline_items_per_s", "process_items_per_s", "dask_items_per_s", "process_speedup", "dask_speedup"} <= set(
         figures
     )
+
+
+def test_connectors_benchmark_keys() -> None:
+    figures = last_json("connectors.py", "--quick")
+    assert {"postgres_sink_ratio", "jsonl_source_ratio", "postgres_rows", "jsonl_mb"} <= set(figures)
+    assert figures["postgres_rows"] == 20_000
