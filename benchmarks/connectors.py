@@ -1,4 +1,4 @@
-"""Connector speed: rows into PostgreSQL through ``af.PostgresSink``, and a JSON-lines file through ``af.JsonLinesSource``.
+"""Connector speed: rows into PostgreSQL through af.PostgresSink, a JSON-lines file through af.JsonLinesSource.
 
 1. ``ROWS`` rows (id, name, amount) written to a PostgreSQL 15 table on a throwaway local server
    (``tests/pg.py``): through actorflow (a source of dicts → ``af.PostgresSink``, a store with a
@@ -28,10 +28,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
+import psycopg
 
-import actorflow as af  # noqa: E402
-from tests import pg  # noqa: E402
+import actorflow as af
+from tests import pg
 
 TABLE_SQL = "CREATE TABLE {} (id bigint, name text, amount double precision)"
 PER_TRANSACTION = 100_000
