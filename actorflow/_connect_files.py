@@ -245,11 +245,11 @@ class LinesSource(FileSource):
                     off += len(raw)
                     live[1], live[2], live[3], live[4] = off, line, count, skip
                     continue
-                before = [index, off, line - 1, count]
                 off += len(raw)
                 try:
                     text = raw.decode()
                 except UnicodeDecodeError as exc:
+                    before = [index, off - len(raw), line - 1, count]
                     live[1], live[2], live[3] = off, line, count
                     raise self._failed(live, before, self._files[index], f"not UTF-8 ({exc.reason})", raw) from exc
                 count += 1

@@ -242,3 +242,33 @@ def test_postgres_source_refuses_a_key_that_repeats(pg_dsn: str) -> None:
         conn.execute("INSERT INTO ev VALUES (1, 'a'), (2, 'b'), (2, 'c')")
     with pytest.raises(af.TaskFailed, match="key 'id' repeats or goes back"):
         af.run(source_flow(), {"src": {"dsn": pg_dsn, "query": "SELECT * FROM ev", "key": "id"}})
+
+
+# -- the protocol the database sinks rely on ---------------------------------------------------------
+
+
+def test_an_async_prepare_is_refused_naming_finish_prepare() -> None:
+    class Slow(af.TransactionalSink):
+        def run(self, numbers: int) -> None:
+            pass
+
+        async def prepare(self) -> str:  # type: ignore[override]
+            return "t"
+
+    flow = af.Flow("slow")
+
+    @flow.source
+    def numbers() -> af.Stream[int]:
+        yield from range(3)
+
+    flow.add(Slow, name="slow")
+    with pytest.raises(af.TaskFailed, match=r"prepare\(\) must be a plain method .* finish_prepare\(\)"):
+        af.run(flow)
+
+
+def test_on_error_given_to_flow_add_is_the_task_s_policy_and_not_for_a_nested_flow() -> None:
+    flow = af.Flow("outer")
+    task = flow.add(af.LinesSource, name="lines", on_error=af.Retry(attempts=2))
+    assert task.settings.on_error == af.Retry(attempts=2)
+    with pytest.raises(af.DefinitionError, match="on_error is for a task class, not a nested flow"):
+        flow.add(af.Flow("inner"), name="inner", on_error=af.DeadLetter())
