@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
+import keyword
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -26,6 +28,10 @@ from ._executors import definition_problem
 from ._file import File
 from ._spec import REQUIRED, Input, Option, TaskDef, TaskKind, TaskSettings, dead_letters, where
 from ._typing import Cursor, Seq, fits, inspect_empty, list_item_type, runtime_classes, stream_item_type, type_name
+
+#: How close (difflib ratio) a required option's name may come to a task's before it is taken for a
+#: misspelt input: ``numbrs`` for ``numbers`` (0.92) is refused, ``n`` for ``numbers`` is not.
+MISSPELT_CUTOFF = 0.8
 
 
 class Defined(Protocol):
@@ -65,6 +71,11 @@ def task_name(flow: Defined, fn: Callable[..., Any], kind: TaskKind, name: str |
     """The task's name (given, or the function's), checked to be new and not an earlier option."""
     if not callable(fn):
         raise DefinitionError(f"flow {flow.name!r}: @{kind} needs a function, got {fn!r}")
+    if name is not None and (not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name)):
+        raise DefinitionError(
+            f"flow {flow.name!r}: {name!r} is not a valid task name: a task name is a Python identifier (letters, "
+            "digits and underscores, not starting with a digit, not a keyword), e.g. 'clean_up_step'"
+        )
     tname = name or getattr(fn, "__name__", None)
     if not tname or not isinstance(tname, str) or not tname.isidentifier():
         raise DefinitionError(f"flow {flow.name!r}: cannot name a task after {fn!r}; pass name='...'")
@@ -108,6 +119,13 @@ def analyse(
         raise DefinitionError(
             f"{where(flow.name, name)}: a source cannot dead-letter unless it takes an af.Cursor (it must reopen "
             "past the failed item); use af.Retry or af.Restart"
+        )
+    if not settings.checkpoint and (streaming_in or streaming):
+        what = f"reads the stream {streaming_in[0].upstream!r} item by item" if streaming_in else "sends a stream"
+        raise DefinitionError(
+            f"{where(flow.name, name)}: checkpoint=False needs a product a resumed run can compute again from "
+            f"its inputs, but it {what}; only a task fed whole products (final inputs, list[T] of a stream) can "
+            "leave its product out of checkpoints"
         )
     stream_names = [i.name for i in streaming_in]
     leading = ports.params[: len(stream_names)]
@@ -174,6 +192,8 @@ def _ports(
             inputs.append(port)
             continue
         default = REQUIRED if p.default is p.empty else p.default
+        if default is REQUIRED:
+            _check_not_misspelt(flow, tname, p.name)
         option_ann = Any if ann is inspect_empty else ann
         _check_default(flow.name, tname, p.name, option_ann, default)
         options.append(Option(p.name, option_ann, default))
@@ -183,6 +203,18 @@ def _ports(
             f"{where(flow.name, tname)}: inputs= names {unknown}, which are not parameters of its run()"
         )
     return _Ports(tuple(params), tuple(inputs), tuple(options), special, acc_param)
+
+
+def _check_not_misspelt(flow: Defined, tname: str, pname: str) -> None:
+    """A required option named almost like a readable task is a misspelt input: refused, naming the task."""
+    readable = [n for n, t in flow.defined.items() if t.kind != "sink"] + list(flow.nested)
+    close = difflib.get_close_matches(pname, readable, n=1, cutoff=MISSPELT_CUTOFF)
+    if close:
+        raise DefinitionError(
+            f"{where(flow.name, tname, pname)}: no task {pname!r}; did you mean {close[0]!r}? (a parameter without "
+            "a default that names no task is a required option: to keep it one, give it a name further from "
+            f"{close[0]!r})"
+        )
 
 
 def _check_parameter_kind(flow: Defined, tname: str, p: inspect.Parameter) -> None:
@@ -250,9 +282,13 @@ def _input_port(flow: Defined, task: str, pname: str, ann: Any, up: TaskDef) -> 
                 f"{type_name(ann)}"
             )
         return Input(pname, ann, streaming=False, gather=False)
+    is_list, elem = list_item_type(ann)
+    if is_list and up.per is not None and (up.out_type is Any or up.out_type is inspect_empty):
+        # a per-collector whose finish= declares no return type: list[T] reads its products whole (the
+        # annotation rule), rather than guessing that each product is a list
+        return Input(pname, ann, streaming=False, gather=True)
     if fits(up.out_type, ann):
         return Input(pname, ann, streaming=True, gather=False)
-    is_list, elem = list_item_type(ann)
     if is_list and fits(up.out_type, elem):
         return Input(pname, ann, streaming=False, gather=True)  # list[T] over a stream of T: the whole stream
     if is_list:
@@ -381,6 +417,34 @@ def _collector_output(
 # -- 5. checks ---------------------------------------------------------------------------------------
 
 
+def _check_timeout(
+    flow: Defined, tname: str, fn: Callable[..., Any], kind: TaskKind, settings: TaskSettings, is_async: bool,
+    streaming_in: list[Input],
+) -> None:
+    """``timeout=`` needs an item to time: a streaming input, one value per item, and a handler that
+    can be stopped (async, or run by an executor, which abandons it)."""
+    here = where(flow.name, tname)
+    if not streaming_in:
+        raise DefinitionError(f"{here}: timeout= applies per item: it needs a streaming input")
+    if is_generator(fn)[1]:
+        raise DefinitionError(f"{here}: timeout= applies to tasks that return one value per item and to sinks, "
+                              "not to generator tasks")
+    if settings.executor is not None and settings.executor.remote:
+        raise DefinitionError(
+            f"{here}: timeout= is supported inline (async handlers) and on thread executors, not on "
+            f"{settings.executor!r}: a worker process's start-up and queueing would count against each item; "
+            "use executor=\"thread\""
+        )
+    if settings.executor is None and not is_async:
+        hint = " (a sink must be async)" if kind == "sink" else (
+            ", or run it on a thread executor (executor=\"thread\"), which abandons an item that runs too long"
+        )
+        raise DefinitionError(
+            f"{here}: timeout= cannot stop a plain function running inline (it holds the loop until it returns); "
+            f"make it async{hint}"
+        )
+
+
 def _checks(
     flow: Defined,
     tname: str,
@@ -396,5 +460,7 @@ def _checks(
             raise DefinitionError(f"{where(flow.name, tname)}: {problem}")
     if settings.concurrency > 1 and not streaming_in:
         raise DefinitionError(f"{where(flow.name, tname)}: concurrency needs a streaming input")
+    if settings.timeout is not None:
+        _check_timeout(flow, tname, fn, kind, settings, is_async, streaming_in)
     if kind != "collector" and (settings.per is not None or settings.finish is not None):
         raise DefinitionError(f"{where(flow.name, tname)}: per= and finish= apply to collectors only")

@@ -52,7 +52,6 @@ from ._cli_durable import (
     split_target,
     store_kwargs,
 )
-from ._convert import converter
 from ._errors import (
     ActorflowError,
     DefinitionError,
@@ -66,6 +65,7 @@ from ._errors import (
 from ._executors import EXECUTOR_NAMES
 from ._export import describe
 from ._flow import Flow
+from ._jsontext import dumps
 from ._typing import type_name
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -86,6 +86,10 @@ def load_flow(target: str) -> Flow:
     """
     file, name = split_target(target)
     path = Path(file)
+    if path.is_dir():
+        raise UsageError(f"pipeline file {file!r} is a directory; give the path of a .py file in it")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"pipeline file {file!r} is not a regular file")
     if not path.is_file():
         raise UsageError(f"pipeline file {file!r} not found")
     try:
@@ -97,7 +101,9 @@ def load_flow(target: str) -> Flow:
             f"pipeline file {file!r} exited with code {exc.code!r} while being imported (sys.exit at "
             f"{_where(exc, path)}); no flow was run"
         ) from None
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # an Exception, or a BaseException subclass of the file's own
         raise UsageError(
             f"pipeline file {file!r} failed to load: {type(exc).__name__}: {exc} (raised while importing it, at "
             f"{_where(exc, path)})"
@@ -257,6 +263,10 @@ def load_config(path: str) -> dict[str, dict[str, Any]]:
         raise UsageError(f"config file {path!r} cannot be read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {path!r} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"config file {path!r} is not UTF-8 text, which TOML must be (byte {exc.start}: {exc.reason})"
+        ) from None
     bad = [k for k, v in data.items() if not isinstance(v, dict)]
     if bad:
         raise UsageError(f"config file {path!r}: expected one [table] per task, but {bad} are not tables")
@@ -274,30 +284,15 @@ def merge_options(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
 # -- output ----------------------------------------------------------------------------------------
 
 
-def _jsonable(value: Any) -> Any:
-    try:
-        plain = converter.unstructure(value)
-    except Exception:  # an exotic product still prints
-        return repr(value)
-    return repr(value) if plain is value else plain  # bytes, sets…: JSON has no type for them
-
-
-def _json_keys(value: Any) -> Any:
-    """*value* with dict keys JSON cannot hold (tuples…) written as their repr."""
-    if isinstance(value, dict):
-        plain = (str, int, float, type(None))
-        return {k if isinstance(k, plain) else repr(k): _json_keys(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_keys(v) for v in value]
-    return value
-
-
 def print_products(products: Mapping[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps({k: _json_keys(v) for k, v in products.items()}, default=_jsonable))
+        print(dumps(dict(products)))  # valid JSON: non-finite floats as strings (see _jsontext)
         return
     for name, value in products.items():
-        text = repr(value)
+        try:
+            text = repr(value)
+        except ValueError:  # an int of more than 4,300 digits has no repr(): its JSON digits
+            text = dumps(value)
         print(f"{name} = {text if len(text) <= 2000 else text[:2000] + ' …'}")
 
 

@@ -130,18 +130,22 @@ class FileSource(Task):
         live = self._live
         if live is None:
             return self._restored
-        if live[3] != count:
+        if live[3] == count:
+            at = live[:4]
+        elif self._bad is not None and self._bad[0] == count:  # the failed line is not sent yet: before it
+            at = self._bad[1]
+        else:
             raise RuntimeError(
                 f"{type(self).__name__}: the source gave {live[3]} items but the run counts {count}; "
                 "its position cannot be saved"
             )
-        key = (*live[:4], len(self._files))
+        key = (*at, len(self._files))
         if self._saved is not None and self._saved[0] == key:
             return self._saved[1]
-        index = live[0]
+        index = at[0]
         path = self._files[index]
-        upto = os.path.getsize(path) if is_gzip(path) else live[1]
-        pos = {"count": count, "index": index, "file": path, "offset": live[1], "line": live[2],
+        upto = os.path.getsize(path) if is_gzip(path) else at[1]
+        pos = {"count": count, "index": index, "file": path, "offset": at[1], "line": at[2],
                "before": _names_digest(self._files[:index]), "header": self._header, **fingerprint(path, upto)}
         self._saved = (key, pos)
         return pos

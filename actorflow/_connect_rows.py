@@ -63,25 +63,35 @@ class Rows:
     def row(self, item: Any) -> tuple[Any, ...]:
         """The values of *item* in column order.
 
+        A dict and a record with the same fields are the same row (items restored from a checkpoint
+        come back as dicts where the port does not declare their class).
+
         Raises:
             ValueError: the item does not have exactly the columns of the first one.
         """
-        try:
-            if self.record is None:
-                if len(item) != len(self.columns):
+        if type(item) is self.record or (self.record is None and type(item) is dict):
+            try:
+                if self.record is None and len(item) != len(self.columns):
                     raise KeyError
                 values = self._get(item)
-            elif type(item) is self.record:
-                values = self._get(item)
-            else:
-                raise TypeError(f"{self.where}: an item is a {type(item).__name__}, the first was a "
-                                f"{self.record.__name__}")
-        except (KeyError, TypeError) as exc:
-            if isinstance(exc, TypeError) and self.record is not None:
-                raise
-            keys = list(item) if isinstance(item, dict) else type(item).__name__
-            raise ValueError(f"{self.where}: an item has the columns {keys}, the table gets {self.columns}") from None
+            except KeyError:
+                raise self._mismatch(item) from None
+        elif isinstance(item, dict):
+            if len(item) != len(self.columns) or not all(c in item for c in self.columns):
+                raise self._mismatch(item)
+            values = operator.itemgetter(*self.columns)(item)
+        elif is_record(item):
+            try:
+                values = operator.attrgetter(*self.columns)(item)
+            except AttributeError:
+                raise self._mismatch(item) from None
+        else:
+            raise self._mismatch(item)
         return (values,) if self._one else values
+
+    def _mismatch(self, item: Any) -> ValueError:
+        keys = list(item) if isinstance(item, dict) else type(item).__name__
+        return ValueError(f"{self.where}: an item has the columns {keys}, the table gets {self.columns}")
 
 
 def _base(tp: Any) -> Any:

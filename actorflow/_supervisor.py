@@ -24,7 +24,7 @@ from . import _events as ev
 from ._checkpoint import encode, snapshot
 from ._codec import EncodeError, pack
 from ._context import redact
-from ._errors import ActorflowError, ItemFailure, StoreError
+from ._errors import ActorflowError, ItemFailure, StoreError, describe
 from ._policy import DeadLetter, Fail, Restart, Retry
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ INLINE_WRITE_BYTES = 256 * 1024
 
 
 def _err(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return describe(exc)
 
 
 class Supervisor:
@@ -117,30 +117,14 @@ class Supervisor:
         self._stall.set()
 
     async def watch_slow_items(self) -> None:
-        """Report items that have run longer than the run's ``slow_item`` seconds (until cancelled).
-
-        An async handler is seen while it awaits: the watch samples which item each actor is on and
-        reports one it has found on the same item for ``slow_item`` seconds. A sync handler blocks the
-        loop, so it is reported when its batch ends (batches of slow handlers shrink to one item, so
-        the item is named exactly).
-        """
+        """Report items that have run longer than the run's ``slow_item`` seconds (until cancelled):
+        every actor's :class:`~actorflow._slow.SlowWatch` is sampled four times per ``slow_item``."""
         run = self.run
-        limit = run.slow_item
-        seen: dict[str, tuple[float, int, float]] = {}  # task -> (batch start, item index, first seen)
         while True:
-            await trio.sleep(limit / 4)
+            await trio.sleep(run.slow_item / 4)
             now = time.perf_counter()
-            for name, actor in run.actors.items():
-                if not actor.batch_started or actor.loop is None:
-                    seen.pop(name, None)
-                    continue
-                at = actor.loop.position()
-                prev = seen.get(name)
-                if prev is None or prev[:2] != (actor.batch_started, at):
-                    seen[name] = (actor.batch_started, at, now)
-                elif now - prev[2] >= limit and actor.slow_reported != (actor.batch_started, at):
-                    seqs = actor.batch_seqs
-                    actor.report_slow(seqs[min(at, len(seqs) - 1)], now - prev[2], (actor.batch_started, at))
+            for actor in run.actors.values():
+                actor.slow.sample(now)
 
     async def relieve_stalls(self) -> None:
         """Whenever the whole run stands still with a zip stalled, make that zip spill (until cancelled)."""
@@ -158,7 +142,7 @@ class Supervisor:
 
     # -- failure policies ----------------------------------------------------------------------
 
-    async def on_item_error(self, actor: Actor, seq: Any, item: Any, exc: Exception, attempt: int) -> bool:
+    async def on_item_error(self, actor: Actor, seq: Any, item: Any, exc: BaseException, attempt: int) -> bool:
         """Apply *actor*'s policy to a failure on one item.
 
         Returns:
@@ -207,7 +191,7 @@ class Supervisor:
     def _escalate(self, actor: Actor, seq: Any, reason: str) -> None:
         self.run.bus.publish(ev.Escalated(run_id=self.run.run_id, task=actor.name, seq=seq, reason=reason))
 
-    def dead_letter(self, actor: Actor, seq: Any, item: Any, exc: Exception) -> None:
+    def dead_letter(self, actor: Actor, seq: Any, item: Any, exc: BaseException) -> None:
         """Set *item* aside with its error; it is written to the store with the next checkpoint."""
         try:
             pack(item)

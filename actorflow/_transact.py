@@ -32,6 +32,7 @@ from typing import Any
 
 from ._actor_kinds import SinkActor
 from ._codec import pack, unpack
+from ._state import TransactionState
 
 
 class TransactionalSinkActor(SinkActor):
@@ -47,6 +48,8 @@ class TransactionalSinkActor(SinkActor):
         self.durable: list[Any] = []
         #: Tokens prepared whose ``finish_prepare`` has not returned yet.
         self.unsettled: list[Any] = []
+        #: Restored from a checkpoint (a resumed run).
+        self.resumed = False
 
     @property
     def instance(self) -> Any:
@@ -66,6 +69,9 @@ class TransactionalSinkActor(SinkActor):
 
     async def start_transactions(self) -> None:
         """Commit the tokens a restored checkpoint holds (idempotent), then open a transaction."""
+        starting = getattr(self.instance, "starting", None)
+        if callable(starting):  # a sink that prepares its target for a new or a resumed run (JsonLinesSink)
+            starting(resumed=self.resumed)
         await self.commit_durable()
         _plain(self.instance.begin(), "begin")
         self.txn_open = True
@@ -136,12 +142,15 @@ class TransactionalSinkActor(SinkActor):
             except Exception:  # the run's outcome is decided; a failing close changes nothing written
                 pass
 
-    def state(self) -> dict[str, Any]:
-        return {**super().state(), "tokens": [*self.durable, *self.prepared]}
+    state_type = TransactionState
 
-    def restore(self, st: dict[str, Any]) -> None:
+    def state(self) -> TransactionState:
+        return TransactionState(**self.common_state(), tokens=[*self.durable, *self.prepared])
+
+    def restore(self, st: Any) -> None:
         super().restore(st)
-        tokens = st.get("tokens", [])
+        self.resumed = True
+        tokens = st.tokens if isinstance(st, TransactionState) else []
         self.durable = list(tokens) if isinstance(tokens, list) else []
 
 

@@ -25,7 +25,7 @@ PUBLIC_MODULES = (
 TOP_LEVEL = {
     # defining a flow
     "Flow", "Task", "Stream", "Seq", "Cursor", "Context", "File", "SKIP", "REQUIRED", "external_source",
-    "TransactionalSink", "JsonLinesSink",
+    "TransactionalSink", "JsonLinesSink", "register_codec",
     # connectors
     "LinesSource", "JsonLinesSource", "CsvSource", "SqliteSink", "PostgresSink", "PostgresSource",
     # around a run
