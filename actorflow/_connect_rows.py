@@ -69,7 +69,8 @@ class Rows:
         Raises:
             ValueError: the item does not have exactly the columns of the first one.
         """
-        if type(item) is self.record or (self.record is None and type(item) is dict):
+        kind = type(item)
+        if kind is self.record or (self.record is None and kind is dict):
             try:
                 if self.record is None and len(item) != len(self.columns):
                     raise KeyError

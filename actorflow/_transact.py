@@ -30,6 +30,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import trio
+
 from ._actor_kinds import SinkActor
 from ._codec import pack, unpack
 from ._state import TransactionState
@@ -48,6 +50,9 @@ class TransactionalSinkActor(SinkActor):
         self.durable: list[Any] = []
         #: Tokens prepared whose ``finish_prepare`` has not returned yet.
         self.unsettled: list[Any] = []
+        #: One commit loop at a time: an async commit of restored tokens (the actor's start) may still
+        #: await when the first checkpoint commits (the supervisor).
+        self.committing = trio.Lock()
         #: Restored from a checkpoint (a resumed run).
         self.resumed = False
 
@@ -113,9 +118,10 @@ class TransactionalSinkActor(SinkActor):
     async def commit_durable(self) -> None:
         """Commit every token a durable checkpoint holds (a token stays listed until its commit returns)."""
         instance = self.instance
-        while self.durable and instance is not None:
-            await _maybe_await(instance.commit(self.durable[0]))
-            self.durable.pop(0)
+        async with self.committing:
+            while self.durable and instance is not None:
+                await _maybe_await(instance.commit(self.durable[0]))
+                self.durable.pop(0)
 
     def end_transactions(self, ok: bool) -> None:
         """At the run's end: unless it succeeded, abort what no durable checkpoint holds; then ``close()``.
