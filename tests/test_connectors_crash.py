@@ -73,3 +73,20 @@ def test_sigkill_at_random_moments_then_resume_reads_and_writes_every_row_exactl
         assert conn.execute(check).fetchone() == expected
         assert conn.execute("SELECT count(*) FROM pg_prepared_xacts").fetchone() == (0,)  # none left behind
         assert conn.execute("SELECT customer, doubled FROM orders WHERE id = 10").fetchone() == ("C 3", 21.0)
+
+
+def test_the_pipeline_s_code_tokens_are_the_same_in_every_process() -> None:
+    """A resume compares code tokens with the ones the run recorded; a frozen attrs class read by a
+    task (here `enrich`) must give the same token whatever the process's hash seed."""
+    code = (
+        "import runpy, json\nfrom actorflow._cache_keys import code_tokens\n"
+        f"ns = runpy.run_path({str(PIPELINE)!r})\n"
+        "g = ns['flow'].bind({'orders': {'path': 'x'}, 'lite': {'path': 'a', 'table': 't'}, "
+        "'pg': {'dsn': 'd', 'table': 't'}})\nprint(json.dumps(code_tokens(g)))\n"
+    )
+    tokens = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**ENV, "PYTHONHASHSEED": str(seed)}).stdout
+        for seed in (1, 2, 3)
+    ]
+    assert tokens[0] == tokens[1] == tokens[2] and "enrich" in tokens[0]
