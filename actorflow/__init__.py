@@ -19,12 +19,20 @@ from ._concat import ConcatResult as ConcatResult
 from ._concat import PartReport as PartReport
 from ._concat import concat as concat
 from ._concat import concat_async as concat_async
+from ._connect_csv import CsvSource as CsvSource
+from ._connect_files import JsonLinesSource as JsonLinesSource
+from ._connect_files import LinesSource as LinesSource
+from ._connect_pg import PostgresSink as PostgresSink
+from ._connect_pg import PostgresSource as PostgresSource
+from ._connect_sqlite import SqliteSink as SqliteSink
 from ._context import Context as Context
 from ._context import SecretError as SecretError
 from ._errors import ActorflowError as ActorflowError
 from ._errors import DefinitionError as DefinitionError
+from ._errors import InputChangedError as InputChangedError
 from ._errors import InvocationError as InvocationError
 from ._errors import MailboxTypeError as MailboxTypeError
+from ._errors import MalformedLineError as MalformedLineError
 from ._errors import ResumeError as ResumeError
 from ._errors import RunCancelled as RunCancelled
 from ._errors import RunInterrupted as RunInterrupted
@@ -103,6 +111,12 @@ __all__ = [
     "Task",
     "TransactionalSink",
     "JsonLinesSink",
+    "LinesSource",
+    "JsonLinesSource",
+    "CsvSource",
+    "SqliteSink",
+    "PostgresSink",
+    "PostgresSource",
     "external_source",
     "register_codec",
     # windows
@@ -145,6 +159,8 @@ __all__ = [
     "MailboxTypeError",
     "MissingExtraError",
     "ResumeError",
+    "InputChangedError",
+    "MalformedLineError",
     "RunCancelled",
     "RunInterrupted",
     "SecretError",

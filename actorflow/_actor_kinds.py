@@ -19,6 +19,7 @@ from ._loop import EXITS, after_seq, child_seq, closing, end_items, is_failure, 
 from ._mailbox import Batch
 from ._partition import keyed_logic
 from ._remote import RemoteBatches, open_remote
+from ._source_position import position_of, resume_at
 from ._state import ABSENT, SourceState, TaskState
 from ._taskclass import end_of_stream_of
 
@@ -35,6 +36,10 @@ class SourceActor(Actor):
     """
 
     cursor = 0
+    #: Where the source stood at the last checkpoint beyond its count (``_source_position``).
+    position: Any = None
+    #: A sync source's failure, raised at the next pull once the items before it are sent.
+    _failure: ItemFailure | None = None
 
     async def main(self) -> None:
         assert self.loop is not None
@@ -50,10 +55,14 @@ class SourceActor(Actor):
                 attempt = attempt + 1 if exc.seq == failed_at else 1
                 failed_at = exc.seq
                 if not await self.loop.recover(exc.seq, None, exc.error, attempt):
-                    raise
+                    if self.cursor != exc.seq:  # a generator that stopped short of the item cannot go past it
+                        raise
+                    self.cursor = exc.seq + 1  # dead-lettered (a source with an af.Cursor): reopen past it
 
     def _open(self) -> tuple[Any, int]:
         assert self.handler is not None
+        self._failure = None
+        resume_at(self.handler, self.cursor, self.position)  # a refusal (an input changed) is no item's failure
         try:
             return self.handler.open_stream(self.cursor)
         except BaseException as exc:
@@ -77,7 +86,14 @@ class SourceActor(Actor):
             await run_pull(self, lambda size: self._pull(gen, size))
 
     def _pull(self, gen: Any, size: int) -> Batch | None:
-        """Up to *size* items from the generator, numbered from the cursor and checked (None: it ended)."""
+        """Up to *size* items from the generator, numbered from the cursor and checked (None: it ended).
+
+        When the generator raises after some items, those are the batch and the failure is raised
+        at the next pull: the cursor then stands at the failed item (a dead letter goes on past it).
+        """
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
         n = self.cursor
         items: list[Any] = []
         t0 = perf_counter()
@@ -86,7 +102,11 @@ class SourceActor(Actor):
         except BaseException as exc:
             if not is_failure(exc):
                 raise
-            raise ItemFailure(n + len(items), exc) from exc
+            failure = ItemFailure(n + len(items), exc)
+            failure.__cause__ = exc
+            if not items:
+                raise failure from exc
+            self._failure = failure
         if not items:
             return None
         took = perf_counter() - t0
@@ -109,11 +129,14 @@ class SourceActor(Actor):
     state_type = SourceState
 
     def state(self) -> SourceState:
-        return SourceState(**self.common_state(), cursor=self.cursor)
+        self.position = position_of(self.handler, self.cursor, self.position)
+        position = ABSENT if self.position is None else self.position
+        return SourceState(**self.common_state(), cursor=self.cursor, position=position)
 
     def restore(self, st: Any) -> None:
         super().restore(st)
         self.cursor = st.cursor
+        self.position = None if st.position is ABSENT else st.position
 
 
 class _AsyncPump:

@@ -26,7 +26,7 @@ from ._convert import coerce
 from ._errors import DefinitionError
 from ._executor_choice import definition_problem
 from ._file import File
-from ._spec import REQUIRED, Input, Option, TaskDef, TaskKind, TaskSettings, where
+from ._spec import REQUIRED, Input, Option, TaskDef, TaskKind, TaskSettings, dead_letters, where
 from ._typing import Cursor, Seq, fits, inspect_empty, list_item_type, runtime_classes, stream_item_type, type_name
 from ._windows import check_keyed_step, keyed_output
 
@@ -116,6 +116,11 @@ def analyse(
     in_depth, in_ordered = _readiness(flow, name, ports.inputs)
     streaming, depth, out_type = _output(flow, name, kind, settings, hints, is_gen, streaming_in, in_depth)
     _checks(flow, name, fn, kind, settings, is_async, streaming_in, is_gen)
+    if kind == "source" and dead_letters(settings.on_error) and "cursor_param" not in ports.special:
+        raise DefinitionError(
+            f"{where(flow.name, name)}: a source cannot dead-letter unless it takes an af.Cursor (it must reopen "
+            "past the failed item); use af.Retry or af.Restart"
+        )
     if not settings.checkpoint and (streaming_in or streaming):
         what = f"reads the stream {streaming_in[0].upstream!r} item by item" if streaming_in else "sends a stream"
         raise DefinitionError(

@@ -86,6 +86,36 @@ class ResumeError(StoreError):
     """A run cannot resume from its store (a different graph or options, or nothing to resume)."""
 
 
+class InputChangedError(ResumeError):
+    """A file a source had read part of changed before the run resumed (edited, truncated, replaced).
+
+    Attributes:
+        path: the file.
+    """
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        super().__init__(
+            f"input file {path!r} changed under the source's cursor since the last checkpoint: {why}; a resume would "
+            "mix two versions of it. Restore the file, or start a new run (a fresh store)"
+        )
+
+
+class MalformedLineError(ActorflowError, ValueError):
+    """A line (or CSV record) of an input file that its source cannot read: a failed item.
+
+    Attributes:
+        file: the file's base name.
+        line: its 1-based line number.
+    """
+
+    def __init__(self, file: str, line: int, why: str, text: str = "") -> None:
+        self.file = file
+        self.line = line
+        shown = f": {text[:120]!r}" if text else ""
+        super().__init__(f"{file}, line {line}: {why}{shown}")
+
+
 class RunInterrupted(ActorflowError):
     """The run stopped on SIGINT or SIGTERM (after a final checkpoint when it has a store).
 

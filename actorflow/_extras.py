@@ -20,6 +20,7 @@ EXTRAS: dict[str, str] = {
     "distributed": "dask",
     "watchfiles": "watch",
     "anyio": "watch",
+    "psycopg": "postgres",
 }
 
 

@@ -264,7 +264,8 @@ class _Walk:
                         if isinstance(part, types.FunctionType):
                             self.function(part)
                 elif isinstance(fn, types.FunctionType):
-                    self.function(fn)
+                    if not fn.__code__.co_filename.startswith("<"):  # generated (attrs, dataclasses): from the
+                        self.function(fn)  # fields the class's source shows; attrs' __hash__ holds a salted hash
                 elif not attr.startswith("__") and isinstance(member, type):
                     self.value(f"{c.__qualname__}.{attr}", member)
 

@@ -148,6 +148,7 @@ class Flow:
         name: str | None = None,
         inputs: Mapping[str, str | Callable[..., Any]] | None = None,
         output: str | None = None,
+        on_error: Any = None,
     ) -> TaskDef:
         """Add a class-based task (a subclass of :class:`Task`) or a nested :class:`Flow`.
 
@@ -157,13 +158,18 @@ class Flow:
 
         For a task class, *inputs* maps parameters of its ``run`` to the tasks (names or functions)
         they read, e.g. ``flow.add(af.JsonLinesSink, name="out", inputs={"item": "square"})``;
-        other parameters named after a task read it as usual.
+        other parameters named after a task read it as usual. *on_error* sets the task's failure
+        policy, in place of the class's (``flow.add(af.JsonLinesSource, on_error=af.DeadLetter())``).
         """
         if isinstance(task, Flow):
+            if on_error is not None:
+                raise DefinitionError(f"flow {self.name!r}: on_error is for a task class, not a nested flow")
             if name is None:
                 raise DefinitionError(f"flow {self.name!r}: adding flow {task.name!r} needs name='...'")
             return inline(self, task, name, inputs, output)
         fn, kind, given = task_function(task)
+        if on_error is not None:
+            given["on_error"] = on_error
         if given.get("per") is not None:
             given["per"] = self.task_name(given["per"])
         wiring = {p: self.task_name(t) if callable(t) else t for p, t in (inputs or {}).items()}

@@ -264,13 +264,12 @@ def check_policy(flow: str, task: str, kind: TaskKind, policy: Any) -> Any:
             f"{where(flow, task)}: on_error must be af.Retry(...), af.Restart(...), af.DeadLetter() or af.Fail(), "
             f"got {policy!r}"
         )
-    dead = isinstance(policy, DeadLetter) or (isinstance(policy, Retry) and isinstance(policy.then, DeadLetter))
-    if kind == "source" and dead:
-        raise DefinitionError(
-            f"{where(flow, task)}: a source cannot dead-letter (there is no item to set aside); "
-            "use af.Retry or af.Restart"
-        )
-    return policy
+    return policy  # a source may dead-letter only with an af.Cursor: checked by _analyse.analyse
+
+
+def dead_letters(policy: Any) -> bool:
+    """True when *policy* sets failed items aside (``af.DeadLetter()``, or a Retry that ends in one)."""
+    return isinstance(policy, DeadLetter) or (isinstance(policy, Retry) and isinstance(policy.then, DeadLetter))
 
 
 @attrs.frozen

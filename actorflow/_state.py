@@ -133,6 +133,8 @@ class SourceState(ActorState):
     """A source's state: how many items it took from its generator (its cursor)."""
 
     cursor: int = attrs.field(kw_only=True, metadata={CHECK: count_problem})
+    #: Where a connector source stands beyond its count (``_source_position``): plain data it gave.
+    position: Any = attrs.field(default=ABSENT, kw_only=True)
 
 
 @attrs.define

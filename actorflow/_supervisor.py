@@ -235,8 +235,8 @@ class Supervisor:
             False when there is no store, or the final checkpoint was already written (nothing written).
         """
         if self.store is None:
-            if final and self._prepare(final):  # transactional sinks: prepare and commit once, at the end
-                self._made_durable()
+            if final and self._prepare(final) and await self._settle():  # sinks: prepare and commit once, at the end
+                await self._made_durable()
             return False
         async with self._lock:
             if self.wrote_final:  # a periodic checkpoint that waited for the final one must not follow it
@@ -255,7 +255,7 @@ class Supervisor:
                     self._open.set()
             else:
                 framed = self._frame(final)
-            if framed is None:
+            if framed is None or not await self._settle():
                 return False
             doc, blob = framed
             paused = time.perf_counter() - t0
@@ -273,7 +273,7 @@ class Supervisor:
                 raise
             self.number += 1
             wrote = time.perf_counter() - t1
-            self._made_durable()
+            await self._made_durable()
             self.run.bus.publish(ev.CheckpointWritten(run_id=self.run.run_id, number=self.number,
                                                       queued_items=doc["queued_items"], size_bytes=len(blob),
                                                       pause_seconds=paused, write_seconds=wrote, final=final))
@@ -302,12 +302,26 @@ class Supervisor:
                 return False
         return True
 
-    def _made_durable(self) -> None:
+    async def _settle(self) -> bool:
+        """After the snapshot (the actors may run again): each sink finishes its prepared transactions
+        (``finish_prepare``, may await a driver in a thread); False if one failed (no checkpoint then)."""
+        for actor in self.run.transactional:
+            try:
+                await actor.finish_prepares()
+            except Exception as exc:  # user code: a failure of that task
+                actor.failed(None, exc)
+                return False
+            except (KeyboardInterrupt, SystemExit) as exc:
+                self.run.exit_now(actor, exc)
+                return False
+        return True
+
+    async def _made_durable(self) -> None:
         """The checkpoint holding the prepared tokens is durable: commit them (a failure fails that task)."""
         for actor in self.run.transactional:
             actor.made_durable()
             try:
-                actor.commit_durable()
+                await actor.commit_durable()
             except Exception as exc:
                 actor.failed(None, exc)
             except (KeyboardInterrupt, SystemExit) as exc:  # durable already: a resume commits it again

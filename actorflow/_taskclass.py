@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from ._errors import DefinitionError
@@ -109,11 +109,30 @@ class TransactionalSink(Task):
         """
         return None
 
-    def commit(self, token: Any) -> None:
-        """Make the prepared transaction *token* visible. Must be idempotent: it runs again on resume."""
+    def finish_prepare(self, token: Any) -> Awaitable[None] | None:
+        """Make the transaction *token* that ``prepare`` closed durable (may be ``async def``).
+
+        ``prepare`` and ``begin`` run while every actor is parked and must be quick plain methods:
+        ``prepare`` closes the transaction and names it. Slow, durable work (a database round trip)
+        goes here: it is awaited after the checkpoint's snapshot, while the actors run again, and
+        the checkpoint is written only once it returned. A sink driving a blocking client runs it in
+        a thread (``trio.to_thread.run_sync``), one call at a time, and keeps writes of the next
+        transaction behind it.
+        """
+        return None
+
+    def commit(self, token: Any) -> Awaitable[None] | None:
+        """Make the prepared transaction *token* visible. Must be idempotent: it runs again on resume.
+
+        May be ``async def`` (it is awaited). ``abort`` is always a plain method.
+        """
+        return None
 
     def abort(self, token: Any) -> None:
         """Discard a transaction that will never be committed (*token* None: the open, unprepared one)."""
+
+    def close(self) -> None:
+        """Release connections and files at the run's end, whatever its outcome (after any ``abort``)."""
 
 
 def _options(cls: type[Task]) -> dict[str, tuple[Any, Any]]:
@@ -124,7 +143,11 @@ def _options(cls: type[Task]) -> dict[str, tuple[Any, Any]]:
         raise DefinitionError(f"task class {cls.__qualname__}: cannot resolve an annotation: {exc}") from exc
     out: dict[str, tuple[Any, Any]] = {}
     for name, ann in hints.items():
-        if name in SETTINGS or name.startswith("_") or typing.get_origin(ann) is ClassVar:
+        if name.startswith("_") or typing.get_origin(ann) is ClassVar or name in ("kind", "name"):
+            continue
+        # a setting's name annotated as a plain attribute is a setting when the class gives it a value of
+        # its own, else the class's option (PostgresSource's option `key` is not the `key` setting)
+        if name in SETTINGS and getattr(cls, name, None) is not getattr(Task, name, None):
             continue
         out[name] = (ann, getattr(cls, name, inspect.Parameter.empty))
     return out
@@ -189,12 +212,14 @@ def task_function(cls: type[Task]) -> tuple[Callable[..., Any], TaskKind, dict[s
         )
     if on_error is None and retries:
         on_error = Retry(attempts=retries + 1)
+    setting = {n: getattr(Task, n) if n in options else getattr(cls, n) for n in SETTINGS}  # options are not settings
     settings = {
-        "concurrency": cls.concurrency, "capacity": cls.capacity, "batch_size": cls.batch_size,
-        "batch_time": cls.batch_time,
-        "ordered": cls.ordered, "on_error": on_error, "executor": cls.executor, "secrets": cls.secrets,
-        "init": cls.init, "finish": cls.finish, "per": cls.per, "cache": cls.cache, "version": cls.version,
-        "rate_limit": cls.rate_limit, "copy": cls.copy, "timeout": cls.timeout, "key": cls.key, "check": cls.check,
+        "concurrency": setting["concurrency"], "capacity": setting["capacity"], "batch_size": setting["batch_size"],
+        "batch_time": setting["batch_time"],
+        "ordered": setting["ordered"], "on_error": on_error, "executor": setting["executor"],
+        "secrets": setting["secrets"], "init": setting["init"], "finish": setting["finish"], "per": setting["per"],
+        "cache": setting["cache"], "version": setting["version"], "rate_limit": setting["rate_limit"],
+        "copy": setting["copy"], "timeout": setting["timeout"], "key": setting["key"], "check": setting["check"],
     }
     if cls.kind not in ("task", "source", "sink", "collector"):
         raise DefinitionError(f"task class {cls.__qualname__}: kind must be task, source, sink or collector")

@@ -70,6 +70,8 @@ def test_signals_benchmark_keys() -> None:
     figures = last_json("signals.py", "--quick", "--delay", "0.6")
     assert {"max_overshoot_s", "inline_second_sigint_s", "inline_store_SIGTERM_exit_code"} <= set(figures)
     assert figures["inline_store_SIGTERM_exit_code"] == 143 and figures["inline_no_store_SIGINT_exit_code"] == 130
+
+
 def test_windows_benchmark_keys() -> None:
     figures = last_json("windows.py", "--quick")
     assert {
@@ -77,3 +79,9 @@ def test_windows_benchmark_keys() -> None:
         "plain_keyed_events_per_s", "keyed_ratio_vs_plain_loop", "peak_rss_mb",
     } <= set(figures)
     assert figures["events"] == 20_000 and figures["windows"] == 2_000
+
+
+def test_connectors_benchmark_keys() -> None:
+    figures = last_json("connectors.py", "--quick")
+    assert {"postgres_sink_ratio", "jsonl_source_ratio", "postgres_rows", "jsonl_mb"} <= set(figures)
+    assert figures["postgres_rows"] == 20_000

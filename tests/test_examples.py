@@ -112,3 +112,25 @@ def test_clickstream_prints_each_window_as_it_closes_matching_the_reference() ->
                                        fold=lambda acc, _x: acc + 1)
         assert printed[kind] == [(k, round(s, 1), round(e, 1), v) for k, s, e, v in want], kind
     assert f"{len(late)} late click(s) set aside" in proc.stdout and late
+
+
+def test_files_to_postgres_loads_csv_files_into_postgresql_exactly_once(tmp_path: Path, pg_dsn: str) -> None:
+    import psycopg
+
+    (tmp_path / "orders-1.csv").write_text("order_id,customer,amount,paid\n1,alice,10.0,yes\n2,bob,20.5,no\n")
+    (tmp_path / "orders-2.csv").write_text("order_id,customer,amount,paid\n3,carol,5,true\nnot-a-number,dan,1,no\n"
+                                           "4,erin,2.5,false\n")
+    ns = load("files_to_postgres.py")
+    result = ns["load"](pg_dsn, str(tmp_path / "orders-*.csv"), tmp_path / "store")
+    assert [d["error"].split(": not")[0] for d in result.dead_letters] == [
+        "MalformedLineError: orders-2.csv, line 3"]
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute("SELECT order_id, region, amount_with_tax, paid FROM orders ORDER BY order_id").fetchall()
+    assert rows == [(1, "north", 12.0, True), (2, "south", 24.6, False), (3, "east", 6.0, True),
+                    (4, "other", 3.0, False)]
+    proc = subprocess.run(  # as a script: loads the same files again into the same table
+        [sys.executable, str(EXAMPLES / "files_to_postgres.py"), pg_dsn, str(tmp_path / "orders-*.csv")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "orders: 8 rows" in proc.stdout and "orders-2.csv, line 3" in proc.stdout

@@ -28,6 +28,8 @@ TOP_LEVEL = {
     "TransactionalSink", "JsonLinesSink", "register_codec",
     # keyed state and windows
     "Tumbling", "Sliding", "Session", "WindowResult",
+    # connectors
+    "LinesSource", "JsonLinesSource", "CsvSource", "SqliteSink", "PostgresSink", "PostgresSource",
     # around a run
     "run", "run_async", "open_run", "watch", "Watch", "Run", "RunResult", "Summary", "TaskStats",
     "feed", "tap", "Feed", "Tap", "concat", "concat_async", "ConcatResult", "PartReport",
@@ -35,6 +37,7 @@ TOP_LEVEL = {
     "Retry", "Restart", "DeadLetter", "Fail",
     "Executor", "ProcessExecutor", "ThreadExecutor", "DaskExecutor",
     "ActorflowError", "DefinitionError", "InvocationError", "MailboxTypeError", "MissingExtraError", "ResumeError",
+    "InputChangedError", "MalformedLineError",
     "RunCancelled", "RunInterrupted", "SecretError", "StoreError", "TaskFailed",
     # light sub-modules
     "events", "types",

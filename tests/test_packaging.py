@@ -109,10 +109,11 @@ def test_heavy_stacks_are_extras_and_test_installs_them_all() -> None:
     core = {_norm(re.split(r"[<>=\[ ]", r)[0]) for r in project["dependencies"]}
     extras = project["optional-dependencies"]
     assert {"trio", "trio-websocket", "msgpack", "cattrs", "attrs", "lmdb"} <= core
-    assert not {"distributed", "dask", "watchfiles", "anyio"} & core
+    assert not {"distributed", "dask", "watchfiles", "anyio", "psycopg", "psycopg-binary"} & core
     assert [r.split(">=")[0] for r in extras["dask"]] == ["distributed"]
     assert sorted(r.split(">=")[0] for r in extras["watch"]) == ["anyio", "watchfiles"]
-    assert extras["all"] == ["actorflow[dask,watch]"]
+    assert [r.split(">=")[0] for r in extras["postgres"]] == ["psycopg[binary]"]
+    assert extras["all"] == ["actorflow[dask,watch,postgres]"]
     assert "actorflow[all]" in extras["test"]
 
 
@@ -172,3 +173,19 @@ def test_watch_mode_without_watchfiles_is_one_line_and_exit_2(tmp_path: Path) ->
         "pip install 'actorflow[watch]'"
     ]
     assert done.stdout == ""  # refused before anything ran
+
+
+def test_import_actorflow_loads_no_postgres_driver_and_a_postgres_sink_without_it_names_the_extra() -> None:
+    done = python(
+        "import sys\nimport actorflow as af\nassert 'psycopg' not in sys.modules, 'import actorflow loaded psycopg'\n"
+        "sys.modules['psycopg'] = None\n"
+        "flow = af.Flow('pg')\n\n@flow.source\ndef n() -> af.Stream[dict]:\n    yield {'x': 1}\n\n"
+        "flow.add(af.PostgresSink, name='db', inputs={'item': 'n'})\n"
+        "try:\n    af.run(flow, {'db': {'dsn': 'host=127.0.0.1', 'table': 't'}})\n"
+        "except af.TaskFailed as exc:\n    print(type(exc.__cause__).__name__, '|', exc.__cause__)\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "MissingExtraError | af.PostgresSink needs the 'psycopg' package, which is not installed: "
+        "pip install 'actorflow[postgres]'"
+    )
