@@ -21,6 +21,7 @@ from ._concat import concat_async as concat_async
 from ._context import Context as Context
 from ._context import SecretError as SecretError
 from ._errors import ActorflowError as ActorflowError
+from ._errors import DeadLettered as DeadLettered
 from ._errors import DefinitionError as DefinitionError
 from ._errors import InvocationError as InvocationError
 from ._errors import MailboxTypeError as MailboxTypeError
@@ -119,6 +120,7 @@ __all__ = [
     "concat_async",
     # failure policies
     "DeadLetter",
+    "DeadLettered",
     "Fail",
     "Restart",
     "Retry",

@@ -477,7 +477,7 @@ class Actor:
             exc.args = (redact(str(exc), self.run.secrets),)
             scrub(error, self.run.secrets)
             text = redact(text, self.run.secrets)
-        self.run.bus.publish(ev.TaskErrored(run_id=self.run.run_id, task=self.name, seq=seq, error=text))
+        self.run.bus.publish(ev.task_failed(self.run.run_id, self.name, seq, text, exc, self.run.secrets))
         self.run.fail(exc)
 
     async def main(self) -> None:

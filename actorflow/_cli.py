@@ -52,9 +52,19 @@ from ._cli_durable import (
     split_target,
     store_kwargs,
 )
-from ._convert import converter
+from ._cli_ops import (
+    add_run_ops_arguments,
+    add_version_argument,
+    dead_lettered,
+    finished_store,
+    print_products,
+    report_dead_letters,
+    run_ops_kwargs,
+    store_of,
+)
 from ._errors import (
     ActorflowError,
+    DeadLettered,
     DefinitionError,
     InvocationError,
     MailboxTypeError,
@@ -271,36 +281,6 @@ def merge_options(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
     return out
 
 
-# -- output ----------------------------------------------------------------------------------------
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        plain = converter.unstructure(value)
-    except Exception:  # an exotic product still prints
-        return repr(value)
-    return repr(value) if plain is value else plain  # bytes, sets…: JSON has no type for them
-
-
-def _json_keys(value: Any) -> Any:
-    """*value* with dict keys JSON cannot hold (tuples…) written as their repr."""
-    if isinstance(value, dict):
-        plain = (str, int, float, type(None))
-        return {k if isinstance(k, plain) else repr(k): _json_keys(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_keys(v) for v in value]
-    return value
-
-
-def print_products(products: Mapping[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({k: _json_keys(v) for k, v in products.items()}, default=_jsonable))
-        return
-    for name, value in products.items():
-        text = repr(value)
-        print(f"{name} = {text if len(text) <= 2000 else text[:2000] + ' …'}")
-
-
 # -- commands ----------------------------------------------------------------------------------------
 
 
@@ -317,6 +297,7 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
         new_store = None  # resume reads the store it was given: nothing new to make
     else:
         kwargs = store_kwargs(args, target)  # {} without --store
+        kwargs.update(run_ops_kwargs(args))
         if getattr(args, "no_cache", False):
             kwargs["cache"] = False
         new_store = getattr(args, "store", None) or None
@@ -333,8 +314,13 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
             async with open_run(graph, secrets=secrets, **kwargs) as run, observe(run, **observing):
                 return await run.result()
 
-    result = trio.run(main)
+    try:
+        result = trio.run(main)
+    except DeadLettered as exc:  # --strict: the products are printed, and the run fails
+        print_products(exc.result, args.json)
+        return _fail(dead_lettered(exc, store_of(args)), exc, EXIT_FAILED, args.debug)
     print_products(result, args.json)
+    report_dead_letters(result.summary, store_of(args))
     return EXIT_OK
 
 
@@ -387,6 +373,9 @@ def _check_observe_options(args: argparse.Namespace) -> None:
 def cmd_resume(args: argparse.Namespace) -> int:
     """``actorflow resume --store DIR``."""
     target, options, every = resume_target(args.store)
+    if not args.from_previous and (finished := finished_store(args.store)) is not None:
+        print(f"actorflow: {finished}", file=sys.stderr)
+        return EXIT_OK
     flow = load_flow(target)
     args.resume_store = args.store
     if args.checkpoint_every is None:
@@ -450,6 +439,7 @@ def _add_run(sub: Any) -> None:
         help="with --watch: wait for this much quiet after a change before re-running (default 300ms)",
     )
     add_observe_arguments(p)
+    add_run_ops_arguments(p)
     p.set_defaults(handler=cmd_run)
 
 
@@ -504,6 +494,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="actorflow", description="Run actorflow pipelines.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_version_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for register in COMMANDS:
         register(sub)

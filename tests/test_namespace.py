@@ -33,7 +33,7 @@ TOP_LEVEL = {
     "Retry", "Restart", "DeadLetter", "Fail",
     "Executor", "ProcessExecutor", "ThreadExecutor", "DaskExecutor",
     "ActorflowError", "DefinitionError", "InvocationError", "MailboxTypeError", "MissingExtraError", "ResumeError",
-    "RunCancelled", "RunInterrupted", "SecretError", "StoreError", "TaskFailed",
+    "RunCancelled", "RunInterrupted", "SecretError", "StoreError", "TaskFailed", "DeadLettered",
     # light sub-modules
     "events", "types",
 }
