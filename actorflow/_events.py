@@ -137,7 +137,7 @@ class ActorRestarted(Event):
 
 
 @attrs.frozen(kw_only=True)
-class DeadLettered(Event):
+class ItemDeadLettered(Event):
     """An item was set aside as a dead letter and the task went on."""
 
     kind: ClassVar[str] = "dead_lettered"

@@ -141,7 +141,7 @@ class MetricsCollector:
         elif isinstance(event, ev.ActorRestarted):
             counts.restarts += 1
             counts.failures += 1
-        elif isinstance(event, ev.DeadLettered):
+        elif isinstance(event, ev.ItemDeadLettered):
             counts.dead_letters += 1
             counts.failures += 1
         elif isinstance(event, ev.TaskErrored):

@@ -237,7 +237,9 @@ class Supervisor:
         self.dead_letters.append(record)
         self.dead_counts[actor.name] += 1
         self._unsaved.append(record)
-        self.run.bus.publish(ev.DeadLettered(run_id=self.run.run_id, task=actor.name, seq=seq, error=self._text(exc)))
+        self.run.bus.publish(
+            ev.ItemDeadLettered(run_id=self.run.run_id, task=actor.name, seq=seq, error=self._text(exc))
+        )
 
     # -- checkpoints ---------------------------------------------------------------------------
 
