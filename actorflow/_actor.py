@@ -23,6 +23,7 @@ from ._cache_run import CacheRole
 from ._codec import plain_batch, restore, restore_items, seq_from_plain
 from ._context import context_for, redact, scrub
 from ._errors import ItemFailure, MailboxTypeError, TaskFailed
+from ._histogram import Histogram
 from ._inbox import ZipInbox
 from ._loop import BatchSizer, Handler, ItemLoop, RateLimiter
 from ._mailbox import Batch, Mailbox
@@ -99,6 +100,8 @@ class Actor:
         self.limiter = RateLimiter(spec.rate_limit, spec.concurrency) if spec.rate_limit is not None else None
         #: Seconds spent processing batches (user code running), for metrics.
         self.busy_time = 0.0
+        #: Batch durations, for the metrics' histogram (``_histogram``).
+        self.batch_times = Histogram()
         #: While a batch is processed: when it started and its sequence numbers (for slow-item reports).
         self.batch_started = 0.0
         self.batch_seqs: list[Any] = []
@@ -268,6 +271,7 @@ class Actor:
         elapsed = perf_counter() - t0
         self.batch_started = 0.0
         self.busy_time += elapsed
+        self.batch_times.observe(elapsed)
         self.sizer.adjust(len(batch[1]), elapsed)
         if elapsed >= self.run.slow_item and self.slow_reported[0] != t0 and batch[0] and not self.spec.is_async:
             self.report_slow(batch[0][0], elapsed, (t0, 0))

@@ -120,6 +120,7 @@ async def observe(
     console: Console | None = None,
     linger: float = 0.5,
     monitor_listeners: Sequence[trio.SocketListener] | None = None,
+    metrics_push: str | None = None,
 ) -> AsyncIterator[MonitorServer | None]:
     """Attach what ``actorflow run`` shows to *run*: live console progress, an event log, a monitor.
 
@@ -136,6 +137,8 @@ async def observe(
         console: where progress goes (default: stderr).
         linger: seconds the monitor stays up after the run ended.
         monitor_listeners: sockets already listening on *monitor* (see :func:`prepare_observe`).
+        metrics_push: a Prometheus Pushgateway (``host:port`` or URL) to push the run's final
+            metrics to once it ended (a push that fails is reported on the console, not raised).
 
     The event log file is opened and the monitor's address bound on entering, before anything is
     shown; if either fails, nothing is started.
@@ -153,6 +156,7 @@ async def observe(
             result = await run.result()
     """
     from ._monitor import open_monitor
+    from ._monitor_metrics import MetricsCollector
 
     con = console or Console(stderr=True)
     server: MonitorServer | None = None
@@ -164,6 +168,9 @@ async def observe(
         # subscribed before the first await, so that no event is missed
         progress = None if quiet else ConsoleProgress(run, con)
         log = EventLog(run, events) if events is not None else None
+        pusher = MetricsCollector(run) if metrics_push and address is None else None
+        if pusher is not None:
+            stack.callback(pusher.close)
         if address is not None:
             try:
                 server = await stack.enter_async_context(
@@ -186,12 +193,25 @@ async def observe(
                 body_error = exc
                 if not run.done:  # else the watchers end by themselves: bars stopped, summary printed
                     nursery.cancel_scope.cancel()
+        collector = pusher if pusher is not None else server.metrics if server is not None else None
+        if metrics_push and run.done and collector is not None:
+            await _push(collector, metrics_push, con)
         if server is not None and body_error is None and server.clients:
             with trio.move_on_after(linger):
                 await run.wait_done()
                 await trio.sleep(linger)  # let the monitor's clients receive the last events
     if body_error is not None:
         raise body_error
+
+
+async def _push(collector: Any, gateway: str, con: Console) -> None:
+    """Push the final metrics; a gateway that fails gets one line, never the run's exit code."""
+    try:
+        await collector.push(gateway)
+    except OSError as exc:
+        con.print(Text(f"actorflow: metrics not pushed: {exc}", style="yellow"))
+    else:
+        con.print(Text(f"actorflow: final metrics pushed to {gateway}", style="dim"))
 
 
 @asynccontextmanager
@@ -221,7 +241,8 @@ async def prepare_observe(options: Mapping[str, Any]) -> AsyncIterator[dict[str,
 
 
 def add_observe_arguments(parser: Any) -> None:
-    """Add ``--quiet``, ``--events FILE``, ``--monitor HOST:PORT`` and ``--monitor-token`` to an argparse parser.
+    """Add ``--quiet``, ``--events FILE``, ``--monitor HOST:PORT``, ``--monitor-token`` and ``--metrics-push URL``
+    to an argparse parser.
 
     The CLI then wraps its run in ``observe(run, **observe_options(args))``.
     """
@@ -236,6 +257,10 @@ def add_observe_arguments(parser: Any) -> None:
         help="token every monitor client must present; needed to bind a non-loopback address "
         "(default: $ACTORFLOW_MONITOR_TOKEN)",
     )
+    parser.add_argument(
+        "--metrics-push", metavar="URL", default=None,
+        help="push the run's final Prometheus metrics to this Pushgateway (host:port or URL) when it ends",
+    )
 
 
 def observe_options(args: Any) -> dict[str, Any]:
@@ -245,4 +270,5 @@ def observe_options(args: Any) -> dict[str, Any]:
         "events": args.events,
         "monitor": args.monitor,
         "monitor_token": args.monitor_token,
+        "metrics_push": getattr(args, "metrics_push", None),
     }
