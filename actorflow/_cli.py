@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
 import importlib.machinery
 import importlib.util
@@ -53,6 +54,7 @@ from ._cli_durable import (
     store_kwargs,
 )
 from ._cli_ops import (
+    add_dashboard_parser,
     add_run_ops_arguments,
     add_version_argument,
     dead_lettered,
@@ -481,6 +483,7 @@ def _add_graph(sub: Any) -> None:
 #: Subcommand registrations, in the order ``--help`` lists them. Append to add a command.
 COMMANDS: list[Callable[[Any], None]] = [
     _add_run, _add_resume, add_dead_letters_parser, add_cache_parser, _add_tasks, _add_graph,
+    functools.partial(add_dashboard_parser, load_flow=load_flow),
 ]
 
 

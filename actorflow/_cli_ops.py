@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
+import trio
+
+from ._cli_durable import existing_store, last_run, resume_target
 from ._convert import converter
 from ._errors import DeadLettered, StoreError
 from ._result import Summary
@@ -78,6 +81,60 @@ def dead_lettered(exc: DeadLettered, store: str | None) -> str:
     """The one error line of a ``--strict`` run that set items aside."""
     line = exc.result.summary.dead_letter_line(store) or str(exc)
     return f"{line} (--strict: a dead letter fails the run)"
+
+
+def add_dashboard_parser(sub: Any, load_flow: Callable[[str], Any]) -> None:
+    """Register ``actorflow dashboard --store DIR [--monitor HOST:PORT] [--monitor-token TOKEN]``.
+
+    *load_flow* loads ``FILE[:FLOW]`` (the CLI's loader), to draw the graph the store's run ran.
+    """
+    p = sub.add_parser("dashboard", help="show a finished or stopped run's dashboard from its store (read-only)")
+    p.add_argument("--store", required=True, metavar="DIR", help="the run's store (only read)")
+    p.add_argument("--monitor", metavar="HOST:PORT", default="127.0.0.1:8765",
+                   help="where to serve the dashboard (default 127.0.0.1:8765; port 0 picks one)")
+    p.add_argument("--monitor-token", metavar="TOKEN", default=None,
+                   help="token every client must present; needed to bind a non-loopback address")
+    p.set_defaults(handler=lambda args: dashboard(args, load_flow))
+
+
+def dashboard(args: argparse.Namespace, load_flow: Callable[[str], Any]) -> int:
+    """``actorflow dashboard --store DIR``: serve the stored run's dashboard until Ctrl-C (exit 0)."""
+    from ._console import parse_host_port
+    from ._monitor import bind_monitor
+    from ._monitor_store import serve_stored, stored_hello
+
+    target, options, _ = resume_target(args.store)
+    flow = load_flow(target)
+    graph = flow.bind(options)
+    last = last_run(args.store, flow.name)
+    with existing_store(args.store, "dead letters") as st:
+        letters = list(st.dead_letters())
+    hello = stored_hello(graph, last, letters)
+    host, port = parse_host_port(args.monitor)
+
+    async def main() -> None:
+        for listener in await bind_monitor(host, port, args.monitor_token):  # checks host and token first
+            await listener.aclose()
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(serve_stored, hello, host, port, args.monitor_token)
+            shown = f"[{host}]" if ":" in host else host
+            query = f"?token={args.monitor_token}" if args.monitor_token else ""
+            print(f"actorflow: dashboard of the run in {args.store!r} ({last['run']['status']}, read-only) at "
+                  f"http://{shown}:{bound}/{query}  (Ctrl-C stops)", file=sys.stderr, flush=True)
+
+    try:
+        trio.run(main)
+    except BaseException as exc:  # Ctrl-C is how this command ends: exit 0
+        if not _interrupted(exc):
+            raise
+    return 0
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether *exc* is a KeyboardInterrupt, or an exception group of nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_interrupted(e) for e in exc.exceptions)
+    return isinstance(exc, KeyboardInterrupt)
 
 
 def finished_store(store: str) -> str | None:

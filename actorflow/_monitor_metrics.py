@@ -14,6 +14,7 @@ the collector was created right after :func:`~actorflow.open_run` (as every obse
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, final
 from urllib.parse import urlsplit
@@ -34,6 +35,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: The path the monitor (and :meth:`MetricsCollector.handle`) serves the metrics on.
 METRICS_PATH = "/metrics"
 
+
+#: How many lifecycle events a monitor keeps for clients that connect late.
+HISTORY_LENGTH = 1000
+_ERROR_EVENTS = (ev.TaskErrored, ev.ItemRetried, ev.ItemDeadLettered, ev.ActorRestarted)
 
 #: Every status a run can have: ``actorflow_run_status`` has one series for each.
 RUN_STATUSES = ("pending", "running", "ok", "failed", "cancelled", "interrupted")
@@ -157,10 +162,20 @@ class MetricsCollector:
         self.checkpoint_pause_seconds = 0.0
         self.checkpoint_write_seconds = 0.0
         self.checkpoint_bytes = 0
+        #: The run's lifecycle events so far (no batch events), newest last, as sent to a monitor
+        #: client that connects late; the oldest go first past HISTORY_LENGTH.
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LENGTH)
+        #: The last error a task's code raised (its event as a dict), or None.
+        self.last_error: dict[str, Any] | None = None
 
     # -- counting events ---------------------------------------------------------------------
 
     def _count(self, event: ev.Event) -> None:
+        if type(event) is not ev.BatchProcessed:
+            record = event.to_dict()
+            self.history.append(record)
+            if isinstance(event, _ERROR_EVENTS):
+                self.last_error = record
         task = getattr(event, "task", None)
         counts = self._tasks.get(task) if isinstance(task, str) else None
         if isinstance(event, ev.CheckpointWritten):
@@ -185,6 +200,12 @@ class MetricsCollector:
             counts.cache_hits += 1
         elif isinstance(event, ev.CacheMiss):
             counts.cache_misses += 1
+
+    def history_now(self) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The run's lifecycle events up to this moment, and its last error: for a client that
+        subscribes to the run's events in the same step (nothing between is lost or repeated)."""
+        self._drain()
+        return list(self.history), self.last_error
 
     def _drain(self) -> None:
         while (event := self._events.get_nowait()) is not None:
