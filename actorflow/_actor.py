@@ -12,30 +12,28 @@ An actor owns its state: :meth:`Actor.state` gives it as plain data for a checkp
 from __future__ import annotations
 
 import time
+from copy import deepcopy
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from . import _events as ev
-from ._cache_keys import upstreams
+from ._cache_hook import CacheHook
 from ._cache_run import CacheRole
 from ._codec import plain_batch, restore, restore_items, seq_from_plain
 from ._context import context_for, redact, scrub
-from ._errors import ItemFailure, MailboxTypeError, TaskFailed
+from ._errors import ItemFailure, MailboxTypeError, TaskFailed, describe
 from ._histogram import Histogram
 from ._inbox import ZipInbox
-from ._loop import BatchSizer, Handler, ItemLoop, RateLimiter
+from ._loop import EXITS, BatchSizer, Handler, ItemLoop, RateLimiter, is_failure
 from ._mailbox import Batch, Mailbox
 from ._outcheck import OutputCheck
+from ._taskclass import instance_state, is_stateful_class
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
     from ._spec import TaskDef
-
-#: What user code may raise to stop the whole run (``Ctrl-C``, ``sys.exit``): it reaches the
-#: caller as itself after a checkpoint, and the item it interrupted is put back (see ``docs/durability.md``).
-EXITS = (KeyboardInterrupt, SystemExit)
 
 
 class Product:
@@ -76,12 +74,18 @@ class Actor:
         self.taps: list[Any] = []  # Tap objects watching the output; see _gateway
         #: Batches being sent: slot -> [seqs, items, index of the next downstream mailbox].
         self.outboxes: dict[int, list[Any]] = {}
+        #: A worker pool's finished output batches waiting for their turn (ticket -> batch), and with
+        #: ordered output the input batch of each ticket not yet sent (put back on an exit); see ``_cycle``.
+        self.done_out: dict[int, Batch] = {}
+        self.taken: dict[int, Batch] = {}
         #: Outboxes restored from a checkpoint, sent before anything else (kept here until each is sent).
         self.resend: list[list[Any]] = []
         #: True when a checkpoint says this actor had finished: it only replays its ending.
         self.restored_finished = False
         #: The actor's part in the product cache (None: not cacheable, or no cache).
         self.cached: CacheRole | None = None
+        #: The cache's hooks on this actor's cycle (made with its role; see ``_cache_hook``).
+        self.cache_hook: CacheHook | None = None
         self.handler: Handler | None = None
         #: Children a generator task emitted for an item before the checkpoint it resumes from.
         self.skip_children: dict[Any, int] = {}
@@ -110,6 +114,13 @@ class Actor:
         self._yielded = perf_counter()
         #: The output port's type checks (and storability of undeclared types when there is a store).
         self.out_check = OutputCheck(run, spec, store=run.supervisor.store is not None)
+        #: A task class whose instance keeps state between items (run inline, not a transactional
+        #: sink, which keeps its own): its public attributes are part of every checkpoint.
+        self.stateful = is_stateful_class(spec)
+        #: Each reader after the first gets its own deep copy of every output batch (``copy=True``).
+        self.copies = spec.copy
+        #: Attributes a checkpoint restored, set on the instance once it is made.
+        self.restored_attrs: dict[str, Any] = {}
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -148,7 +159,7 @@ class Actor:
             box = outs[i]
             if box.accepts is not None:
                 self.out_check.port(box, seqs, items)
-            await box.put(seqs, items)
+            await box.put(seqs, deepcopy(items) if i and self.copies else items)
         del self.outboxes[slot]
         self._sent(items)
 
@@ -165,8 +176,12 @@ class Actor:
             if box.accepts is not None:
                 self.out_check.port(box, seqs, items)
         self._observe(seqs, items)
-        for box in outs:
-            box.put_nowait(seqs, items)
+        if self.copies and len(outs) > 1:
+            for i, box in enumerate(outs):
+                box.put_nowait(seqs, items if i == 0 else deepcopy(items))
+        else:
+            for box in outs:
+                box.put_nowait(seqs, items)
         self._sent(items)
         return True
 
@@ -174,9 +189,8 @@ class Actor:
         """A batch about to be sent: taps see it and a cache miss records it."""
         for tap in self.taps:
             tap(seqs, items)
-        cached = self.cached
-        if cached is not None and cached.fingerprint is not None and self.run.cache is not None:  # a miss: recorded
-            cached.record(self.name, self.run.cache, seqs, items)
+        if self.cache_hook is not None:
+            self.cache_hook.sending(seqs, items)
 
     def _sent(self, items: list[Any]) -> None:
         self.items_out += len(items)
@@ -281,7 +295,7 @@ class Actor:
         self.slow_reported = key
         self.run.bus.publish(ev.ItemSlow(run_id=self.run.run_id, task=self.name, seq=seq, seconds=seconds))
 
-    async def apply_policy(self, seq: Any, item: Any, exc: Exception, attempt: int) -> bool:
+    async def apply_policy(self, seq: Any, item: Any, exc: BaseException, attempt: int) -> bool:
         """The supervisor's policy for a failed item (see :meth:`ItemLoop.recover`)."""
         return await self.sup.on_item_error(self, seq, item, exc, attempt)
 
@@ -298,8 +312,8 @@ class Actor:
         self.status = "running"
         self.started = time.perf_counter()
         run.bus.publish(ev.TaskStarted(run_id=run.run_id, task=self.name))
-        if self.cached is not None and self.cached.decision != "pending":
-            self.cache_event()
+        if self.cache_hook is not None:
+            self.cache_hook.started()
         try:
             await self._run_body()
         except ItemFailure as exc:
@@ -308,11 +322,13 @@ class Actor:
         except (TaskFailed, MailboxTypeError) as exc:
             self.failed(getattr(exc, "seq", None), exc)
             return
-        except Exception as exc:
-            self.failed(None, exc)
-            return
         except EXITS as exc:
             self.exited = self.exited or exc
+        except BaseException as exc:
+            if not is_failure(exc):
+                raise
+            self.failed(None, exc)
+            return
         finally:
             self.elapsed = time.perf_counter() - self.started
         if self.exited is not None:  # never finished: its readers must not see an end of stream
@@ -320,17 +336,15 @@ class Actor:
             await self.run.stop_for_exit(self, self.exited)
             return
         self._finished()
-        if self.cached is not None and self.cached.later is not None:
-            await self.save_later()
+        if self.cache_hook is not None:
+            await self.cache_hook.after_finish()
 
     async def _run_body(self) -> None:
         if self.restored_finished:
             return
-        if self.cached is not None and self.cached.decision == "pending":
-            await self.cutoff()
-        if self.cached is not None and self.cached.hit:
+        if self.cache_hook is not None and await self.cache_hook.is_hit():
             await self.resend_restored()
-            await self.replay()
+            await self.cache_hook.replay()
             return
         await self.bind_handler()
         await self.resend_restored()
@@ -352,6 +366,21 @@ class Actor:
             consts[self.spec.context_param] = context_for(self.run, self.name, self.spec.secrets)
         self.handler = Handler(self.spec, consts)
         self.loop = ItemLoop(self, self.handler, self.skip_children)
+        if self.restored_attrs and self.handler.instance is not None:
+            for key, value in self.restored_attrs.items():
+                setattr(self.handler.instance, key, value)
+            self.restored_attrs = {}
+
+    def instance_attrs(self) -> dict[str, Any]:
+        """A stateful task class's state: its instance's public attributes (see ``stateful``)."""
+        instance = self.handler.instance if self.handler is not None else None
+        return self.restored_attrs if instance is None else instance_state(instance, self.spec.fn)
+
+    def check_instance(self, seq: Any) -> None:
+        """A checkpoint must hold the instance's attributes: find out at the first batch, and whenever an
+        attribute's type changes, not at the first checkpoint after all the work (each attribute named)."""
+        for key, value in self.instance_attrs().items():
+            self.out_check.state(value, seq, f"its attribute {key!r}", (key, type(value)))
 
     def _finished(self) -> None:
         run = self.run
@@ -362,14 +391,8 @@ class Actor:
         if self.gather is not None and not self.product.ready.is_set():
             self.product.set(self.gather)
         self.status = "finished"
-        cached = self.cached
-        if cached is not None and run.cache is not None and not self.restored_finished:
-            # an incomplete product hides nothing: a task that set items aside is not written
-            write = not any(d["task"] == self.name for d in self.sup.dead_letters)
-            later = write and not all(r.settled.is_set() for r in self.upstream_roles())
-            cached.finish(
-                run.cache, run.flow_name, self.spec, self.items_in, self.product.value, self.digests(), write, later
-            )
+        if self.cache_hook is not None and not self.restored_finished:
+            self.cache_hook.finished()
         run.bus.publish(
             ev.TaskFinished(
                 run_id=run.run_id, task=self.name, items_in=self.items_in, items_out=self.items_out,
@@ -387,84 +410,10 @@ class Actor:
             seqs, items, start = self.resend.pop(0)
             await self.send(seqs, items, start=start)  # in `outboxes` before its first await
 
-    def digests(self) -> dict[str, str | None]:
-        """The output fingerprints of the tasks this one reads from (None: not known)."""
-        actors = self.run.actors
-        return {u: (r.digest if (r := actors[u].cached) is not None else None) for u in upstreams(self.spec)}
-
-    def upstream_roles(self) -> list[CacheRole]:
-        """The cache roles of the tasks this one reads from."""
-        return [r for u in upstreams(self.spec) if (r := self.run.actors[u].cached) is not None]
-
-    async def save_later(self) -> None:
-        """Write this finished miss's entry once every task it read from has its final fingerprint
-        (a task can end before one of them does: a zip ends with its shortest input)."""
-        for role in self.upstream_roles():
-            await role.settled.wait()
-        assert self.cached is not None and self.run.cache is not None
-        self.cached.save_later(self.run.cache, self.digests())
-
-    async def cutoff(self) -> None:
-        """Early cutoff: wait until every task this one reads from has a final fingerprint, then
-        decide. Meanwhile the inboxes spill rather than block their senders; a hit drops them."""
-        run, role = self.run, self.cached
-        assert run.cache is not None and role is not None
-        for box in self.inboxes:
-            box.spill(True)
-        for other in self.upstream_roles():
-            await other.settled.wait()
-        for box in self.inboxes:
-            box.spill(False)
-        role.decide(run.cache, self.spec, self.digests())
-        if role.hit:
-            for box in self.inboxes:
-                box.abandon()
-            self.outs = run.outs_to_running(self)
-            role.replay, role.load_items = bool(self.outs or self.taps), self.in_result
-        self.cache_event()
-
-    def cache_event(self) -> None:
-        run, role = self.run, self.cached
-        assert role is not None
-        if role.hit:
-            items = role.entry["items"] if role.entry else 0
-            run.bus.publish(
-                ev.CacheHit(run_id=run.run_id, task=self.name, key=role.key, items=items, cutoff=role.cutoff)
-            )
-        else:
-            run.bus.publish(ev.CacheMiss(run_id=run.run_id, task=self.name, key=role.key, reason=role.reason))
-
-    async def replay(self) -> None:
-        """A cache hit: load the product, or replay the stream in order where it is needed."""
-        cache, role = self.run.cache, self.cached
-        assert cache is not None and role is not None and role.entry is not None
-        form = role.entry["form"]
-        if form == "product":
-            self.product.set(restore(cache.product(role.key), self.spec.out_type))
-            self.items_out = 1
-            return
-        if form == "sink":
-            self.items_in = role.entry["items"]
-            self.product.set(None)
-            return
-        if not (role.replay or role.load_items):
-            self.gather = None  # nobody reads these items this time
-            self.product.set(None)
-            self.items_out = role.entry["items"]
-            return
-        sup = self.sup
-        out_type = self.spec.out_type
-        for seqs, plain in role.chunks(cache):
-            if sup.pending:
-                await sup.gate()
-            items = restore_items(plain, out_type)
-            self.batch_event(0, len(items))
-            if role.replay:
-                await self.send(seqs, items)
-            else:
-                assert self.gather is not None
-                self.gather.extend(items)
-                self.items_out += len(items)
+    def set_cache_role(self, role: CacheRole) -> None:
+        """Give the actor its part in the product cache (its hooks on the cycle come with it)."""
+        self.cached = role
+        self.cache_hook = CacheHook(self, role)
 
     def failed(self, seq: Any, error: BaseException) -> None:
         """Record this actor's failure (with its item's sequence number) and fail the run."""
@@ -476,7 +425,7 @@ class Actor:
         else:
             exc = TaskFailed(self.run.flow_name, self.name, seq, error)
             exc.__cause__ = error
-        text = f"{type(error).__name__}: {error}"
+        text = describe(error)
         if self.run.secrets:  # secret values never reach messages, events or chained tracebacks
             exc.args = (redact(str(exc), self.run.secrets),)
             scrub(error, self.run.secrets)
@@ -522,6 +471,8 @@ class Actor:
             st["cache"] = self.cached.state()
         if (back := self.unfinished_state()) is not None:
             st["inflight"] = back
+        if self.stateful:
+            st["attrs"] = self.instance_attrs()
         return st
 
     def restore(self, st: dict[str, Any]) -> None:
@@ -534,11 +485,14 @@ class Actor:
         ]
         if "gather" in st:
             self.gather = restore_items(st["gather"], spec.out_type)
+        if self.stateful and isinstance(st.get("attrs"), dict):
+            self.restored_attrs = dict(st["attrs"])
         if "cache" in st:
             fresh = st["items_out"] == 0 and not st["outboxes"] and "inflight" not in st and not st.get("cursor")
-            self.cached = CacheRole.restored(self.name, self.run.cache, st["cache"], fresh, spec.streaming)
+            role = CacheRole.restored(self.name, self.run.cache, st["cache"], fresh, spec.streaming)
+            self.set_cache_role(role)
             if st["status"] == "finished":
-                self.cached.settled.set()
+                role.settled.set()
         if st["status"] == "finished":
             self.restored_finished = True
             if self.gather is not None:
@@ -577,6 +531,9 @@ class _Working:
         actor.sup.enter()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.actor.sup.leave()
+        actor = self.actor
+        actor.sup.leave()
         if exc_type is None:
-            self.actor.worked(self.batch, self.t0)
+            actor.worked(self.batch, self.t0)
+            if actor.stateful and actor.out_check.stored and self.batch[0]:
+                actor.check_instance(self.batch[0][-1])

@@ -10,14 +10,14 @@ from typing import Any
 
 import trio
 
-from ._actor import EXITS, Actor
+from ._actor import Actor
 from ._codec import plain_batch, seq_from_plain
+from ._cycle import NO_OUTPUT, run_cycle
 from ._errors import ItemFailure
-from ._inbox import ZipInbox
-from ._loop import after_seq, child_seq, closing, end_items, next_seq
-from ._mailbox import Batch, Mailbox
+from ._loop import EXITS, after_seq, child_seq, closing, end_items, is_failure, next_seq
+from ._mailbox import Batch
 from ._remote import RemoteBatches, open_remote
-from ._taskclass import end_of_stream_of, instance_state
+from ._taskclass import end_of_stream_of
 
 #: Seconds between two items of an async source after which the second is sent at once (the
 #: generator paused: nothing would join its batch); items closer together are batched.
@@ -47,15 +47,16 @@ class SourceActor(Actor):
             except ItemFailure as exc:
                 attempt = attempt + 1 if exc.seq == failed_at else 1
                 failed_at = exc.seq
-                error = exc.error if isinstance(exc.error, Exception) else exc
-                if not await self.loop.recover(exc.seq, None, error, attempt):
+                if not await self.loop.recover(exc.seq, None, exc.error, attempt):
                     raise
 
     def _open(self) -> tuple[Any, int]:
         assert self.handler is not None
         try:
             return self.handler.open_stream(self.cursor)
-        except Exception as exc:
+        except BaseException as exc:
+            if not is_failure(exc):
+                raise
             raise ItemFailure(self.cursor, exc) from exc
 
     async def _pump_sync(self) -> None:
@@ -68,7 +69,9 @@ class SourceActor(Actor):
                 skipped = count()
                 try:
                     deque(zip(islice(gen, skip), skipped, strict=False), maxlen=0)
-                except Exception as exc:
+                except BaseException as exc:
+                    if not is_failure(exc):
+                        raise
                     raise ItemFailure(self.cursor - skip + next(skipped), exc) from exc
             sizer = self.sizer
             while True:
@@ -80,7 +83,9 @@ class SourceActor(Actor):
                 t0 = perf_counter()
                 try:
                     items.extend(islice(gen, sizer.size))  # on an error, `items` keeps what came before it
-                except Exception as exc:
+                except BaseException as exc:
+                    if not is_failure(exc):
+                        raise
                     raise ItemFailure(n + len(items), exc) from exc
                 if not items:
                     return
@@ -173,11 +178,13 @@ class _AsyncPump:
                     while len(buf) >= bs:
                         await self.space.park()
                     await actor.breathe()  # a generator that never suspends still lets others run
-        except Exception as exc:
-            self.error = ItemFailure(self.first + self.pos, exc)
         except EXITS as exc:  # what came before is sent; the cursor never counts what did not come
             self.error = exc
             actor.exit_seq = self.first + self.pos
+        except BaseException as exc:
+            if not is_failure(exc):
+                raise
+            self.error = ItemFailure(self.first + self.pos, exc)
         self.done = True
         self.wake.unpark_all()
 
@@ -246,62 +253,70 @@ class TaskActor(Actor):
     #: Generator task stopped mid-batch (set while it waits to send): remaining seqs, items, and
     #: how many children of the first remaining item were already emitted.
     inflight: tuple[list[Any], list[Any], int] | None = None
+    #: After an exit in a generator task: how many of its batch's items had all their children sent.
+    gen_done = 0
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        #: Finished output batches of concurrent workers waiting for their turn (ticket -> batch).
-        self.done_out: dict[int, Batch] = {}
-        #: Ordered concurrent workers: the input batch of each ticket not yet sent (put back on an exit).
-        self.taken: dict[int, Batch] = {}
         #: The task class's ``end_of_stream`` (None: it has none, or the task reads no stream).
         self.eos = end_of_stream_of(self.spec.fn) if self.spec.streaming_inputs else None
         #: Whether ``end_of_stream`` ran (its items then are in the outbox or sent), and the last input seq.
         self.eos_done = False
         self.last_in: Any = None
-        #: A task with ``end_of_stream``: its instance's public attributes from a checkpoint, set before its first item.
-        self.eos_attrs: dict[str, Any] = {}
 
     async def main(self) -> None:
         spec, handler, loop = self.spec, self.handler, self.loop
         assert handler is not None and loop is not None
         if not spec.streaming_inputs:
-            try:
-                value = await handler.product()
-            except Exception as exc:
-                raise ItemFailure(None, exc) from exc
-            self.out_check.product(value)
-            self.items_out = 1
+            made, value = await loop.once(None, lambda: handler.product())
+            if made:
+                self.out_check.product(value)
+                self.items_out = 1
             self.product.set(value)
             return
-        if self.eos_attrs and handler.instance is not None:
-            for key, value in self.eos_attrs.items():
-                setattr(handler.instance, key, value)
-            self.eos_attrs = {}
-        inbox = self.inbox()
         async with open_remote(self, loop, handler.consts) as remote:
             self.remote = remote
-            if spec.concurrency == 1:
-                take = self.take if self.limiter is None else self.take_throttled
-                while (batch := await take(inbox)) is not None:
-                    with self.working(batch):
-                        seqs, out = await self.process(batch, flush=True)
-                    self.batch_event(len(batch[1]), len(out))
-                    await self.send(seqs, out)
-                    self._advance(batch)
-            else:
-                await self._workers(inbox)
+            await run_cycle(self, self, self.inbox())
+
+    # -- the task's logic in the batch cycle (see ``_cycle``) ----------------------------------------
+
+    pooled = True
+
+    async def on_batch(self, seqs: list[Any], items: list[Any], flush: bool, order: int) -> Batch:
+        """Call the task on every item of the batch; returns the checked output batch."""
+        if self.eos is not None and seqs:
+            last = seqs[-1] if self.spec.ordered else max(seqs)
+            if self.last_in is None or last > self.last_in:
+                self.last_in = last
+        if self.remote is not None:
+            return await self.remote.process(seqs, items)
+        if self.spec.is_generator:
+            return await self._generate(seqs, items, flush, order)
+        assert self.loop is not None
+        return self.out_check.batch(seqs, await self.loop.map(seqs, items))
+
+    def on_exit(self, seqs: list[Any], items: list[Any], exc: BaseException, order: int) -> int:
+        """User code raised an exit: a generator task put back the items whose children were not all
+        sent; one map worker keeps the outputs of the items before the one that raised; otherwise the
+        batch goes back whole (its outputs are computed again after a resume)."""
+        if self.remote is None and self.spec.is_generator:
+            return self.gen_done
+        if self.remote is None and order == 0 and self.spec.concurrency == 1 and self._keep_done(seqs, items, exc):
+            return self.loop.position() if self.loop is not None else 0
+        at = self.remote.exit_at if self.remote is not None else self.loop.position() if self.loop else 0
+        self.put_back(seqs, items, exc, order)
+        self.exit_seq = seqs[min(at, len(seqs) - 1)]
+        return 0
+
+    def sent(self, in_seqs: list[Any]) -> None:
+        """Readers learn that nothing numbered up to the batch's last input will come any more."""
+        if self.spec.ordered and in_seqs and not self.spec.is_generator:
+            self.advance(in_seqs[-1])
+
+    async def on_eof(self) -> None:
         if self.eos is not None and not self.eos_done:
             await self._end_of_stream(self.eos)
 
-    def _check_eos_state(self, seqs: list[Any]) -> None:
-        """A checkpoint must hold the instance's state (its public attributes): find out at the first
-        batch and whenever an attribute's type changes, not at the first checkpoint after all the work."""
-        assert self.handler is not None
-        if self.handler.instance is None or not seqs:
-            return
-        attrs = instance_state(self.handler.instance, self.spec.fn)
-        shape = frozenset((k, type(v)) for k, v in attrs.items())
-        self.out_check.state(attrs, seqs[-1], "its instance's attributes", shape)
 
     async def _end_of_stream(self, eos: Any) -> None:
         """Call the task class's ``end_of_stream`` once; its items follow the last input item's outputs.
@@ -317,11 +332,11 @@ class TaskActor(Actor):
         spec = self.spec
         in_depth = spec.depth - 1 if spec.is_generator else spec.depth
         first = after_seq(self.last_in, in_depth)
+        assert self.loop is not None
+        handler = self.handler
         with self.working(([first], [None])):
-            try:
-                items = await end_items(eos(self.handler.instance))
-            except Exception as exc:
-                raise ItemFailure(first, exc) from exc
+            _, items = await self.loop.once(first, lambda: end_items(eos(handler.instance)))
+            items = items or []
             if spec.is_generator:
                 seqs = [child_seq(first, j) for j in range(len(items))]
             else:
@@ -331,89 +346,21 @@ class TaskActor(Actor):
         self.eos_done = True
         await self.send(seqs, items)
 
-    def _advance(self, batch: Batch) -> None:
-        if self.spec.ordered and batch[0] and not self.spec.is_generator:
-            self.advance(batch[0][-1])
-
-    async def _workers(self, inbox: Mailbox | ZipInbox) -> None:
-        n = self.spec.concurrency
-        ordered = self.spec.ordered
-        done = self.done_out
-        counters = {"take": 0, "emit": 0}
-        lock = trio.Lock()
-        take = self.take if self.limiter is None else self.take_throttled
-
-        async def worker(slot: int) -> None:
-            while self.exited is None:
-                batch = await take(inbox, self.share(inbox, n))
-                if batch is None:
-                    return
-                ticket = counters["take"]
-                counters["take"] += 1
-                if ordered:
-                    self.taken[ticket] = batch
-                try:
-                    with self.working(batch):
-                        seqs, out = await self.process(batch, flush=False, order=ticket)
-                except EXITS:
-                    return  # put back by `process`; the actor stops once every worker has
-                except ItemFailure as exc:
-                    self.failed(exc.seq, exc.error)
-                    return
-                except Exception as exc:
-                    self.failed(getattr(exc, "seq", None), exc)
-                    return
-                self.batch_event(len(batch[1]), len(out))
-                if not ordered:
-                    await self.send(seqs, out, slot=slot)
-                    continue
-                done[ticket] = (seqs, out)
-                async with lock:
-                    while counters["emit"] in done:
-                        s, o = done.pop(counters["emit"])
-                        in_seqs = self.taken.pop(counters["emit"])[0]
-                        counters["emit"] += 1
-                        await self.send(s, o, slot=slot)
-                        if in_seqs and not self.spec.is_generator:
-                            self.advance(in_seqs[-1])  # in ticket order: everything up to here was sent
-
-        async with trio.open_nursery() as nursery:
-            for slot in range(n):
-                nursery.start_soon(worker, slot)
-        if self.exited is not None:
-            raise self.exited
-
-    async def process(self, batch: Batch, flush: bool, order: int = 0) -> Batch:
-        """Call the task on every item of *batch*; returns the output batch.
-
-        If user code raises KeyboardInterrupt or SystemExit, the batch is put back whole (its outputs
-        are computed again after a resume), or for a generator task from the first item whose
-        children were not all sent.
-        """
-        seqs, items = batch
-        self.items_in += len(items)
-        if self.eos is not None and seqs:
-            last = seqs[-1] if self.spec.ordered else max(seqs)
-            if self.last_in is None or last > self.last_in:
-                self.last_in = last
+    def _keep_done(self, seqs: list[Any], items: list[Any], exc: BaseException) -> bool:
+        """An exit on item ``position()`` of a map batch (one worker): the outputs of the items before it
+        go to the outbox and only the rest is put back, so a stateful task never sees an item twice."""
+        assert self.loop is not None
+        at = self.loop.position()
         try:
-            if self.remote is not None:
-                return await self.remote.process(seqs, items)
-            if self.spec.is_generator:
-                out = await self._generate(seqs, items, flush, order)
-            else:
-                assert self.loop is not None
-                out = self.out_check.batch(seqs, await self.loop.map(seqs, items))
-            if self.eos is not None and self.out_check.stored:
-                self._check_eos_state(seqs)
-            return out
-        except EXITS as exc:
-            if self.remote is not None or not self.spec.is_generator:  # else `_generate` put back what is left
-                self.items_in -= len(items)
-                at = self.remote.exit_at if self.remote is not None else self.loop.position() if self.loop else 0
-                self.put_back(seqs, items, exc, order)
-                self.exit_seq = seqs[min(at, len(seqs) - 1)]
-            raise
+            out_seqs, out = self.out_check.batch(seqs[:at], self.loop.current[:at])
+        except Exception:
+            return False  # the outputs fail their check: the whole batch goes back and runs again
+        if out:
+            self.resend.append([out_seqs, out, 0])
+        self.put_back(seqs[at:], items[at:], exc)
+        self.exit_seq = seqs[min(at, len(seqs) - 1)]
+        return True
+
 
     async def _generate(self, seqs: list[Any], items: list[Any], flush: bool, order: int = 0) -> Batch:
         assert self.loop is not None
@@ -432,7 +379,7 @@ class TaskActor(Actor):
                     sent = (idx, j + 1)
                     t0 = perf_counter()
         except EXITS as exc:  # what was sent stays sent: put back from the item whose children were not all sent
-            self.items_in -= len(items) - sent[0]
+            self.gen_done = sent[0]
             self.put_back(seqs[sent[0]:], items[sent[0]:], exc, order, sent[1])
             raise
         return self.out_check.batch(out_seqs, out)
@@ -453,8 +400,6 @@ class TaskActor(Actor):
         if self.eos is not None:
             st["eos"] = self.eos_done
             st["last_in"] = list(self.last_in) if isinstance(self.last_in, tuple) else self.last_in
-            instance = self.handler.instance if self.handler is not None else None
-            st["attrs"] = self.eos_attrs if instance is None else instance_state(instance, self.spec.fn)
         if self.done_out and self.exited is None:
             st["outboxes"] += [[*plain_batch(s, i), 0] for _, (s, i) in sorted(self.done_out.items())]
         elif self.done_out:  # an earlier batch is put back: these follow it in order, so they go back too
@@ -471,51 +416,29 @@ class TaskActor(Actor):
             self.eos_done = bool(st.get("eos", False))
             last = st.get("last_in")
             self.last_in = None if last is None else seq_from_plain(last)
-            attrs = st.get("attrs")
-            self.eos_attrs = dict(attrs) if isinstance(attrs, dict) else {}
 
 
 class SinkActor(Actor):
     """Calls the sink once per item; nothing goes downstream."""
 
+    pooled = True
+
     async def main(self) -> None:
-        inbox = self.inbox()
-        loop = self.loop
-        assert loop is not None
-        take = self.take if self.limiter is None else self.take_throttled
+        await run_cycle(self, self, self.inbox())
 
-        async def consume() -> None:
-            while self.exited is None:
-                batch = await take(inbox, self.share(inbox, self.spec.concurrency))
-                if batch is None:
-                    return
-                seqs, items = batch
-                try:
-                    with self.working(batch):
-                        await loop.map(seqs, items)
-                except EXITS as exc:  # the items before the one that raised were delivered: put back the rest
-                    at = loop.position()
-                    self.items_in += at
-                    self.put_back(seqs[at:], items[at:], exc, order=seqs[at] if isinstance(seqs[at], int) else 0)
-                    raise
-                self.items_in += len(items)
-                self.batch_event(len(items), 0)
+    async def on_batch(self, seqs: list[Any], items: list[Any], flush: bool, order: int) -> Batch:
+        assert self.loop is not None
+        await self.loop.map(seqs, items)
+        return NO_OUTPUT
 
-        if self.spec.concurrency == 1:
-            await consume()
-        else:
+    def on_exit(self, seqs: list[Any], items: list[Any], exc: BaseException, order: int) -> int:
+        """The items before the one that raised were delivered: put back the rest."""
+        at = self.loop.position() if self.loop is not None else 0
+        self.put_back(seqs[at:], items[at:], exc, order=seqs[at] if isinstance(seqs[at], int) else 0)
+        return at
 
-            async def guarded() -> None:
-                try:
-                    await consume()
-                except ItemFailure as exc:
-                    self.failed(exc.seq, exc.error)
-                except EXITS:
-                    pass  # put back by `consume`; the others stop at their next batch
+    def sent(self, in_seqs: list[Any]) -> None:
+        pass
 
-            async with trio.open_nursery() as nursery:
-                for _ in range(self.spec.concurrency):
-                    nursery.start_soon(guarded)
-            if self.exited is not None:
-                raise self.exited
+    async def on_eof(self) -> None:
         self.product.set(None)

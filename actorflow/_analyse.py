@@ -245,9 +245,13 @@ def _input_port(flow: Defined, task: str, pname: str, ann: Any, up: TaskDef) -> 
                 f"{type_name(ann)}"
             )
         return Input(pname, ann, streaming=False, gather=False)
+    is_list, elem = list_item_type(ann)
+    if is_list and up.per is not None and (up.out_type is Any or up.out_type is inspect_empty):
+        # a per-collector whose finish= declares no return type: list[T] reads its products whole (the
+        # annotation rule), rather than guessing that each product is a list
+        return Input(pname, ann, streaming=False, gather=True)
     if fits(up.out_type, ann):
         return Input(pname, ann, streaming=True, gather=False)
-    is_list, elem = list_item_type(ann)
     if is_list and fits(up.out_type, elem):
         return Input(pname, ann, streaming=False, gather=True)  # list[T] over a stream of T: the whole stream
     if is_list:
@@ -376,6 +380,34 @@ def _collector_output(
 # -- 5. checks ---------------------------------------------------------------------------------------
 
 
+def _check_timeout(
+    flow: Defined, tname: str, fn: Callable[..., Any], kind: TaskKind, settings: TaskSettings, is_async: bool,
+    streaming_in: list[Input],
+) -> None:
+    """``timeout=`` needs an item to time: a streaming input, one value per item, and a handler that
+    can be stopped (async, or run by an executor, which abandons it)."""
+    here = where(flow.name, tname)
+    if not streaming_in:
+        raise DefinitionError(f"{here}: timeout= applies per item: it needs a streaming input")
+    if is_generator(fn)[1]:
+        raise DefinitionError(f"{here}: timeout= applies to tasks that return one value per item and to sinks, "
+                              "not to generator tasks")
+    if settings.executor is not None and settings.executor.remote:
+        raise DefinitionError(
+            f"{here}: timeout= is supported inline (async handlers) and on thread executors, not on "
+            f"{settings.executor!r}: a worker process's start-up and queueing would count against each item; "
+            "use executor=\"thread\""
+        )
+    if settings.executor is None and not is_async:
+        hint = " (a sink must be async)" if kind == "sink" else (
+            ", or run it on a thread executor (executor=\"thread\"), which abandons an item that runs too long"
+        )
+        raise DefinitionError(
+            f"{here}: timeout= cannot stop a plain function running inline (it holds the loop until it returns); "
+            f"make it async{hint}"
+        )
+
+
 def _checks(
     flow: Defined,
     tname: str,
@@ -391,5 +423,7 @@ def _checks(
             raise DefinitionError(f"{where(flow.name, tname)}: {problem}")
     if settings.concurrency > 1 and not streaming_in:
         raise DefinitionError(f"{where(flow.name, tname)}: concurrency needs a streaming input")
+    if settings.timeout is not None:
+        _check_timeout(flow, tname, fn, kind, settings, is_async, streaming_in)
     if kind != "collector" and (settings.per is not None or settings.finish is not None):
         raise DefinitionError(f"{where(flow.name, tname)}: per= and finish= apply to collectors only")

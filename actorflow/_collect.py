@@ -12,11 +12,12 @@ from typing import Any
 
 import trio
 
-from ._actor import EXITS, Actor
+from ._actor import Actor
 from ._codec import plain_seqs, restore_like, seq_from_plain
-from ._errors import ItemFailure
+from ._cycle import NO_OUTPUT, run_cycle, step
 from ._loop import seq_prefix
-from ._mailbox import Mailbox
+from ._mailbox import Batch, Mailbox
+from ._typing import SKIP
 
 
 class CollectorActor(Actor):
@@ -31,39 +32,64 @@ class CollectorActor(Actor):
         self.known: deque[Any] = deque()
         self.accs: dict[Any, Any] = {}
         self.mark: Any = None
+        #: With ``per=``: the generator level of the groups, and the index in its batch of the item being folded.
+        self.depth = 1
+        self.group_at = 0
 
     async def main(self) -> None:
         if self.spec.per is not None:
             await self._per_groups()
             return
-        handler, loop = self.handler, self.loop
-        assert handler is not None and loop is not None
-        inbox = self.inbox()
+        assert self.handler is not None
         if not self.has_state:
-            self.acc = handler.initial()
+            self.acc = self.handler.initial()
             self.has_state = True
-        while (batch := await self.take(inbox)) is not None:
-            try:
-                with self.working(batch):
-                    self.acc = await loop.fold(self.acc, *batch)
-            except EXITS as exc:  # the accumulator holds the items before the one that raised: put back the rest
-                self.acc, at = loop.stopped
-                self.items_in += at
-                self.put_back(batch[0][at:], batch[1][at:], exc)
-                raise
-            self.out_check.state(self.acc, batch[0][-1], "its accumulator")
-            self.items_in += len(batch[1])
-            self.batch_event(len(batch[1]), 0)
+        await run_cycle(self, self, self.inbox())
+
+    # -- the collector's logic in the batch cycle (see ``_cycle``) -----------------------------------
+
+    pooled = False
+
+    async def on_batch(self, seqs: list[Any], items: list[Any], flush: bool, order: int) -> Batch:
+        assert self.loop is not None
+        if self.spec.per is not None:
+            await self._fold_groups(seqs, items)
+            return NO_OUTPUT
+        self.acc = await self.loop.fold(self.acc, seqs, items)
+        self.out_check.state(self.acc, seqs[-1], "its accumulator")
+        return NO_OUTPUT
+
+    def on_exit(self, seqs: list[Any], items: list[Any], exc: BaseException, order: int) -> int:
+        """The accumulator (or the groups) hold the items before the one that raised: put back the rest."""
+        assert self.loop is not None
+        if self.spec.per is not None:
+            at = self.group_at
+            if at:
+                self.mark = seq_prefix(seqs[at - 1], self.depth)
+            self.put_back(seqs[at:], items[at:], exc)
+            return at
+        self.acc, at = self.loop.stopped
+        self.put_back(seqs[at:], items[at:], exc)
+        return int(at)
+
+    def sent(self, in_seqs: list[Any]) -> None:
+        pass
+
+    async def on_eof(self) -> None:
         value = await self._product(self.acc)
-        self.items_out = 1
+        if value is SKIP:
+            value = None
+        else:
+            self.items_out = 1
         self.product.set(value)
 
-    async def _product(self, acc: Any) -> Any:
-        assert self.handler is not None
-        try:
-            value = await self.handler.finish(acc)
-        except Exception as exc:
-            raise ItemFailure(None, exc) from exc
+    async def _product(self, acc: Any, seq: Any = None) -> Any:
+        """The product of *acc* through ``finish`` under the task's policy (SKIP: set aside)."""
+        handler, loop = self.handler, self.loop
+        assert handler is not None and loop is not None
+        made, value = await loop.once(seq, lambda: handler.finish(acc))
+        if not made:
+            return SKIP
         self.out_check.product(value)
         return value
 
@@ -108,31 +134,24 @@ class CollectorActor(Actor):
         return came
 
     async def _take_items(self, inbox: Any, depth: int) -> bool:
-        """Fold one batch of items into their groups; True when one came."""
-        assert self.handler is not None and self.loop is not None
+        """Fold one batch of items into their groups (one pass of the cycle); True when one came."""
         batch = inbox.get_nowait(self.sizer.size)
         if batch is None:
             return False
-        seqs, items = batch
-        accs = self.accs
-        at = 0
-        try:
-            with self.working(batch):
-                for at, (s, x) in enumerate(zip(seqs, items, strict=True)):  # noqa: B007  # `at` is read on an exit
-                    key = seq_prefix(s, depth)
-                    acc = accs[key] if key in accs else self.handler.initial()
-                    accs[key] = await self.loop.fold(acc, [s], [x])
-        except EXITS as exc:  # the groups hold the items before the one that raised: put back the rest
-            self.items_in += at
-            if at:
-                self.mark = seq_prefix(seqs[at - 1], depth)
-            self.put_back(seqs[at:], items[at:], exc)
-            raise
-        self.out_check.state(accs[key], seqs[-1], "its accumulator")
-        self.items_in += len(items)
-        self.mark = seq_prefix(seqs[-1], depth)
-        self.batch_event(len(items), 0)
+        self.depth = depth
+        await step(self, self, batch, flush=True)
         return True
+
+    async def _fold_groups(self, seqs: list[Any], items: list[Any]) -> None:
+        assert self.handler is not None and self.loop is not None
+        accs, depth, loop, initial = self.accs, self.depth, self.loop, self.handler.initial
+        for at, (s, x) in enumerate(zip(seqs, items, strict=True)):
+            self.group_at = at
+            key = seq_prefix(s, depth)
+            acc = accs[key] if key in accs else initial()
+            accs[key] = await loop.fold(acc, [s], [x])
+        self.out_check.state(accs[key], seqs[-1], "its accumulator")
+        self.mark = seq_prefix(seqs[-1], depth)
 
     async def _emit_complete(self, all_done: bool) -> None:
         """Send the products of the groups that are complete (every group once all input ended)."""
@@ -144,11 +163,14 @@ class CollectorActor(Actor):
             key = known.popleft()
             acc = accs.pop(key) if key in accs else self.handler.initial()
             out_seqs.append(key)
-            out.append(await self._product(acc))
+            out.append(await self._product(acc, key))
         if all_done:
             for key in sorted(accs):  # items whose group was never announced
                 out_seqs.append(key)
-                out.append(await self._product(accs.pop(key)))
+                out.append(await self._product(accs.pop(key), key))
+        if any(x is SKIP for x in out):  # products set aside by the policy
+            keep = [i for i, x in enumerate(out) if x is not SKIP]
+            out_seqs, out = [out_seqs[i] for i in keep], [out[i] for i in keep]
         if out:
             await self.send(out_seqs, out)
 

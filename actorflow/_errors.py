@@ -86,7 +86,7 @@ class TaskFailed(ActorflowError):
         facts += [f"raised at {self.where}"] if self.where else []
         about = f" ({', '.join(facts)})" if facts else ""
         super().__init__(
-            f"task {task!r} of flow {flow!r} failed{on}: {type(error).__name__}: {error}{about}{worker_hint(error)}"
+            f"task {task!r} of flow {flow!r} failed{on}: {describe(error)}{about}{worker_hint(error)}"
         )
 
 
@@ -141,6 +141,28 @@ def _fmt_seq(seq: Any) -> str:
     if isinstance(seq, tuple):
         return ".".join(str(s) for s in seq)
     return str(seq)
+
+
+def describe(error: BaseException) -> str:
+    """``Type: text`` for an exception, also when its ``__str__`` raises (then its repr, or a note)."""
+    name = type(error).__name__
+    try:
+        text = str(error)
+    except Exception:
+        try:
+            text = repr(error)
+        except Exception:
+            text = "<its message could not be printed>"
+    return f"{name}: {text}" if text else name
+
+
+class HandlerStopped(RuntimeError):
+    """A sync handler raised ``StopIteration``: inside the C-level loop that calls it, that would end
+    the batch silently, so it is reported as this error on the item that raised it."""
+
+    def __init__(self) -> None:
+        super().__init__("StopIteration raised by the handler (a plain function must not raise StopIteration; "
+                         "return af.SKIP to drop an item)")
 
 
 class ItemFailure(Exception):

@@ -45,6 +45,9 @@ class BatchCall:
         names: the streaming inputs' parameter names.
         positional: True when the streaming parameters come first (items are passed positionally).
         generator: True for a generator function (each item gives a list of outputs).
+        timeout: seconds one item may run (a task with ``timeout=``; thread executors only): an
+            item that runs longer is abandoned -- its thread runs on unobserved until it returns --
+            and fails with ``TimeoutError``.
     """
 
     fn: Callable[..., Any]
@@ -52,6 +55,7 @@ class BatchCall:
     names: tuple[str, ...]
     positional: bool
     generator: bool
+    timeout: float | None = None
 
     def caller(self) -> Callable[[Any], Any]:
         """The function as a one-argument callable of an item (a tuple of items for zipped inputs)."""
@@ -148,9 +152,28 @@ class ThreadExecutor(Executor):
 class _ThreadSession(Session):
     def __init__(self, limiter: trio.CapacityLimiter) -> None:
         self.limiter = limiter
+        #: The thread limiter of a timed call, around which the session's own limiter is held (an
+        #: abandoned thread gives its place back at once).
+        self.unlimited = trio.CapacityLimiter(1_000_000)
 
     async def run(self, call: BatchCall, items: list[Any]) -> tuple[list[Any], int, BaseException | None]:
-        return await trio.to_thread.run_sync(run_batch, call, items, limiter=self.limiter)
+        if call.timeout is None:
+            return await trio.to_thread.run_sync(run_batch, call, items, limiter=self.limiter)
+        out: list[Any] = []
+        for i, x in enumerate(items):  # one item per call, timed from when a thread is free for it
+            async with self.limiter:
+                with trio.move_on_after(call.timeout) as scope:
+                    done, _, error = await trio.to_thread.run_sync(
+                        run_batch, call, [x], limiter=self.unlimited, abandon_on_cancel=True
+                    )
+            if scope.cancelled_caught:
+                return out, i, TimeoutError(
+                    f"the item ran longer than its timeout of {call.timeout:g} s; its thread was abandoned"
+                )
+            out.extend(done)
+            if error is not None:
+                return out, i, error
+        return out, -1, None
 
 
 @final

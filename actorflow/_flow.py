@@ -306,6 +306,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        copy: bool = False,
     ) -> Callable[[F], F]: ...
     def source(  # type: ignore[misc]  # mypy cannot match the decorator-factory overload
         self,
@@ -320,6 +321,7 @@ class Flow:
         secrets: Sequence[str] = (),
         cache: bool = True,
         version: str | None = None,
+        copy: bool = False,
     ) -> Any:
         """Define a source: a sync or async generator function whose items start a stream.
 
@@ -335,7 +337,7 @@ class Flow:
             self._define(
                 f, "source", name, capacity=capacity, batch_size=batch_size, batch_time=batch_time, on_error=on_error,
                 secrets=secrets,
-                cache=cache, version=version,
+                cache=cache, version=version, copy=copy,
             )
             return f
 
@@ -359,6 +361,8 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        copy: bool = False,
+        timeout: float | None = None,
     ) -> Callable[[F], F]: ...
     def task(  # type: ignore[misc]
         self,
@@ -377,6 +381,8 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        copy: bool = False,
+        timeout: float | None = None,
     ) -> Any:
         """Define a task.
 
@@ -401,6 +407,13 @@ class Flow:
                 defaults to the executor's ``in_flight`` (batches kept running at once).
             rate_limit: the most calls per second, across all the task's workers (bursts of at
                 most ``concurrency``); a task held back is *throttled*, not busy.
+            copy: give every reader of the output stream after the first its own deep copy of each
+                item (readers share item objects by default: a reader that mutates its items should
+                ask for copies).
+            timeout: seconds one item may run; a longer one fails with ``TimeoutError`` under
+                ``on_error``. An async handler is cancelled; on a thread or process executor the
+                call is abandoned (its thread runs on until it returns; a process is killed). A
+                plain function running inline cannot be stopped and is refused.
         """
 
         def deco(f: F) -> F:
@@ -419,6 +432,8 @@ class Flow:
                 cache=cache,
                 version=version,
                 rate_limit=rate_limit,
+                copy=copy,
+                timeout=timeout,
             )
             return f
 
@@ -474,6 +489,7 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        timeout: float | None = None,
     ) -> Callable[[F], F]: ...
     def sink(  # type: ignore[misc]
         self,
@@ -489,18 +505,19 @@ class Flow:
         cache: bool = True,
         version: str | None = None,
         rate_limit: float | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """Define a sink: called once per item for its side effects; it has no product.
 
         A parameter annotated ``af.Seq`` receives each item's sequence number, so an external
         system can de-duplicate the items a resumed run delivers again (at-least-once).
-        ``rate_limit`` is as for :meth:`task`.
+        ``rate_limit`` and ``timeout`` are as for :meth:`task` (a sink with a timeout must be async).
         """
 
         def deco(f: F) -> F:
             self._define(
                 f, "sink", name, concurrency=concurrency, capacity=capacity, batch_time=batch_time, on_error=on_error,
-                secrets=secrets, cache=cache, version=version, rate_limit=rate_limit,
+                secrets=secrets, cache=cache, version=version, rate_limit=rate_limit, timeout=timeout,
             )
             return f
 

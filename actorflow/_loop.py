@@ -22,13 +22,32 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from ._calls import bind, instance_of, item_caller, step_caller
-from ._errors import ItemFailure, MailboxTypeError
+from ._errors import HandlerStopped, ItemFailure, MailboxTypeError
 from ._typing import SKIP
 
 if TYPE_CHECKING:
     from ._spec import TaskDef
 
 Batch = tuple[list[Any], list[Any]]
+
+#: What user code may raise to stop the whole run (``Ctrl-C``, ``sys.exit``): it reaches the
+#: caller as itself after a checkpoint, and the item it interrupted is put back (see ``docs/durability.md``).
+EXITS = (KeyboardInterrupt, SystemExit)
+
+#: Exceptions that are never a handler's failure on an item: exits, cancellation and the kernel's own.
+_NOT_FAILURES = (KeyboardInterrupt, SystemExit, trio.Cancelled, ItemFailure, MailboxTypeError)
+
+
+def is_failure(exc: BaseException) -> bool:
+    """Whether *exc*, raised by user code, fails the item under its policy.
+
+    Every exception does (``StopIteration``, ``GeneratorExit`` and ``BaseException`` subclasses of the
+    user's own included) except exits (KeyboardInterrupt, SystemExit), trio's cancellation and the
+    kernel's own errors -- also when they come inside an exception group.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(lambda e: isinstance(e, _NOT_FAILURES)) is None
+    return not isinstance(exc, _NOT_FAILURES)
 
 
 def _zero() -> int:
@@ -152,7 +171,20 @@ class Recovering(Protocol):
 
     spec: TaskDef
 
-    async def apply_policy(self, seq: Any, item: Any, exc: Exception, attempt: int) -> bool: ...
+    async def apply_policy(self, seq: Any, item: Any, exc: BaseException, attempt: int) -> bool: ...
+
+
+def timed(call: Callable[..., Any], seconds: float) -> Callable[..., Any]:
+    """*call* (an async item caller) cancelled after *seconds*: the item then fails with ``TimeoutError``."""
+
+    async def within(*args: Any) -> Any:
+        with trio.move_on_after(seconds) as scope:
+            return await call(*args)
+        if scope.cancelled_caught:
+            raise TimeoutError(f"the item ran longer than its timeout of {seconds:g} s and was cancelled")
+        raise AssertionError("unreachable")  # pragma: no cover - the body returned or the scope cancelled
+
+    return within
 
 
 class Handler:
@@ -184,6 +216,8 @@ class Handler:
             self.item = step_caller(fn, names, spec.positional)
         else:
             self.item = item_caller(fn, names, spec.positional, spec.seq_param)
+            if spec.timeout is not None and spec.is_async and spec.executor is None:
+                self.item = timed(self.item, spec.timeout)
 
     def open_stream(self, cursor: int) -> tuple[Any, int]:
         """A source's generator positioned at *cursor*, and how many items it must still skip."""
@@ -227,8 +261,10 @@ class ItemLoop:
         self.position: Callable[[], int] = _zero
         #: After a fold stopped by KeyboardInterrupt or SystemExit: the accumulator, and which item raised.
         self.stopped: tuple[Any, int] = (None, 0)
+        #: The outputs of the batch :meth:`map` is on (those of the items before ``position()`` are done).
+        self.current: list[Any] = []
 
-    async def recover(self, seq: Any, item: Any, exc: Exception, attempt: int) -> bool:
+    async def recover(self, seq: Any, item: Any, exc: BaseException, attempt: int) -> bool:
         """The policy's answer for one failed item: True to call it again, False to go on without it.
 
         Raises:
@@ -240,10 +276,10 @@ class ItemLoop:
 
     async def _retrying(
         self, seqs: list[Any], items: list[Any], run_from: Callable[[int], Any], failed_at: Callable[[], int],
-        skip: Callable[[int], None], first: Exception,
+        skip: Callable[[int], None], first: BaseException,
     ) -> None:
         """Item ``failed_at()`` raised *first*: recover, then ``run_from`` it or past it, and so on."""
-        exc: Exception | None = first
+        exc: BaseException | None = first
         attempt, last = 1, -1
         while exc is not None:
             i = failed_at()
@@ -256,21 +292,43 @@ class ItemLoop:
             try:
                 await run_from(pos)
                 exc = None
-            except (ItemFailure, MailboxTypeError):
-                raise
-            except Exception as again:
+            except BaseException as again:
+                if not is_failure(again):
+                    raise
                 exc = again
+
+    async def once(self, seq: Any, call: Callable[[], Any]) -> tuple[bool, Any]:
+        """Call user code that runs once, not per item (a task fed only final products, a collector's
+        ``finish``, ``end_of_stream``) under the task's policy, as an item numbered *seq*.
+
+        Returns:
+            ``(True, value)``, or ``(False, None)`` when the policy set it aside (a dead letter).
+        """
+        attempt = 1
+        while True:
+            try:
+                value = call()  # looked up anew by *call*: a restart rebinds the handler
+                if inspect.isawaitable(value):
+                    value = await value
+                return True, value
+            except BaseException as exc:
+                if not is_failure(exc):
+                    raise
+                if not await self.recover(seq, None, exc, attempt):
+                    return False, None
+                attempt += 1
 
     async def map(self, seqs: list[Any], items: list[Any]) -> list[Any]:
         """The handler's result for every item, in order (:data:`SKIP` for items gone to dead letters)."""
         out: list[Any] = []
         self.position = out.__len__
+        self.current = out
         try:
             await self._map_from(out, seqs, items, 0)  # the common case: no closures made
             return out
-        except (ItemFailure, MailboxTypeError):
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            if not is_failure(exc):
+                raise
             first = exc
 
         async def run_from(pos: int) -> None:
@@ -294,7 +352,9 @@ class ItemLoop:
             for x in todo:
                 out.append(await call(x))
         else:
-            out.extend(map(call, todo))
+            out.extend(map(call, todo))  # a C loop
+        if len(out) < len(items):  # only StopIteration from the handler stops `map` early
+            raise HandlerStopped()
 
     async def fold(self, acc: Any, seqs: list[Any], items: list[Any]) -> Any:
         """Fold *items* into *acc* with a collector's step; returns the new accumulator."""
@@ -303,12 +363,12 @@ class ItemLoop:
         try:
             await self._fold_from(state, items, 0)
             return state[0]
-        except (ItemFailure, MailboxTypeError):
-            raise
-        except (KeyboardInterrupt, SystemExit):
+        except EXITS:
             self.stopped = (state[0], state[1])
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            if not is_failure(exc):
+                raise
             first = exc
 
         async def run_from(pos: int) -> None:
@@ -349,16 +409,19 @@ class ItemLoop:
             attempt = 1
             while True:
                 j = 0
+                yielding = False  # GeneratorExit thrown in at our own yield is a close, not a failure
                 try:
                     async with aclosing(self._children(x, s)) as children:
                         async for r in children:
                             if j >= done:
+                                yielding = True
                                 yield idx, j, r
+                                yielding = False
                             j += 1
                     break
-                except (ItemFailure, MailboxTypeError):
-                    raise
-                except Exception as exc:
+                except BaseException as exc:
+                    if yielding or not is_failure(exc):
+                        raise
                     done = max(done, j)
                     if not await self.recover(s, x, exc, attempt):
                         break

@@ -75,7 +75,8 @@ async def open_remote(actor: Actor, loop: ItemLoop, consts: dict[str, Any]) -> A
         yield None
         return
     names = tuple(i.name for i in spec.streaming_inputs)
+    # a task class travels by reference; workers make instances
     call = BatchCall(fn=target_of(spec.fn), consts=dict(consts), names=names, positional=spec.positional,
-                     generator=spec.is_generator)  # a task class travels by reference; workers make instances
+                     generator=spec.is_generator, timeout=spec.timeout)
     async with spec.executor.session() as session:
         yield RemoteBatches(actor, loop, session, call)

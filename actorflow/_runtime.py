@@ -166,7 +166,7 @@ class Runtime:
     def attach_cache(self, roles: Mapping[str, CacheRole]) -> None:
         """Give actors their cache roles; a hit then sends only to tasks that run (a hit never reads)."""
         for name, role in roles.items():
-            self.actors[name].cached = role
+            self.actors[name].set_cache_role(role)
         self.route_hits()
 
     def route_hits(self) -> None:

@@ -63,6 +63,9 @@ class TaskSettings:
         finish: a collector's ``finish(acc) -> product``.
         per: a collector's group stream (a task name), or None for one product.
         rate_limit: the most calls per second across all the task's workers (None: no limit).
+        copy: give each reader of the output stream after the first its own deep copy of the items.
+        timeout: seconds one item may run before it fails with ``TimeoutError`` under the task's
+            policy (None: no limit); tasks and sinks.
         follows_executor: the settings left to their defaults, which follow the executor
             (``concurrency``, ``capacity``): :meth:`on` resizes them when a run picks another one.
     """
@@ -81,6 +84,8 @@ class TaskSettings:
     finish: Callable[..., Any] | None = None
     per: str | None = None
     rate_limit: float | None = None
+    copy: bool = False
+    timeout: float | None = None
     follows_executor: tuple[str, ...] = ()
 
     @classmethod
@@ -104,6 +109,8 @@ class TaskSettings:
         finish: Callable[..., Any] | None = None,
         per: str | None = None,
         rate_limit: float | None = None,
+        copy: bool = False,
+        timeout: float | None = None,
     ) -> TaskSettings:
         """Validate a task's settings and resolve their defaults (an executor's concurrency).
 
@@ -129,10 +136,9 @@ class TaskSettings:
             capacity = _capacity(executor, batch_size, concurrency)
         if batch_time is not None and not positive_seconds(batch_time):
             raise DefinitionError(f"{here}: batch_time must be a positive number of seconds, got {batch_time!r}")
-        if not isinstance(ordered, bool):
-            raise DefinitionError(f"{here}: ordered must be True or False, got {ordered!r}")
-        if not isinstance(cache, bool):
-            raise DefinitionError(f"{here}: cache must be True or False, got {cache!r}")
+        for label, flag in (("ordered", ordered), ("cache", cache), ("copy", copy)):
+            if not isinstance(flag, bool):
+                raise DefinitionError(f"{here}: {label} must be True or False, got {flag!r}")
         if version is not None and (not isinstance(version, str) or not version):
             raise DefinitionError(f"{here}: version must be a non-empty string, got {version!r}")
         if concurrency > 1 and kind not in ("task", "sink"):
@@ -143,7 +149,8 @@ class TaskSettings:
             capacity=capacity, batch_size=batch_size, batch_time=batch_time, concurrency=concurrency, ordered=ordered,
             on_error=check_policy(flow, task, kind, on_error), executor=executor, cache=cache, version=version,
             secrets=_secret_names(flow, task, secrets), init=init, finish=finish, per=per,
-            rate_limit=_rate_limit(here, kind, rate_limit), follows_executor=follows,
+            rate_limit=_rate_limit(here, kind, rate_limit), copy=copy,
+            timeout=_timeout(here, kind, timeout), follows_executor=follows,
         )
 
     def on(self, executor: Executor | None) -> TaskSettings:
@@ -154,6 +161,17 @@ class TaskSettings:
         if "capacity" in self.follows_executor:
             capacity = _capacity(executor, self.batch_size, concurrency)
         return attrs.evolve(self, executor=executor, concurrency=concurrency, capacity=capacity)
+
+
+def _timeout(here: str, kind: TaskKind, timeout: Any) -> float | None:
+    """A task's ``timeout``, checked: a positive, finite number of seconds, on a task or sink."""
+    if timeout is None:
+        return None
+    if not positive_seconds(timeout):
+        raise DefinitionError(f"{here}: timeout must be a positive number of seconds, got {timeout!r}")
+    if kind not in ("task", "sink"):
+        raise DefinitionError(f"{here}: timeout applies to tasks and sinks (their items), not to a {kind}")
+    return float(timeout)
 
 
 def _rate_limit(here: str, kind: TaskKind, rate_limit: Any) -> float | None:
@@ -312,6 +330,14 @@ class TaskDef:
     @property
     def rate_limit(self) -> float | None:
         return self.settings.rate_limit
+
+    @property
+    def copy(self) -> bool:
+        return self.settings.copy
+
+    @property
+    def timeout(self) -> float | None:
+        return self.settings.timeout
 
     @property
     def on_error(self) -> Any:

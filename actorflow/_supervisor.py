@@ -24,7 +24,7 @@ from . import _events as ev
 from ._checkpoint import encode, snapshot
 from ._codec import EncodeError, pack
 from ._context import redact
-from ._errors import ActorflowError, ItemFailure, StoreError
+from ._errors import ActorflowError, ItemFailure, StoreError, describe
 from ._policy import DeadLetter, Fail, Restart, Retry
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ INLINE_WRITE_BYTES = 256 * 1024
 
 
 def _err(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return describe(exc)
 
 
 class Supervisor:
@@ -162,7 +162,7 @@ class Supervisor:
 
     # -- failure policies ----------------------------------------------------------------------
 
-    async def on_item_error(self, actor: Actor, seq: Any, item: Any, exc: Exception, attempt: int) -> bool:
+    async def on_item_error(self, actor: Actor, seq: Any, item: Any, exc: BaseException, attempt: int) -> bool:
         """Apply *actor*'s policy to a failure on one item.
 
         Returns:
@@ -224,7 +224,7 @@ class Supervisor:
     def _escalate(self, actor: Actor, seq: Any, reason: str) -> None:
         self.run.bus.publish(ev.Escalated(run_id=self.run.run_id, task=actor.name, seq=seq, reason=reason))
 
-    def dead_letter(self, actor: Actor, seq: Any, item: Any, exc: Exception) -> None:
+    def dead_letter(self, actor: Actor, seq: Any, item: Any, exc: BaseException) -> None:
         """Set *item* aside with its error; it is written to the store with the next checkpoint."""
         try:
             pack(item)

@@ -30,7 +30,7 @@ from ._spec import TaskKind
 #: Class attributes that configure the task rather than being options.
 SETTINGS = (
     "kind", "name", "concurrency", "capacity", "batch_size", "batch_time", "ordered", "retries", "on_error", "executor",
-    "cache", "version", "secrets", "init", "finish", "per", "rate_limit",
+    "cache", "version", "secrets", "init", "finish", "per", "rate_limit", "copy", "timeout",
 )
 
 
@@ -68,6 +68,8 @@ class Task:
     finish: ClassVar[Callable[[Any], Any] | None] = None
     per: ClassVar[Any] = None
     rate_limit: ClassVar[float | None] = None
+    copy: ClassVar[bool] = False
+    timeout: ClassVar[float | None] = None
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         """The task's work: parameters are inputs (and ``af.Context``/``af.Seq``), as for functions."""
@@ -188,7 +190,7 @@ def task_function(cls: type[Task]) -> tuple[Callable[..., Any], TaskKind, dict[s
         "batch_time": cls.batch_time,
         "ordered": cls.ordered, "on_error": on_error, "executor": cls.executor, "secrets": cls.secrets,
         "init": cls.init, "finish": cls.finish, "per": cls.per, "cache": cls.cache, "version": cls.version,
-        "rate_limit": cls.rate_limit,
+        "rate_limit": cls.rate_limit, "copy": cls.copy, "timeout": cls.timeout,
     }
     if cls.kind not in ("task", "source", "sink", "collector"):
         raise DefinitionError(f"task class {cls.__qualname__}: kind must be task, source, sink or collector")
@@ -208,8 +210,16 @@ def end_of_stream_of(fn: Callable[..., Any]) -> Callable[..., Any] | None:
     return getattr(cls, "end_of_stream", None) if cls is not None else None
 
 
+def is_stateful_class(spec: Any) -> bool:
+    """Whether *spec* (a ``TaskDef``) is a task class run inline whose instance state a checkpoint holds:
+    every task class but transactional sinks (their transactions are their state) and executor-backed
+    ones (their instances live in workers)."""
+    fn = spec.fn
+    return hasattr(fn, "__actorflow_class__") and not is_transactional(fn) and spec.executor is None
+
+
 def instance_state(instance: Any, fn: Callable[..., Any]) -> dict[str, Any]:
-    """The state of a task instance with ``end_of_stream``: its public attributes that are not options."""
+    """The state of a task-class instance: its public attributes that are not options."""
     options = set(getattr(fn, "__actorflow_options__", ()))
     return {k: v for k, v in vars(instance).items() if not k.startswith("_") and k not in options}
 

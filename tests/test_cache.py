@@ -318,7 +318,7 @@ def test_failed_runs_keep_what_finished_and_dead_letters_are_not_cached(tmp_path
     def gathered(acc: list[int], numbers: int) -> list[int]:
         return [*acc, numbers]
 
-    @flow.task(on_error=af.DeadLetter())
+    @flow.task
     def inverse(gathered: list[int], bad: int = 3) -> float:
         calls["inverse"] += 1
         if bad in gathered:
