@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import events as events
 from . import types as types
+from ._codecs import register_codec as register_codec
 from ._concat import ConcatResult as ConcatResult
 from ._concat import PartReport as PartReport
 from ._concat import concat as concat
@@ -100,6 +101,7 @@ __all__ = [
     "TransactionalSink",
     "JsonLinesSink",
     "external_source",
+    "register_codec",
     # running it
     "Run",
     "RunResult",

@@ -29,6 +29,9 @@ from ._inbox import ZipInbox
 from ._loop import EXITS, BatchSizer, Handler, ItemLoop, RateLimiter, is_failure
 from ._mailbox import Batch, Mailbox
 from ._outcheck import OutputCheck
+from ._slow import SlowWatch
+from ._spill import SpilledStream
+from ._state import ABSENT, ActorState, CacheState
 from ._taskclass import instance_state, is_stateful_class
 
 if TYPE_CHECKING:
@@ -53,8 +56,8 @@ class Product:
 class Actor:
     """Base actor: wiring, counters, sending, lifecycle events, supervision hooks."""
 
-    #: State keys every checkpoint of this kind must hold (besides the common ones).
-    required_state: tuple[str, ...] = ()
+    #: The record type of this kind's checkpoint state (see ``_state``).
+    state_type: type[ActorState] = ActorState
 
     def __init__(self, run: Runtime, spec: TaskDef) -> None:
         self.run = run
@@ -63,7 +66,7 @@ class Actor:
         self.sup = run.supervisor
         self.inboxes: list[Mailbox] = []
         self.outs: list[Mailbox] = []
-        self.gather: list[Any] | None = None
+        self.gather: list[Any] | SpilledStream | None = None  # SpilledStream: an unread stream (_spill)
         self.in_result = False
         self.product = Product()
         self.items_in = 0
@@ -106,11 +109,8 @@ class Actor:
         self.busy_time = 0.0
         #: Batch durations, for the metrics' histogram (``_histogram``).
         self.batch_times = Histogram()
-        #: While a batch is processed: when it started and its sequence numbers (for slow-item reports).
-        self.batch_started = 0.0
-        self.batch_seqs: list[Any] = []
-        #: (batch start, item index) of the last slow item reported, so each is reported once.
-        self.slow_reported: tuple[float, int] = (0.0, 0)
+        #: The slow-item watch's hook on this actor's batches (see ``_slow``).
+        self.slow = SlowWatch(run.bus, run.run_id, self.name, run.slow_item, sync=not spec.is_async)
         self._yielded = perf_counter()
         #: The output port's type checks (and storability of undeclared types when there is a store).
         self.out_check = OutputCheck(run, spec, store=run.supervisor.store is not None)
@@ -283,17 +283,10 @@ class Actor:
     def worked(self, batch: Batch, t0: float) -> None:
         """A batch started at *t0* is processed: feed the sizer, the busy time and slow-item reports."""
         elapsed = perf_counter() - t0
-        self.batch_started = 0.0
         self.busy_time += elapsed
         self.batch_times.observe(elapsed)
         self.sizer.adjust(len(batch[1]), elapsed)
-        if elapsed >= self.run.slow_item and self.slow_reported[0] != t0 and batch[0] and not self.spec.is_async:
-            self.report_slow(batch[0][0], elapsed, (t0, 0))
-
-    def report_slow(self, seq: Any, seconds: float, key: tuple[float, int]) -> None:
-        """Publish that the item *seq* has run (or ran) *seconds* (*key*: which item, so it is reported once)."""
-        self.slow_reported = key
-        self.run.bus.publish(ev.ItemSlow(run_id=self.run.run_id, task=self.name, seq=seq, seconds=seconds))
+        self.slow.end(t0, elapsed)
 
     async def apply_policy(self, seq: Any, item: Any, exc: BaseException, attempt: int) -> bool:
         """The supervisor's policy for a failed item (see :meth:`ItemLoop.recover`)."""
@@ -366,6 +359,7 @@ class Actor:
             consts[self.spec.context_param] = context_for(self.run, self.name, self.spec.secrets)
         self.handler = Handler(self.spec, consts)
         self.loop = ItemLoop(self, self.handler, self.skip_children)
+        self.slow.position = self.loop.where
         if self.restored_attrs and self.handler.instance is not None:
             for key, value in self.restored_attrs.items():
                 setattr(self.handler.instance, key, value)
@@ -456,8 +450,14 @@ class Actor:
 
     # -- checkpoint state ------------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
-        """This actor's state as plain data (call only while every actor is parked)."""
+    def state(self) -> ActorState:
+        """This actor's state as one typed record (call only while every actor is parked)."""
+        return ActorState(**self.common_state())
+
+    def common_state(self) -> dict[str, Any]:
+        """The fields of :class:`~actorflow._state.ActorState` (every kind's record has them)."""
+        if not self.spec.settings.checkpoint:  # checkpoint=False: nothing kept, run again on resume
+            return {"status": "pending", "items_in": 0, "items_out": 0, "outboxes": []}
         outboxes = [[*plain_batch(s, i), nxt] for _, (s, i, nxt) in sorted(self.outboxes.items())]
         outboxes += [[*plain_batch(s, i), nxt] for s, i, nxt in self.resend]
         st: dict[str, Any] = {
@@ -475,43 +475,48 @@ class Actor:
             st["attrs"] = self.instance_attrs()
         return st
 
-    def restore(self, st: dict[str, Any]) -> None:
+    def restore(self, st: Any) -> None:
         """Put back what :meth:`state` gave (mailboxes are restored before actors)."""
         spec = self.spec
-        self.items_in, self.items_out = st["items_in"], st["items_out"]
+        self.items_in, self.items_out = st.items_in, st.items_out
         self.resend = [
             [[seq_from_plain(s) for s in seqs], restore_items(items, spec.out_type), nxt]
-            for seqs, items, nxt in st["outboxes"]
+            for seqs, items, nxt in st.outboxes
         ]
-        if "gather" in st:
-            self.gather = restore_items(st["gather"], spec.out_type)
-        if self.stateful and isinstance(st.get("attrs"), dict):
-            self.restored_attrs = dict(st["attrs"])
-        if "cache" in st:
-            fresh = st["items_out"] == 0 and not st["outboxes"] and "inflight" not in st and not st.get("cursor")
-            role = CacheRole.restored(self.name, self.run.cache, st["cache"], fresh, spec.streaming)
+        if st.gather is not ABSENT:
+            self.gather = restore_items(st.gather, spec.out_type)
+        if self.stateful and isinstance(st.attrs, dict):
+            self.restored_attrs = dict(st.attrs)
+        if st.cache is not ABSENT:
+            fresh = st.items_out == 0 and not st.outboxes and st.inflight is ABSENT and not getattr(st, "cursor", 0)
+            role = CacheRole.restored(self.name, self.run.cache, CacheState.from_plain(st.cache), fresh,
+                                      spec.streaming)
             self.set_cache_role(role)
-            if st["status"] == "finished":
+            if st.status == "finished":
                 role.settled.set()
-        if st["status"] == "finished":
+        if st.status == "finished":
             self.restored_finished = True
             if self.gather is not None:
                 self.product.set(self.gather)
-            elif "product" in st:
-                self.product.set(restore(st["product"], spec.out_type))
+            elif st.product is not ABSENT:
+                self.product.set(restore(st.product, spec.out_type))
             else:
                 self.product.set(None)
-        if "inflight" in st:  # an unfinished input batch goes back to the front of the inbox
-            seqs, items, emitted = st["inflight"]
-            seqs = [seq_from_plain(s) for s in seqs]
-            self.skip_children = {seqs[0]: emitted} if emitted else {}
-            boxes = self.inboxes[:-1] if self.spec.per is not None else self.inboxes  # not the groups' box
-            if len(boxes) == 1:
-                boxes[0].put_front(seqs, boxes[0].restore(items) if boxes[0].restore else items)
-            else:
-                for k, box in enumerate(boxes):
-                    part = [t[k] for t in items]
-                    box.put_front(seqs, box.restore(part) if box.restore else part)
+        if st.inflight is not ABSENT:
+            self._put_back_inflight(st.inflight)
+
+    def _put_back_inflight(self, inflight: list[Any]) -> None:
+        """An unfinished input batch from a checkpoint goes back to the front of the inbox."""
+        seqs, items, emitted = inflight
+        seqs = [seq_from_plain(s) for s in seqs]
+        self.skip_children = {seqs[0]: emitted} if emitted else {}
+        boxes = self.inboxes[:-1] if self.spec.per is not None else self.inboxes  # not the groups' box
+        if len(boxes) == 1:
+            boxes[0].put_front(seqs, boxes[0].restore(items) if boxes[0].restore else items)
+        else:
+            for k, box in enumerate(boxes):
+                part = [t[k] for t in items]
+                box.put_front(seqs, box.restore(part) if box.restore else part)
 
 
 class _Working:
@@ -526,14 +531,15 @@ class _Working:
 
     def __enter__(self) -> None:
         actor = self.actor
-        actor.batch_seqs = self.batch[0]
-        actor.batch_started = self.t0 = perf_counter()
+        self.t0 = actor.slow.begin(self.batch[0])
         actor.sup.enter()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         actor = self.actor
         actor.sup.leave()
-        if exc_type is None:
+        if exc_type is not None:
+            actor.slow.started = 0.0  # no batch in progress any more
+        else:
             actor.worked(self.batch, self.t0)
             if actor.stateful and actor.out_check.stored and self.batch[0]:
                 actor.check_instance(self.batch[0][-1])

@@ -12,11 +12,12 @@ import trio
 
 from ._actor import Actor
 from ._codec import plain_batch, seq_from_plain
-from ._cycle import NO_OUTPUT, run_cycle
+from ._cycle import NO_OUTPUT, run_cycle, run_pull
 from ._errors import ItemFailure
 from ._loop import EXITS, after_seq, child_seq, closing, end_items, is_failure, next_seq
 from ._mailbox import Batch
 from ._remote import RemoteBatches, open_remote
+from ._state import ABSENT, SourceState, TaskState
 from ._taskclass import end_of_stream_of
 
 #: Seconds between two items of an async source after which the second is sent at once (the
@@ -31,7 +32,6 @@ class SourceActor(Actor):
     starts the generator there (through its ``af.Cursor`` parameter, or by skipping).
     """
 
-    required_state = ("cursor",)
     cursor = 0
 
     async def main(self) -> None:
@@ -61,7 +61,6 @@ class SourceActor(Actor):
 
     async def _pump_sync(self) -> None:
         gen, skip = self._open()
-        sup = self.sup
         with closing(gen):
             if skip:
                 # the generator's first item is item cursor - skip: an error while skipping names
@@ -73,26 +72,26 @@ class SourceActor(Actor):
                     if not is_failure(exc):
                         raise
                     raise ItemFailure(self.cursor - skip + next(skipped), exc) from exc
-            sizer = self.sizer
-            while True:
-                if sup.pending:
-                    await sup.gate()
-                await self.breathe()
-                n = self.cursor
-                items: list[Any] = []
-                t0 = perf_counter()
-                try:
-                    items.extend(islice(gen, sizer.size))  # on an error, `items` keeps what came before it
-                except BaseException as exc:
-                    if not is_failure(exc):
-                        raise
-                    raise ItemFailure(n + len(items), exc) from exc
-                if not items:
-                    return
-                took = perf_counter() - t0
-                sizer.adjust(len(items), took)
-                self.busy_time += took
-                await self._emit(n, items)
+            await run_pull(self, lambda size: self._pull(gen, size))
+
+    def _pull(self, gen: Any, size: int) -> Batch | None:
+        """Up to *size* items from the generator, numbered from the cursor and checked (None: it ended)."""
+        n = self.cursor
+        items: list[Any] = []
+        t0 = perf_counter()
+        try:
+            items.extend(islice(gen, size))  # on an error, `items` keeps what came before it
+        except BaseException as exc:
+            if not is_failure(exc):
+                raise
+            raise ItemFailure(n + len(items), exc) from exc
+        if not items:
+            return None
+        took = perf_counter() - t0
+        self.sizer.adjust(len(items), took)
+        self.busy_time += took
+        self.cursor = n + len(items)
+        return self.out_check.batch(range(n, n + len(items)), items)  # type: ignore[arg-type]  # a range: no list
 
     async def _emit(self, n: int, items: list[Any]) -> None:
         """Send *items*, numbered from *n*: the cursor counts them from now."""
@@ -105,12 +104,14 @@ class SourceActor(Actor):
     async def _pump_async(self) -> None:
         await _AsyncPump(self).run()
 
-    def state(self) -> dict[str, Any]:
-        return {**super().state(), "cursor": self.cursor}
+    state_type = SourceState
 
-    def restore(self, st: dict[str, Any]) -> None:
+    def state(self) -> SourceState:
+        return SourceState(**self.common_state(), cursor=self.cursor)
+
+    def restore(self, st: Any) -> None:
         super().restore(st)
-        self.cursor = st["cursor"]
+        self.cursor = st.cursor
 
 
 class _AsyncPump:
@@ -395,26 +396,27 @@ class TaskActor(Actor):
         finally:
             self.inflight = None
 
-    def state(self) -> dict[str, Any]:
-        st = super().state()
+    state_type = TaskState
+
+    def state(self) -> TaskState:
+        st = TaskState(**self.common_state())
         if self.eos is not None:
-            st["eos"] = self.eos_done
-            st["last_in"] = list(self.last_in) if isinstance(self.last_in, tuple) else self.last_in
+            st.eos = self.eos_done
+            st.last_in = list(self.last_in) if isinstance(self.last_in, tuple) else self.last_in
         if self.done_out and self.exited is None:
-            st["outboxes"] += [[*plain_batch(s, i), 0] for _, (s, i) in sorted(self.done_out.items())]
+            st.outboxes += [[*plain_batch(s, i), 0] for _, (s, i) in sorted(self.done_out.items())]
         elif self.done_out:  # an earlier batch is put back: these follow it in order, so they go back too
-            back = self.unfinished_state(tuple((t, *self.taken[t], 0) for t in self.done_out))
-            st["inflight"] = back
+            st.inflight = self.unfinished_state(tuple((t, *self.taken[t], 0) for t in self.done_out))
         if self.inflight is not None:
             seqs, items, emitted = self.inflight
-            st["inflight"] = [*plain_batch(seqs, items), emitted]
+            st.inflight = [*plain_batch(seqs, items), emitted]
         return st
 
-    def restore(self, st: dict[str, Any]) -> None:
+    def restore(self, st: Any) -> None:
         super().restore(st)
         if self.eos is not None:
-            self.eos_done = bool(st.get("eos", False))
-            last = st.get("last_in")
+            self.eos_done = bool(st.eos) if st.eos is not ABSENT else False
+            last = None if st.last_in is ABSENT else st.last_in
             self.last_in = None if last is None else seq_from_plain(last)
 
 

@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
+import keyword
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -26,6 +28,10 @@ from ._executors import definition_problem
 from ._file import File
 from ._spec import REQUIRED, Input, Option, TaskDef, TaskKind, TaskSettings, where
 from ._typing import Cursor, Seq, fits, inspect_empty, list_item_type, runtime_classes, stream_item_type, type_name
+
+#: How close (difflib ratio) a required option's name may come to a task's before it is taken for a
+#: misspelt input: ``numbrs`` for ``numbers`` (0.92) is refused, ``n`` for ``numbers`` is not.
+MISSPELT_CUTOFF = 0.8
 
 
 class Defined(Protocol):
@@ -65,6 +71,11 @@ def task_name(flow: Defined, fn: Callable[..., Any], kind: TaskKind, name: str |
     """The task's name (given, or the function's), checked to be new and not an earlier option."""
     if not callable(fn):
         raise DefinitionError(f"flow {flow.name!r}: @{kind} needs a function, got {fn!r}")
+    if name is not None and (not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name)):
+        raise DefinitionError(
+            f"flow {flow.name!r}: {name!r} is not a valid task name: a task name is a Python identifier (letters, "
+            "digits and underscores, not starting with a digit, not a keyword), e.g. 'clean_up_step'"
+        )
     tname = name or getattr(fn, "__name__", None)
     if not tname or not isinstance(tname, str) or not tname.isidentifier():
         raise DefinitionError(f"flow {flow.name!r}: cannot name a task after {fn!r}; pass name='...'")
@@ -104,6 +115,13 @@ def analyse(
     in_depth, in_ordered = _readiness(flow, name, ports.inputs)
     streaming, depth, out_type = _output(flow, name, kind, settings, hints, is_gen, streaming_in, in_depth)
     _checks(flow, name, fn, kind, settings, is_async, streaming_in)
+    if not settings.checkpoint and (streaming_in or streaming):
+        what = f"reads the stream {streaming_in[0].upstream!r} item by item" if streaming_in else "sends a stream"
+        raise DefinitionError(
+            f"{where(flow.name, name)}: checkpoint=False needs a product a resumed run can compute again from "
+            f"its inputs, but it {what}; only a task fed whole products (final inputs, list[T] of a stream) can "
+            "leave its product out of checkpoints"
+        )
     stream_names = [i.name for i in streaming_in]
     leading = ports.params[: len(stream_names)]
     positional = [p.name for p in leading] == stream_names and all(p.kind is not p.KEYWORD_ONLY for p in leading)
@@ -169,6 +187,8 @@ def _ports(
             inputs.append(port)
             continue
         default = REQUIRED if p.default is p.empty else p.default
+        if default is REQUIRED:
+            _check_not_misspelt(flow, tname, p.name)
         option_ann = Any if ann is inspect_empty else ann
         _check_default(flow.name, tname, p.name, option_ann, default)
         options.append(Option(p.name, option_ann, default))
@@ -178,6 +198,18 @@ def _ports(
             f"{where(flow.name, tname)}: inputs= names {unknown}, which are not parameters of its run()"
         )
     return _Ports(tuple(params), tuple(inputs), tuple(options), special, acc_param)
+
+
+def _check_not_misspelt(flow: Defined, tname: str, pname: str) -> None:
+    """A required option named almost like a readable task is a misspelt input: refused, naming the task."""
+    readable = [n for n, t in flow.defined.items() if t.kind != "sink"] + list(flow.nested)
+    close = difflib.get_close_matches(pname, readable, n=1, cutoff=MISSPELT_CUTOFF)
+    if close:
+        raise DefinitionError(
+            f"{where(flow.name, tname, pname)}: no task {pname!r}; did you mean {close[0]!r}? (a parameter without "
+            "a default that names no task is a required option: to keep it one, give it a name further from "
+            f"{close[0]!r})"
+        )
 
 
 def _check_parameter_kind(flow: Defined, tname: str, p: inspect.Parameter) -> None:

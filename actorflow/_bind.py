@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
+import pathlib
 import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -75,6 +77,7 @@ def bind(flow: Flow, options: Mapping[str, Mapping[str, Any]] | None) -> RunGrap
     for spec in tasks.values():
         bound[spec.name] = types.MappingProxyType(_bind_task(spec, options.get(spec.name, {}), problems))
     problems.extend(executor_problems(tasks.values()))
+    problems.extend(_shared_paths(tasks, bound))
     if problems:
         raise InvocationError(flow.name, problems)
     return RunGraph(
@@ -84,6 +87,29 @@ def bind(flow: Flow, options: Mapping[str, Mapping[str, Any]] | None) -> RunGrap
         fingerprint=_fingerprint(flow.name, tasks, bound),
         aliases=types.MappingProxyType(dict(flow.nested)),
     )
+
+
+def _shared_paths(tasks: Mapping[str, TaskDef], bound: dict[str, Mapping[str, Any]]) -> list[str]:
+    """Paths that two sinks would both write: refused. A task class lists the options naming files
+    only it may write in ``exclusive_paths`` (``af.JsonLinesSink``: ``path``); they are made absolute
+    here, so a store records where the sink writes whatever directory a resume runs in."""
+    writers: dict[str, str] = {}
+    problems: list[str] = []
+    for spec in tasks.values():
+        cls = getattr(spec.fn, "__actorflow_class__", None)
+        for option in getattr(cls, "exclusive_paths", ()):
+            value = bound[spec.name].get(option)
+            if not isinstance(value, str | os.PathLike) or not str(value):
+                continue
+            absolute = os.path.abspath(value)
+            bound[spec.name] = types.MappingProxyType({**bound[spec.name], option: absolute})
+            other = writers.setdefault(os.path.realpath(absolute), spec.name)
+            if other != spec.name:
+                problems.append(
+                    f"tasks {other!r} and {spec.name!r} would both write {absolute!r} (option {option!r}): a file "
+                    "has one writer, whose commits it tracks; give each sink its own path"
+                )
+    return problems
 
 
 def with_executors(graph: RunGraph, executors: Mapping[str, Any] | None) -> RunGraph:
@@ -156,7 +182,7 @@ def _bind_task(spec: TaskDef, given: Any, problems: list[str]) -> dict[str, Any]
     for opt in spec.options:
         if opt.name in given:
             try:
-                values[opt.name] = coerce(given[opt.name], opt.annotation)
+                values[opt.name] = _absolute(coerce(given[opt.name], opt.annotation))
             except (TypeError, ValueError) as exc:
                 problems.append(f"task {spec.name!r}, option {opt.name!r}: {exc}")
         elif opt.required:
@@ -164,8 +190,16 @@ def _bind_task(spec: TaskDef, given: Any, problems: list[str]) -> dict[str, Any]
                 f"task {spec.name!r}, option {opt.name!r}: required ({type_name(opt.annotation)}) but not given"
             )
         else:
-            values[opt.name] = opt.default
+            values[opt.name] = _absolute(opt.default)
     return values
+
+
+def _absolute(value: Any) -> Any:
+    """A local path option (``pathlib.Path``) made absolute: a store records option values, and a
+    resume may run in another directory (pure paths, text and other values are kept as given)."""
+    if isinstance(value, pathlib.Path) and not value.is_absolute():
+        return value.absolute()
+    return value
 
 
 def _fingerprint(name: str, tasks: Mapping[str, TaskDef], options: Mapping[str, Mapping[str, Any]]) -> str:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import _events as ev
 from ._cache_keys import upstreams
 from ._codec import restore, restore_items
+from ._cycle import run_pull
 
 if TYPE_CHECKING:
     from ._actor import Actor
@@ -134,16 +135,18 @@ class CacheHook:
             actor.product.set(None)
             actor.items_out = role.entry["items"]
             return
-        sup = actor.sup
         out_type = actor.spec.out_type
-        for seqs, plain in role.chunks(cache):
-            if sup.pending:
-                await sup.gate()
-            items = restore_items(plain, out_type)
-            actor.batch_event(0, len(items))
-            if role.replay:
-                await actor.send(seqs, items)
-            else:
-                assert actor.gather is not None
-                actor.gather.extend(items)
-                actor.items_out += len(items)
+        chunks = role.chunks(cache)
+
+        def pull(_: int) -> tuple[list[Any], list[Any]] | None:
+            chunk = next(chunks, None)
+            return None if chunk is None else (chunk[0], restore_items(chunk[1], out_type))
+
+        await run_pull(actor, pull, None if role.replay else self._gather, count_in=False)
+
+    async def _gather(self, seqs: list[Any], items: list[Any]) -> None:
+        """Replayed items nobody reads downstream, kept for the result."""
+        actor = self.actor
+        assert actor.gather is not None
+        actor.gather.extend(items)
+        actor.items_out += len(items)

@@ -1,10 +1,12 @@
 """Cache keys: what identifies a task's work, so that unchanged work is found again.
 
-A task's key is a SHA-256 of its definition (the source code of its function and the plain module
-constants it reads, or the ``version=`` it declares), its option values (an :class:`~actorflow.File`
-counts by content) and the keys of the tasks it reads from. Its *partial key* leaves the last part
-out, and :func:`input_digest` fingerprints what it actually read (for early cutoff). External
-sources and tasks that opt out (``cache=False``), and every task reading from one, have no key.
+A task's key is a SHA-256 of its definition (the fingerprint of the code it runs and the values
+that code reads, see :mod:`actorflow._fingerprint`, or the ``version=`` it declares), its option
+values (an :class:`~actorflow.File` counts by content) and the keys of the tasks it reads from.
+Its *partial key* leaves the last part out, and :func:`input_digest` fingerprints what it actually
+read (for early cutoff). External sources, tasks that opt out (``cache=False``,
+``checkpoint=False``) or whose code cannot be fingerprinted, and every task reading from one, have
+no key.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import marshal
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ import attrs
 from ._cache import Cache
 from ._convert import plain as _plain
 from ._file import File, files_in
+from ._fingerprint import CodeFingerprint, code_fingerprint
 from ._spec import EXTERNAL_ATTR
 from ._typing import type_name
 
@@ -32,56 +34,31 @@ if TYPE_CHECKING:
 # -- keys ------------------------------------------------------------------------------------------
 
 
-def _source(obj: Any) -> str:
-    try:
-        return inspect.getsource(obj)
-    except (OSError, TypeError):
-        code = getattr(obj, "__code__", None)
-        if code is not None:
-            return hashlib.sha256(marshal.dumps(code)).hexdigest()
-        return repr(obj)
-
-
-_PLAIN = (int, float, str, bytes, bool, type(None))
-
-
-def _constants(fn: Any) -> str:
-    """The plain module-level constants a function reads (``WEIGHT = 10``), as text."""
-    code, glob = getattr(fn, "__code__", None), getattr(fn, "__globals__", None)
-    if code is None or glob is None:
-        return ""
-    names: set[str] = set()
-    todo = [code]
-    while todo:
-        c = todo.pop()
-        names.update(c.co_names)
-        todo.extend(k for k in c.co_consts if inspect.iscode(k))
-    found = []
-    for name in sorted(names):
-        value = glob.get(name)
-        if isinstance(value, _PLAIN) or (
-            isinstance(value, tuple | frozenset) and all(isinstance(v, _PLAIN) for v in value)
-        ):
-            found.append(f"{name}={value!r}")
-    return ";".join(found)
+def fingerprint(spec: TaskDef, values: bool = True) -> CodeFingerprint:
+    """The :class:`~actorflow._fingerprint.CodeFingerprint` of a task's code: its function (or task
+    class), a collector's ``finish``, and the user's code and values they reach (mutable values
+    and values with no fingerprint only as being there unless *values*)."""
+    cls = getattr(spec.fn, "__actorflow_class__", None)
+    functions = [] if cls is not None else [spec.fn]
+    if spec.finish is not None:
+        functions.append(spec.finish)
+    return code_fingerprint(functions, [cls] if cls is not None else [], values)
 
 
 def definition_token(spec: TaskDef) -> str:
-    """What identifies a task's code: its ``version=``, or the source of its function(s) and the
-    plain module constants they read."""
+    """What identifies a task's code: its ``version=``, or the fingerprint of its code and of what
+    that code reaches (:func:`fingerprint`)."""
     if spec.version is not None:
         return "version:" + spec.version
-    cls = getattr(spec.fn, "__actorflow_class__", None)
-    if cls is not None:
-        classes = [c for c in cls.__mro__ if c.__module__ not in ("builtins", "actorflow._taskclass")]
-        parts = [_source(c) for c in classes]
-        parts += [_constants(f) for c in classes for f in vars(c).values() if inspect.isfunction(f)]
-    else:
-        fn = inspect.unwrap(spec.fn)
-        parts = [_source(fn), _constants(fn)]
-    if spec.finish is not None:
-        parts += [_source(spec.finish), _constants(spec.finish)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    return fingerprint(spec).digest
+
+
+def unfingerprintable(spec: TaskDef) -> str | None:
+    """Why *spec*'s code cannot be fingerprinted, so it cannot be cached (None: it can, or it pins
+    ``version=``)."""
+    if spec.version is not None:
+        return None
+    return fingerprint(spec).problem
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -96,14 +73,17 @@ def _setting(value: Any) -> str:
 
 
 def code_token(spec: TaskDef) -> str:
-    """What identifies a task's code and settings, for resume: its :func:`definition_token` and
-    every :class:`~actorflow._spec.TaskSettings` field (a short SHA-256 hex digest).
+    """What identifies a task's code and settings, for resume: its code's fingerprint (without
+    mutable values: see :func:`fingerprint`), or its ``version=``, and every
+    :class:`~actorflow._spec.TaskSettings` field (a short SHA-256 hex digest).
 
     Where the task runs is left out (the settings as if inline, ``TaskSettings.on(None)``): a run
     may be resumed on another executor (``executors=``), which computes the same items."""
     inline = spec.settings.on(None)
     settings = {a.name: _setting(getattr(inline, a.name)) for a in attrs.fields(type(inline))}
-    text = json.dumps({"def": definition_token(spec), "settings": settings}, sort_keys=True)
+    # the code and constants, not mutable module state a running program may change (see fingerprint)
+    code = "version:" + spec.version if spec.version is not None else fingerprint(spec, values=False).digest
+    text = json.dumps({"def": code, "settings": settings}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -124,7 +104,36 @@ def _token(value: Any, cache: Cache) -> Any:
         return {str(k): _token(v, cache) for k, v in value.items()}
     if files_in(value):  # an attrs class holding files
         return {a.name: _token(getattr(value, a.name), cache) for a in attrs.fields(type(value))}
-    return _plain(value)
+    return _json_safe(_plain(value))
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain data for ``json.dumps``: ints beyond 64 bits as hex text (``json`` writes ints with
+    ``repr()``, which refuses more than 4,300 digits)."""
+    if type(value) is int and not -(1 << 63) <= value < (1 << 64):
+        return {"bigint": f"{value:x}"}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    return value
+
+
+def uncacheable(graph: RunGraph) -> dict[str, str]:
+    """Tasks that would be cached but for code that cannot be fingerprinted (and the tasks that read
+    from them), each with why: what the ``CacheMiss`` event of such a task says."""
+    why: dict[str, str] = {}
+    for name, spec in graph.tasks.items():
+        if not spec.cache or hasattr(spec.fn, EXTERNAL_ATTR):
+            continue
+        problem = unfingerprintable(spec)
+        if problem is not None:
+            why[name] = f"not cached: {problem}; pin the task's code with version='...' to cache it"
+            continue
+        up = next((u for u in upstreams(spec) if u in why), None)
+        if up is not None:
+            why[name] = f"not cached: it reads from {up!r}, which is not cached"
+    return why
 
 
 def upstreams(spec: TaskDef) -> list[str]:
@@ -146,14 +155,20 @@ def compute_key_pairs(graph: RunGraph, cache: Cache) -> dict[str, tuple[str, str
     pairs: dict[str, tuple[str, str] | None] = {}
     for name, spec in graph.tasks.items():
         ups = upstreams(spec)
-        if not spec.cache or hasattr(spec.fn, EXTERNAL_ATTR) or any(keys.get(u) is None for u in ups):
+        if (not spec.cache or not spec.checkpoint or hasattr(spec.fn, EXTERNAL_ATTR)
+                or any(keys.get(u) is None for u in ups)):
             keys[name] = pairs[name] = None
             continue
+        if spec.version is None:
+            fp = fingerprint(spec)
+            if fp.problem is not None:
+                keys[name] = pairs[name] = None
+                continue
         doc = {
             "task": name,
             "kind": spec.kind,
-            "def": definition_token(spec),
-            "init": _plain(spec.init) if spec.kind == "collector" else None,
+            "def": "version:" + spec.version if spec.version is not None else fp.digest,
+            "init": _json_safe(_plain(spec.init)) if spec.kind == "collector" else None,
             "options": {k: _token(v, cache) for k, v in graph.options[name].items()},
             "inputs": [[i.name, None, i.streaming, i.gather] for i in spec.inputs],
             "per": None,

@@ -30,6 +30,7 @@ from ._cache import Cache, Fingerprint, encode_chunk, product_digest, run_start
 from ._cache_keys import compute_key_pairs, input_digest, upstreams
 from ._codec import EncodeError, pack
 from ._errors import ResumeError, StoreError
+from ._state import CacheState
 
 if TYPE_CHECKING:
     from ._bind import RunGraph
@@ -199,44 +200,41 @@ class CacheRole:
             self.replayed += 1
             yield chunk
 
-    def state(self) -> list[Any]:
-        """What a checkpoint keeps: ``[decision, key, replayed, replay, load_items, digest, cutoff,
-        partial, input]``."""
-        return [self.decision, self.key, self.replayed, self.replay, self.load_items, self.digest, self.cutoff,
-                self.partial, self.input]
+    def state(self) -> CacheState:
+        """What a checkpoint keeps of this role."""
+        return CacheState(self.decision, self.key, self.replayed, self.replay, self.load_items, self.digest,
+                          self.cutoff, self.partial, self.input)
 
     @staticmethod
     def recorded_outcome(state: Any) -> tuple[str | None, str | None]:
         """The :attr:`outcome` and key a checkpoint's :meth:`state` holds (``"pending"`` while
         undecided), or ``(None, None)`` when it holds none."""
-        if not isinstance(state, list) or len(state) < 5:
+        try:
+            st = CacheState.from_plain(state)
+        except (TypeError, ValueError):
             return None, None
-        decision, key = state[0], state[1]
-        if decision == "hit" and len(state) > 6 and state[6]:
-            decision = "cutoff"
-        return (str(decision), str(key)) if isinstance(decision, str) and isinstance(key, str) else (None, None)
+        decision = "cutoff" if st.decision == "hit" and st.cutoff else st.decision
+        return (str(decision), str(st.key)) if isinstance(decision, str) and isinstance(st.key, str) else (None, None)
 
     @classmethod
-    def restored(cls, task: str, cache: Cache | None, state: list[Any], fresh: bool, streaming: bool) -> CacheRole:
+    def restored(cls, task: str, cache: Cache | None, st: CacheState, fresh: bool, streaming: bool) -> CacheRole:
         """The role a checkpoint recorded. *fresh*: the task had sent nothing yet (it may still record).
 
         Raises:
             ResumeError: a hit's entry is no longer in the cache.
         """
-        decision, key, replayed, replay, load_items, *more = state
-        digest, cutoff, partial, inp = [*more, None, False, "", None][:4]  # older checkpoints hold five
-        role = cls(decision, key, partial=partial)
-        role.cutoff, role.input, role.digest = bool(cutoff), inp, digest  # a digest is known once finished
-        if decision == "hit":
-            header = cache.lookup(key) if cache is not None else None
+        role = cls(st.decision, st.key, partial=st.partial)
+        role.cutoff, role.input, role.digest = st.cutoff, st.input, st.digest  # a digest is known once finished
+        if st.decision == "hit":
+            header = cache.lookup(st.key) if cache is not None else None
             if header is None:
                 raise ResumeError(
-                    f"task {task!r} was replaying cache entry {key}, which is no longer in the store; start the run "
+                    f"task {task!r} was replaying cache entry {st.key}, which is no longer in the store; start the run "
                     "afresh"
                 )
-            role.entry, role.replayed, role.replay, role.load_items = header, replayed, replay, load_items
+            role.entry, role.replayed, role.replay, role.load_items = header, st.replayed, st.replay, st.load_items
             role.digest = header.get("digest")
-        elif fresh and decision != "pending":
+        elif fresh and st.decision != "pending":
             role.start_miss(streaming)  # nothing was sent yet: the whole stream can still be recorded
         return role  # a miss that had sent part of its stream has no fingerprint: its digest stays unknown
 

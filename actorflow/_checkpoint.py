@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from ._cache_keys import code_tokens
 from ._codec import EncodeError, pack, plain_batch, seq_from_plain, storable_problem, unpack
 from ._errors import ResumeError, StoreError
+from ._input_files import FILES_KEY, check_files, file_fingerprints
+from ._state import ActorState, batch_problem, state_from_plain, state_problem, state_to_plain
 from ._store import Store, open_store
 from ._typing import type_name
 
@@ -53,7 +55,7 @@ def snapshot(run: Runtime, number: int, final: bool) -> dict[str, Any]:
         "final": final,
         "time": time.time(),
         "queued_items": queued,
-        "actors": {name: a.state() for name, a in run.actors.items()},
+        "actors": {name: state_to_plain(a.state()) for name, a in run.actors.items()},
         "mailboxes": boxes,
         "dead_letters": len(run.supervisor.dead_letters),
     }
@@ -151,7 +153,8 @@ def _apply(run: Runtime, doc: dict[str, Any]) -> int:
             box.put_nowait([seq_from_plain(s) for s in seqs], box.restore(items))  # the sender's item type
             queued += len(items)
     for name, st in doc["actors"].items():  # after the mailboxes: an actor may put a batch back in front
-        run.actors[name].restore(st)
+        actor = run.actors[name]
+        actor.restore(state_from_plain(actor.state_type, st))
     return queued
 
 
@@ -163,7 +166,7 @@ def check_storable(graph: Any) -> None:
     """
     problems = []
     for spec in graph.tasks.values():
-        if spec.kind in ("sink", "input") and not spec.streaming:
+        if (spec.kind in ("sink", "input") and not spec.streaming) or not spec.checkpoint:  # checkpoint=False: kept out
             continue
         why = storable_problem(spec.out_type)
         if why is not None:
@@ -172,7 +175,9 @@ def check_storable(graph: Any) -> None:
     if problems:
         raise StoreError(
             f"flow {graph.name!r}: a run with a store checkpoints every item and product, and these cannot be "
-            f"stored with msgpack/cattrs: {'; '.join(problems)}. Use plain data, attrs classes or dataclasses"
+            f"stored with msgpack/cattrs: {'; '.join(problems)}. Use plain data, attrs classes or dataclasses, "
+            "register a codec for the type (af.register_codec), or keep a product out of checkpoints with "
+            "checkpoint=False on its task"
         )
 
 
@@ -213,6 +218,7 @@ def open_for_run(
                     "options than the ones given; resume with the same pipeline and options"
                 )
             _check_code(store, info, graph, allow_changed)
+            check_files(store, info, graph, allow_changed)  # the inputs too (issue 22)
             return store, load(store, from_previous)
         if info is not None:
             doc = load(store)
@@ -235,7 +241,7 @@ def open_for_run(
 def _run_record(graph: Any, meta: dict[str, Any] | None) -> dict[str, Any]:
     """What a fresh run records in its store, checked to encode (options msgpack cannot hold are left
     out: a resume then needs them given again)."""
-    record = {"flow": graph.name, **(meta or {}), "code": code_tokens(graph)}
+    record = {"flow": graph.name, **(meta or {}), "code": code_tokens(graph), FILES_KEY: file_fingerprints(graph)}
     record.setdefault("options", {k: dict(v) for k, v in graph.options.items()})
     try:
         pack(record)
@@ -352,25 +358,6 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _is_seq(value: Any) -> bool:
-    return _is_int(value) or (isinstance(value, list) and all(_is_int(v) for v in value))
-
-
-def _batch_problem(batch: Any, what: str, extra: int = 0) -> str | None:
-    """``[seqs, items]`` (plus *extra* trailing counters) with as many sequence numbers as items."""
-    if not isinstance(batch, list) or len(batch) != 2 + extra:
-        return f"{what} is not a batch"
-    seqs, items = batch[0], batch[1]
-    if not isinstance(seqs, list) or not isinstance(items, list) or len(seqs) != len(items):
-        return f"{what} does not pair sequence numbers with items"
-    kinds = set(map(type, seqs))  # one C-level pass: checkpoints may hold many thousand items
-    if not kinds <= {int, list} or (list in kinds and not all(_is_seq(q) for q in seqs if type(q) is list)):
-        return f"{what} holds a sequence number that is not one"
-    if not all(_is_int(n) for n in batch[2:]):
-        return f"{what} has a counter that is not a count"
-    return None
-
-
 def _problem(doc: dict[str, Any]) -> str | None:
     """What is wrong with the shape of a decoded checkpoint (fields every checkpoint has)."""
     if not _is_int(doc.get("number")):
@@ -386,61 +373,18 @@ def _problem(doc: dict[str, Any]) -> str | None:
         if not isinstance(batches, list):
             return f"mailbox {name!r} is not a list of batches"
         for batch in batches:
-            if (p := _batch_problem(batch, f"a batch of mailbox {name!r}")) is not None:
-                return p
+            if (p := batch_problem(batch)) is not None:
+                return f"a batch of mailbox {name!r} {p}"
     for name, st in doc["actors"].items():
-        if (p := _actor_problem(st)) is not None:
+        if (p := state_problem(ActorState, st)) is not None:
             return f"task {name!r}: {p}"
     return None
 
 
-def _actor_problem(st: Any) -> str | None:
-    if not isinstance(st, dict):
-        return "its state is not a map"
-    for key in ("status", "items_in", "items_out", "outboxes"):
-        if key not in st:
-            return f'"{key}" is missing'
-    if not isinstance(st["status"], str):
-        return f'"status" is {st["status"]!r}'
-    for key in ("items_in", "items_out", "cursor"):
-        if key in st and not _is_int(st[key]):
-            return f'"{key}" is {st[key]!r}, not a count'
-    return _batches_problem(st) or _groups_problem(st)
-
-
-def _batches_problem(st: dict[str, Any]) -> str | None:
-    if not isinstance(st["outboxes"], list):
-        return '"outboxes" is not a list'
-    for box in st["outboxes"]:
-        if (p := _batch_problem(box, "an outbox", extra=1)) is not None:
-            return p
-    if "inflight" in st and (p := _batch_problem(st["inflight"], '"inflight"', extra=1)) is not None:
-        return p
-    if "gather" in st and not isinstance(st["gather"], list):
-        return '"gather" is not a list'
-    return None
-
-
-def _groups_problem(st: dict[str, Any]) -> str | None:
-    if "accs" in st:
-        if not isinstance(st["accs"], list) or not all(
-            isinstance(kv, list) and len(kv) == 2 and _is_seq(kv[0]) for kv in st["accs"]
-        ):
-            return '"accs" is not a list of (group, accumulator) pairs'
-        if not isinstance(st.get("known"), list) or not all(_is_seq(k) for k in st["known"]):
-            return '"known" is missing or not a list of groups'
-        if "mark" not in st or not (st["mark"] is None or _is_seq(st["mark"])):
-            return '"mark" is missing or not a group'
-    if "cache" in st and (not isinstance(st["cache"], list) or len(st["cache"]) not in (5, 9)):
-        return '"cache" is not a cache decision'
-    return None
-
-
 def _problem_for(run: Runtime, doc: dict[str, Any]) -> str | None:
-    """What a checkpoint of *run*'s own graph lacks for the kinds of its actors."""
+    """What a checkpoint of *run*'s own graph lacks for the kinds of its actors (each kind's record)."""
     for name, st in doc["actors"].items():
         actor = run.actors.get(name)
-        for key in actor.required_state if actor is not None else ():
-            if key not in st:
-                return f'task {name!r}: "{key}" is missing'
+        if actor is not None and (p := state_problem(actor.state_type, st)) is not None:
+            return f"task {name!r}: {p}"
     return None

@@ -40,6 +40,7 @@ from typing import Any
 
 import trio
 
+from . import _cli_ops as ops
 from ._cli_cache import add_cache_parser
 from ._cli_durable import (
     add_dead_letters_parser,
@@ -52,17 +53,6 @@ from ._cli_durable import (
     resume_target,
     split_target,
     store_kwargs,
-)
-from ._cli_ops import (
-    add_dashboard_parser,
-    add_run_ops_arguments,
-    add_version_argument,
-    dead_lettered,
-    finished_store,
-    print_products,
-    report_dead_letters,
-    run_ops_kwargs,
-    store_of,
 )
 from ._errors import (
     ActorflowError,
@@ -78,6 +68,7 @@ from ._errors import (
 from ._executors import EXECUTOR_NAMES
 from ._export import describe
 from ._flow import Flow
+from ._jsontext import dumps
 from ._typing import type_name
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -98,6 +89,10 @@ def load_flow(target: str) -> Flow:
     """
     file, name = split_target(target)
     path = Path(file)
+    if path.is_dir():
+        raise UsageError(f"pipeline file {file!r} is a directory; give the path of a .py file in it")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"pipeline file {file!r} is not a regular file")
     if not path.is_file():
         raise UsageError(f"pipeline file {file!r} not found")
     try:
@@ -109,7 +104,9 @@ def load_flow(target: str) -> Flow:
             f"pipeline file {file!r} exited with code {exc.code!r} while being imported (sys.exit at "
             f"{_where(exc, path)}); no flow was run"
         ) from None
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # an Exception, or a BaseException subclass of the file's own
         raise UsageError(
             f"pipeline file {file!r} failed to load: {type(exc).__name__}: {exc} (raised while importing it, at "
             f"{_where(exc, path)})"
@@ -269,6 +266,10 @@ def load_config(path: str) -> dict[str, dict[str, Any]]:
         raise UsageError(f"config file {path!r} cannot be read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {path!r} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"config file {path!r} is not UTF-8 text, which TOML must be (byte {exc.start}: {exc.reason})"
+        ) from None
     bad = [k for k, v in data.items() if not isinstance(v, dict)]
     if bad:
         raise UsageError(f"config file {path!r}: expected one [table] per task, but {bad} are not tables")
@@ -281,6 +282,21 @@ def merge_options(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
         for task, values in layer.items():
             out.setdefault(task, {}).update(values)
     return out
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+
+def print_products(products: Mapping[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(dumps(dict(products)))  # valid JSON: non-finite floats as strings (see _jsontext)
+        return
+    for name, value in products.items():
+        try:
+            text = repr(value)
+        except ValueError:  # an int of more than 4,300 digits has no repr(): its JSON digits
+            text = dumps(value)
+        print(f"{name} = {text if len(text) <= 2000 else text[:2000] + ' …'}")
 
 
 # -- commands ----------------------------------------------------------------------------------------
@@ -299,7 +315,7 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
         new_store = None  # resume reads the store it was given: nothing new to make
     else:
         kwargs = store_kwargs(args, target)  # {} without --store
-        kwargs.update(run_ops_kwargs(args))
+        kwargs.update(ops.run_ops_kwargs(args))
         if getattr(args, "no_cache", False):
             kwargs["cache"] = False
         new_store = getattr(args, "store", None) or None
@@ -318,12 +334,10 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
 
     try:
         result = trio.run(main)
-    except DeadLettered as exc:  # --strict: the products are printed, and the run fails
-        print_products(exc.result, args.json)
-        return _fail(dead_lettered(exc, store_of(args)), exc, EXIT_FAILED, args.debug)
+    except DeadLettered as exc:  # --strict: the products are printed, then the error line
+        result = exc.result
     print_products(result, args.json)
-    report_dead_letters(result.summary, store_of(args))
-    return EXIT_OK
+    return ops.report_dead_letters(result.summary, args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -375,8 +389,7 @@ def _check_observe_options(args: argparse.Namespace) -> None:
 def cmd_resume(args: argparse.Namespace) -> int:
     """``actorflow resume --store DIR``."""
     target, options, every = resume_target(args.store)
-    if not args.from_previous and (finished := finished_store(args.store)) is not None:
-        print(f"actorflow: {finished}", file=sys.stderr)
+    if not args.from_previous and ops.finished_store(args.store):
         return EXIT_OK
     flow = load_flow(target)
     args.resume_store = args.store
@@ -441,7 +454,7 @@ def _add_run(sub: Any) -> None:
         help="with --watch: wait for this much quiet after a change before re-running (default 300ms)",
     )
     add_observe_arguments(p)
-    add_run_ops_arguments(p)
+    ops.add_run_ops_arguments(p)
     p.set_defaults(handler=cmd_run)
 
 
@@ -483,7 +496,7 @@ def _add_graph(sub: Any) -> None:
 #: Subcommand registrations, in the order ``--help`` lists them. Append to add a command.
 COMMANDS: list[Callable[[Any], None]] = [
     _add_run, _add_resume, add_dead_letters_parser, add_cache_parser, _add_tasks, _add_graph,
-    functools.partial(add_dashboard_parser, load_flow=load_flow),
+    functools.partial(ops.add_dashboard_parser, load_flow=load_flow),
 ]
 
 
@@ -497,7 +510,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="actorflow", description="Run actorflow pipelines.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    add_version_argument(parser)
+    ops.add_version_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for register in COMMANDS:
         register(sub)

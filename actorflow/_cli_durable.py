@@ -21,7 +21,7 @@ from typing import Any
 from ._cache_run import CacheRole
 from ._codec import unpack
 from ._errors import RunInterrupted, StoreError
-from ._store import Store, open_store
+from ._store import Store, dangling, open_store
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 
@@ -80,6 +80,8 @@ def check_store_dir(store: str) -> None:
         return
     if path.exists():
         raise StoreError(f"store {store!r} is a file, not an actorflow store directory")
+    if path.is_symlink():
+        raise StoreError(dangling(path))
     try:
         path.mkdir(parents=True)
     except OSError as exc:

@@ -9,17 +9,15 @@ task failed (or, with ``--strict``, a dead letter), 2 invalid invocation or usag
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
 import trio
 
 from ._cli_durable import existing_store, last_run, resume_target
-from ._convert import converter
-from ._errors import DeadLettered, StoreError
+from ._errors import StoreError
 from ._result import Summary
 
 
@@ -70,17 +68,18 @@ def store_of(args: argparse.Namespace) -> str | None:
     return getattr(args, "resume_store", None) or getattr(args, "store", None) or None
 
 
-def report_dead_letters(summary: Summary, store: str | None) -> None:
-    """Print the run's last line about dead letters on stderr (nothing when there were none)."""
+def report_dead_letters(summary: Summary, args: argparse.Namespace) -> int:
+    """End a run command: the line about dead letters on stderr (none without), and the exit code:
+    1 when ``--strict`` and items were dead-lettered, else 0."""
+    store = store_of(args)
     line = summary.dead_letter_line(store)
-    if line is not None:
-        print(f"actorflow: {line}", file=sys.stderr)
-
-
-def dead_lettered(exc: DeadLettered, store: str | None) -> str:
-    """The one error line of a ``--strict`` run that set items aside."""
-    line = exc.result.summary.dead_letter_line(store) or str(exc)
-    return f"{line} (--strict: a dead letter fails the run)"
+    if line is None:
+        return 0
+    if getattr(args, "strict", False):
+        print(f"actorflow: error: {line} (--strict: a dead letter fails the run)", file=sys.stderr)
+        return 1
+    print(f"actorflow: {line}", file=sys.stderr)
+    return 0
 
 
 def add_dashboard_parser(sub: Any, load_flow: Callable[[str], Any]) -> None:
@@ -137,40 +136,15 @@ def _interrupted(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt)
 
 
-def finished_store(store: str) -> str | None:
-    """A line saying *store* holds a finished run (``resume`` then has nothing to do), else None."""
+def finished_store(store: str) -> bool:
+    """Whether *store* holds a finished run (``resume`` then has nothing to do); if so, say so on stderr."""
     from ._run import store_state
 
     try:
         if store_state(store) != "finished":
-            return None
+            return False
     except StoreError:  # a damaged checkpoint: resume says what to do about it
-        return None
-    return f"store {store!r} holds a finished run: nothing to resume (start a new run with `actorflow run`)"
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        plain = converter.unstructure(value)
-    except Exception:  # an exotic product still prints
-        return repr(value)
-    return repr(value) if plain is value else plain  # bytes, sets…: JSON has no type for them
-
-
-def _json_keys(value: Any) -> Any:
-    """*value* with dict keys JSON cannot hold (tuples…) written as their repr."""
-    if isinstance(value, dict):
-        plain = (str, int, float, type(None))
-        return {k if isinstance(k, plain) else repr(k): _json_keys(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_keys(v) for v in value]
-    return value
-
-
-def print_products(products: Mapping[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({k: _json_keys(v) for k, v in products.items()}, default=_jsonable))
-        return
-    for name, value in products.items():
-        text = repr(value)
-        print(f"{name} = {text if len(text) <= 2000 else text[:2000] + ' …'}")
+        return False
+    print(f"actorflow: store {store!r} holds a finished run: nothing to resume (start a new run with "
+          "`actorflow run`)", file=sys.stderr)
+    return True

@@ -4,7 +4,8 @@ Encoding is two-layer: values are unstructured to plain data and packed; decodin
 when the receiver knows the declared type, structures the plain data back into it (attrs classes,
 dataclasses, enums). What msgpack has no type for but Python code relies on is packed as a msgpack
 extension type and comes back as itself whatever the declared type: tuples (so tuple dict keys
-stay keys), sets, frozensets, ints beyond 64 bits, paths, datetimes, dates and times.
+stay keys), sets, frozensets, ints beyond 64 bits (of any size), paths, datetimes, dates, times, and
+values of types with a codec (``af.register_codec``: ``Decimal``, ``UUID``, numpy arrays).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, TypeVar, Union
 import attrs
 import msgpack
 
+from ._codecs import codec_for, codec_named
 from ._convert import converter
 from ._file import File
 from ._typing import _strip, inspect_empty, record_fields, runtime_classes, type_name
@@ -33,7 +35,10 @@ class EncodeError(TypeError):
 
 
 # msgpack extension types: values msgpack has no type of its own for come back as what they were.
-_TUPLE, _SET, _FROZENSET, _BIGINT, _DATETIME, _DATE, _TIME, _PATH, _PUREPATH = range(1, 10)
+_TUPLE, _SET, _FROZENSET, _BIGINT, _DATETIME, _DATE, _TIME, _PATH, _PUREPATH, _HEXINT, _CODEC = range(1, 12)
+#: Ints past this many bits are stored as hex text (decimal text of more than 4,300 digits is refused
+#: by ``str()``/``int()`` since Python 3.11): any int Python holds is stored.
+_DECIMAL_BITS = 4096
 _PURE = {"posix": pathlib.PurePosixPath, "windows": pathlib.PureWindowsPath}
 
 
@@ -52,13 +57,27 @@ def _default(value: Any) -> Any:
         # the order is not part of a set; sorting by repr keeps equal sets' bytes equal (fingerprints)
         return _ext(_FROZENSET if isinstance(value, frozenset) else _SET, sorted(value, key=repr))
     if isinstance(value, int):  # beyond 64 bits (an int subclass is stored as its int)
-        return int(value) if kind is not int and -(1 << 63) <= value < (1 << 64) else msgpack.ExtType(
-            _BIGINT, str(int(value)).encode("ascii"))
+        return _int(value)
+    codec = codec_for(kind)
+    if codec is not None:  # af.register_codec (Decimal, UUID, numpy arrays out of the box)
+        try:
+            plain = codec.encode(value)
+        except Exception as exc:
+            raise EncodeError(f"cannot encode a {kind.__qualname__} with its codec: {exc}") from exc
+        return _ext(_CODEC, [codec.name, plain])
     for plain in (str, float, bytes, list, dict):  # subclasses: an OrderedDict, a str subclass, …
         if isinstance(value, plain):
             return plain(value)  # type: ignore[arg-type]  # value is a plain
     if isinstance(value, tuple):  # a named tuple: its fields (structured back into the class when declared)
         return _ext(_TUPLE, list(value))
+    if isinstance(value, pathlib.PurePath | dt.date | dt.time):
+        return _path_or_time(value)
+    if attrs.has(kind) or hasattr(value, "__dataclass_fields__"):
+        return converter.unstructure(value)
+    raise EncodeError(f"cannot encode a {kind.__qualname__} with msgpack: {value!r:.80}")
+
+
+def _path_or_time(value: pathlib.PurePath | dt.date | dt.time) -> msgpack.ExtType:
     if isinstance(value, pathlib.Path):
         return msgpack.ExtType(_PATH, os.fsencode(value))
     if isinstance(value, pathlib.PurePath):
@@ -68,11 +87,15 @@ def _default(value: Any) -> Any:
         return msgpack.ExtType(_DATETIME, value.isoformat().encode("ascii"))
     if isinstance(value, dt.date):
         return msgpack.ExtType(_DATE, value.isoformat().encode("ascii"))
-    if isinstance(value, dt.time):
-        return msgpack.ExtType(_TIME, value.isoformat().encode("ascii"))
-    if attrs.has(kind) or hasattr(value, "__dataclass_fields__"):
-        return converter.unstructure(value)
-    raise EncodeError(f"cannot encode a {kind.__qualname__} with msgpack: {value!r:.80}")
+    return msgpack.ExtType(_TIME, value.isoformat().encode("ascii"))
+
+
+def _int(value: int) -> Any:
+    if type(value) is not int and -(1 << 63) <= value < (1 << 64):
+        return int(value)
+    if value.bit_length() > _DECIMAL_BITS:
+        return msgpack.ExtType(_HEXINT, format(int(value), "x").encode("ascii"))
+    return msgpack.ExtType(_BIGINT, str(int(value)).encode("ascii"))
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
@@ -84,6 +107,11 @@ def _ext_hook(code: int, data: bytes) -> Any:
         return frozenset(unpack(data))
     if code == _BIGINT:
         return int(data)
+    if code == _HEXINT:
+        return int(data, 16)
+    if code == _CODEC:
+        name, plain = unpack(data)
+        return codec_named(name).decode(plain)
     if code == _PATH:
         return pathlib.Path(os.fsdecode(data))
     if code == _PUREPATH:
@@ -128,7 +156,7 @@ def storable_problem(tp: Any, _seen: set[type] | None = None) -> str | None:
         return f"{type_name(tp)} is not plain data"
     if not isinstance(tp, type):
         return None
-    if issubclass(tp, _PLAIN):
+    if issubclass(tp, _PLAIN) or codec_for(tp) is not None:
         return None
     if attrs.has(tp) or dataclasses.is_dataclass(tp):
         return _fields_problem(tp, _seen if _seen is not None else set())

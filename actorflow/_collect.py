@@ -17,6 +17,7 @@ from ._codec import plain_seqs, restore_like, seq_from_plain
 from ._cycle import NO_OUTPUT, run_cycle, step
 from ._loop import seq_prefix
 from ._mailbox import Batch, Mailbox
+from ._state import ABSENT, FoldState, GroupsState
 from ._typing import SKIP
 
 
@@ -29,6 +30,7 @@ class CollectorActor(Actor):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
+        self.state_type = GroupsState if self.spec.per is not None else FoldState
         self.known: deque[Any] = deque()
         self.accs: dict[Any, Any] = {}
         self.mark: Any = None
@@ -174,25 +176,29 @@ class CollectorActor(Actor):
         if out:
             await self.send(out_seqs, out)
 
-    def state(self) -> dict[str, Any]:
-        st = super().state()
+    def state(self) -> FoldState | GroupsState:
         if self.spec.per is None:
+            st = FoldState(**self.common_state())
             if self.has_state:
-                st["acc"] = self.acc
-        elif self.has_state:
-            st["accs"] = [[list(k) if isinstance(k, tuple) else k, v] for k, v in self.accs.items()]
-            st["known"] = plain_seqs(list(self.known))
-            st["mark"] = list(self.mark) if isinstance(self.mark, tuple) else self.mark
-        return st
+                st.acc = self.acc
+            return st
+        groups = GroupsState(**self.common_state())
+        if self.has_state:
+            groups.accs = [[list(k) if isinstance(k, tuple) else k, v] for k, v in self.accs.items()]
+            groups.known = plain_seqs(list(self.known))
+            groups.mark = list(self.mark) if isinstance(self.mark, tuple) else self.mark
+        return groups
 
-    def restore(self, st: dict[str, Any]) -> None:
+    def restore(self, st: Any) -> None:
         super().restore(st)
         init = self.spec.init
-        if "acc" in st:
-            self.acc = restore_like(st["acc"], init)
+        if isinstance(st, FoldState) and st.acc is not ABSENT:
+            self.acc = restore_like(st.acc, init)
             self.has_state = True
-        elif "accs" in st:
-            self.accs = {seq_from_plain(k): restore_like(v, init) for k, v in st["accs"]}
-            self.known = deque(seq_from_plain(k) for k in st["known"])
-            self.mark = seq_from_plain(st["mark"])
+        elif isinstance(st, GroupsState) and st.accs is not ABSENT:
+            if st.known is ABSENT or st.mark is ABSENT:
+                raise ValueError('"known" or "mark" is missing beside "accs"')
+            self.accs = {seq_from_plain(k): restore_like(v, init) for k, v in st.accs}
+            self.known = deque(seq_from_plain(k) for k in st.known)
+            self.mark = seq_from_plain(st.mark)
             self.has_state = True

@@ -12,13 +12,16 @@ Concurrency is one wrapper, :class:`WorkerPool`, shared by every kind that allow
 sinks): N workers run the same cycle on one inbox; with ordered output, finished batches wait for
 their turn (ticket order) before they are sent. A worker's failure fails the actor once.
 
-Kinds are small logic objects (``_logics``): map task, generator task, executor-backed task, sink,
-collector. Sources start streams rather than read them and per-collectors read two inboxes; they
-drive the same actor methods (gate, working, send) from their own loops.
+Kinds are small logics the actor kinds implement (``on_batch``, ``on_exit``, ``sent``, ``on_eof``):
+map task, generator task, executor-backed task (``_remote``), sink, collector, per-collector (which
+feeds ``step`` from two inboxes). Streams start in :func:`run_pull`, the same cycle without an
+inbox: a sync source pulls from its generator, a cache hit from its recorded batches. An async
+source's generator runs in a task of its own and hands its batches to the same send.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
@@ -85,6 +88,29 @@ async def run_cycle(actor: Actor, logic: Logic, inbox: Mailbox | ZipInbox) -> No
     else:
         await WorkerPool(actor, logic, inbox, workers).run()
     await logic.on_eof()
+
+
+async def run_pull(
+    actor: Actor, pull: Callable[[int], Batch | None], deliver: Callable[[list[Any], list[Any]], Awaitable[None]]
+    | None = None, count_in: bool = True,
+) -> None:
+    """The cycle of an actor that starts a stream rather than reads one (a sync source, a cache hit
+    replaying its recorded batches): at the checkpoint gate, ``pull`` gives the next batch of at
+    most the sizer's size, numbered and checked (None: the stream ended); it is counted (as items
+    in, for a source: items produced), announced and delivered (sent downstream, by default)."""
+    sup = actor.sup
+    send = deliver if deliver is not None else actor.send
+    while True:
+        if sup.pending:
+            await sup.gate()
+        await actor.breathe()
+        batch = pull(actor.sizer.size)
+        if batch is None:
+            return
+        if count_in:
+            actor.items_in += len(batch[1])
+        actor.batch_event(0, len(batch[1]))
+        await send(*batch)
 
 
 class WorkerPool:

@@ -43,7 +43,7 @@ class File(os.PathLike[str]):
             raise ValueError(f"file {str(path)!r} does not exist")
         if not path.is_file():
             raise ValueError(f"{str(path)!r} is not a regular file")
-        return cls(path)
+        return cls(path.absolute())  # absolute: a store records it, and a resume may run in another directory
 
     def __fspath__(self) -> str:
         return str(self.path)

@@ -363,6 +363,7 @@ class Flow:
         rate_limit: float | None = None,
         copy: bool = False,
         timeout: float | None = None,
+        checkpoint: bool = True,
     ) -> Callable[[F], F]: ...
     def task(  # type: ignore[misc]
         self,
@@ -383,6 +384,7 @@ class Flow:
         rate_limit: float | None = None,
         copy: bool = False,
         timeout: float | None = None,
+        checkpoint: bool = True,
     ) -> Any:
         """Define a task.
 
@@ -414,6 +416,9 @@ class Flow:
                 ``on_error``. An async handler is cancelled; on a thread or process executor the
                 call is abandoned (its thread runs on until it returns; a process is killed). A
                 plain function running inline cannot be stopped and is refused.
+            checkpoint: False keeps the product out of checkpoints and the cache (a model object,
+                something that cannot be stored): a resumed run computes it again. Only for a task
+                fed only final inputs (whole products), which a resumed run can give it again.
         """
 
         def deco(f: F) -> F:
@@ -434,6 +439,7 @@ class Flow:
                 rate_limit=rate_limit,
                 copy=copy,
                 timeout=timeout,
+                checkpoint=checkpoint,
             )
             return f
 

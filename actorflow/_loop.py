@@ -264,6 +264,10 @@ class ItemLoop:
         #: The outputs of the batch :meth:`map` is on (those of the items before ``position()`` are done).
         self.current: list[Any] = []
 
+    def where(self) -> int:
+        """The index in its batch of the item being processed (read by the slow-item watch)."""
+        return self.position()
+
     async def recover(self, seq: Any, item: Any, exc: BaseException, attempt: int) -> bool:
         """The policy's answer for one failed item: True to call it again, False to go on without it.
 

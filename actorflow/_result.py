@@ -148,7 +148,8 @@ class RunResult(Mapping[str, Any]):
     """The products of a finished run, by task name, plus its :class:`Summary`.
 
     Products are those of collectors, of tasks fed only final inputs and of streams nothing
-    reads (gathered into lists). Sinks have none.
+    reads (a :class:`~actorflow._spill.SpilledStream`: every item in order, in flat memory).
+    Sinks have none.
     """
 
     def __init__(

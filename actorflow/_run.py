@@ -22,7 +22,7 @@ from ._cache import Cache, open_cache
 from ._cache_run import plan
 from ._checkpoint import apply, check_storable, load, open_for_run
 from ._context import check_secrets
-from ._errors import ActorflowError, DeadLettered
+from ._errors import ActorflowError, DeadLettered, ResumeError
 from ._flow import Flow
 from ._gateway import Feed, Tap, feed_of, tap_of
 from ._loop import DEFAULT_BATCH_TIME
@@ -104,6 +104,10 @@ def _settings(caller: str, given: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("batch_time", "slow_item"):
         if key in given and not positive_seconds(given[key]):
             raise ActorflowError(f"{key} must be a positive, finite number of seconds, got {given[key]!r}")
+    if given.get("from_previous") and not given.get("resume"):  # settings that only make sense together
+        raise ResumeError(
+            "from_previous=True says which checkpoint to resume from, so it needs resume=True; pass both or neither"
+        )
     return {**_DEFAULTS, **given}
 
 

@@ -21,6 +21,7 @@ from ._actor import Actor
 from ._actor_kinds import SinkActor, SourceActor, TaskActor
 from ._bind import RunGraph
 from ._cache import Cache
+from ._cache_keys import uncacheable
 from ._cache_run import CacheRole
 from ._codec import restore_items
 from ._collect import CollectorActor
@@ -29,7 +30,8 @@ from ._errors import RunCancelled, RunInterrupted, StoreError, _fmt_seq
 from ._loop import DEFAULT_BATCH_TIME
 from ._mailbox import Mailbox
 from ._result import RunResult, Summary, TaskStats, task_status
-from ._spill import SpillStore
+from ._spill import SpilledStream, SpillStore
+from ._stats import EdgeStats
 from ._store import Store
 from ._supervisor import Supervisor
 from ._taskclass import is_transactional
@@ -77,6 +79,8 @@ class Runtime:
         slow_item: float = DEFAULT_SLOW_ITEM,
     ) -> None:
         self.graph = graph
+        #: Tasks not cached because their code cannot be fingerprinted, and why (see attach_cache).
+        self.uncacheable: dict[str, str] = {}
         #: Seconds a batch should take for tasks that do not set their own ``batch_time``.
         self.batch_time = batch_time
         #: Seconds after which an item counts as slow (an ``ItemSlow`` event).
@@ -145,7 +149,7 @@ class Runtime:
             if spec.streaming and (spec.kind == "collector" or not graph.downstream(spec.name)):
                 actor.in_result = True  # per-collectors and unread streams are gathered for the result
                 if actor.gather is None:
-                    actor.gather = []
+                    actor.gather = SpilledStream(spec.out_type)  # flat memory: spills past a bound
 
     def _wire(self, box: Mailbox, sender: Actor, reader: Actor, port: str | None) -> None:
         box.spill_to = self.spill
@@ -168,6 +172,7 @@ class Runtime:
         for name, role in roles.items():
             self.actors[name].set_cache_role(role)
         self.route_hits()
+        self.uncacheable = uncacheable(self.graph)  # published as CacheMiss events once the run starts
 
     def route_hits(self) -> None:
         """A hit sends only to the mailboxes of tasks that run: a hit consumer never reads its inbox."""
@@ -270,6 +275,35 @@ class Runtime:
             },
         )
 
+    def edge_stats(self) -> list[EdgeStats]:
+        """Every edge of the graph (inputs in definition order) as a frozen record: items sent along it
+        and queued for its reader (see :class:`~actorflow._stats.EdgeStats`)."""
+        boxes = {(reader.name, port): (box, reader) for box, reader, port in self.mailboxes.values()}
+        edges = []
+        for t in self.graph.tasks.values():
+            for i in t.inputs:
+                entry = boxes.get((t.name, i.name))
+                if entry is None:
+                    up = self.actors[i.upstream]
+                    sent = up.items_out if up.product.ready.is_set() else 0
+                    edges.append(EdgeStats(i.upstream, t.name, i.name, sent, 0, None))
+                else:
+                    box, reader = entry
+                    queued = len(box) + sum(len(items) for _, items in reader.queued_for(box))
+                    edges.append(EdgeStats(i.upstream, t.name, i.name, box.sent, queued, box.capacity))
+        return edges
+
+    def busy(self) -> dict[str, float]:
+        """Seconds each task spent processing batches (worker-seconds: concurrent workers add up)."""
+        return {name: a.busy_time for name, a in self.actors.items()}
+
+    def queued(self) -> dict[str, int]:
+        """Items waiting in each task's inbox mailboxes."""
+        out = dict.fromkeys(self.actors, 0)
+        for box, reader, _ in self.mailboxes.values():
+            out[reader.name] += len(box)
+        return out
+
     def products(self) -> dict[str, Any]:
         return {
             name: actor.product.value for name, actor in self.actors.items()
@@ -287,6 +321,8 @@ class Runtime:
         if self.resumed_from is not None:
             queued = sum(len(box) for box, _, _ in self.mailboxes.values())
             self.bus.publish(ev.RunResumed(run_id=self.run_id, number=self.resumed_from, queued_items=queued))
+        for task, why in self.uncacheable.items():  # code the cache key cannot see: says why (issue 22)
+            self.bus.publish(ev.CacheMiss(run_id=self.run_id, task=task, key="", reason=why))
         pinned = [a.cached.key for a in self.actors.values() if a.cached is not None]
         if self.cache is not None:
             self.cache.pin(pinned)

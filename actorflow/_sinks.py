@@ -19,9 +19,9 @@ import json
 import os
 import uuid
 from glob import escape, glob
-from typing import IO, Any
+from typing import IO, Any, ClassVar, Literal
 
-from ._convert import converter
+from ._jsontext import dumps
 from ._taskclass import TransactionalSink
 
 #: How many committed tokens ``PATH.commits`` remembers (a resume re-commits only the latest).
@@ -29,21 +29,62 @@ KEEP_TOKENS = 16
 
 
 class JsonLinesSink(TransactionalSink):
-    """Append one JSON line per item to the file named by the option ``path``, exactly once.
+    """Write one JSON line per item to the file named by the option ``path``, exactly once.
 
     Wire its one input, the parameter ``item``, with ``flow.add(af.JsonLinesSink, name="out",
     inputs={"item": "square"})`` and set the option like any other (``--set out.path=out.jsonl``).
-    Items are written with :func:`json.dumps` after cattrs unstructures them (attrs classes and
-    dataclasses become objects). Lines appear once their checkpoint is durable (without a store:
-    at the run's end), in the order the items arrived. Only this sink may write to ``path`` and its
-    companions ``path.commits`` and ``path.txn-*`` while a run uses it.
+    Items are written as JSON after cattrs unstructures them (attrs classes and dataclasses become
+    objects); a float JSON has no number for is written as the string ``"NaN"``, ``"Infinity"`` or
+    ``"-Infinity"`` (as ``--json`` does). Lines appear once their checkpoint is durable (without a
+    store: at the run's end), in the order the items arrived.
+
+    What a new run does to an existing file is the option ``mode``:
+
+    - ``"append"`` (the default): the new lines follow what the file holds, lines written to it
+      since the last run included;
+    - ``"overwrite"``: the file starts empty, but only if this sink wrote it and it did not change
+      since (its ``path.commits`` record says so); any other file is refused before an item is
+      written, naming it (delete it, or append).
+
+    A resumed run goes on with the file as its checkpoint left it, whatever the mode. The path is
+    made absolute when the flow is bound, and two sinks on one path are refused there. Only this
+    sink may write to ``path`` and its companions ``path.commits`` and ``path.txn-*`` while a run
+    uses it.
     """
 
     path: str
+    mode: Literal["append", "overwrite"] = "append"
+
+    #: Options naming files only this sink may write: made absolute and checked at bind.
+    exclusive_paths: ClassVar[tuple[str, ...]] = ("path",)
 
     _file: IO[bytes] | None = None
     _token: str | None = None
     _swept = False
+
+    def starting(self, resumed: bool) -> None:
+        """Called once before the first commit or ``begin`` of a run: a new run (not *resumed*) starts
+        the file as ``mode`` says and records its size, so what others appended is kept.
+
+        Raises:
+            FileExistsError: ``mode="overwrite"`` on a file this sink did not write or that changed.
+        """
+        if resumed:
+            return
+        size = self._size()
+        if self.mode == "overwrite" and size:
+            recorded = self._recorded_size()
+            if recorded != size:
+                why = "this sink did not write it (no record in " + repr(self._commits()) + ")" if recorded is None \
+                    else f"it changed since this sink wrote it ({size} bytes, {recorded} recorded)"
+                raise FileExistsError(
+                    f"JsonLinesSink will not overwrite {self.path!r}: {why}; delete the file, or set mode='append'"
+                )
+            with open(self.path, "r+b") as f:
+                f.truncate(0)
+                os.fsync(f.fileno())
+            size = 0
+        self._save(size, [])
 
     def begin(self) -> None:
         """Open a new side file for the next transaction (sweeping abandoned ones the first time)."""
@@ -59,7 +100,7 @@ class JsonLinesSink(TransactionalSink):
     def run(self, item: Any) -> None:
         """Write one item as a JSON line into the open transaction."""
         assert self._file is not None
-        self._file.write(json.dumps(converter.unstructure(item)).encode() + b"\n")
+        self._file.write(dumps(item).encode() + b"\n")
 
     def prepare(self) -> str:
         """Flush and sync the side file; its token names it."""
@@ -128,6 +169,14 @@ class JsonLinesSink(TransactionalSink):
             return int(doc["size"]), list(doc["tokens"])
         except FileNotFoundError:
             return self._size(), []
+
+    def _recorded_size(self) -> int | None:
+        """The size ``path.commits`` records (None: there is no record)."""
+        try:
+            with open(self._commits(), encoding="utf-8") as f:
+                return int(json.load(f)["size"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
 
     def _save(self, size: int, tokens: list[Any]) -> None:
         tmp = f"{self._commits()}.tmp"

@@ -66,6 +66,8 @@ class TaskSettings:
         copy: give each reader of the output stream after the first its own deep copy of the items.
         timeout: seconds one item may run before it fails with ``TimeoutError`` under the task's
             policy (None: no limit); tasks and sinks.
+        checkpoint: False keeps the task's product out of checkpoints and the cache: a resumed run
+            computes it again from its inputs (tasks fed only final inputs; see ``Flow.task``).
         follows_executor: the settings left to their defaults, which follow the executor
             (``concurrency``, ``capacity``): :meth:`on` resizes them when a run picks another one.
     """
@@ -87,6 +89,7 @@ class TaskSettings:
     copy: bool = False
     timeout: float | None = None
     follows_executor: tuple[str, ...] = ()
+    checkpoint: bool = True
 
     @classmethod
     def of(
@@ -111,6 +114,7 @@ class TaskSettings:
         rate_limit: float | None = None,
         copy: bool = False,
         timeout: float | None = None,
+        checkpoint: bool = True,
     ) -> TaskSettings:
         """Validate a task's settings and resolve their defaults (an executor's concurrency).
 
@@ -136,9 +140,11 @@ class TaskSettings:
             capacity = _capacity(executor, batch_size, concurrency)
         if batch_time is not None and not positive_seconds(batch_time):
             raise DefinitionError(f"{here}: batch_time must be a positive number of seconds, got {batch_time!r}")
-        for label, flag in (("ordered", ordered), ("cache", cache), ("copy", copy)):
+        for label, flag in (("ordered", ordered), ("cache", cache), ("copy", copy), ("checkpoint", checkpoint)):
             if not isinstance(flag, bool):
                 raise DefinitionError(f"{here}: {label} must be True or False, got {flag!r}")
+        if not checkpoint and kind != "task":
+            raise DefinitionError(f"{here}: checkpoint=False applies to tasks (a product computed again on resume)")
         if version is not None and (not isinstance(version, str) or not version):
             raise DefinitionError(f"{here}: version must be a non-empty string, got {version!r}")
         if concurrency > 1 and kind not in ("task", "sink"):
@@ -150,7 +156,7 @@ class TaskSettings:
             on_error=check_policy(flow, task, kind, on_error), executor=executor, cache=cache, version=version,
             secrets=_secret_names(flow, task, secrets), init=init, finish=finish, per=per,
             rate_limit=_rate_limit(here, kind, rate_limit), copy=copy,
-            timeout=_timeout(here, kind, timeout), follows_executor=follows,
+            timeout=_timeout(here, kind, timeout), follows_executor=follows, checkpoint=checkpoint,
         )
 
     def on(self, executor: Executor | None) -> TaskSettings:
@@ -350,6 +356,10 @@ class TaskDef:
     @property
     def version(self) -> str | None:
         return self.settings.version
+
+    @property
+    def checkpoint(self) -> bool:
+        return self.settings.checkpoint
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -5,17 +5,21 @@ total: int)``) cannot read its stream yet, and its senders must not wait for it:
 to finish that very product. Its mailbox then **spills**: beyond its capacity, batches are encoded
 with msgpack and written here, then read back in order once the task reads. Memory stays flat
 however long the stream; the spilled batches are part of every checkpoint like any queued batch.
+
+A stream nothing reads is kept for the run's result the same way (:class:`SpilledStream`).
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from typing import Any
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, final, overload
 
 import lmdb
 
-from ._codec import pack, plain_seqs, seq_from_plain, unpack
+from ._codec import EncodeError, pack, plain_seqs, restore_items, seq_from_plain, storable_problem, unpack
 from ._errors import StoreError
 
 
@@ -74,3 +78,104 @@ class SpillStore:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+#: Items of an unread stream a :class:`SpilledStream` keeps in memory before it spills them.
+RESULT_BOUND = 1 << 16
+
+#: Item types whose msgpack round trip gives back an equal value of the same type whatever the
+#: stream declares (what an ``Any`` stream's items must be for their batch to spill).
+_ROUND_TRIP = frozenset({int, float, str, bytes, bool, type(None)})
+
+
+@final
+class SpilledStream(Sequence[Any]):
+    """The items of a stream nothing reads, kept for the run's result in flat memory.
+
+    It is what ``result["name"]`` gives for such a stream: a read-only sequence of every item in
+    order (``len``, iteration, indexing, slicing, ``==`` with a list; ``list(...)`` for a real list).
+    Past :data:`RESULT_BOUND` items it writes them, a bound's worth at a time, to a temporary LMDB
+    area of its own (msgpack, as a spilling mailbox does) and reads them back as it is iterated,
+    structured back into the stream's declared type. Items whose round trip msgpack cannot promise
+    (an ``Any`` stream of custom objects, values that cannot be encoded) stay in memory.
+    """
+
+    def __init__(self, annotation: Any = Any, bound: int = RESULT_BOUND) -> None:
+        self._annotation = annotation
+        self._bound = bound
+        self._faithful = annotation is not Any and storable_problem(annotation) is None
+        self._spill: SpillStore | None = None
+        #: Spilled (key, count) and in-memory (None, items) parts, in order; then the open tail.
+        self._parts: list[tuple[int | None, int | list[Any]]] = []
+        self._tail: list[Any] = []
+        self._len = 0
+
+    def extend(self, items: Iterable[Any]) -> None:
+        """Add items at the end (spilling a full bound's worth)."""
+        before = len(self._tail)
+        self._tail.extend(items)
+        self._len += len(self._tail) - before
+        while len(self._tail) >= self._bound:
+            chunk, self._tail = self._tail[: self._bound], self._tail[self._bound:]
+            self._parts.append(self._store(chunk))
+
+    def _store(self, chunk: list[Any]) -> tuple[int | None, int | list[Any]]:
+        if not (self._faithful or set(map(type, chunk)) <= _ROUND_TRIP):
+            return None, chunk
+        if self._spill is None:
+            self._spill = SpillStore(map_size=1 << 40)
+            self._finalizer = weakref.finalize(self, self._spill.close)
+        try:
+            return self._spill.put([], chunk), len(chunk)
+        except EncodeError:
+            return None, chunk
+
+    def _chunks(self) -> Iterator[list[Any]]:
+        for key, part in self._parts:
+            if key is None:
+                assert isinstance(part, list)
+                yield part
+            else:
+                assert self._spill is not None
+                yield restore_items(self._spill.plain(key)[1], self._annotation)
+        yield self._tail
+
+    def __iter__(self) -> Iterator[Any]:
+        for chunk in self._chunks():
+            yield from chunk
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._len))]
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError("SpilledStream index out of range")
+        for chunk in self._chunks():
+            if index < len(chunk):
+                return chunk[index]
+            index -= len(chunk)
+        raise IndexError("SpilledStream index out of range")  # pragma: no cover -- counted above
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(other) == self._len and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # a mutable sequence, like a list
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(x) for x, _ in zip(self, range(5), strict=False))
+        return f"SpilledStream([{head}{', ...' if self._len > 5 else ''}], len={self._len})"
+
+    def close(self) -> None:
+        """Remove the spill area now (it goes anyway when the sequence is garbage-collected)."""
+        if self._spill is not None:
+            self._finalizer()

@@ -88,6 +88,14 @@ _DAMAGED = (
 )
 
 
+def dangling(path: Path) -> str:
+    """What to say about a store path that is a symbolic link to nothing."""
+    return (
+        f"store {str(path)!r} is a symbolic link to {os.readlink(path)!r}, which does not exist; create that "
+        "directory or give another store path"
+    )
+
+
 def _alive(pid: int) -> bool:
     """Whether process *pid* exists (a process we may not signal still exists)."""
     try:
@@ -97,6 +105,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _pid_in(path: Path) -> int | None:
+    """The process id written in the lock file *path* (None: none, or no such file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return _read_pid(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_pid(fd: int) -> int | None:
@@ -128,10 +148,13 @@ class Store:
     ) -> None:
         self.path = Path(path)
         self._lock_fd: int | None = None
+        self._dir_fd: int | None = None
         create = create and not readonly
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"store {str(self.path)!r} is a file, not an actorflow store directory")
         if not self.path.exists():
+            if self.path.is_symlink():
+                raise StoreError(dangling(self.path))
             if not create:
                 raise StoreError(f"store {str(self.path)!r} does not exist; nothing to resume")
             self.path.mkdir(parents=True)
@@ -225,34 +248,41 @@ class Store:
     def acquire(self) -> None:
         """Make this process the store's only owner until :meth:`close` (a no-op when it already is).
 
-        Takes an exclusive, non-blocking ``flock`` on ``owner.lock`` and writes this process's id
-        into it. A lock file whose process died holds no lock any more (the kernel released it); it
-        is taken over with a warning.
+        Takes an exclusive, non-blocking ``flock`` on the store **directory itself**, held through a
+        descriptor the run keeps open: removing or replacing any file in the store (``owner.lock``
+        included) cannot release it, and the kernel releases it when the process dies. The process id
+        is written to ``owner.lock`` only to name the owner in messages; a lock file left by a process
+        that died is taken over with a warning.
 
         Raises:
-            StoreError: another run (in this or another process) owns the store, or the lock file
-                cannot be created.
+            StoreError: another run (in this or another process) owns the store, or the lock cannot
+                be taken.
         """
         if self._lock_fd is not None:
             return
         lock_path = self.path / LOCK_FILE
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            dir_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
-            raise StoreError(
-                f"store {str(self.path)!r}: cannot create its lock file {str(lock_path)!r}: {exc.strerror or exc}"
-            ) from exc
+            raise StoreError(f"store {str(self.path)!r}: cannot open it to lock it: {exc.strerror or exc}") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            holder = _read_pid(fd)
-            os.close(fd)
+            os.close(dir_fd)
+            holder = _pid_in(lock_path)
             who = f"process {holder}" if holder is not None else "another process"
             if holder == os.getpid():
                 who += " (this process: another run in it)"
             raise StoreError(
-                f"store {str(self.path)!r} is in use by {who}, which holds {str(lock_path)!r}; a store serves one "
+                f"store {str(self.path)!r} is in use by {who}, which holds its lock; a store serves one "
                 "run at a time: wait for that run to end, stop it, or use another store"
+            ) from exc
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            os.close(dir_fd)
+            raise StoreError(
+                f"store {str(self.path)!r}: cannot create its lock file {str(lock_path)!r}: {exc.strerror or exc}"
             ) from exc
         previous = _read_pid(fd)
         if previous is not None and previous != os.getpid() and not _alive(previous):
@@ -262,17 +292,20 @@ class Store:
             )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        self._lock_fd = fd
+        self._lock_fd, self._dir_fd = fd, dir_fd
 
     def release(self) -> None:
         """Give up ownership taken by :meth:`acquire` (the store stays open)."""
         fd, self._lock_fd = self._lock_fd, None
+        dir_fd, self._dir_fd = self._dir_fd, None
         if fd is not None:
             try:
                 os.ftruncate(fd, 0)  # an empty lock file: nobody to warn about
             except OSError:
                 pass
-            os.close(fd)  # releases the flock
+            os.close(fd)
+        if dir_fd is not None:
+            os.close(dir_fd)  # releases the flock
 
     def close(self) -> None:
         """Close the LMDB environment and give up ownership (see :meth:`acquire`)."""

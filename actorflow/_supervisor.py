@@ -121,30 +121,14 @@ class Supervisor:
         self._stall.set()
 
     async def watch_slow_items(self) -> None:
-        """Report items that have run longer than the run's ``slow_item`` seconds (until cancelled).
-
-        An async handler is seen while it awaits: the watch samples which item each actor is on and
-        reports one it has found on the same item for ``slow_item`` seconds. A sync handler blocks the
-        loop, so it is reported when its batch ends (batches of slow handlers shrink to one item, so
-        the item is named exactly).
-        """
+        """Report items that have run longer than the run's ``slow_item`` seconds (until cancelled):
+        every actor's :class:`~actorflow._slow.SlowWatch` is sampled four times per ``slow_item``."""
         run = self.run
-        limit = run.slow_item
-        seen: dict[str, tuple[float, int, float]] = {}  # task -> (batch start, item index, first seen)
         while True:
-            await trio.sleep(limit / 4)
+            await trio.sleep(run.slow_item / 4)
             now = time.perf_counter()
-            for name, actor in run.actors.items():
-                if not actor.batch_started or actor.loop is None:
-                    seen.pop(name, None)
-                    continue
-                at = actor.loop.position()
-                prev = seen.get(name)
-                if prev is None or prev[:2] != (actor.batch_started, at):
-                    seen[name] = (actor.batch_started, at, now)
-                elif now - prev[2] >= limit and actor.slow_reported != (actor.batch_started, at):
-                    seqs = actor.batch_seqs
-                    actor.report_slow(seqs[min(at, len(seqs) - 1)], now - prev[2], (actor.batch_started, at))
+            for actor in run.actors.values():
+                actor.slow.sample(now)
 
     async def relieve_stalls(self) -> None:
         """Whenever the whole run stands still with a zip stalled, make that zip spill (until cancelled)."""

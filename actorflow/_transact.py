@@ -25,6 +25,7 @@ from typing import Any
 
 from ._actor_kinds import SinkActor
 from ._codec import pack, unpack
+from ._state import TransactionState
 
 
 class TransactionalSinkActor(SinkActor):
@@ -38,6 +39,8 @@ class TransactionalSinkActor(SinkActor):
         self.prepared: list[Any] = []
         #: Tokens a durable checkpoint holds that are not committed yet (restored ones included).
         self.durable: list[Any] = []
+        #: Restored from a checkpoint (a resumed run).
+        self.resumed = False
 
     @property
     def instance(self) -> Any:
@@ -57,6 +60,9 @@ class TransactionalSinkActor(SinkActor):
 
     def start_transactions(self) -> None:
         """Commit the tokens a restored checkpoint holds (idempotent), then open a transaction."""
+        starting = getattr(self.instance, "starting", None)
+        if callable(starting):  # a sink that prepares its target for a new or a resumed run (JsonLinesSink)
+            starting(resumed=self.resumed)
         self.commit_durable()
         self.instance.begin()
         self.txn_open = True
@@ -111,10 +117,13 @@ class TransactionalSinkActor(SinkActor):
         self.prepared = []
         self.txn_open = False
 
-    def state(self) -> dict[str, Any]:
-        return {**super().state(), "tokens": [*self.durable, *self.prepared]}
+    state_type = TransactionState
 
-    def restore(self, st: dict[str, Any]) -> None:
+    def state(self) -> TransactionState:
+        return TransactionState(**self.common_state(), tokens=[*self.durable, *self.prepared])
+
+    def restore(self, st: Any) -> None:
         super().restore(st)
-        tokens = st.get("tokens", [])
+        self.resumed = True
+        tokens = st.tokens if isinstance(st, TransactionState) else []
         self.durable = list(tokens) if isinstance(tokens, list) else []

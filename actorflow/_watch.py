@@ -13,7 +13,9 @@ console on top. watchfiles and anyio (the ``watch`` extra) are imported when wat
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -24,9 +26,11 @@ import trio
 
 from ._bind import RunGraph
 from ._cache import Cache, open_cache
+from ._cache_keys import fingerprint
 from ._errors import ActorflowError
 from ._extras import load, require
 from ._file import files_in
+from ._fingerprint import is_user_file
 from ._flow import Flow
 from ._result import RunResult
 from ._run import Options, Run, RunOptions, open_run
@@ -57,12 +61,15 @@ def require_watch(feature: str) -> None:
 
 
 def watched_paths(graph: RunGraph | None, extra: Iterable[Path]) -> list[Path]:
-    """The files a watch re-runs on: *extra* and every :class:`~actorflow.File` option's file."""
+    """The files a watch re-runs on: *extra*, every :class:`~actorflow.File` option's file and the
+    user's source files the tasks' code fingerprints read (helpers in sibling modules too)."""
     paths = list(extra)
     if graph is not None:
         for values in graph.options.values():
             for value in values.values():
                 paths.extend(f.path for f in files_in(value))
+        for spec in graph.tasks.values():
+            paths.extend(Path(f) for f in fingerprint(spec).files if os.path.exists(f))
     return sorted({p.resolve() for p in paths})
 
 
@@ -137,6 +144,7 @@ class Watch:
         self._change = trio.Event()
         self.runs += 1
         try:
+            reload_changed(self.changed, self._extra)
             graph = self._graph = self._load()
             return await self._run(graph)
         finally:  # watch again before the result (or error) is handed out: no change is missed
@@ -162,6 +170,19 @@ class Watch:
     async def _watch(self, paths: list[Path], task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self._changed = await _changes(paths, self._debounce, self._stop, task_status.started)
         self._change.set()
+
+
+def reload_changed(changed: Iterable[Path], loaded_by_caller: Iterable[Path]) -> None:
+    """Import again every module of the user's whose file is in *changed* (a helper module next to
+    the pipeline file), except the files the caller's loader reads afresh itself."""
+    skip = {Path(p).resolve() for p in loaded_by_caller}
+    wanted = {Path(p).resolve() for p in changed} - skip
+    if not wanted:
+        return
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and is_user_file(file) and Path(file).resolve() in wanted:
+            importlib.reload(module)
 
 
 @asynccontextmanager

@@ -382,6 +382,60 @@ async def test_a_second_run_on_a_store_in_use_fails_and_the_first_goes_on(
     assert faults.products(result) == expected
 
 
+async def test_a_deleted_lock_file_does_not_let_a_second_run_in(tmp_path: Path, expected: dict[str, Any]) -> None:
+    """The owner lock is on the store directory: ``rm owner.lock`` while a run is live changes nothing."""
+    store = tmp_path / "s"
+    refused: list[str] = []
+    async with af.open_run(faults.make(), store=store, checkpoint_every=0.002) as run:
+        async for event in run.events():
+            if isinstance(event, af.events.CheckpointWritten) and not refused:
+                (store / "owner.lock").unlink()
+                with pytest.raises(af.StoreError) as caught:
+                    await af.run_async(faults.make(), store=store, resume=True)
+                refused.append(str(caught.value))
+        result = await run.result()
+    assert "is in use by" in refused[0] and str(store) in refused[0]
+    assert faults.products(result) == expected
+
+
+async def test_a_dangling_symlink_store_is_refused_and_nothing_is_made(tmp_path: Path) -> None:
+    link = tmp_path / "s"
+    link.symlink_to(tmp_path / "gone")
+    with pytest.raises(af.StoreError, match=r"is a symbolic link to .*gone.*, which does not exist"):
+        await af.run_async(faults.make(), store=link)
+    assert not (tmp_path / "gone").exists()
+
+
+def _file_flow() -> af.Flow:
+    flow = af.Flow("from_file")
+
+    @flow.source
+    async def numbers(src: af.File) -> af.Stream[int]:
+        for line in src.read_text().split():
+            await trio.sleep(0)
+            yield int(line)
+
+    @flow.collector(init=0)
+    def total(acc: int, numbers: int) -> int:
+        return acc + numbers
+
+    return flow
+
+
+async def test_an_input_file_changed_before_the_resume_is_refused_naming_it(tmp_path: Path) -> None:
+    data, store = tmp_path / "data.txt", tmp_path / "s"
+    data.write_text(" ".join(str(i) for i in range(5000)))
+    options = {"numbers": {"src": str(data)}}
+    await af.testing.kill_at_checkpoint(_file_flow(), options, k=2, store=store, checkpoint_every=0.002)
+    original = data.read_text()
+    data.write_text(" ".join(str(i * 1000) for i in range(5000)))
+    with pytest.raises(af.ResumeError, match=r"data\.txt' \(numbers\.src, its content differs\)"):
+        await af.run_async(_file_flow(), options, store=store, resume=True)
+    data.write_text(original)  # put back: the checkpoint resumes to the uninterrupted total
+    result = await af.run_async(_file_flow(), options, store=store, resume=True)
+    assert result["total"] == sum(range(5000))
+
+
 async def test_changed_code_is_refused_and_the_original_code_resumes(tmp_path: Path, expected: dict[str, Any]) -> None:
     store = tmp_path / "s"
     await cut(store)

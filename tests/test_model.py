@@ -106,8 +106,10 @@ def model_settings(ci_examples: int) -> settings:
 Seq = int | tuple[int, ...]
 Items = list[tuple[Seq, Any]]
 
-KINDS = ("source", "map", "zip", "gen", "collect", "final")
-PREFIX = {"source": "src", "map": "map", "zip": "zip", "gen": "gen", "collect": "col", "final": "fin"}
+KINDS = ("source", "map", "zip", "gen", "collect", "final", "stateful")
+PREFIX = {
+    "source": "src", "map": "map", "zip": "zip", "gen": "gen", "collect": "col", "final": "fin", "stateful": "sta",
+}
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,8 @@ class Node:
 
     kinds: ``source`` (a generator fed only options and final inputs), ``map`` (one item per item,
     may return ``af.SKIP``), ``zip`` (two streaming inputs), ``gen`` (0..fan items per item),
-    ``collect`` (a fold, ``per=`` optional), ``final`` (a task fed only final inputs).
+    ``collect`` (a fold, ``per=`` optional), ``final`` (a task fed only final inputs), ``stateful``
+    (a task class keeping a running total in an instance attribute: its state must survive a resume).
     """
 
     name: str
@@ -141,7 +144,8 @@ class Node:
     per: str | None = None
     fold: str = "sum"  # collect: "sum" (int) or "list" (list[int], appended in place)
     init: int = 0
-    finish: str | None = None  # collect: None, "sync" or "async"
+    finish: str | None = None  # collect: None, "sync", "async" or "bare" (a lambda: no annotations)
+    executor: str | None = None  # map: "thread" runs the (sync) handler on a thread executor
     as_task: bool = False  # source defined with @flow.task (a generator task fed only final inputs)
     capacity: int | None = None
     batch_size: int | None = None
@@ -157,7 +161,9 @@ class Node:
 
     @property
     def streaming(self) -> bool:
-        return self.kind in ("source", "map", "zip", "gen") or (self.kind == "collect" and self.per is not None)
+        return self.kind in ("source", "map", "zip", "gen", "stateful") or (
+            self.kind == "collect" and self.per is not None
+        )
 
     @property
     def product_type(self) -> str:
@@ -207,15 +213,32 @@ def helper_source(node: Node) -> str:
             text += f"\n\ndef _finref_{name}(acc: {t}) -> {t}:\n    return {fin}\n"
             if node.finish == "async":
                 text += f"\n\nasync def _fin_{name}(acc: {t}) -> {t}:\n    return _finref_{name}(acc)\n"
+            elif node.finish == "bare":
+                text += f"\n\n_fin_{name} = lambda acc: _finref_{name}(acc)  # noqa: E731\n"
             else:
                 text += f"\n\n_fin_{name} = _finref_{name}\n"
         return text
+    if node.kind == "stateful":
+        return f"def _h_{name}(total, x):\n    total = (total + x) % {m}\n    return total, (total * {a} + {b}) % {m}\n"
     assert node.kind == "final"
     return f"def _h_{name}(e):\n    return e * {a} + {b}\n"
 
 
-def task_source(node: Node, types: dict[str, str]) -> str:
-    """The task function of *node* (its name is the task's name; its parameters wire it)."""
+def stateful_source(node: Node) -> str:
+    """A task class keeping a running total in ``self.total`` (its state across items and resumes)."""
+    (x,) = node.streams
+    capacity = f"    capacity = {node.capacity}\n\n" if node.capacity is not None else ""
+    return (
+        f"class {node.name}(af.Task):\n{capacity}"
+        "    def __init__(self):\n        self.total = 0\n\n"
+        f"    def run(self, {x}: int) -> int:\n"
+        f"        self.total, out = _h_{node.name}(self.total, {x})\n"
+        "        return out\n"
+    )
+
+
+def parameters(node: Node, types: dict[str, str]) -> list[str]:
+    """The parameter list of *node*'s function, in its drawn order."""
     params: list[str] = []
     for p in node.order:
         if p in node.streams:
@@ -234,6 +257,14 @@ def task_source(node: Node, types: dict[str, str]) -> str:
             raise AssertionError(p)
     if node.kwonly is not None and node.kwonly < len(params):
         params.insert(node.kwonly, "*")  # the parameters after it are keyword-only
+    return params
+
+
+def task_source(node: Node, types: dict[str, str]) -> str:
+    """The task function of *node* (its name is the task's name; its parameters wire it)."""
+    if node.kind == "stateful":
+        return stateful_source(node)
+    params = parameters(node, types)
     extra = f"_extra([{', '.join(node.finals)}])" + (" + k" if node.k is not None else "")
     if node.seq:
         extra += " + _seqterm(seq)"
@@ -289,6 +320,10 @@ def decorator_text(node: Node) -> str:
         kw = {"capacity": node.capacity, "batch_size": node.batch_size}
         text = ", ".join(f"{k}={v}" for k, v in kw.items() if v is not None)
         return f"@flow.source({text})" if text else "@flow.source"
+    if node.kind == "stateful":
+        return f"# flow.add({node.name}, name={node.name!r})"
+    if node.executor is not None:
+        extra = f"{extra}, executor={node.executor!r}" if extra else f"executor={node.executor!r}"
     return f"@flow.task({extra})" if extra else "@flow.task"
 
 
@@ -395,7 +430,11 @@ class Model:
         elif node.kind == "source" and not node.as_task:
             kw.pop("concurrency", None)
             flow.source(**kw)(fn)
+        elif node.kind == "stateful":
+            flow.add(fn, name=node.name)  # its settings are class attributes
         else:
+            if node.executor is not None:
+                kw["executor"] = node.executor
             flow.task(**kw)(fn)
 
 
@@ -423,7 +462,7 @@ def depths(nodes: list[Node]) -> dict[str, int]:
     for node in nodes:
         if node.kind == "source":
             out[node.name] = 1
-        elif node.kind in ("map", "zip"):
+        elif node.kind in ("map", "zip", "stateful"):
             out[node.name] = out[node.streams[0]]
         elif node.kind == "gen":
             out[node.name] = out[node.streams[0]] + 1
@@ -459,6 +498,12 @@ def _step(node: Node, streams: dict[str, Items], consts: dict[str, Any], level: 
         partner = dict(right)
         outs = [(s, h(x, partner[s], e)) for s, x in left if s in partner]
         streams[node.name] = [(s, r) for s, r in outs if r is not None]
+    elif node.kind == "stateful":
+        total, out = 0, []
+        for s, x in streams[node.streams[0]]:
+            total, r = h(total, x)
+            out.append((s, r))
+        streams[node.name] = out
     elif node.kind == "gen":
         streams[node.name] = [
             (child_seq(s, j), v)
@@ -590,7 +635,7 @@ def origin(nodes: list[Node], name: str) -> str:
     """The source, generator or per= collector a stream's items come from one to one."""
     by = {n.name: n for n in nodes}
     node = by[name]
-    while node.kind in ("map", "zip"):
+    while node.kind in ("map", "zip", "stateful"):
         node = by[node.streams[0]]
     return node.name
 
@@ -670,7 +715,7 @@ def draw_kind_fields(
     if kind == "collect":
         fields["fold"] = draw(st.sampled_from(["sum", "list"]))
         fields["init"] = draw(st.integers(0, 5))
-        fields["finish"] = draw(st.sampled_from([None, "sync", "async"]))
+        fields["finish"] = draw(st.sampled_from([None, "sync", "async", "bare"]))
         fields["per"] = _maybe(draw, st.sampled_from(sorted(lineage(nodes, streams[0]))))
         if fields["per"] is not None and fields["fold"] == "list" and draw(st.booleans()):
             fields["fold"] = "sum"
@@ -678,10 +723,12 @@ def draw_kind_fields(
         fields["batch_size"] = draw(st.integers(1, 16)) if big else _maybe(draw, small)
     if kind in ("map", "zip", "gen"):
         fields["concurrency"] = draw(st.sampled_from([None, None, 1, 2, 3, 4]))
-        fields["skip"] = _maybe(draw, st.tuples(st.integers(2, 5), st.integers(0, 1)))
+        fields["skip"] = _maybe(draw, st.tuples(st.integers(1, 5), st.integers(0, 1)))  # (1, 0) drops every item
         fields["seq"] = kind != "zip" and draw(st.integers(0, 3)) == 0
         if kind == "gen":
             fields["fan"] = draw(st.integers(0, 3))
+        if kind == "map" and draw(st.integers(0, 5)) == 0:
+            fields["executor"] = "thread"
     if kind == "source":
         fields["as_task"] = has_finals and draw(st.booleans())
         sizes = st.integers(1500, 3000) if big and not nodes else st.integers(0, 5 if has_finals else 60)
@@ -706,7 +753,7 @@ def draw_node(draw: st.DrawFn, index: int, nodes: list[Node], big: bool) -> Node
     pairs += favoured * 3
     kinds = ["source"]
     if int_streams:
-        kinds += ["source", "map", "map", "zip", "zip", "gen", "gen", "collect", "collect", "final"]
+        kinds += ["source", "map", "map", "zip", "zip", "gen", "gen", "collect", "collect", "final", "stateful"]
     kinds += ["zip"] * (2 if deep else 0)
     kind = draw(st.sampled_from(kinds))
     if kind == "zip" and not pairs:
@@ -721,8 +768,12 @@ def draw_node(draw: st.DrawFn, index: int, nodes: list[Node], big: bool) -> Node
         "capacity": draw(st.integers(1, 8)) if big else _maybe(draw, st.integers(1, 64)),
     }
     streams: tuple[str, ...] = ()
-    if kind in ("map", "zip", "gen", "collect"):
+    if kind in ("map", "zip", "gen", "collect", "stateful"):
         streams = draw(st.sampled_from(pairs if kind == "zip" else [(x,) for x in int_streams]))
+    if kind == "stateful":  # a task class: one streaming input, its state in an attribute
+        node = Node(f"{PREFIX[kind]}{index}", kind, streams=streams, order=streams, a=fields["a"], b=fields["b"],
+                    m=fields["m"], capacity=fields["capacity"])
+        return node
     lists, const_in = draw_finals(draw, nodes, kind, streams)
     fields.update(draw_kind_fields(draw, nodes, kind, streams, bool(lists or const_in), big))
     node = Node(f"{PREFIX[kind]}{index}", kind, streams=streams, lists=lists, consts=const_in, **fields)
@@ -733,6 +784,8 @@ def draw_node(draw: st.DrawFn, index: int, nodes: list[Node], big: bool) -> Node
     defaulted = [*(("n",) if kind == "source" else ()), *(("k",) if node.k is not None else ())]
     order = [*draw(st.permutations(required)), *draw(st.permutations(defaulted))]
     kwonly = _maybe(draw, st.integers(0, len(order) - 1), chance=4) if order else None
+    if node.executor is not None and (node.is_async or node.seq):  # an executor runs plain functions, no af.Seq
+        node = replace(node, executor=None)
     return replace(node, order=tuple(order), kwonly=kwonly)
 
 

@@ -25,7 +25,7 @@ PUBLIC_MODULES = (
 TOP_LEVEL = {
     # defining a flow
     "Flow", "Task", "Stream", "Seq", "Cursor", "Context", "File", "SKIP", "REQUIRED", "external_source",
-    "TransactionalSink", "JsonLinesSink",
+    "TransactionalSink", "JsonLinesSink", "register_codec",
     # around a run
     "run", "run_async", "open_run", "watch", "Watch", "Run", "RunResult", "Summary", "TaskStats",
     "feed", "tap", "Feed", "Tap", "concat", "concat_async", "ConcatResult", "PartReport",

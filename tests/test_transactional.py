@@ -220,7 +220,8 @@ def test_definition_rules() -> None:
     assert spec.kind == "sink" and [(i.name, i.upstream, i.streaming) for i in spec.inputs] == [
         ("item", "numbers", True)
     ]
-    assert [o.name for o in spec.options] == ["path"] and spec.options[0].required
+    assert [o.name for o in spec.options] == ["path", "mode"] and spec.options[0].required
+    assert spec.options[1].default == "append"
 
 
 
