@@ -28,6 +28,7 @@ from ._connect_sqlite import SqliteSink as SqliteSink
 from ._context import Context as Context
 from ._context import SecretError as SecretError
 from ._errors import ActorflowError as ActorflowError
+from ._errors import DeadLettered as DeadLettered
 from ._errors import DefinitionError as DefinitionError
 from ._errors import InputChangedError as InputChangedError
 from ._errors import InvocationError as InvocationError
@@ -144,6 +145,7 @@ __all__ = [
     "concat_async",
     # failure policies
     "DeadLetter",
+    "DeadLettered",
     "Fail",
     "Restart",
     "Retry",

@@ -24,6 +24,7 @@ from ._cache_run import CacheRole
 from ._codec import plain_batch, restore, restore_items, seq_from_plain
 from ._context import redact, scrub
 from ._errors import ItemFailure, MailboxTypeError, TaskFailed, describe
+from ._histogram import Histogram
 from ._inbox import ZipInbox, unmatched_reporter
 from ._loop import EXITS, BatchSizer, Handler, ItemLoop, RateLimiter, is_failure
 from ._mailbox import Batch, Mailbox
@@ -107,6 +108,8 @@ class Actor:
         self.limiter = RateLimiter(spec.rate_limit, spec.concurrency) if spec.rate_limit is not None else None
         #: Seconds spent processing batches (user code running), for metrics.
         self.busy_time = 0.0
+        #: Batch durations, for the metrics' histogram (``_histogram``).
+        self.batch_times = Histogram()
         #: The slow-item watch's hook on this actor's batches (see ``_slow``).
         self.slow = SlowWatch(run.bus, run.run_id, self.name, run.slow_item, sync=not spec.is_async)
         self._yielded = perf_counter()
@@ -288,6 +291,7 @@ class Actor:
         """A batch started at *t0* is processed: feed the sizer, the busy time and slow-item reports."""
         elapsed = perf_counter() - t0
         self.busy_time += elapsed
+        self.batch_times.observe(elapsed)
         self.sizer.adjust(len(batch[1]), elapsed)
         self.slow.end(t0, elapsed)
 
@@ -429,7 +433,7 @@ class Actor:
             exc.args = (redact(str(exc), self.run.secrets),)
             scrub(error, self.run.secrets)
             text = redact(text, self.run.secrets)
-        self.run.bus.publish(ev.TaskErrored(run_id=self.run.run_id, task=self.name, seq=seq, error=text))
+        self.run.bus.publish(ev.task_failed(self.run.run_id, self.name, seq, text, exc, self.run.secrets))
         self.run.fail(exc)
 
     async def main(self) -> None:

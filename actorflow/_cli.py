@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
 import importlib.machinery
 import importlib.util
@@ -30,7 +31,6 @@ import keyword
 import os
 import re
 import sys
-import tomllib
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -39,6 +39,7 @@ from typing import Any
 
 import trio
 
+from . import _cli_ops as ops
 from ._cli_cache import add_cache_parser
 from ._cli_durable import (
     add_dead_letters_parser,
@@ -52,8 +53,10 @@ from ._cli_durable import (
     split_target,
     store_kwargs,
 )
+from ._cli_options import UsageError, load_config, merge_options, parse_executors, parse_secrets, parse_sets
 from ._errors import (
     ActorflowError,
+    DeadLettered,
     DefinitionError,
     InvocationError,
     MailboxTypeError,
@@ -69,10 +72,6 @@ from ._jsontext import dumps
 from ._typing import type_name
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-class UsageError(ActorflowError):
-    """Bad command-line usage: exit code 2."""
 
 
 # -- loading pipelines ---------------------------------------------------------------------------
@@ -210,80 +209,6 @@ def _reachable_by_workers(folder: str, module: ModuleType) -> None:
     cloudpickle.register_pickle_by_value(module)
 
 
-def parse_sets(values: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``task.option=value`` strings as nested options (values stay text; binding structures them)."""
-    out: dict[str, dict[str, Any]] = {}
-    for text in values:
-        key, eq, value = text.partition("=")
-        task, dot, option = key.strip().partition(".")
-        if not eq or not dot or not task or not option:
-            raise UsageError(f"--set expects TASK.OPTION=VALUE, got {text!r}")
-        if value[:1] in "[{":
-            try:
-                out.setdefault(task, {})[option] = json.loads(value)
-                continue
-            except json.JSONDecodeError:
-                pass
-        out.setdefault(task, {})[option] = value
-    return out
-
-
-def parse_executors(values: Sequence[str]) -> dict[str, str]:
-    """``--executor TASK=NAME`` pairs (names are checked when the run starts, before anything runs)."""
-    out: dict[str, str] = {}
-    for text in values:
-        task, eq, name = (part.strip() for part in text.partition("="))
-        if not eq or not task or not name:
-            raise UsageError(f"--executor expects TASK=NAME (NAME one of {', '.join(EXECUTOR_NAMES)}), got {text!r}")
-        out[task] = name
-    return out
-
-
-def parse_secrets(values: Sequence[str]) -> dict[str, str]:
-    """``NAME=ENV_VAR`` pairs: each secret's value is read from the environment variable."""
-    out: dict[str, str] = {}
-    for text in values:
-        name, eq, var = text.partition("=")
-        if not eq or not name.strip() or not var.strip():
-            raise UsageError(f"--secret expects NAME=ENV_VAR, got {text!r}")
-        if var.strip() not in os.environ:
-            raise UsageError(f"--secret {name.strip()}: environment variable {var.strip()!r} is not set")
-        out[name.strip()] = os.environ[var.strip()]
-    return out
-
-
-def load_config(path: str) -> dict[str, dict[str, Any]]:
-    """Options from a TOML file: one table per task."""
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise UsageError(f"config file {path!r} not found") from None
-    except OSError as exc:
-        raise UsageError(f"config file {path!r} cannot be read: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config file {path!r} is not valid TOML: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise UsageError(
-            f"config file {path!r} is not UTF-8 text, which TOML must be (byte {exc.start}: {exc.reason})"
-        ) from None
-    bad = [k for k, v in data.items() if not isinstance(v, dict)]
-    if bad:
-        raise UsageError(f"config file {path!r}: expected one [table] per task, but {bad} are not tables")
-    return data
-
-
-def merge_options(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for layer in layers:
-        for task, values in layer.items():
-            out.setdefault(task, {}).update(values)
-    return out
-
-
-# -- output ----------------------------------------------------------------------------------------
-
-
 def print_products(products: Mapping[str, Any], as_json: bool) -> None:
     if as_json:
         print(dumps(dict(products)))  # valid JSON: non-finite floats as strings (see _jsontext)
@@ -312,6 +237,7 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
         new_store = None  # resume reads the store it was given: nothing new to make
     else:
         kwargs = store_kwargs(args, target)  # {} without --store
+        kwargs.update(ops.run_ops_kwargs(args))
         if getattr(args, "no_cache", False):
             kwargs["cache"] = False
         new_store = getattr(args, "store", None) or None
@@ -329,9 +255,12 @@ def _execute(flow: Flow, options: Mapping[str, Any], args: argparse.Namespace, t
             async with open_run(graph, secrets=secrets, **kwargs) as run, observe(run, **observing):
                 return await run.result()
 
-    result = trio.run(main)
+    try:
+        result = trio.run(main)
+    except DeadLettered as exc:  # --strict: the products are printed, then the error line
+        result = exc.result
     print_products(result, args.json)
-    return EXIT_OK
+    return ops.report_dead_letters(result.summary, args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -383,6 +312,8 @@ def _check_observe_options(args: argparse.Namespace) -> None:
 def cmd_resume(args: argparse.Namespace) -> int:
     """``actorflow resume --store DIR``."""
     target, options, every = resume_target(args.store)
+    if not args.from_previous and ops.finished_store(args.store):
+        return EXIT_OK
     flow = load_flow(target)
     args.resume_store = args.store
     if args.checkpoint_every is None:
@@ -446,6 +377,7 @@ def _add_run(sub: Any) -> None:
         help="with --watch: wait for this much quiet after a change before re-running (default 300ms)",
     )
     add_observe_arguments(p)
+    ops.add_run_ops_arguments(p)
     p.set_defaults(handler=cmd_run)
 
 
@@ -487,6 +419,7 @@ def _add_graph(sub: Any) -> None:
 #: Subcommand registrations, in the order ``--help`` lists them. Append to add a command.
 COMMANDS: list[Callable[[Any], None]] = [
     _add_run, _add_resume, add_dead_letters_parser, add_cache_parser, _add_tasks, _add_graph,
+    functools.partial(ops.add_dashboard_parser, load_flow=load_flow),
 ]
 
 
@@ -500,6 +433,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="actorflow", description="Run actorflow pipelines.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    ops.add_version_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for register in COMMANDS:
         register(sub)

@@ -15,223 +15,16 @@ from typing import IO, TYPE_CHECKING, Any, final
 
 import trio
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
-from . import _events as ev
 from ._errors import ActorflowError
+from ._progress import ConsoleProgress as ConsoleProgress
+from ._progress import show_progress as show_progress
+from ._progress import summary_table as summary_table
 
 if TYPE_CHECKING:
     from ._monitor import MonitorServer
-    from ._result import Summary
     from ._run import Run
-
-_STATUS_STYLE = {
-    "pending": ("·", "dim"),
-    "running": ("▶", "cyan"),
-    "throttled": ("⧗", "magenta"),
-    "finished": ("✔", "green"),
-    "ok": ("✔", "green"),
-    "failed": ("✘", "bold red"),
-    "cancelled": ("■", "yellow"),
-    "interrupted": ("■", "yellow"),
-    "paused": ("‖", "yellow"),
-}
-
-
-class _RateColumn(ProgressColumn):
-    """Items per second: the recent rate while running, the overall rate once done."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        if speed is None:
-            n, elapsed = task.completed, task.fields.get("elapsed", 0.0)
-            speed = n / elapsed if elapsed and n else None
-        return Text("-" if speed is None else f"{speed:,.0f} items/s", style="magenta")
-
-
-class _CountColumn(ProgressColumn):
-    """``done/total`` when the total is known, otherwise ``done``."""
-
-    def render(self, task: Task) -> Text:
-        done = f"{int(task.completed):,}"
-        return Text(done if task.total is None else f"{done}/{int(task.total):,}", style="bold")
-
-
-def summary_table(summary: Summary) -> Table:
-    """A rich table of a run's :class:`Summary`: one row per task, with counts, time and rate."""
-    icon, style = _STATUS_STYLE.get(summary.status, ("?", ""))
-    table = Table(
-        title=f"flow {summary.flow!r}: [{style}]{icon} {summary.status}[/] in {summary.elapsed:.3f}s "
-        f"(run {summary.run_id})",
-        title_justify="left",
-    )
-    cached = any(t.cache for t in summary.tasks.values())
-    windowed = any(t.windows_text for t in summary.tasks.values())
-    for col, justify in (("task", "left"), ("kind", "left"), ("status", "left"), ("in", "right"),
-                         ("out", "right"), ("seconds", "right"), ("items/s", "right"),
-                         *((("cache", "left"),) if cached else ()),
-                         *((("keys / windows", "left"),) if windowed else ())):
-        table.add_column(col, justify=justify)
-    for t in summary.tasks.values():
-        icon, style = _STATUS_STYLE.get(t.status, ("?", ""))
-        extra: tuple[Text | str, ...] = (Text(t.cache or "-", style="cyan" if t.from_cache else ""),) if cached else ()
-        if windowed:
-            extra += (Text(t.windows_text or "-", style="yellow" if t.late else ""),)
-        table.add_row(t.name, t.kind, Text(f"{icon} {t.status}", style=style), f"{t.items_in:,}",
-                      f"{t.items_out:,}", f"{t.elapsed:.3f}", t.rate_text, *extra)
-    return table
-
-
-@final
-class ConsoleProgress:
-    """Live progress bars for every task of a run, then a summary table.
-
-    Create it right after entering :func:`open_run` (it subscribes to events at once), then run
-    :meth:`watch` in a nursery; it returns when the run ends.
-
-    A source can declare how many items it will yield, for a bar with a total: give its function
-    a ``progress_total`` attribute, an int or a function called with the source's options
-    (``numbers.progress_total = lambda n: n``).
-
-    Args:
-        run: the run to show.
-        console: where to draw (default: a rich console on stderr).
-        refresh_interval: seconds between redraws.
-        show_summary: print the summary table at the end.
-
-    Example:
-        async with af.open_run(flow) as run:
-            progress = af.console.ConsoleProgress(run)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(progress.watch)
-                result = await run.result()
-    """
-
-    def __init__(
-        self, run: Run, console: Console | None = None, refresh_interval: float = 0.1, show_summary: bool = True
-    ) -> None:
-        self.run = run
-        self.console = console or Console(stderr=True)
-        self.refresh_interval = refresh_interval
-        self.show_summary = show_summary
-        self.events = run.events()
-        #: Lines describing task failures, as seen in events.
-        self.failures: list[str] = []
-        self.progress = Progress(
-            TextColumn("{task.fields[icon]}", style="bold"),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=30),
-            _CountColumn(),
-            _RateColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[state]}", style="dim"),
-            console=self.console,
-            auto_refresh=False,
-        )
-        self._ids: dict[str, TaskID] = {}
-        self._totals: dict[str, int] = {}
-        for name, spec in run.graph.tasks.items():
-            if spec.kind == "source" and (total := self._declared_total(name)) is not None:
-                self._totals[name] = total
-        for name, spec in run.graph.tasks.items():
-            self._ids[name] = self.progress.add_task(
-                name, total=None, start=False, icon=_STATUS_STYLE["pending"][0], state="pending", elapsed=0.0,
-                kind=spec.kind,
-            )
-
-    def _count(self, name: str, items_in: int, items_out: int) -> int:
-        return items_out if self.run.graph.tasks[name].kind == "source" else items_in
-
-    def _declared_total(self, name: str) -> int | None:
-        """A source's ``progress_total`` attribute: an int, or a function of the source's options."""
-        hint = getattr(self.run.graph.tasks[name].fn, "progress_total", None)
-        if callable(hint):
-            try:
-                hint = hint(**dict(self.run.graph.options.get(name, {})))
-            except Exception:  # a broken hint must not break the display
-                return None
-        return hint if isinstance(hint, int) and not isinstance(hint, bool) and hint >= 0 else None
-
-    def _total(self, name: str, stats: Mapping[str, Any]) -> int | None:
-        """Declared by a source, or known once the one upstream of a one-item-per-item task finished."""
-        spec = self.run.graph.tasks[name]
-        if name in self._totals:
-            return self._totals[name]
-        if spec.kind == "source" or (spec.is_generator and spec.kind == "task"):
-            return None
-        ups = spec.streaming_inputs
-        if len(ups) != 1:
-            return None
-        up_name = ups[0].upstream
-        up = stats[up_name]
-        if up.status == "finished":
-            return int(up.items_out)
-        return self._totals.get(up_name)
-
-    def update(self) -> None:
-        """Copy the run's current figures into the bars and redraw."""
-        summary = self.run.summary
-        for name, t in summary.tasks.items():
-            tid = self._ids[name]
-            state = "paused" if self.run.paused and t.status == "running" else t.status
-            if t.status != "pending" and not self.progress.tasks[tid].started:
-                self.progress.start_task(tid)
-            hit = t.from_cache
-            self.progress.update(
-                tid,
-                completed=t.items_out if hit else self._count(name, t.items_in, t.items_out),
-                total=t.items_out if hit else self._total(name, summary.tasks),
-                icon=_STATUS_STYLE.get(state, ("?", ""))[0],
-                state=f"{state} (from the cache)" if hit else (
-                    f"{state} ({t.windows_text})" if t.windows_text else state
-                ),
-                elapsed=t.elapsed,
-            )
-            if t.status in ("finished", "failed") and not self.progress.tasks[tid].finished_time:
-                self.progress.stop_task(tid)
-        self.progress.refresh()
-
-    async def watch(self) -> None:
-        """Draw until the run ends, then print the summary table (and any failures)."""
-        self.progress.start()
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._redraw)
-                async for event in self.events:
-                    if isinstance(event, ev.TaskErrored):
-                        self.failures.append(f"task {event.task!r} failed at item {event.seq!r}: {event.error}")
-                    elif isinstance(event, ev.ItemSlow):
-                        self.progress.console.print(Text(
-                            f"task {event.task!r}: item {event.seq!r} has been running {event.seconds:.1f}s",
-                            style="yellow",
-                        ))
-                    if isinstance(event, ev.TaskStarted | ev.TaskFinished | ev.TaskErrored | ev.RunFinished):
-                        self.update()
-                nursery.cancel_scope.cancel()
-            self.update()
-        finally:
-            self.events.close()
-            self.progress.stop()
-        if self.show_summary:
-            self.console.print(summary_table(self.run.summary))
-            for line in self.failures:
-                self.console.print(Text(line, style="red"))
-
-    async def _redraw(self) -> None:
-        while True:
-            await trio.sleep(self.refresh_interval)
-            self.update()
-
-
-async def show_progress(run: Run, console: Console | None = None, **kwargs: Any) -> None:
-    """Show live progress for *run* until it ends, then its summary table; see :class:`ConsoleProgress`.
-
-    Call it right after entering :func:`open_run` (``nursery.start_soon`` is fine: the bars are
-    driven by the run's counters, so no figure is missed).
-    """
-    await ConsoleProgress(run, console, **kwargs).watch()
 
 
 class EventLogError(ActorflowError, OSError):
@@ -327,6 +120,7 @@ async def observe(
     console: Console | None = None,
     linger: float = 0.5,
     monitor_listeners: Sequence[trio.SocketListener] | None = None,
+    metrics_push: str | None = None,
 ) -> AsyncIterator[MonitorServer | None]:
     """Attach what ``actorflow run`` shows to *run*: live console progress, an event log, a monitor.
 
@@ -343,6 +137,8 @@ async def observe(
         console: where progress goes (default: stderr).
         linger: seconds the monitor stays up after the run ended.
         monitor_listeners: sockets already listening on *monitor* (see :func:`prepare_observe`).
+        metrics_push: a Prometheus Pushgateway (``host:port`` or URL) to push the run's final
+            metrics to once it ended (a push that fails is reported on the console, not raised).
 
     The event log file is opened and the monitor's address bound on entering, before anything is
     shown; if either fails, nothing is started.
@@ -360,6 +156,7 @@ async def observe(
             result = await run.result()
     """
     from ._monitor import open_monitor
+    from ._monitor_metrics import MetricsCollector
 
     con = console or Console(stderr=True)
     server: MonitorServer | None = None
@@ -371,6 +168,9 @@ async def observe(
         # subscribed before the first await, so that no event is missed
         progress = None if quiet else ConsoleProgress(run, con)
         log = EventLog(run, events) if events is not None else None
+        pusher = MetricsCollector(run) if metrics_push and address is None else None
+        if pusher is not None:
+            stack.callback(pusher.close)
         if address is not None:
             try:
                 server = await stack.enter_async_context(
@@ -381,7 +181,7 @@ async def observe(
                     if watcher is not None:
                         watcher.events.close()
                 raise
-            con.print(f"monitor: dashboard at {server.http_url}  (websocket {server.url})")
+            con.print(Text(f"monitor: dashboard at {server.http_url}  (websocket {server.url})"))
         async with trio.open_nursery() as nursery:
             if progress is not None:
                 nursery.start_soon(progress.watch)
@@ -391,13 +191,27 @@ async def observe(
                 yield server
             except BaseException as exc:  # re-raised below as it is, not wrapped in an exception group
                 body_error = exc
-                nursery.cancel_scope.cancel()
+                if not run.done:  # else the watchers end by themselves: bars stopped, summary printed
+                    nursery.cancel_scope.cancel()
+        collector = pusher if pusher is not None else server.metrics if server is not None else None
+        if metrics_push and run.done and collector is not None:
+            await _push(collector, metrics_push, con)
         if server is not None and body_error is None and server.clients:
             with trio.move_on_after(linger):
                 await run.wait_done()
                 await trio.sleep(linger)  # let the monitor's clients receive the last events
     if body_error is not None:
         raise body_error
+
+
+async def _push(collector: Any, gateway: str, con: Console) -> None:
+    """Push the final metrics; a gateway that fails gets one line, never the run's exit code."""
+    try:
+        await collector.push(gateway)
+    except OSError as exc:
+        con.print(Text(f"actorflow: metrics not pushed: {exc}", style="yellow"))
+    else:
+        con.print(Text(f"actorflow: final metrics pushed to {gateway}", style="dim"))
 
 
 @asynccontextmanager
@@ -427,7 +241,8 @@ async def prepare_observe(options: Mapping[str, Any]) -> AsyncIterator[dict[str,
 
 
 def add_observe_arguments(parser: Any) -> None:
-    """Add ``--quiet``, ``--events FILE``, ``--monitor HOST:PORT`` and ``--monitor-token`` to an argparse parser.
+    """Add ``--quiet``, ``--events FILE``, ``--monitor HOST:PORT``, ``--monitor-token`` and ``--metrics-push URL``
+    to an argparse parser.
 
     The CLI then wraps its run in ``observe(run, **observe_options(args))``.
     """
@@ -442,6 +257,10 @@ def add_observe_arguments(parser: Any) -> None:
         help="token every monitor client must present; needed to bind a non-loopback address "
         "(default: $ACTORFLOW_MONITOR_TOKEN)",
     )
+    parser.add_argument(
+        "--metrics-push", metavar="URL", default=None,
+        help="push the run's final Prometheus metrics to this Pushgateway (host:port or URL) when it ends",
+    )
 
 
 def observe_options(args: Any) -> dict[str, Any]:
@@ -451,4 +270,5 @@ def observe_options(args: Any) -> dict[str, Any]:
         "events": args.events,
         "monitor": args.monitor,
         "monitor_token": args.monitor_token,
+        "metrics_push": getattr(args, "metrics_push", None),
     }

@@ -5,6 +5,9 @@ Each message names the flow, task, port or option concerned and, where it can, s
 
 from __future__ import annotations
 
+import os
+import sysconfig
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,8 +77,17 @@ class TaskFailed(ActorflowError):
         self.task = task
         self.seq = seq
         self.error = error
-        where = f" on item seq {_fmt_seq(seq)}" if seq is not None else ""
-        super().__init__(f"task {task!r} of flow {flow!r} failed{where}: {describe(error)}")
+        #: A short ``repr`` of the item (one line, cut), or None when the failure had no one item.
+        self.item: str | None = item_text(error)
+        #: ``file:line`` of the user's code where the error was raised (None when not known).
+        self.where: str | None = user_frame(error)
+        on = f" on item seq {_fmt_seq(seq)}" if seq is not None else ""
+        facts = [f"item {self.item}"] if self.item is not None else []
+        facts += [f"raised at {self.where}"] if self.where else []
+        about = f" ({', '.join(facts)})" if facts else ""
+        super().__init__(
+            f"task {task!r} of flow {flow!r} failed{on}: {describe(error)}{about}{worker_hint(error)}"
+        )
 
 
 class StoreError(ActorflowError):
@@ -135,6 +147,27 @@ class RunCancelled(ActorflowError):
     """The run was cancelled with ``run.cancel()`` before it finished."""
 
 
+class DeadLettered(ActorflowError):
+    """A run with ``strict=True`` (``actorflow run --strict``) set items aside as dead letters.
+
+    Raised after the run ended; its products are still there.
+
+    Attributes:
+        result: the run's :class:`RunResult` (products, summary and ``dead_letters``).
+        counts: dead letters by task name.
+    """
+
+    def __init__(self, result: Any, counts: dict[str, int]) -> None:
+        self.result = result
+        self.counts = dict(counts)
+        total = sum(counts.values())
+        where = ", ".join(f"{n} in {t!r}" for t, n in counts.items())
+        super().__init__(
+            f"{total} item{'s' if total != 1 else ''} dead-lettered ({where}); strict runs fail on any dead "
+            "letter (result.dead_letters lists them)"
+        )
+
+
 def _fmt_seq(seq: Any) -> str:
     if isinstance(seq, tuple):
         return ".".join(str(s) for s in seq)
@@ -174,7 +207,95 @@ class ItemFailure(Exception):
     Carries the item's sequence number (None when the failure is not tied to one item).
     """
 
-    def __init__(self, seq: Any, error: BaseException) -> None:
+    def __init__(self, seq: Any, error: BaseException, item: Any = None, *, with_item: bool = False) -> None:
         super().__init__(seq, error)
         self.seq = seq
         self.error = error
+        if with_item:
+            remember_item(error, item)
+
+
+# -- what a failure says about the user's code -------------------------------------------------------
+
+#: Longest item repr a failure message shows.
+ITEM_TEXT_WIDTH = 80
+_ITEM_ATTR = "_actorflow_item_text"
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def short_repr(value: Any, width: int = ITEM_TEXT_WIDTH) -> str:
+    """``repr(value)`` on one line, cut to *width* characters (``…`` marks a cut)."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # a broken __repr__ must not hide the real error
+        text = f"<{type(value).__name__} object: repr raised {type(exc).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def remember_item(error: BaseException, item: Any) -> None:
+    """Keep a short repr of the item *error* was raised on, for :class:`TaskFailed` and the event."""
+    try:
+        setattr(error, _ITEM_ATTR, short_repr(item))
+    except (AttributeError, TypeError):  # an exception type with slots
+        pass
+
+
+def item_text(error: BaseException) -> str | None:
+    """The short item repr :func:`remember_item` kept on *error* (None if none)."""
+    text = getattr(error, _ITEM_ATTR, None)
+    return text if isinstance(text, str) else None
+
+
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {_PACKAGE_DIR, *(paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths)}
+    return tuple(os.path.abspath(d) + os.sep for d in dirs)
+
+
+def user_frame(error: BaseException) -> str | None:
+    """``file:line`` of the innermost frame of *error*'s traceback that is the user's code.
+
+    Frames in actorflow, the standard library and installed packages are skipped, so a
+    ``ZeroDivisionError`` raised by the user's ``1 / x`` points at that line; if every frame is
+    library code, the innermost frame outside actorflow is given.
+    """
+    frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ is not None else []
+    if not frames:
+        return None
+    libs = _library_dirs()
+    outside = [f for f in frames if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR + os.sep)]
+    mine = [f for f in outside if not os.path.abspath(f.filename).startswith(libs)
+            and not f.filename.startswith("<frozen")]
+    frame = (mine or outside or frames)[-1]
+    return f"{frame.filename}:{frame.lineno}"
+
+
+#: Errors of a process pool whose worker died (trio-parallel's, concurrent.futures').
+_BROKEN_WORKER = ("BrokenWorkerError", "BrokenWorkerProcessError", "BrokenProcessPool")
+
+
+def worker_hint(error: BaseException) -> str:
+    """What to do when a worker process died (most often at start-up, re-importing the main module)."""
+    if type(error).__name__ not in _BROKEN_WORKER:
+        return ""
+    return (
+        ". A worker process died; if it died at start-up, it could not import the main module: a worker "
+        "imports the script that started the run again, so guard the script's run with "
+        "`if __name__ == \"__main__\":`, or define the tasks in an importable module (see docs/scale-out.md)"
+    )
+
+
+def failure_facts(error: BaseException, secrets: Any = None) -> dict[str, str | None]:
+    """What a task-failure event adds to its text: the item's short repr and the user's ``file:line``.
+
+    Secret values (a mapping of names to values) are masked in the item's text, as everywhere.
+    """
+    if isinstance(error, TaskFailed):
+        item, where = error.item, error.where
+    else:
+        item, where = item_text(error), user_frame(error)
+    for value in (secrets or {}).values():
+        if item is not None and value and len(value) >= 3:
+            item = item.replace(value, "***")
+    return {"item": item, "where": where}

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import attrs
 import trio
 
+from ._errors import failure_facts
+
 
 @attrs.frozen(kw_only=True)
 class Event:
@@ -78,14 +80,27 @@ class TaskErrored(Event):
     """A task failed the run: its code raised and no policy recovered (the run then raises the
     exception :class:`~actorflow.TaskFailed`), or it sent an item of the wrong type.
 
-    ``seq`` is the item's sequence number (or None). Its ``kind`` on the wire (event logs, the
-    monitor) is ``"task_failed"``.
+    ``seq`` is the item's sequence number (or None), ``item`` a short one-line ``repr`` of the item
+    (None when the failure was not tied to one item) and ``where`` the ``file:line`` of the user's
+    code that raised (None when not known). Its ``kind`` on the wire (event logs, the monitor) is
+    ``"task_failed"``.
     """
 
     kind: ClassVar[str] = "task_failed"
     task: str
     seq: Any
     error: str
+    item: str | None = None
+    where: str | None = None
+
+
+def task_failed(
+    run_id: str, task: str, seq: Any, text: str, error: BaseException, secrets: Any = None
+) -> TaskErrored:
+    """The :class:`TaskErrored` event of a task whose code raised *error* (*text* its redacted text),
+    with the item's short repr and the user's ``file:line`` (secret values masked)."""
+    facts = failure_facts(error, secrets)
+    return TaskErrored(run_id=run_id, task=task, seq=seq, error=text, item=facts["item"], where=facts["where"])
 
 
 @attrs.frozen(kw_only=True)
@@ -122,7 +137,7 @@ class ActorRestarted(Event):
 
 
 @attrs.frozen(kw_only=True)
-class DeadLettered(Event):
+class ItemDeadLettered(Event):
     """An item was set aside as a dead letter and the task went on."""
 
     kind: ClassVar[str] = "dead_lettered"

@@ -275,7 +275,7 @@ class ItemLoop:
             ItemFailure: the task has no policy, or its policy gave up (the run fails on this item).
         """
         if self.actor.spec.on_error is None or isinstance(exc, MailboxTypeError):
-            raise ItemFailure(seq, exc) from exc
+            raise ItemFailure(seq, exc, item, with_item=True) from exc
         return await self.actor.apply_policy(seq, item, exc, attempt)
 
     async def _retrying(

@@ -16,10 +16,11 @@ command table), ``_monitor_wire`` (protocol constants and the data sent) and ``_
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Any, final
 from urllib.parse import urlsplit
 
 import attrs
@@ -28,9 +29,11 @@ from trio_websocket import ConnectionClosed, wrap_server_stream
 
 from ._errors import ActorflowError
 from ._monitor_http import (
+    HEAD_TIMEOUT,
     PrefixedStream,
     host_name,
     is_loopback,
+    raw_response,
     read_request,
     request_fields,
     respond,
@@ -49,6 +52,9 @@ log = logging.getLogger("actorflow.monitor")
 
 DEFAULT_PORT = 8765
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+#: TCP connections a monitor serves at once: well under a process's usual 1024 file descriptors, so
+#: that clients can never take the descriptors the run needs (its store, spill files, workers).
+DEFAULT_MAX_CONNECTIONS = 128
 
 
 def _is_disconnect(exc: BaseException) -> bool:
@@ -79,6 +85,15 @@ class MonitorServer:
     stats_interval: float
     metrics: MetricsCollector
     clients: int = 0
+    #: TCP connections served at once (websocket clients, page loads, scrapes); more are refused.
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: Seconds a connection may stay silent before sending its request (then it is dropped).
+    idle_timeout: float = HEAD_TIMEOUT
+    #: TCP connections open now.
+    connections: int = 0
+    #: Connections refused or dropped so far (over the limit, idle, or a request that failed).
+    refused: int = 0
+    _last_warning: float = -1e9
 
     @property
     def url(self) -> str:
@@ -101,18 +116,53 @@ class MonitorServer:
     # -- connection ----------------------------------------------------------------------------
 
     async def handle(self, stream: trio.SocketStream) -> None:
-        """Serve one TCP connection; never raises."""
+        """Serve one TCP connection; never raises (the run never depends on a client)."""
+        if self.connections >= self.max_connections:
+            await self._refuse(stream)
+            return
+        self.connections += 1
         try:
             async with stream:
                 await self._handle(stream)
         except Exception as exc:  # a bug here must not take the server (or the run) down
             if not _is_disconnect(exc):
-                log.exception("monitor: error while serving a connection")
+                self.refused += 1
+                self._warn(f"monitor: a request failed and its connection was closed: {type(exc).__name__}: {exc}")
+        finally:
+            self.connections -= 1
+
+    async def _refuse(self, stream: trio.SocketStream) -> None:
+        """Answer 503 (without waiting on the client for long) and close: too many connections."""
+        self.refused += 1
+        self._warn(f"monitor: refusing connections over the limit of {self.max_connections} "
+                   f"(max_connections; {self.refused} refused so far); the run goes on")
+        with trio.move_on_after(1.0):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await stream.send_all(raw_response(503, b"too many connections to this monitor\n"))
+        await trio.aclose_forcefully(stream)
+
+    def _warn(self, text: str) -> None:
+        """Log *text*, at most once a second (a flood of clients must not flood the log either)."""
+        now = trio.current_time()
+        if now - self._last_warning >= 1.0:
+            self._last_warning = now
+            log.warning(text)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        head = await read_request(stream)
+        head = await read_request(stream, self.idle_timeout)
         if head is None:
             return
+        try:
+            await self._answer(stream, head)
+        except Exception as exc:
+            if _is_disconnect(exc):
+                raise
+            self.refused += 1
+            self._warn(f"monitor: answering {head[1].target[:200]!r} failed: {type(exc).__name__}: {exc}")
+            with contextlib.suppress(Exception):
+                await respond(stream, head[0], 500, b"internal error in the monitor\n", fallback=True)
+
+    async def _answer(self, stream: trio.SocketStream, head: tuple[Any, Any, bytes]) -> None:
         conn, request, raw = head
         headers, target = request_fields(request)
         if is_loopback(self.host) and not is_loopback(host_name(headers.get("host", ""))):
@@ -198,6 +248,8 @@ async def serve_monitor(
     max_clients: int = 64,
     stats_interval: float = 0.5,
     listeners: Sequence[trio.SocketListener] | None = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    idle_timeout: float = HEAD_TIMEOUT,
     task_status: trio.TaskStatus[MonitorServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve *run*'s graph, events, controls and dashboard on ``host:port`` until cancelled.
@@ -217,6 +269,10 @@ async def serve_monitor(
         stats_interval: seconds between ``stats`` messages.
         listeners: sockets already listening on *host*:*port* (from :func:`bind_monitor`) to
             serve on, instead of binding here; they are closed when serving ends.
+        max_connections: TCP connections served at once (websocket clients included); more are
+            answered 503 and closed at once, with a log line, so clients can never take the file
+            descriptors the run needs.
+        idle_timeout: seconds a connection may stay silent before its request; then it is dropped.
 
     Raises:
         ActorflowError: a non-loopback *host* without a token, or an empty token.
@@ -224,7 +280,8 @@ async def serve_monitor(
     """
     async with open_monitor(
         run, host, port, token=token, max_message_size=max_message_size, max_clients=max_clients,
-        stats_interval=stats_interval, listeners=listeners,
+        stats_interval=stats_interval, listeners=listeners, max_connections=max_connections,
+        idle_timeout=idle_timeout,
     ) as server:
         task_status.started(server)
         await trio.sleep_forever()
@@ -264,6 +321,8 @@ async def open_monitor(
     max_clients: int = 64,
     stats_interval: float = 0.5,
     listeners: Sequence[trio.SocketListener] | None = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    idle_timeout: float = HEAD_TIMEOUT,
 ) -> AsyncIterator[MonitorServer]:
     """Serve the monitor for the duration of an ``async with`` block; see :func:`serve_monitor`.
 
@@ -274,9 +333,14 @@ async def open_monitor(
             print("dashboard at", monitor.http_url)
             await run.result()
     """
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+        raise ActorflowError(f"max_connections must be a positive int, got {max_connections!r}")
+    if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, int | float) or not 0 < idle_timeout < 1e9:
+        raise ActorflowError(f"idle_timeout must be a positive number of seconds, got {idle_timeout!r}")
     server, listeners = await _listen(
         run, host, port, token, max_message_size, max_clients, stats_interval, listeners
     )
+    server.max_connections, server.idle_timeout = max_connections, float(idle_timeout)
     body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:

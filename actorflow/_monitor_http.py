@@ -7,6 +7,8 @@ by :func:`serve_static` with the dashboard's static files (``actorflow/static/``
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hmac
 import importlib.resources
 import ipaddress
@@ -16,7 +18,8 @@ import h11
 import trio
 
 _MAX_HEAD = 16 * 1024
-_HEAD_TIMEOUT = 10.0
+#: Seconds a connection may take to send its request head before it is dropped (the idle timeout).
+HEAD_TIMEOUT = 10.0
 _STATIC_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -89,21 +92,25 @@ class PrefixedStream(trio.abc.Stream):
         await self._stream.aclose()
 
 
-async def read_request(stream: trio.abc.Stream) -> tuple[h11.Connection, h11.Request, bytes] | None:
+async def read_request(
+    stream: trio.abc.Stream, timeout: float = HEAD_TIMEOUT
+) -> tuple[h11.Connection, h11.Request, bytes] | None:
     """Read a request head from *stream*: its h11 connection, the request and the raw bytes read.
 
-    None when there is no request to serve: the client went away or took too long, or the head
-    was malformed (then answered with 400 here).
+    None when there is no request to serve: the client went away or took longer than *timeout*
+    seconds, or the head was malformed or too large (then answered with 400 or 431 here).
     """
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
     raw = bytearray()
     request: object = None
-    with trio.move_on_after(_HEAD_TIMEOUT):
+    with trio.move_on_after(timeout):
         while True:
             try:
                 event = conn.next_event()
-            except h11.RemoteProtocolError:
-                await respond(stream, conn, 400, b"bad request\n")
+            except h11.RemoteProtocolError as exc:
+                status = 431 if len(raw) > _MAX_HEAD else 400
+                await respond(stream, conn, status, f"bad request: {exc}\n".encode(), fallback=True)
+                await _drain(stream)
                 return None
             if event is h11.NEED_DATA:
                 data = bytes(await stream.receive_some(4096))
@@ -117,6 +124,17 @@ async def read_request(stream: trio.abc.Stream) -> tuple[h11.Connection, h11.Req
     if not isinstance(request, h11.Request):
         return None
     return conn, request, bytes(raw)
+
+
+async def _drain(stream: trio.abc.Stream, limit: int = 1 << 20, seconds: float = 1.0) -> None:
+    """After answering a request that was not read whole: read (and drop) what the client still sends
+    for a moment, so that closing does not reset the connection before the client read the answer."""
+    if isinstance(stream, trio.SocketStream):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await stream.send_eof()
+    with trio.move_on_after(seconds), contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        while limit > 0 and (data := await stream.receive_some(65536)):
+            limit -= len(data)
 
 
 def request_fields(request: h11.Request) -> tuple[dict[str, str], str]:
@@ -152,8 +170,12 @@ async def respond(
     content_type: str = "text/plain; charset=utf-8",
     extra: list[tuple[str, str]] | None = None,
     head_only: bool = False,
+    fallback: bool = False,
 ) -> None:
-    """Answer the request on *conn* with *status* and *body* (``connection: close``, not cached)."""
+    """Answer the request on *conn* with *status* and *body* (``connection: close``, not cached).
+
+    With *fallback* (or when h11 cannot, the request being unusable) the answer is written by hand.
+    """
     headers = [
         ("content-type", content_type),
         ("content-length", str(len(body))),
@@ -163,14 +185,28 @@ async def respond(
         *(extra or []),
     ]
     try:
+        if fallback:
+            raise h11.LocalProtocolError("answered by hand")
         out = conn.send(h11.Response(status_code=status, headers=headers))
         if not head_only:
             out = (out or b"") + (conn.send(h11.Data(data=body)) or b"")
         out = (out or b"") + (conn.send(h11.EndOfMessage()) or b"")
     except h11.LocalProtocolError:  # e.g. the request itself was unusable: answer by hand
-        out = f"HTTP/1.1 {status} error\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
-        out += body
+        out = raw_response(status, body)
     await stream.send_all(out)
+
+
+def raw_response(status: int, body: bytes) -> bytes:
+    """A complete ``connection: close`` HTTP/1.1 response, without h11 (for requests it cannot answer)."""
+    head = f"HTTP/1.1 {status} error\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {len(body)}\r\n"
+    return (head + "connection: close\r\n\r\n").encode() + body
+
+
+@functools.cache
+def static_files() -> frozenset[str]:
+    """The names of the dashboard's files (read once: a request's path never reaches the file system)."""
+    static = importlib.resources.files("actorflow").joinpath("static")
+    return frozenset(p.name for p in static.iterdir() if p.is_file())
 
 
 async def serve_static(
@@ -188,12 +224,12 @@ async def serve_static(
         return
     path = urlsplit(target).path
     name = "index.html" if path in ("/", "/index.html") else path.lstrip("/")
-    static = importlib.resources.files("actorflow").joinpath("static")
     suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
-    if "/" in name or name.startswith(".") or suffix not in _STATIC_TYPES or not static.joinpath(name).is_file():
-        await respond(stream, conn, 404, f"not found: {path}\n".encode(), head_only=head_only)
+    if name not in static_files() or suffix not in _STATIC_TYPES:
+        shown = path if len(path) <= 200 else path[:200] + "…"
+        await respond(stream, conn, 404, f"not found: {shown}\n".encode(), head_only=head_only)
         return
-    body = static.joinpath(name).read_bytes()
+    body = importlib.resources.files("actorflow").joinpath("static").joinpath(name).read_bytes()
     extra = [("content-security-policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:")]
     if token is not None:
         extra.append(("set-cookie", f"actorflow_token={token}; HttpOnly; SameSite=Strict; Path=/"))

@@ -14,6 +14,7 @@ the collector was created right after :func:`~actorflow.open_run` (as every obse
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, final
 from urllib.parse import urlsplit
@@ -23,14 +24,59 @@ import trio
 
 from . import _events as ev
 from ._monitor_http import read_request, refused, request_fields, respond
+from ._monitor_process import process_samples, push_text
 
 if TYPE_CHECKING:
+    from ._result import Summary
     from ._run import Run
 
 #: The ``Content-Type`` of :meth:`MetricsCollector.render`'s text.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: The path the monitor (and :meth:`MetricsCollector.handle`) serves the metrics on.
 METRICS_PATH = "/metrics"
+
+
+#: How many lifecycle events a monitor keeps for clients that connect late.
+HISTORY_LENGTH = 1000
+_ERROR_EVENTS = (ev.TaskErrored, ev.ItemRetried, ev.ItemDeadLettered, ev.ActorRestarted)
+
+#: Every status a run can have: ``actorflow_run_status`` has one series for each.
+RUN_STATUSES = ("pending", "running", "ok", "failed", "cancelled", "interrupted")
+
+#: Per-task families: (key, name, type, help). Units are in the names (seconds, bytes) as Prometheus asks.
+_TASK_METRICS = (
+    ("items_in", "actorflow_task_items_in_total", "counter",
+     "Items a task received (for a source: items it produced)."),
+    ("items_out", "actorflow_task_items_out_total", "counter", "Items a task sent downstream."),
+    ("failures", "actorflow_task_failures_total", "counter",
+     "Times a task's code raised on an item, whatever its policy then did."),
+    ("retries", "actorflow_task_retries_total", "counter",
+     "Items the task was called on again (Retry attempts and Restart restarts)."),
+    ("restarts", "actorflow_task_restarts_total", "counter",
+     "Times the task's actor was restarted under a Restart policy."),
+    ("dead_letters", "actorflow_task_dead_letters_total", "counter", "Items set aside as dead letters."),
+    ("queue", "actorflow_task_queue_depth", "gauge", "Items waiting in the task's inbox mailboxes."),
+    ("busy", "actorflow_task_busy_seconds_total", "counter",
+     "Worker-seconds the task spent processing batches (its code running), summed over its concurrent workers: "
+     "with concurrency=4 it can grow up to 4 seconds per second."),
+    ("throttled", "actorflow_task_throttled_seconds_total", "counter",
+     "Seconds the task waited for its rate_limit (only tasks with a rate_limit)."),
+    ("elapsed", "actorflow_task_elapsed_seconds", "gauge",
+     "Seconds from the task's start to its end (or to now while it runs)."),
+    ("running", "actorflow_task_running", "gauge", "1 while the task is running."),
+    ("late", "actorflow_task_late_total", "counter",
+     "Items that reached a window task behind its watermark (set aside as dead letters)."),
+    ("keys", "actorflow_task_keys", "gauge", "Keys a keyed collector or window task holds state for."),
+    ("open_windows", "actorflow_task_open_windows", "gauge", "(key, window) accumulators a window task holds open."),
+    ("watermark", "actorflow_task_watermark_seconds", "gauge",
+     "A window task's watermark: the largest event time seen minus its lateness (or the clock)."),
+    ("batch", "actorflow_task_batch_duration_seconds", "histogram",
+     "Seconds one batch took to process (the batch cycle's time, user code included)."),
+    ("hits", "actorflow_cache_hits_total", "counter",
+     "Cache hits: the task's products came from the cache and its code did not run (only cacheable tasks)."),
+    ("misses", "actorflow_cache_misses_total", "counter",
+     "Cache misses: the task ran and its products are cached (only cacheable tasks)."),
+)
 
 
 @attrs.define
@@ -49,10 +95,10 @@ class Metric:
 
     Attributes:
         name: the metric's name (``actorflow_...``; counters end in ``_total``).
-        type: ``"counter"``, ``"gauge"`` or ``"summary"``.
+        type: ``"counter"``, ``"gauge"``, ``"summary"`` or ``"histogram"``.
         help: one line saying what it measures.
-        samples: ``(suffix, labels, value)`` triples; *suffix* is ``""`` or, for a summary,
-            ``"_sum"`` / ``"_count"``.
+        samples: ``(suffix, labels, value)`` triples; *suffix* is ``""`` or, for a summary or
+            histogram, ``"_sum"`` / ``"_count"`` (and ``"_bucket"``, with an ``le`` label).
     """
 
     name: str
@@ -122,10 +168,20 @@ class MetricsCollector:
         self.checkpoint_pause_seconds = 0.0
         self.checkpoint_write_seconds = 0.0
         self.checkpoint_bytes = 0
+        #: The run's lifecycle events so far (no batch events), newest last, as sent to a monitor
+        #: client that connects late; the oldest go first past HISTORY_LENGTH.
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LENGTH)
+        #: The last error a task's code raised (its event as a dict), or None.
+        self.last_error: dict[str, Any] | None = None
 
     # -- counting events ---------------------------------------------------------------------
 
     def _count(self, event: ev.Event) -> None:
+        if type(event) is not ev.BatchProcessed:
+            record = event.to_dict()
+            self.history.append(record)
+            if isinstance(event, _ERROR_EVENTS):
+                self.last_error = record
         task = getattr(event, "task", None)
         counts = self._tasks.get(task) if isinstance(task, str) else None
         if isinstance(event, ev.CheckpointWritten):
@@ -141,7 +197,7 @@ class MetricsCollector:
         elif isinstance(event, ev.ActorRestarted):
             counts.restarts += 1
             counts.failures += 1
-        elif isinstance(event, ev.DeadLettered):
+        elif isinstance(event, ev.ItemDeadLettered):
             counts.dead_letters += 1
             counts.failures += 1
         elif isinstance(event, ev.TaskErrored):
@@ -150,6 +206,12 @@ class MetricsCollector:
             counts.cache_hits += 1
         elif isinstance(event, ev.CacheMiss):
             counts.cache_misses += 1
+
+    def history_now(self) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The run's lifecycle events up to this moment, and its last error: for a client that
+        subscribes to the run's events in the same step (nothing between is lost or repeated)."""
+        self._drain()
+        return list(self.history), self.last_error
 
     def _drain(self) -> None:
         while (event := self._events.get_nowait()) is not None:
@@ -180,76 +242,60 @@ class MetricsCollector:
         run = self.run
         summary = run.summary
         flow = ("flow", summary.flow)
+        run_labels = (flow,)
+        return [
+            Metric("actorflow_run_info", "gauge", "The run being measured: always 1, labelled with its flow and id.",
+                   (("", (flow, ("run_id", summary.run_id)), 1),)),
+            Metric("actorflow_run_status", "gauge",
+                   "1 for the run's current status, 0 for the others (one series per possible status).",
+                   tuple(("", (flow, ("status", s)), int(summary.status == s)) for s in RUN_STATUSES)),
+            Metric("actorflow_run_elapsed_seconds", "gauge", "Seconds since the run started (its duration once ended).",
+                   (("", run_labels, summary.elapsed),)),
+            Metric("actorflow_run_paused", "gauge", "1 while the run is paused.", (("", run_labels, run.paused),)),
+            *self._task_metrics(summary, flow),
+            *self._checkpoint_metrics(run_labels),
+            *(Metric(name, kind, text, (("", (), value),)) for name, kind, text, value in process_samples()),
+        ]
+
+    def _task_metrics(self, summary: Summary, flow: tuple[str, str]) -> list[Metric]:
         queued = self._queued()
-        actors: Mapping[str, Any] = run.actors
+        actors: Mapping[str, Any] = self.run.actors
         per_task: dict[str, list[tuple[str, tuple[tuple[str, str], ...], float]]] = {}
 
-        def add(name: str, task: str, value: float) -> None:
-            per_task.setdefault(name, []).append(("", (flow, ("task", task)), value))
+        def add(key: str, task: str, value: float, suffix: str = "", extra: tuple[tuple[str, str], ...] = ()) -> None:
+            per_task.setdefault(key, []).append((suffix, (flow, ("task", task), *extra), value))
 
         for name, t in summary.tasks.items():
-            counts = self._tasks.get(name, _TaskCounts())
-            add("items_in", name, t.items_in)
-            add("items_out", name, t.items_out)
-            add("failures", name, counts.failures)
-            add("retries", name, counts.retries)
-            add("restarts", name, counts.restarts)
-            add("dead_letters", name, counts.dead_letters)
-            add("queue", name, queued.get(name, 0))
-            add("busy", name, actors[name].busy_time)
-            add("throttled", name, t.throttled)
-            add("elapsed", name, t.elapsed)
-            add("hits", name, counts.cache_hits)
-            add("misses", name, counts.cache_misses)
-            add("running", name, t.status in ("running", "throttled"))
+            counts, actor = self._tasks.get(name, _TaskCounts()), actors[name]
+            for key, value in (("items_in", t.items_in), ("items_out", t.items_out), ("failures", t.failures),
+                               ("retries", t.retries), ("restarts", counts.restarts),
+                               ("dead_letters", t.dead_letters), ("queue", queued.get(name, 0)),
+                               ("busy", actor.busy_time), ("elapsed", t.elapsed),
+                               ("running", t.status in ("running", "throttled"))):
+                add(key, name, value)
+            if actor.limiter is not None:  # only tasks with a rate_limit can be throttled
+                add("throttled", name, t.throttled)
             if t.keys or t.late or t.watermark is not None:  # keyed collectors and window tasks
                 add("late", name, t.late)
                 add("keys", name, t.keys)
                 add("open_windows", name, t.open_windows)
             if t.watermark is not None:
                 add("watermark", name, t.watermark)
+            if actor.cached is not None or counts.cache_hits or counts.cache_misses:  # only cacheable tasks
+                add("hits", name, counts.cache_hits)
+                add("misses", name, counts.cache_misses)
+            times = actor.batch_times
+            for bound, n in times.cumulative():
+                add("batch", name, n, "_bucket", (("le", _number(bound)),))
+            add("batch", name, times.sum, "_sum")
+            add("batch", name, times.count, "_count")
+        return [Metric(metric, kind, text, tuple(per_task.get(key, ()))) for key, metric, kind, text in _TASK_METRICS
+                if key in per_task]
 
-        def task_metric(key: str, metric: str, kind: str, text: str) -> Metric:
-            return Metric(metric, kind, text, tuple(per_task.get(key, ())))
-
-        run_labels = (flow,)
+    def _checkpoint_metrics(self, run_labels: tuple[tuple[str, str], ...]) -> list[Metric]:
+        if self.run.supervisor.store is None:  # no store, no checkpoints: no series that mean nothing
+            return []
         return [
-            Metric("actorflow_run_info", "gauge", "The run being measured: 1, labelled with its id and status.",
-                   (("", (flow, ("run_id", summary.run_id), ("status", summary.status)), 1),)),
-            Metric("actorflow_run_elapsed_seconds", "gauge", "Seconds since the run started (its duration once ended).",
-                   (("", run_labels, summary.elapsed),)),
-            Metric("actorflow_run_paused", "gauge", "1 while the run is paused.", (("", run_labels, run.paused),)),
-            task_metric("items_in", "actorflow_task_items_in_total", "counter",
-                        "Items a task received (for a source: items it produced)."),
-            task_metric("items_out", "actorflow_task_items_out_total", "counter", "Items a task sent downstream."),
-            task_metric("failures", "actorflow_task_failures_total", "counter",
-                        "Times a task's code raised on an item, whatever its policy then did."),
-            task_metric("retries", "actorflow_task_retries_total", "counter",
-                        "Items tried again under a Retry policy."),
-            task_metric("restarts", "actorflow_task_restarts_total", "counter",
-                        "Times the task's actor was restarted under a Restart policy."),
-            task_metric("dead_letters", "actorflow_task_dead_letters_total", "counter",
-                        "Items set aside as dead letters."),
-            task_metric("queue", "actorflow_task_queue_depth", "gauge", "Items waiting in the task's inbox mailboxes."),
-            task_metric("busy", "actorflow_task_busy_seconds_total", "counter",
-                        "Seconds the task spent processing batches (its code running)."),
-            task_metric("throttled", "actorflow_task_throttled_seconds_total", "counter",
-                        "Seconds the task waited for its rate_limit (not busy: its code was not running)."),
-            task_metric("elapsed", "actorflow_task_elapsed_seconds", "gauge",
-                        "Seconds from the task's start to its end (or to now while it runs)."),
-            task_metric("running", "actorflow_task_running", "gauge", "1 while the task is running."),
-            task_metric("late", "actorflow_task_late_total", "counter",
-                        "Items that reached a window task behind its watermark (set aside as dead letters)."),
-            task_metric("keys", "actorflow_task_keys", "gauge",
-                        "Keys a keyed collector or window task holds state for."),
-            task_metric("open_windows", "actorflow_task_open_windows", "gauge",
-                        "(key, window) accumulators a window task holds open."),
-            task_metric("watermark", "actorflow_task_watermark_seconds", "gauge",
-                        "A window task's watermark: the largest event time seen minus its lateness (or the clock)."),
-            task_metric("hits", "actorflow_cache_hits_total", "counter",
-                        "Cache hits: the task's products came from the cache and its code did not run."),
-            task_metric("misses", "actorflow_cache_misses_total", "counter",
-                        "Cache misses: the task ran and its products are cached."),
             Metric("actorflow_checkpoints_total", "counter", "Checkpoints written to the run's store.",
                    (("", run_labels, self.checkpoints),)),
             Metric("actorflow_checkpoint_pause_seconds", "summary",
@@ -258,9 +304,23 @@ class MetricsCollector:
             Metric("actorflow_checkpoint_write_seconds", "summary",
                    "Seconds spent writing a checkpoint to the store (small ones in the loop, large ones in a thread).",
                    (("_sum", run_labels, self.checkpoint_write_seconds), ("_count", run_labels, self.checkpoints))),
-            Metric("actorflow_checkpoint_last_size_bytes", "gauge", "Size of the last checkpoint written.",
+            Metric("actorflow_checkpoint_last_size_bytes", "gauge", "Size in bytes of the last checkpoint written.",
                    (("", run_labels, self.checkpoint_bytes),)),
         ]
+
+    async def push(self, gateway: str, job: str = "actorflow", timeout: float = 10.0) -> int:
+        """PUT the current metrics to the Prometheus Pushgateway at *gateway* (``host:port`` or a URL),
+        grouped by *job* and the run's flow (``/metrics/job/<job>/flow/<flow>``); returns the HTTP status.
+
+        Call it after the run ended to keep a short run's final values (``actorflow run
+        --metrics-push URL`` does). The request runs in a worker thread.
+
+        Raises:
+            PushError: the gateway cannot be reached or refused the metrics (an :class:`OSError`).
+        """
+        text = self.render()
+        grouping = {"flow": self.run.flow_name}
+        return await trio.to_thread.run_sync(lambda: push_text(gateway, text, job, grouping, timeout))
 
     def render(self) -> str:
         """Every metric in the Prometheus text format (serve it with :data:`CONTENT_TYPE`)."""

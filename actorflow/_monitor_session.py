@@ -24,6 +24,7 @@ from ._monitor_wire import PROTOCOL_VERSION, graph_description, stats_message, t
 from ._typing import type_name
 
 if TYPE_CHECKING:
+    from ._monitor_metrics import MetricsCollector
     from ._run import Run
 
 
@@ -45,6 +46,10 @@ class SessionHost(Protocol):
     @property
     def stats_interval(self) -> float:
         """Seconds between ``stats`` messages."""
+
+    @property
+    def metrics(self) -> MetricsCollector:
+        """The run's metrics collector, which also keeps its event history for late clients."""
 
 
 #: A command handler: the session and the client's message in, the reply (without ``op``/``id``) out.
@@ -99,6 +104,7 @@ class Session:
 
     async def serve(self) -> None:
         """Serve the client until it goes away; the run's events stream and taps are closed after."""
+        history, last_error = self.host.metrics.history_now()
         events = self.run.events()  # before hello: nothing between the snapshot and the stream is lost
         try:
             hello = {
@@ -109,6 +115,9 @@ class Session:
                 "graph": graph_description(self.run),
                 "commands": list(COMMANDS),
                 "max_message_size": self.host.max_message_size,
+                "read_only": False,
+                "history": history,
+                "last_error": last_error,
                 **{k: v for k, v in stats_message(self.run).items() if k != "type"},
             }
             await self.send(hello)

@@ -54,8 +54,12 @@ def to_wire(value: Any) -> Any:
 
 def graph_description(run: Run) -> dict[str, Any]:
     """The run's graph as sent in ``hello``: tasks (with layer for drawing), edges and options."""
-    graph = run.graph
-    externals = external_sources(run.runtime)
+    return describe_graph(run.graph, set(external_sources(run.runtime)), run.flow_name)
+
+
+def describe_graph(graph: Any, externals: set[str], flow: str) -> dict[str, Any]:
+    """A run graph as ``hello`` sends it (see :func:`graph_description`); *externals* names the
+    external sources (fed from outside)."""
     layer: dict[str, int] = {}
     tasks = []
     for name, spec in graph.tasks.items():
@@ -76,7 +80,7 @@ def graph_description(run: Run) -> dict[str, Any]:
             }
         )
     edges = [[i.upstream, t.name] for t in graph.tasks.values() for i in t.inputs]
-    return {"flow": run.flow_name, "fingerprint": getattr(graph, "fingerprint", None), "tasks": tasks, "edges": edges}
+    return {"flow": flow, "fingerprint": getattr(graph, "fingerprint", None), "tasks": tasks, "edges": edges}
 
 
 def edge_traffic(run: Run) -> list[dict[str, Any]]:
@@ -103,6 +107,15 @@ def edge_traffic(run: Run) -> list[dict[str, Any]]:
     return edges
 
 
+def task_stats(t: Any) -> dict[str, Any]:
+    """One task's figures as ``stats`` sends them (*t* a :class:`~actorflow.TaskStats`); ``rate`` is
+    :attr:`TaskStats.rate` (items/s in this run, 0 when there is none), the figure every view shows."""
+    return {"status": t.status, "items_in": t.items_in, "items_out": t.items_out, "elapsed": t.elapsed,
+            "cache": t.cache, "throttled": t.throttled, "rate": t.rate or 0.0, "failures": t.failures,
+            "retries": t.retries, "dead_letters": t.dead_letters, "restored": t.restored, "unmatched": t.unmatched,
+            "late": t.late, "keys": t.keys, "open_windows": t.open_windows, "watermark": t.watermark}
+
+
 def stats_message(run: Run) -> dict[str, Any]:
     """A ``stats`` message: the run's status, every task's counters and every edge's traffic right now."""
     summary = run.summary
@@ -111,11 +124,6 @@ def stats_message(run: Run) -> dict[str, Any]:
         "status": summary.status,
         "paused": run.paused,
         "elapsed": summary.elapsed,
-        "tasks": {
-            n: {"status": t.status, "items_in": t.items_in, "items_out": t.items_out, "elapsed": t.elapsed,
-                "cache": t.cache, "throttled": t.throttled, "late": t.late, "keys": t.keys,
-                "open_windows": t.open_windows, "watermark": t.watermark}
-            for n, t in summary.tasks.items()
-        },
+        "tasks": {n: task_stats(t) for n, t in summary.tasks.items()},
         "edges": edge_traffic(run),
     }

@@ -11,24 +11,29 @@ import functools
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypedDict, Unpack, final
+from pathlib import Path
+from typing import Any, Literal, TypedDict, Unpack, final
 
+import attrs
 import trio
 
 from . import _events as ev
 from ._bind import RunGraph, with_executors
 from ._cache import Cache, open_cache
 from ._cache_run import plan
-from ._checkpoint import apply, check_storable, open_for_run
-from ._errors import ActorflowError
+from ._checkpoint import apply, check_storable, load, open_for_run
+from ._errors import ActorflowError, DeadLettered
 from ._flow import Flow
 from ._gateway import Feed, Tap, feed_of, tap_of
 from ._result import RunResult, Summary
 from ._run_settings import DEFAULT_CHECKPOINT_EVERY, RunSettings
 from ._runtime import Runtime, current_run
-from ._store import Store
+from ._store import Store, open_store
 
-__all__ = ["DEFAULT_CHECKPOINT_EVERY", "Options", "Run", "RunOptions", "current_run", "open_run", "run", "run_async"]
+__all__ = [
+    "DEFAULT_CHECKPOINT_EVERY", "Options", "Run", "RunOptions", "current_run", "open_run", "plain_interrupt", "run",
+    "run_async", "store_state",
+]
 
 #: Option values by task name, then option name.
 Options = Mapping[str, Mapping[str, Any]]
@@ -41,7 +46,11 @@ class RunOptions(TypedDict, total=False):
 
     Attributes:
         store: a directory (or opened :class:`Store`) to checkpoint into and keep the cache in.
-        resume: resume the unfinished run recorded in *store*.
+        resume: True: resume the unfinished run recorded in *store*. ``"auto"``: resume it if *store*
+            holds an unfinished run, else start a fresh run in it (what a script run again after a
+            Ctrl-C or a crash wants; ``actorflow run --resume-if-unfinished``).
+        strict: any dead letter fails the run: :meth:`Run.result` (and :func:`run`) raise
+            :class:`DeadLettered` after the run ended, its products in ``error.result``.
         allow_changed: with *resume*, resume even if tasks' code or settings changed since the run
             started (a warning names them); without it such a resume raises :class:`ResumeError`.
         from_previous: with *resume*, resume from the checkpoint before the latest one (when the
@@ -61,7 +70,8 @@ class RunOptions(TypedDict, total=False):
     """
 
     store: str | os.PathLike[str] | Store | None
-    resume: bool
+    resume: bool | Literal["auto"]
+    strict: bool
     allow_changed: bool
     from_previous: bool
     checkpoint_every: float | None
@@ -98,10 +108,12 @@ class Run:
         run_id: a unique id for this run.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, strict: bool = False) -> None:
         #: The runtime behind this handle (actors, supervisor); for actorflow's own observers.
         self.runtime = runtime
         self.run_id = runtime.run_id
+        #: Whether a dead letter fails the run (the ``strict`` setting).
+        self.strict = strict
 
     def __repr__(self) -> str:
         return f"Run({self.run_id!r}, flow={self.flow_name!r}, status={self.status!r})"
@@ -168,6 +180,9 @@ class Run:
             rt.error_seen = True
             raise rt.error
         assert rt.result is not None
+        if self.strict and rt.result.summary.dead_letters:
+            summary = rt.result.summary
+            raise DeadLettered(rt.result, {n: t.dead_letters for n, t in summary.tasks.items() if t.dead_letters})
         return rt.result
 
     @property
@@ -221,10 +236,13 @@ async def open_run(
     cfg = _settings("open_run", settings)  # every setting checked before anything is opened
     graph = with_executors(_as_graph(flow, options), cfg.executors)
     store = cfg.store
+    if cfg.resume == "auto":  # resume an unfinished store, else start afresh (RunSettings: auto needs a store)
+        assert store is not None
+        cfg = attrs.evolve(cfg, resume=store_state(store) == "unfinished")
     if store is not None:
         check_storable(graph)  # before the store is opened or any task runs
     opened, doc = (None, None) if store is None else open_for_run(
-        store, graph, cfg.resume, dict(cfg.meta or {}), cfg.allow_changed, cfg.from_previous
+        store, graph, cfg.resume is True, dict(cfg.meta or {}), cfg.allow_changed, cfg.from_previous
     )
     cache_store: Store | None = None
     try:
@@ -235,11 +253,12 @@ async def open_run(
         )
         if doc is not None:
             apply(runtime, doc)
+            runtime.restored = {n: max(a.items_in, a.items_out) for n, a in runtime.actors.items()}
             runtime.route_hits()
             runtime.resumed_from = runtime.supervisor.number = doc["number"]
         elif the_cache is not None:
             runtime.attach_cache(plan(graph, the_cache, runtime.in_result()))
-        async with _running(runtime) as handle:
+        async with _running(runtime, cfg.strict) as handle:
             yield handle
     finally:
         if cache_store is not None:
@@ -251,12 +270,12 @@ async def open_run(
 
 
 @asynccontextmanager
-async def _running(runtime: Runtime) -> AsyncIterator[Run]:
+async def _running(runtime: Runtime, strict: bool) -> AsyncIterator[Run]:
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(runtime.main)
         try:
-            yield Run(runtime)
+            yield Run(runtime, strict)
         except BaseException as exc:
             body_error = exc
             runtime.cancel()
@@ -292,4 +311,51 @@ def run(flow: Flow | RunGraph, options: Options | None = None, **settings: Unpac
     cfg = _settings("run", settings)
     graph = with_executors(_as_graph(flow, options), cfg.executors)  # refused before the loop starts
     settings["executors"] = None
-    return trio.run(functools.partial(run_async, graph, **settings))
+    try:
+        return trio.run(functools.partial(run_async, graph, **settings))
+    except KeyboardInterrupt as exc:
+        if not from_signal(exc):
+            raise  # a task's own `raise KeyboardInterrupt`: its note names the task
+        raise plain_interrupt(exc, graph.name) from None
+
+
+def from_signal(exc: BaseException) -> bool:
+    """Whether *exc* came from a signal (Ctrl-C): trio raises it from its signal handler, which is then
+    the innermost frame, whatever code happened to be running."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and Path(tb.tb_frame.f_code.co_filename).parent == Path(trio.__file__).parent / "_core"
+
+
+def plain_interrupt(exc: KeyboardInterrupt, flow: str) -> KeyboardInterrupt:
+    """A Ctrl-C as a plain ``KeyboardInterrupt`` that blames no task (whichever task's code happened
+    to be running when it came), keeping what actorflow said about the checkpoint."""
+    plain = KeyboardInterrupt()
+    notes = [n for n in getattr(exc, "__notes__", ()) if n.startswith("actorflow: checkpoint")]
+    plain.add_note(f"actorflow: the run of flow {flow!r} was interrupted")
+    for note in notes:
+        plain.add_note(note + " (or run again with resume='auto')")
+    return plain
+
+
+def store_state(store: str | os.PathLike[str] | Store) -> str:
+    """What *store* holds: ``"empty"`` (no store there yet, or no run recorded), ``"unfinished"`` (a run
+    that can be resumed) or ``"finished"`` (a run that wrote its final checkpoint).
+
+    Raises:
+        StoreError: the path is not a store, or its latest checkpoint is damaged.
+    """
+    if isinstance(store, Store):
+        return _state_of(store)
+    if not Path(store).exists():
+        return "empty"
+    with open_store(store, readonly=True) as opened:
+        return _state_of(opened)
+
+
+def _state_of(store: Store) -> str:
+    if store.run_info() is None:
+        return "empty"
+    doc = load(store)
+    return "finished" if doc is not None and doc.get("final") else "unfinished" if doc is not None else "empty"

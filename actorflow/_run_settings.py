@@ -42,6 +42,13 @@ def _seconds(name: str, value: Any, *, none_ok: bool = False) -> float:
     return float(value)
 
 
+def _resume(value: Any) -> bool | str:
+    """``resume``: True, False, or ``"auto"`` (resume an unfinished store, else start afresh)."""
+    if value is True or value is False or value == "auto":
+        return value  # type: ignore[no-any-return]
+    raise ActorflowError(f"resume must be True, False or 'auto', got {value!r}")
+
+
 def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ActorflowError(f"{name} must be True or False, got {value!r}")
@@ -87,7 +94,8 @@ class RunSettings:
     """
 
     store: str | os.PathLike[str] | Store | None = None
-    resume: bool = False
+    resume: bool | str = False
+    strict: bool = False
     allow_changed: bool = False
     from_previous: bool = False
     checkpoint_every: float | None = DEFAULT_CHECKPOINT_EVERY
@@ -120,7 +128,8 @@ class RunSettings:
         s = {**attrs.asdict(cls(), recurse=False), **given}
         checked = cls(
             store=_store(s["store"]),
-            resume=_flag("resume", s["resume"]),
+            resume=_resume(s["resume"]),
+            strict=_flag("strict", s["strict"]),
             allow_changed=_flag("allow_changed", s["allow_changed"]),
             from_previous=_flag("from_previous", s["from_previous"]),
             checkpoint_every=_optional_seconds("checkpoint_every", s["checkpoint_every"]),
@@ -134,7 +143,7 @@ class RunSettings:
             executors=_mapping("executors", s["executors"], "task names to executors"),
         )
         if checked.resume and checked.store is None:
-            raise ActorflowError("resume=True needs store=PATH: the store to resume from")
+            raise ActorflowError(f"resume={checked.resume!r} needs store=PATH: the store to resume from")
         if checked.from_previous and not checked.resume:  # settings that only make sense together
             raise ResumeError(
                 "from_previous=True says which checkpoint to resume from, so it needs resume=True; pass both or neither"

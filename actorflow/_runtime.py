@@ -29,7 +29,7 @@ from ._context import check_secrets
 from ._errors import RunCancelled, RunInterrupted, StoreError, _fmt_seq
 from ._loop import DEFAULT_BATCH_TIME
 from ._mailbox import Mailbox
-from ._result import RunResult, Summary, TaskStats
+from ._result import RunResult, Summary, TaskStats, task_status
 from ._sampling import sampled_checker
 from ._spill import SpilledStream, SpillStore
 from ._stats import EdgeStats
@@ -99,6 +99,8 @@ class Runtime:
         #: Feeds of external sources, made on first use (see ``_gateway``).
         self.feeds: dict[str, Feed] = {}
         self.resumed_from: int | None = None
+        #: Items a task had done before the resume, by task name (so rates count this run only).
+        self.restored: dict[str, int] = {}
         self.handle_signals = handle_signals
         self.interrupted = False
         self.flow_name = graph.name
@@ -270,10 +272,11 @@ class Runtime:
         return Summary(
             flow=self.flow_name, run_id=self.run_id, status=self.status, elapsed=elapsed,
             tasks={
-                n: TaskStats(n, a.spec.kind, a.status, a.items_in, a.items_out,
+                n: TaskStats(n, a.spec.kind, task_status(a.status, self.status), a.items_in, a.items_out,
                              a.elapsed or (now - a.started if a.started else 0.0),
                              a.cached.outcome if a.cached is not None else None,
-                             a.limiter.throttled if a.limiter is not None else 0.0, a.unmatched,
+                             a.limiter.throttled if a.limiter is not None else 0.0,
+                             *self.supervisor.counts(a), self.restored.get(n, 0), a.unmatched,
                              **keyed_figures(a))
                 for n, a in self.actors.items()
             },

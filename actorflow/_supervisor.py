@@ -11,7 +11,7 @@ cut, and written to LMDB in a worker thread while the actors go on.
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -77,6 +77,10 @@ class Supervisor:
         self._lock = trio.Lock()
         self._restarts: dict[str, deque[float]] = {}
         self.dead_letters: list[dict[str, Any]] = []
+        #: Per task name: errors its code raised on items, retries (and restarts), dead letters.
+        self.failures: Counter[str] = Counter()
+        self.retries: Counter[str] = Counter()
+        self.dead_counts: Counter[str] = Counter()
         self._unsaved: list[dict[str, Any]] = []
         self.interrupted: int | None = None
         #: True once the run's final checkpoint is written: no checkpoint may come after it.
@@ -168,8 +172,10 @@ class Supervisor:
         """
         policy = actor.spec.on_error or _FAIL
         run = self.run
+        self.failures[actor.name] += 1
         if isinstance(policy, Retry):
             if attempt < policy.attempts:
+                self.retries[actor.name] += 1
                 delay = policy.delay(attempt)
                 run.bus.publish(ev.ItemRetried(run_id=run.run_id, task=actor.name, seq=seq, attempt=attempt + 1,
                                                delay=delay, error=self._text(exc)))
@@ -179,7 +185,7 @@ class Supervisor:
                 self.dead_letter(actor, seq, item, exc)
                 return False
             self._escalate(actor, seq, f"{policy.attempts} attempts failed")
-            raise ItemFailure(seq, exc)
+            raise ItemFailure(seq, exc, item, with_item=True)
         if isinstance(policy, Restart):
             now = trio.current_time()
             window = self._restarts.setdefault(actor.name, deque())
@@ -187,8 +193,9 @@ class Supervisor:
                 window.popleft()
             if len(window) >= policy.intensity:
                 self._escalate(actor, seq, f"more than {policy.intensity} restarts in {policy.period}s")
-                raise ItemFailure(seq, exc)
+                raise ItemFailure(seq, exc, item, with_item=True)
             window.append(now)
+            self.retries[actor.name] += 1
             actor.restart()
             run.bus.publish(ev.ActorRestarted(run_id=run.run_id, task=actor.name, seq=seq, restarts=len(window),
                                               error=self._text(exc)))
@@ -197,7 +204,17 @@ class Supervisor:
             self.dead_letter(actor, seq, item, exc)
             return False
         assert isinstance(policy, Fail)
-        raise ItemFailure(seq, exc)
+        raise ItemFailure(seq, exc, item, with_item=True)
+
+    def counts(self, actor: Actor) -> tuple[int, int, int]:
+        """(failures, retries, dead letters) of *actor* in this run, for its :class:`TaskStats`.
+
+        A task without a policy fails on its first error, which no policy saw: it counts as one.
+        """
+        failures = self.failures[actor.name]
+        if actor.status == "failed" and not failures:
+            failures = 1
+        return failures, self.retries[actor.name], self.dead_counts[actor.name]
 
     def _text(self, exc: BaseException) -> str:
         """An error's text with the run's secret values redacted."""
@@ -217,8 +234,11 @@ class Supervisor:
         record = {"task": actor.name, "seq": list(seq) if isinstance(seq, tuple) else seq, "item": stored,
                   "encoded": encoded, "error": self._text(exc), "time": time.time()}
         self.dead_letters.append(record)
+        self.dead_counts[actor.name] += 1
         self._unsaved.append(record)
-        self.run.bus.publish(ev.DeadLettered(run_id=self.run.run_id, task=actor.name, seq=seq, error=self._text(exc)))
+        self.run.bus.publish(
+            ev.ItemDeadLettered(run_id=self.run.run_id, task=actor.name, seq=seq, error=self._text(exc))
+        )
 
     # -- checkpoints ---------------------------------------------------------------------------
 

@@ -17,29 +17,39 @@ Example:
 
 Only one trio loop can run in a thread, so open one host per asyncio loop (thread) and start
 every run on it.
+
+:meth:`Host.start` takes every run setting :func:`actorflow.open_run` takes (``store``, ``resume``,
+``checkpoint_every``, ``executors``, ``secrets``, ``batch_time``, ``strict``...) plus ``monitor``, and
+the :class:`AsyncioRun` it returns has the trio handle's methods under the same names (``pause``,
+``resume``, ``checkpoint_now``, ``cancel``, ``feed``, ``tap``, ``events``, ``result``). One setting
+cannot work here and is refused with an error saying so: ``handle_signals`` (the asyncio loop owns
+the process's signals; call ``checkpoint_now`` and ``cancel`` from its own handler instead).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, final
 
 import trio
 
+from ._asyncio_io import AsyncioFeed as AsyncioFeed
+from ._asyncio_io import AsyncioSourceFeed as AsyncioSourceFeed
+from ._asyncio_io import AsyncioTap as AsyncioTap
+from ._asyncio_io import _EventPipe, _settle
 from ._bind import RunGraph
 from ._errors import ActorflowError, RunCancelled
-from ._events import BatchProcessed, Event, EventStream
+from ._events import Event, EventStream
 from ._flow import Flow
 from ._result import RunResult, Summary
-from ._run import Options, Run, open_run
+from ._run import Options, Run, RunOptions, _settings, open_run
 
 if TYPE_CHECKING:
     import outcome
 
-__all__ = ["AsyncioFeed", "AsyncioRun", "Host", "open_host", "run"]
+__all__ = ["AsyncioFeed", "AsyncioRun", "AsyncioSourceFeed", "AsyncioTap", "Host", "open_host", "run"]
 
 T = TypeVar("T")
 
@@ -61,14 +71,38 @@ class Host:
 
     # -- asyncio side ----------------------------------------------------------------------------
 
-    async def start(self, flow: Flow | RunGraph, options: Options | None = None) -> AsyncioRun:
+    async def start(
+        self, flow: Flow | RunGraph, options: Options | None = None, *, monitor: str | None = None,
+        monitor_token: str | None = None, **settings: Unpack[RunOptions],
+    ) -> AsyncioRun:
         """Start a run of *flow* in the host's trio loop and return its handle.
 
         Options are validated first, in the caller: bad options raise
-        :class:`~actorflow.InvocationError` here and nothing runs.
+        :class:`~actorflow.InvocationError` here and nothing runs. The keyword settings are those
+        of :func:`actorflow.open_run` (:class:`~actorflow._run.RunOptions`: ``store``, ``resume``,
+        ``checkpoint_every``, ``executors``, ``secrets``, ``batch_time``, ``strict``...), and any
+        error opening the run (a store in use, bad settings) is raised here.
+
+        Args:
+            flow: the flow (or a bound run graph).
+            options: option values by task, then option name.
+            monitor: ``HOST:PORT`` to serve the run's websocket monitor, dashboard and ``/metrics``
+                on while it runs (``AsyncioRun.monitor`` then gives its URLs; port 0 picks one).
+            monitor_token: the token the monitor requires (needed for a non-loopback host).
+
+        Raises:
+            ActorflowError: ``handle_signals=True``, which cannot work under asyncio (its loop owns
+                the process's signals: call ``checkpoint_now()`` and ``cancel()`` from your own handler).
         """
+        _settings("Host.start", settings)
+        if settings.get("handle_signals"):
+            raise ActorflowError(
+                "handle_signals=True cannot work under asyncio: the asyncio loop owns the process's signals. "
+                "Install your own handler (loop.add_signal_handler) that calls `await run.checkpoint_now()` "
+                "and `run.cancel()`"
+            )
         graph = _as_graph(flow, options)
-        handle = AsyncioRun(self, graph)
+        handle = AsyncioRun(self, graph, dict(settings), monitor, monitor_token)
         self._spawn(handle._main)
         await self._until(handle._started)
         return handle
@@ -119,6 +153,23 @@ class Host:
             self._nursery.start_soon(afn)
 
         self._call(spawn)
+
+    async def _in_trio(self, afn: Callable[[], Any]) -> Any:
+        """Await ``afn()`` run in the trio loop (a task of the host's nursery) and return its value."""
+        fut: asyncio.Future[Any] = self._loop.create_future()
+
+        async def call() -> None:
+            try:
+                value = await afn()
+            except BaseException as exc:
+                _settle(fut, None, exc if isinstance(exc, Exception) else ActorflowError("the actorflow host stopped"))
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                _settle(fut, value)
+
+        self._spawn(call)
+        return await self._until(fut)
 
     async def _until(self, fut: asyncio.Future[T]) -> T:
         """Await *fut*, or fail clearly if the trio loop stops first."""
@@ -177,14 +228,14 @@ async def open_host() -> AsyncIterator[Host]:
         await host.aclose()
 
 
-async def run(flow: Flow | RunGraph, options: Options | None = None) -> RunResult:
-    """Run a flow to completion from asyncio code and return its products.
+async def run(flow: Flow | RunGraph, options: Options | None = None, **settings: Unpack[RunOptions]) -> RunResult:
+    """Run a flow to completion from asyncio code and return its products (settings as :meth:`Host.start`).
 
     Opens a host for the call; inside a service that starts many runs, use one :func:`open_host`.
     Cancelling the awaiting asyncio task cancels the run.
     """
     async with open_host() as host:
-        handle = await host.start(flow, options)
+        handle = await host.start(flow, options, **settings)
         return await handle.result()
 
 
@@ -198,52 +249,112 @@ def _as_graph(flow: Flow | RunGraph, options: Options | None) -> RunGraph:
     return flow.bind(options)
 
 
-def _settle(fut: asyncio.Future[Any], value: Any, error: BaseException | None = None) -> None:
-    if fut.done():
-        return
-    if error is not None:
-        fut.set_exception(error)
-    else:
-        fut.set_result(value)
-
-
 @final
 class AsyncioRun:
-    """A run started by :meth:`Host.start`, seen from asyncio code.
+    """A run started by :meth:`Host.start`, seen from asyncio code: the methods of the trio
+    :class:`~actorflow.Run` handle, under the same names.
 
     Attributes:
         run_id: the run's unique id.
+        monitor: the run's monitor server (its ``http_url``, ``url``, ``metrics_url``) when
+            :meth:`Host.start` was given ``monitor=``, else None.
     """
 
-    def __init__(self, host: Host, graph: RunGraph) -> None:
+    def __init__(
+        self, host: Host, graph: RunGraph, settings: dict[str, Any] | None = None, monitor: str | None = None,
+        monitor_token: str | None = None,
+    ) -> None:
         self._host = host
         self._graph = graph
+        self._settings = settings or {}
+        self._monitor_at = monitor
+        self._monitor_token = monitor_token
         loop = host._loop
         self._started: asyncio.Future[None] = loop.create_future()
         self._result: asyncio.Future[RunResult] = loop.create_future()
         self._run: Run | None = None
         self._first: EventStream | None = None
         self.run_id = ""
+        self.monitor: Any = None
+        self._paused: bool | None = None  # what pause()/resume() asked for, until the trio loop took it
+
+    @property
+    def runtime(self) -> Any:
+        """Not here: the runtime lives in the trio loop. ``af.feed``/``af.tap`` take a trio run; from
+        asyncio call this handle's own :meth:`feed` and :meth:`tap`."""
+        raise ActorflowError(
+            "an AsyncioRun has no trio runtime to hand out: af.feed(run, ...) and af.tap(run, ...) are for trio "
+            "code; from asyncio use run.feed(source) and run.tap(task)"
+        )
 
     @property
     def status(self) -> str:
-        """``"pending"``, ``"running"``, ``"ok"``, ``"failed"`` or ``"cancelled"``."""
+        """``"pending"``, ``"running"``, ``"ok"``, ``"failed"``, ``"cancelled"`` or ``"interrupted"``."""
         return self._run.status if self._run is not None else "pending"
 
     @property
     def summary(self) -> Summary:
         """Figures so far (final once the run ended)."""
-        assert self._run is not None
-        return self._run.summary
+        return self._handle().summary
+
+    @property
+    def paused(self) -> bool:
+        """True between :meth:`pause` and :meth:`resume`."""
+        return self._handle().paused if self._paused is None else self._paused
 
     def done(self) -> bool:
         """True once the run has ended (whatever the outcome)."""
         return self._result.done()
 
+    def _handle(self) -> Run:
+        if self._run is None:
+            raise ActorflowError("the run has not started")
+        return self._run
+
     def cancel(self) -> None:
         """Cancel the run; :meth:`result` then raises :class:`~actorflow.RunCancelled`."""
         if self._run is not None and not self._result.done():
             self._host._call(self._run.cancel)
+
+    def pause(self) -> None:
+        """Hold every source and task at its next batch boundary (see :meth:`actorflow.Run.pause`).
+
+        It is handed to the trio loop, which takes it at its next step (before any later call made here).
+        """
+        self._order(True)
+
+    def resume(self) -> None:
+        """Let a paused run go on (see :meth:`actorflow.Run.resume`)."""
+        self._order(False)
+
+    def _order(self, pause: bool) -> None:
+        run = self._handle()
+        self._paused = pause
+
+        def apply() -> None:
+            run.pause() if pause else run.resume()
+            if self._paused is pause:
+                self._paused = None  # taken: the run's own flag says it from now on
+
+        self._host._call(apply)
+
+    async def checkpoint_now(self) -> bool:
+        """Write a checkpoint at once; False when the run has no store."""
+        run = self._handle()
+        return bool(await self._host._in_trio(run.checkpoint_now))
+
+    def feed(self, source: str) -> AsyncioSourceFeed:
+        """The feed of the external source *source* (``af.external_source``), to send items from asyncio.
+
+        Raises:
+            KeyError, ActorflowError: as :meth:`actorflow.Run.feed` (no such external source).
+        """
+        return AsyncioSourceFeed(self._host, self._handle().feed(source))
+
+    def tap(self, task: str, maxlen: int = 10_000) -> AsyncioTap:
+        """Watch the items *task* sends downstream: an async iterator of ``(seqs, items)`` batches that
+        ends when the task does (see :meth:`actorflow.Run.tap`)."""
+        return AsyncioTap(self._host, self._handle().tap(task, maxlen))
 
     async def result(self) -> RunResult:
         """Wait for the run to end and return its products (or raise its error).
@@ -260,13 +371,13 @@ class AsyncioRun:
         Args:
             maxlen: how far this reader may fall behind before batch events are dropped for it.
         """
-        assert self._run is not None
-        stream, self._first = (self._first, None) if self._first is not None else (self._run.events(maxlen), None)
+        run = self._handle()
+        stream, self._first = (self._first, None) if self._first is not None else (run.events(maxlen), None)
         return _EventPipe(self._host, stream, maxlen)
 
     async def _main(self) -> None:
         try:
-            async with open_run(self._graph) as run:
+            async with open_run(self._graph, **self._settings) as run, self._monitoring(run):
                 self._run = run
                 self.run_id = run.run_id
                 self._first = run.events()
@@ -285,139 +396,18 @@ class AsyncioRun:
         if self._result.done() and not self._result.cancelled():
             self._result.exception()
 
-
-class _EventPipe:
-    """Moves events from a trio :class:`EventStream` to an asyncio reader, dropping batch events
-    when the reader falls more than *maxlen* behind (as the stream itself does)."""
-
-    def __init__(self, host: Host, stream: EventStream, maxlen: int) -> None:
-        self._host = host
-        self._stream = stream
-        self._maxlen = maxlen
-        self._buf: deque[Event] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._ended = False
-        self.dropped = 0
-        host._spawn(self._forward)
-
-    async def _forward(self) -> None:
-        try:
-            async for event in self._stream:
-                if len(self._buf) >= self._maxlen and type(event) is BatchProcessed:
-                    self.dropped += 1
-                    continue
-                self._buf.append(event)
-                self._wake()
-        finally:
-            self._ended = True
-            self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None:
-            _settle(self._waiter, None)
-
-    def __aiter__(self) -> _EventPipe:
-        return self
-
-    async def __anext__(self) -> Event:
-        while not self._buf:
-            if self._ended:
-                raise StopAsyncIteration
-            self._waiter = self._host._loop.create_future()
-            await self._waiter
-        return self._buf.popleft()
-
-    async def aclose(self) -> None:
-        """Stop receiving events."""
-        if not self._ended and not self._host.closed:
-            self._host._call(self._stream.close)
-
-
-@final
-class AsyncioFeed(Generic[T]):
-    """A bounded channel from asyncio code into a flow (not :class:`actorflow.Feed`, which feeds an
-    ``af.external_source`` from trio code).
-
-    asyncio code awaits :meth:`put` (which waits while the feed holds *capacity* items) and calls
-    :meth:`close` at the end; inside the flow, an async source iterates the feed, which it gets
-    as an option value. Get one from :meth:`Host.feed`.
-
-    Example:
-        >>> @flow.source
-        ... async def requests(feed: afa.AsyncioFeed) -> af.Stream[int]:
-        ...     async for item in feed:
-        ...         yield item
-        >>> feed = host.feed()
-        >>> run = await host.start(flow, options={"requests": {"feed": feed}})
-        >>> await feed.put(1); feed.close()
-    """
-
-    def __init__(self, host: Host, capacity: int) -> None:
-        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
-            raise ValueError(f"a feed's capacity must be a positive int, got {capacity!r}")
-        self._host = host
-        self.capacity = capacity
-        self._buf: deque[T] = deque()
-        self._closed = False
-        self._readers = trio.lowlevel.ParkingLot()
-        self._putters: deque[asyncio.Future[None]] = deque()
-
-    def __len__(self) -> int:
-        return len(self._buf)
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
-
-    # -- asyncio side ----------------------------------------------------------------------------
-
-    async def put(self, item: T) -> None:
-        """Add one item, waiting while the feed is full.
-
-        Raises:
-            ActorflowError: the feed is closed.
-        """
-        while len(self._buf) >= self.capacity and not self._closed:
-            fut = self._host._loop.create_future()
-            self._putters.append(fut)
-            try:
-                await fut
-            finally:
-                if fut in self._putters:
-                    self._putters.remove(fut)
-        if self._closed:
-            raise ActorflowError("cannot put into a closed feed")
-        self._buf.append(item)
-        self._wake_readers()
-
-    def close(self) -> None:
-        """End the stream: the source's ``async for`` ends once the queued items are read."""
-        if self._closed:
+    @asynccontextmanager
+    async def _monitoring(self, run: Run) -> AsyncIterator[None]:
+        if self._monitor_at is None:
+            yield
             return
-        self._closed = True
-        while self._putters:
-            _settle(self._putters.popleft(), None)
-        self._wake_readers()
+        from ._console import parse_host_port
+        from ._monitor import open_monitor
 
-    def _wake_readers(self) -> None:
-        if self._readers and not self._host.closed:
-            self._host._call(self._readers.unpark_all)
-
-    # -- trio side -------------------------------------------------------------------------------
-
-    def __aiter__(self) -> AsyncioFeed[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        while not self._buf:
-            if self._closed:
-                raise StopAsyncIteration
-            await self._readers.park()
-        item = self._buf.popleft()
-        if self._putters:
-            _settle(self._putters.popleft(), None)
-        return item
+        host, port = parse_host_port(self._monitor_at)
+        async with open_monitor(run, host, port, token=self._monitor_token) as server:
+            self.monitor = server
+            yield
 
 
 if not TYPE_CHECKING:  # type checkers keep flagging unknown names

@@ -13,10 +13,10 @@ from ._events import BatchProcessed as BatchProcessed
 from ._events import CacheHit as CacheHit
 from ._events import CacheMiss as CacheMiss
 from ._events import CheckpointWritten as CheckpointWritten
-from ._events import DeadLettered as DeadLettered
 from ._events import Escalated as Escalated
 from ._events import Event as Event
 from ._events import EventStream as EventStream
+from ._events import ItemDeadLettered as ItemDeadLettered
 from ._events import ItemRetried as ItemRetried
 from ._events import ItemSlow as ItemSlow
 from ._events import RunFinished as RunFinished
@@ -34,10 +34,10 @@ __all__ = [
     "CacheHit",
     "CacheMiss",
     "CheckpointWritten",
-    "DeadLettered",
     "Escalated",
     "Event",
     "EventStream",
+    "ItemDeadLettered",
     "ItemRetried",
     "ItemSlow",
     "RunFinished",
@@ -57,5 +57,10 @@ if not TYPE_CHECKING:  # type checkers keep flagging unknown names
             raise AttributeError(
                 "actorflow.events has no 'TaskFailed': the event is TaskErrored (kind 'task_failed'); "
                 "the exception is actorflow.TaskFailed"
+            )
+        if name == "DeadLettered":
+            raise AttributeError(
+                "actorflow.events has no 'DeadLettered': the event is ItemDeadLettered (kind 'dead_lettered'); "
+                "the exception (a strict run's dead letters) is actorflow.DeadLettered"
             )
         raise AttributeError(f"module 'actorflow.events' has no attribute {name!r}")

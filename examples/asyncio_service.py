@@ -13,6 +13,12 @@ Endpoints (JSON in, JSON out):
 - ``DELETE /runs/<id>``: cancel the run.
 - ``POST /live``: start a run fed by requests; ``POST /live/<id>/items`` ``[1, 2, 3]`` feeds it and
   ``POST /live/<id>/close`` ends the stream and returns the products.
+- ``POST /pushed``: start a checkpointed run whose source is an ``af.external_source``, fed with
+  the run handle's own ``feed()``; ``POST /pushed/<id>/items`` ``[1, 2]`` sends items in,
+  ``GET /pushed/<id>/results?n=3`` reads the first *n* squares out through ``tap()``,
+  ``POST /pushed/<id>/pause`` / ``resume`` / ``checkpoint`` drive it and ``POST /pushed/<id>/close``
+  ends it and returns the products. These are the methods a trio ``open_run`` handle has, under
+  the same names (see ``docs/scale-out.md``).
 
 Run it with ``python examples/asyncio_service.py [PORT]`` and try
 ``curl -X POST localhost:8000/runs -d '{"n": 100}'``.
@@ -67,6 +73,11 @@ async def incoming(feed: afa.AsyncioFeed) -> af.Stream[int]:
 live.task(square)
 live.collector(init=0)(total)
 
+pushed = af.Flow("pushed-squares")
+pushed.source(af.external_source(int, name="numbers"))
+pushed.task(square)
+pushed.collector(init=0)(total)
+
 
 # -- the service ----------------------------------------------------------------------------------
 
@@ -74,10 +85,12 @@ live.collector(init=0)(total)
 class Service:
     """Routes HTTP requests to run handles on one actorflow host."""
 
-    def __init__(self, host: afa.Host) -> None:
+    def __init__(self, host: afa.Host, store_dir: str | None = None) -> None:
         self.host = host
+        self.store_dir = store_dir
         self.runs: dict[str, afa.AsyncioRun] = {}
         self.feeds: dict[str, afa.AsyncioFeed[int]] = {}
+        self.pushed: dict[str, tuple[afa.AsyncioRun, afa.AsyncioSourceFeed, afa.AsyncioTap]] = {}
 
     async def route(self, method: str, path: str, body: Any, writer: asyncio.StreamWriter) -> tuple[int, Any]:
         parts = [p for p in path.split("/") if p]
@@ -95,6 +108,10 @@ class Service:
             self.runs[run.run_id] = run
             self.feeds[run.run_id] = feed
             return 201, {"run_id": run.run_id}
+        if method == "POST" and parts == ["pushed"]:
+            return 201, await self.start_pushed()
+        if len(parts) >= 2 and parts[0] == "pushed" and parts[1] in self.pushed:
+            return await self.drive_pushed(method, parts[1], parts[2:], body)
         if len(parts) < 2 or parts[0] not in ("runs", "live") or parts[1] not in self.runs:
             return 404, {"error": f"no such resource: {path}"}
         run = self.runs[parts[1]]
@@ -119,6 +136,44 @@ class Service:
                 await run.result()
             return 200, await self.describe(run)
         return 405, {"error": f"{method} {path} is not supported"}
+
+    async def start_pushed(self) -> dict[str, Any]:
+        """A run of ``pushed`` (checkpointed when the service has a store folder), its feed and a tap."""
+        settings: dict[str, Any] = {}
+        if self.store_dir is not None:
+            settings = {"store": f"{self.store_dir}/pushed-{len(self.pushed)}", "checkpoint_every": None}
+        run = await self.host.start(pushed, **settings)
+        self.pushed[run.run_id] = (run, run.feed("numbers"), run.tap("square"))
+        return {"run_id": run.run_id}
+
+    async def drive_pushed(self, method: str, rid: str, rest: list[str], body: Any) -> tuple[int, Any]:
+        """The handle's methods, one endpoint each."""
+        run, feed, tap = self.pushed[rid]
+        action = rest[0].partition("?")[0] if rest else ""
+        if method == "POST" and action == "items":
+            for item in body:
+                await feed.send(int(item))
+            return 202, {"sent": len(body)}
+        if method == "GET" and action == "results":
+            want = int(rest[0].partition("n=")[2] or 1)
+            out: list[int] = []
+            async for _seqs, items in tap:
+                out += items
+                if len(out) >= want:
+                    break
+            return 200, {"results": out}
+        if method == "POST" and action in ("pause", "resume"):
+            run.pause() if action == "pause" else run.resume()
+            return 200, {"paused": run.paused}
+        if method == "POST" and action == "checkpoint":
+            return 200, {"written": await run.checkpoint_now()}
+        if method == "POST" and action == "close":
+            feed.close()
+            self.pushed.pop(rid)
+            with contextlib.suppress(af.ActorflowError):
+                await run.result()
+            return 200, await self.describe(run)
+        return 405, {"error": f"{method} /pushed/{rid}/{'/'.join(rest)} is not supported"}
 
     async def describe(self, run: afa.AsyncioRun) -> dict[str, Any]:
         out: dict[str, Any] = {"run_id": run.run_id, "status": run.status}
@@ -166,10 +221,13 @@ class Service:
 
 
 @contextlib.asynccontextmanager
-async def serve(port: int = 8000, address: str = "127.0.0.1") -> Any:
-    """Run the service until the block ends; yields the port it listens on (pass 0 for any)."""
+async def serve(port: int = 8000, address: str = "127.0.0.1", store_dir: str | None = None) -> Any:
+    """Run the service until the block ends; yields the port it listens on (pass 0 for any).
+
+    With *store_dir*, the ``/pushed`` runs checkpoint into stores in that folder.
+    """
     async with afa.open_host() as host:
-        service = Service(host)
+        service = Service(host, store_dir)
         server = await asyncio.start_server(service.handle, address, port)
         async with server:
             yield server.sockets[0].getsockname()[1]

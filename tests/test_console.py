@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ async def test_progress_shows_every_task_and_a_summary_table() -> None:
     table_lines = [line for line in text.splitlines() if line.startswith("│ square")]
     assert table_lines and "500" in table_lines[-1] and "finished" in table_lines[-1]
     tasks = {t.description: t for t in progress.progress.tasks}
-    assert tasks["numbers"].completed == 500 and tasks["numbers"].total is None
+    assert tasks["numbers"].completed == 500 and tasks["numbers"].total == 500  # finished: a full bar, not a pulse
     assert tasks["square"].completed == 500 and tasks["square"].total == 500
     assert tasks["total"].completed == 500
 
@@ -234,3 +235,79 @@ async def test_cli_arguments_feed_observe(tmp_path: Path) -> None:
     assert "flow 'progress_demo'" not in out.getvalue()  # quiet: no summary table
     defaults = observe_options(parser.parse_args([]))
     assert defaults["quiet"] is False and defaults["events"] is None and defaults["monitor"] is None
+
+
+def long_flow() -> af.Flow:
+    flow = af.Flow("ci_log")
+
+    @flow.source
+    def read_customers_from_the_big_database(n: int = 5000) -> af.Stream[int]:
+        yield from range(n)
+
+    read_customers_from_the_big_database.progress_total = lambda n: n  # type: ignore[attr-defined]
+
+    @flow.task(on_error=af.DeadLetter())
+    def validate_every_customer_record(read_customers_from_the_big_database: int) -> int:
+        if read_customers_from_the_big_database % 1000 == 1:
+            raise ValueError("bad record")
+        return read_customers_from_the_big_database
+
+    return flow
+
+
+async def test_plain_lines_off_a_terminal_are_never_cut() -> None:
+    out = io.StringIO()
+    con = Console(file=out, width=40, force_terminal=False, color_system=None)  # a narrow CI log
+    async with af.open_run(long_flow()) as run:
+        progress = af.console.ConsoleProgress(run, con, log_interval=0.001)
+        assert progress.plain
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(progress.watch)
+            result = await run.result()
+    text = out.getvalue()
+    assert len(result["validate_every_customer_record"]) == 4995
+    lines = text.splitlines()
+    final = [line for line in lines if "read_customers_from_the_big_database  finished" in line]
+    assert final and "5,000/5,000  100%" in final[-1] and "items/s" in final[-1]
+    task = [line for line in lines if "validate_every_customer_record  finished [5 dead]" in line]
+    assert task and "5,000/5,000" in task[-1]
+    assert any(re.match(r"  validate_every_customer_record +task +finished +5,000 +4,995 ", line) for line in lines)
+    assert "5 items dead-lettered in `validate_every_customer_record`" in text
+    assert not any(c in text for c in "┃│━")  # no box drawing, no bars
+
+
+async def test_terminal_bars_show_percent_eta_and_a_stopped_clock() -> None:
+    reached, release = trio.Event(), trio.Event()
+    flow = af.Flow("eta")
+
+    @flow.source
+    def numbers(n: int = 100) -> af.Stream[int]:
+        yield from range(n)
+
+    numbers.progress_total = lambda n: n  # type: ignore[attr-defined]
+
+    @flow.task
+    async def slow(numbers: int) -> int:
+        if numbers == 50:
+            reached.set()
+            await release.wait()
+        return numbers
+
+    con, _ = console()
+    async with af.open_run(flow) as run:
+        progress = af.console.ConsoleProgress(run, con)
+        await reached.wait()
+        await trio.sleep(0.05)  # let some time pass so that a rate exists
+        during = progress.figures()
+        release.set()
+        await run.result()
+        after = progress.figures()
+        await trio.sleep(0.05)
+        later = progress.figures()
+        progress.events.close()
+    assert during["slow"]["total"] == 100  # the source's declared total, carried to its reader
+    assert 50 <= int(during["slow"]["percent"].rstrip("%")) < 100  # items received so far, of 100
+    assert during["slow"]["eta"].startswith("ETA ")
+    assert during["slow"]["rate"].endswith("items/s")
+    assert after["slow"]["eta"] == "" and after["slow"]["percent"] == "100%"
+    assert after["numbers"]["stats"].elapsed == later["numbers"]["stats"].elapsed  # finished: the clock stopped

@@ -153,6 +153,7 @@ MODULES: dict[str, str] = {
     "_cli": "_cli",
     "_cli_cache": "_cli",
     "_cli_durable": "_cli",
+    "_cli_options": "_cli",
     "_cli_ops": "_cli",
 }
 

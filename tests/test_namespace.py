@@ -38,7 +38,7 @@ TOP_LEVEL = {
     "Executor", "ProcessExecutor", "ThreadExecutor", "DaskExecutor",
     "ActorflowError", "DefinitionError", "InvocationError", "MailboxTypeError", "MissingExtraError", "ResumeError",
     "InputChangedError", "MalformedLineError",
-    "RunCancelled", "RunInterrupted", "SecretError", "StoreError", "TaskFailed",
+    "RunCancelled", "RunInterrupted", "SecretError", "StoreError", "TaskFailed", "DeadLettered",
     # light sub-modules
     "events", "types",
 }

@@ -52,7 +52,7 @@ BAD: list[tuple[str, Any, str]] = [
     ("handle_signals", "yes", "handle_signals must be True or False, got 'yes'"),
     ("allow_changed", 1, "allow_changed must be True or False, got 1"),
     ("from_previous", None, "from_previous must be True or False, got None"),
-    ("resume", "yes", "resume must be True or False, got 'yes'"),
+    ("resume", "yes", "resume must be True, False or 'auto', got 'yes'"),
 ]
 
 

@@ -103,7 +103,7 @@ async def test_dead_letter_skips_the_item_and_goes_on(kind: str) -> None:
     letters = result.dead_letters
     assert [(d["seq"], d["item"]) for d in letters] == [(2, 2), (5, 5)]
     assert all(d["error"] == f"ConnectionError: flaky {d['seq']}" for d in letters)
-    assert [e.seq for e in events if isinstance(e, af.events.DeadLettered)] == [2, 5]
+    assert [e.seq for e in events if isinstance(e, af.events.ItemDeadLettered)] == [2, 5]
 
 
 async def test_restart_within_intensity_recovers(autojump_clock: trio.testing.MockClock) -> None:

@@ -9,7 +9,10 @@ const MAX_EVENTS = 200;
 const state = {
   ws: null,
   graph: null,
-  tasks: new Map(),   // name -> {spec, count, rate, lastCount, lastTime, status, el, row}
+  view: null,         // the viewBox shown: {x, y, w, h}; the graph's own size is state.size
+  size: { w: 1, h: 1 },
+  readOnly: false,
+  tasks: new Map(),   // name -> {spec, count, rate, status, node, countEl, rateEl, errorsEl, row}
   edges: [],          // in hello's edge order: {from, to, path, label, rate, lastSent, lastTime}
   status: "connecting",
   paused: false,
@@ -90,9 +93,9 @@ function drawGraph(graph) {
   const svg = document.getElementById("graph");
   svg.replaceChildren();
   const { pos, width, height } = layout(graph);
-  svg.setAttribute("width", width);
-  svg.setAttribute("height", height);
-  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  state.size = { w: width, h: height };
+  svg.removeAttribute("width");
+  svg.removeAttribute("height");
   const edges = svgEl("g", { class: "edges" });
   const labels = [];
   state.edges = [];
@@ -135,22 +138,92 @@ function drawGraph(graph) {
       spec.external ? "external" : spec.kind));
     const count = svgEl("text", { class: "count", x: 10, y: 42 }, "0 items");
     const rate = svgEl("text", { class: "rate", x: 10, y: 58 }, "");
+    const errors = svgEl("text", { class: "errors", x: NODE_W - 10, y: 58, "text-anchor": "end" }, "");
     g.appendChild(count);
     g.appendChild(rate);
+    g.appendChild(errors);
     nodes.appendChild(g);
 
-    const row = el("tr", { "data-task": spec.name });
-    row.append(el("td", {}, spec.name), el("td", {}, spec.kind), el("td", { class: "state" }, "pending"),
-      el("td", { class: "num count" }, "0"), el("td", { class: "num rate" }, "-"));
+    const row = el("tr", { "data-task": spec.name, title: spec.kind });
+    row.append(el("td", {}, spec.name), el("td", { class: "state" }, "pending"),
+      el("td", { class: "num count" }, "0"), el("td", { class: "num rate" }, "-"),
+      el("td", { class: "num failures" }, "0"), el("td", { class: "num retries" }, "0"),
+      el("td", { class: "num dead" }, "0"));
     tbody.appendChild(row);
-    state.tasks.set(spec.name, { spec, count: 0, rate: 0, lastCount: 0, lastTime: null, status: "pending",
-      node: g, countEl: count, rateEl: rate, row });
+    state.tasks.set(spec.name, { spec, count: 0, rate: 0, status: "pending",
+      node: g, countEl: count, rateEl: rate, errorsEl: errors, row });
   }
   svg.appendChild(nodes);
   spreadLabels(labels);
   const queues = svgEl("g", { class: "queues" });  // above the nodes, so a label is never hidden
   queues.append(...labels);
   svg.appendChild(queues);
+  fit();
+}
+
+// ---- fit, zoom and pan --------------------------------------------------------------------
+
+function showView() {
+  const v = state.view;
+  const svg = document.getElementById("graph");
+  svg.setAttribute("viewBox", `${v.x} ${v.y} ${v.w} ${v.h}`);
+  svg.dataset.zoom = (state.size.w / v.w).toFixed(3);
+}
+
+// The whole graph in the box (the SVG keeps its aspect ratio, centred), never enlarged past 1.5x.
+function fit() {
+  const box = document.getElementById("graph").getBoundingClientRect();
+  const { w, h } = state.size;
+  const scale = Math.min(1.5, box.width / w || 1, box.height / h || 1);
+  const vw = box.width ? box.width / scale : w, vh = box.height ? box.height / scale : h;
+  state.view = { x: (w - vw) / 2, y: (h - vh) / 2, w: vw, h: vh };
+  showView();
+}
+
+// Zoom by `factor` (>1: closer) around the point (px, py) of the box, in pixels.
+function zoom(factor, px, py) {
+  const box = document.getElementById("graph").getBoundingClientRect();
+  const v = state.view;
+  if (!v || !box.width) return;
+  const zoomNow = state.size.w / v.w;
+  const next = Math.min(8, Math.max(0.1, zoomNow * factor));
+  factor = next / zoomNow;
+  const fx = px === undefined ? 0.5 : px / box.width, fy = py === undefined ? 0.5 : py / box.height;
+  const cx = v.x + fx * v.w, cy = v.y + fy * v.h;
+  v.w /= factor; v.h /= factor;
+  v.x = cx - fx * v.w; v.y = cy - fy * v.h;
+  showView();
+}
+
+function installViewControls() {
+  const svg = document.getElementById("graph");
+  svg.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    const r = svg.getBoundingClientRect();
+    zoom(e.deltaY < 0 ? 1.15 : 1 / 1.15, e.clientX - r.left, e.clientY - r.top);
+  }, { passive: false });
+  let drag = null;
+  svg.addEventListener("pointerdown", (e) => {
+    drag = { x: e.clientX, y: e.clientY };
+    svg.classList.add("panning");
+    svg.setPointerCapture(e.pointerId);
+  });
+  svg.addEventListener("pointermove", (e) => {
+    if (!drag || !state.view) return;
+    const r = svg.getBoundingClientRect();
+    const k = Math.max(state.view.w / r.width, state.view.h / r.height);  // graph units per pixel
+    state.view.x -= (e.clientX - drag.x) * k;
+    state.view.y -= (e.clientY - drag.y) * k;
+    drag = { x: e.clientX, y: e.clientY };
+    showView();
+  });
+  const stop = () => { drag = null; svg.classList.remove("panning"); };
+  svg.addEventListener("pointerup", stop);
+  svg.addEventListener("pointercancel", stop);
+  document.getElementById("zoom-in").onclick = () => zoom(1.25);
+  document.getElementById("zoom-out").onclick = () => zoom(1 / 1.25);
+  document.getElementById("fit").onclick = fit;
+  window.addEventListener("resize", () => { if (state.graph) fit(); });
 }
 
 // ---- live figures -------------------------------------------------------------------------
@@ -166,19 +239,13 @@ function setStatus(status, paused) {
 
 function applyStats(msg) {
   setStatus(msg.status, msg.paused);
-  document.getElementById("elapsed").textContent = `${msg.elapsed.toFixed(1)} s`;
+  if (!state.readOnly) document.getElementById("elapsed").textContent = `${msg.elapsed.toFixed(1)} s`;
   const now = performance.now() / 1000;
   for (const [name, t] of Object.entries(msg.tasks)) {
     const task = state.tasks.get(name);
     if (!task) continue;
     const count = task.spec.kind === "source" ? t.items_out : t.items_in;
-    if (task.lastTime !== null && now > task.lastTime) {
-      const instant = (count - task.lastCount) / (now - task.lastTime);
-      task.rate = task.rate ? 0.6 * task.rate + 0.4 * instant : instant;
-    }
-    if (t.status === "finished" && t.elapsed > 0) task.rate = count / t.elapsed;
-    task.lastCount = count;
-    task.lastTime = now;
+    task.rate = t.rate || 0;   // the server's figure (TaskStats.rate): the one the console shows too
     task.count = count;
     const base = msg.paused && t.status === "running" ? "paused" : t.status;
     const shown = base + (t.cache === "hit" || t.cache === "cutoff" ? " (cached)" : "");
@@ -187,11 +254,20 @@ function applyStats(msg) {
     task.node.dataset.state = base;
     task.node.dataset.count = String(count);
     task.countEl.textContent = `${fmt(count)} items` + (task.spec.kind === "task" ? ` → ${fmt(t.items_out)}` : "");
-    task.rateEl.textContent = `${fmt(task.rate)} items/s · ${shown}` + windowsText(t);
+    task.rateEl.textContent = (state.readOnly ? "" : `${fmt(task.rate)} items/s · `) + shown + windowsText(t);
     task.node.dataset.late = String(t.late || 0);
     task.row.querySelector(".state").textContent = shown;
     task.row.querySelector(".count").textContent = fmt(count);
-    task.row.querySelector(".rate").textContent = fmt(task.rate);
+    task.row.querySelector(".rate").textContent = state.readOnly ? "-" : fmt(task.rate);
+    const failures = t.failures || 0, retries = t.retries || 0, dead = t.dead_letters || 0;
+    for (const [cls, n] of [["failures", failures], ["retries", retries], ["dead", dead]]) {
+      const cell = task.row.querySelector(`.${cls}`);
+      cell.textContent = fmt(n);
+      cell.classList.toggle("bad", n > 0 && cls !== "retries");
+    }
+    task.node.dataset.failures = String(failures);
+    task.node.dataset.deadLetters = String(dead);
+    task.errorsEl.textContent = dead ? `${fmt(dead)} dead` : failures ? `${fmt(failures)} errors` : "";
   }
   applyEdges(msg.edges, now);
 }
@@ -230,8 +306,21 @@ function applyEdges(list, now) {
   });
 }
 
+const ERROR_KINDS = ["task_failed", "item_retried", "dead_lettered", "actor_restarted"];
+
+function showLastError(ev) {
+  if (!ev) return;
+  const box = document.getElementById("last-error");
+  const seq = ev.seq === undefined || ev.seq === null ? "" : ` at item ${JSON.stringify(ev.seq)}`;
+  const item = ev.item ? ` (${ev.item})` : "";
+  const where = ev.where ? `\nat ${ev.where}` : "";
+  box.querySelector(".text").textContent = `${ev.kind} in ${ev.task}${seq}${item}: ${ev.error}${where}`;
+  box.hidden = false;
+}
+
 function logEvent(ev) {
   if (ev.kind === "batch_processed") return; // too many to list; the figures show them
+  if (ERROR_KINDS.includes(ev.kind)) showLastError(ev);
   const list = document.getElementById("events");
   const when = new Date(ev.time * 1000).toLocaleTimeString();
   const what = ev.task ? `${ev.kind} ${ev.task}` : `${ev.kind}${ev.status ? " " + ev.status : ""}`;
@@ -260,10 +349,17 @@ function connect() {
     try { msg = JSON.parse(e.data); } catch { return; }
     if (msg.type === "hello") {
       state.graph = msg.graph;
+      state.readOnly = Boolean(msg.read_only);
+      document.body.dataset.readOnly = String(state.readOnly);
+      document.getElementById("read-only").hidden = !state.readOnly;
+      for (const b of document.querySelectorAll("nav button")) b.disabled = !(msg.commands || []).length;
       document.getElementById("flow").textContent = msg.graph.flow;
       document.getElementById("run-id").textContent = `run ${msg.run_id}`;
       document.title = `${msg.graph.flow} · actorflow`;
       drawGraph(msg.graph);
+      document.getElementById("events").replaceChildren();
+      for (const ev of msg.history || []) logEvent(ev);   // what happened before this page connected
+      showLastError(msg.last_error);
       applyStats({ ...msg, type: "stats" });
     } else if (msg.type === "stats") {
       applyStats(msg);
@@ -276,7 +372,9 @@ function connect() {
     }
   };
   ws.onclose = () => {
-    if (!["ok", "failed", "cancelled"].includes(state.status)) setStatus("disconnected", false);
+    if (!state.readOnly && !["ok", "failed", "cancelled", "interrupted"].includes(state.status)) {
+      setStatus("disconnected", false);
+    }
   };
 }
 
@@ -289,5 +387,6 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("resume").onclick = () => command("resume");
   document.getElementById("checkpoint").onclick = () => command("checkpoint-now");
   document.getElementById("cancel").onclick = () => command("cancel");
+  installViewControls();
   connect();
 });
