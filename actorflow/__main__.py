@@ -1,4 +1,4 @@
-"""``python -m actorflow``: the command line (see :mod:`actorflow._cli`)."""
+"""``python -m actorflow``: the command line (see :mod:`actorflow._cli._cli`)."""
 
 from __future__ import annotations
 

@@ -35,16 +35,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack, final
 
 import trio
 
-from ._asyncio_io import AsyncioFeed as AsyncioFeed
-from ._asyncio_io import AsyncioSourceFeed as AsyncioSourceFeed
-from ._asyncio_io import AsyncioTap as AsyncioTap
-from ._asyncio_io import _EventPipe, _settle
-from ._bind import RunGraph
-from ._errors import ActorflowError, RunCancelled
-from ._events import Event, EventStream
-from ._flow import Flow
-from ._result import RunResult, Summary
-from ._run import Options, Run, RunOptions, _settings, open_run
+from ._base import ActorflowError, Event, EventStream, RunCancelled, RunResult, Summary
+from ._define import Flow, RunGraph
+from ._run import AsyncioFeed as AsyncioFeed
+from ._run import AsyncioSourceFeed as AsyncioSourceFeed
+from ._run import AsyncioTap as AsyncioTap
+from ._run import Options, Run, RunOptions, _EventPipe, _settings, _settle, open_run
 
 if TYPE_CHECKING:
     import outcome
@@ -79,7 +75,7 @@ class Host:
 
         Options are validated first, in the caller: bad options raise
         :class:`~actorflow.InvocationError` here and nothing runs. The keyword settings are those
-        of :func:`actorflow.open_run` (:class:`~actorflow._run.RunOptions`: ``store``, ``resume``,
+        of :func:`actorflow.open_run` (:class:`~actorflow._run._run.RunOptions`: ``store``, ``resume``,
         ``checkpoint_every``, ``executors``, ``secrets``, ``batch_time``, ``strict``...), and any
         error opening the run (a store in use, bad settings) is raised here.
 
@@ -401,8 +397,7 @@ class AsyncioRun:
         if self._monitor_at is None:
             yield
             return
-        from ._console import parse_host_port
-        from ._monitor import open_monitor
+        from ._observe import open_monitor, parse_host_port
 
         host, port = parse_host_port(self._monitor_at)
         async with open_monitor(run, host, port, token=self._monitor_token) as server:

@@ -5,7 +5,7 @@ Runs use the cache on their own (``af.run(flow, store=DIR)``, ``cache=``, ``cach
 ``Cache(store).entries()``, ``Cache(store).clear(task=None)``.
 """
 
-from ._cache import DEFAULT_CACHE_LIMIT as DEFAULT_CACHE_LIMIT
-from ._cache import Cache as Cache
+from ._kernel import DEFAULT_CACHE_LIMIT as DEFAULT_CACHE_LIMIT
+from ._kernel import Cache as Cache
 
 __all__ = ["DEFAULT_CACHE_LIMIT", "Cache"]

@@ -5,11 +5,11 @@ summary table, the event log (``--events FILE``) and :func:`observe`, which atta
 Importing this module loads rich; ``import actorflow`` alone does not.
 """
 
-from ._console import ConsoleProgress as ConsoleProgress
-from ._console import EventLog as EventLog
-from ._console import EventLogError as EventLogError
-from ._console import observe as observe
-from ._console import show_progress as show_progress
-from ._console import summary_table as summary_table
+from ._observe import ConsoleProgress as ConsoleProgress
+from ._observe import EventLog as EventLog
+from ._observe import EventLogError as EventLogError
+from ._observe import observe as observe
+from ._observe import show_progress as show_progress
+from ._observe import summary_table as summary_table
 
 __all__ = ["ConsoleProgress", "EventLog", "EventLogError", "observe", "show_progress", "summary_table"]

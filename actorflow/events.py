@@ -8,25 +8,25 @@ the run) is ``"task_failed"``. Event names never repeat the names of exceptions:
 
 from typing import TYPE_CHECKING
 
-from ._events import ActorRestarted as ActorRestarted
-from ._events import BatchProcessed as BatchProcessed
-from ._events import CacheHit as CacheHit
-from ._events import CacheMiss as CacheMiss
-from ._events import CheckpointWritten as CheckpointWritten
-from ._events import Escalated as Escalated
-from ._events import Event as Event
-from ._events import EventStream as EventStream
-from ._events import ItemDeadLettered as ItemDeadLettered
-from ._events import ItemRetried as ItemRetried
-from ._events import ItemSlow as ItemSlow
-from ._events import RunFinished as RunFinished
-from ._events import RunResumed as RunResumed
-from ._events import RunStarted as RunStarted
-from ._events import TaskErrored as TaskErrored
-from ._events import TaskFinished as TaskFinished
-from ._events import TaskProgress as TaskProgress
-from ._events import TaskStarted as TaskStarted
-from ._events import ZipUnmatched as ZipUnmatched
+from ._base import ActorRestarted as ActorRestarted
+from ._base import BatchProcessed as BatchProcessed
+from ._base import CacheHit as CacheHit
+from ._base import CacheMiss as CacheMiss
+from ._base import CheckpointWritten as CheckpointWritten
+from ._base import Escalated as Escalated
+from ._base import Event as Event
+from ._base import EventStream as EventStream
+from ._base import ItemDeadLettered as ItemDeadLettered
+from ._base import ItemRetried as ItemRetried
+from ._base import ItemSlow as ItemSlow
+from ._base import RunFinished as RunFinished
+from ._base import RunResumed as RunResumed
+from ._base import RunStarted as RunStarted
+from ._base import TaskErrored as TaskErrored
+from ._base import TaskFinished as TaskFinished
+from ._base import TaskProgress as TaskProgress
+from ._base import TaskStarted as TaskStarted
+from ._base import ZipUnmatched as ZipUnmatched
 
 __all__ = [
     "ActorRestarted",

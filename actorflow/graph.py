@@ -6,10 +6,10 @@ and its :class:`TaskSettings`); ``flow.bind(options)`` returns a :class:`RunGrap
 ``af.run`` and ``af.open_run`` also accept.
 """
 
-from ._bind import RunGraph as RunGraph
-from ._spec import Input as Input
-from ._spec import Option as Option
-from ._spec import TaskDef as TaskDef
-from ._spec import TaskSettings as TaskSettings
+from ._define import Input as Input
+from ._define import Option as Option
+from ._define import RunGraph as RunGraph
+from ._define import TaskDef as TaskDef
+from ._define import TaskSettings as TaskSettings
 
 __all__ = ["Input", "Option", "RunGraph", "TaskDef", "TaskSettings"]

@@ -8,11 +8,11 @@ The monitor serves them at ``GET /metrics`` (``af.monitor.open_monitor(run, ...)
 itself (no extra package). See ``docs/observability.md`` for every metric.
 """
 
-from ._monitor_metrics import CONTENT_TYPE as CONTENT_TYPE
-from ._monitor_metrics import METRICS_PATH as METRICS_PATH
-from ._monitor_metrics import Metric as Metric
-from ._monitor_metrics import MetricsCollector as MetricsCollector
-from ._monitor_metrics import collector as collector
-from ._monitor_metrics import exposition as exposition
+from ._observe import CONTENT_TYPE as CONTENT_TYPE
+from ._observe import METRICS_PATH as METRICS_PATH
+from ._observe import Metric as Metric
+from ._observe import MetricsCollector as MetricsCollector
+from ._observe import collector as collector
+from ._observe import exposition as exposition
 
 __all__ = ["CONTENT_TYPE", "METRICS_PATH", "Metric", "MetricsCollector", "collector", "exposition"]

@@ -4,8 +4,8 @@ Runs open their store themselves (``af.run(flow, store=DIR)``); :func:`open_stor
 one from code, e.g. its dead letters or its latest checkpoint. See ``docs/durability.md``.
 """
 
-from ._store import SCHEMA_VERSION as SCHEMA_VERSION
-from ._store import Store as Store
-from ._store import open_store as open_store
+from ._storage import SCHEMA_VERSION as SCHEMA_VERSION
+from ._storage import Store as Store
+from ._storage import open_store as open_store
 
 __all__ = ["SCHEMA_VERSION", "Store", "open_store"]

@@ -27,12 +27,11 @@ import lmdb
 import trio
 import trio.testing
 
-from . import _events as ev
-from ._bind import RunGraph
-from ._flow import Flow
-from ._result import RunResult
+from ._base import RunResult
+from ._base import _events as ev
+from ._define import Flow, RunGraph
 from ._run import Options, Run, RunOptions, open_run
-from ._store import open_store
+from ._storage import open_store
 
 __all__ = [
     "EventRecorder",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import actorflow as af
-from actorflow._cli import main as cli
+from actorflow._cli._cli import main as cli
 
 sys.path.insert(0, str(Path(__file__).parent / "pipelines"))
 import durable

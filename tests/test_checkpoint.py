@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 import actorflow as af
-from actorflow._store import open_store
+from actorflow._storage._store import open_store
 
 sys.path.insert(0, str(Path(__file__).parent / "pipelines"))
 import durable

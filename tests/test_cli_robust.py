@@ -254,7 +254,7 @@ import sys
 
 import trio
 
-from actorflow import _cli
+from actorflow._cli import _cli
 
 
 def boom(args):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import actorflow as af
-from actorflow._codec import pack, storable_problem, unpack
+from actorflow._storage._codec import pack, storable_problem, unpack
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,7 +63,7 @@ def test_an_unregistered_class_is_refused_then_stored_once_registered(tmp_path: 
         again = af.run(flow, store=tmp_path / "store")  # from the cache: decoded back into Money
         assert again.summary.tasks["total"].cache == "hit" and again["total"] == Money(10)
     finally:
-        from actorflow import _codecs
+        from actorflow._storage import _codecs
 
         _codecs._BY_CLASS.pop(Money, None)
         _codecs._BY_NAME.pop(_codecs._name(Money), None)
@@ -107,7 +107,7 @@ def test_register_codec_checks_its_arguments() -> None:
 
 
 def test_option_values_and_pushed_text_are_structured_with_the_codec() -> None:
-    from actorflow._convert import coerce
+    from actorflow._storage._convert import coerce
 
     assert coerce("0.25", decimal.Decimal) == decimal.Decimal("0.25")
     assert coerce(str(uuid.UUID(int=7)), uuid.UUID) == uuid.UUID(int=7)

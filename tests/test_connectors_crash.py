@@ -79,7 +79,7 @@ def test_the_pipeline_s_code_tokens_are_the_same_in_every_process() -> None:
     """A resume compares code tokens with the ones the run recorded; a frozen attrs class read by a
     task (here `enrich`) must give the same token whatever the process's hash seed."""
     code = (
-        "import runpy, json\nfrom actorflow._cache_keys import code_tokens\n"
+        "import runpy, json\nfrom actorflow._kernel._cache_keys import code_tokens\n"
         f"ns = runpy.run_path({str(PIPELINE)!r})\n"
         "g = ns['flow'].bind({'orders': {'path': 'x'}, 'lite': {'path': 'a', 'table': 't'}, "
         "'pg': {'dsn': 'd', 'table': 't'}})\nprint(json.dumps(code_tokens(g)))\n"

@@ -14,9 +14,9 @@ import attrs
 import pytest
 
 import actorflow as af
-from actorflow import _connect_files
-from actorflow._codec import unpack
-from actorflow._store import open_store
+from actorflow._define import _connect_files
+from actorflow._storage._codec import unpack
+from actorflow._storage._store import open_store
 
 #: Test switch: the `slow` task raises KeyboardInterrupt at item number CTL["interrupt_at"].
 CTL: dict[str, Any] = {}

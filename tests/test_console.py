@@ -184,14 +184,14 @@ async def test_observe_passes_body_errors_through_unwrapped() -> None:
      ("[::1]:8000", ("::1", 8000)), ("0.0.0.0:1", ("0.0.0.0", 1))],
 )
 def test_parse_host_port(text: str, expected: tuple[str, int]) -> None:
-    from actorflow._console import parse_host_port
+    from actorflow._observe._console import parse_host_port
 
     assert parse_host_port(text) == expected
 
 
 @pytest.mark.parametrize("text", ["localhost:http", "host:70000", "[::1]8000", "", "a:b:c"])
 def test_parse_host_port_refuses_nonsense(text: str) -> None:
-    from actorflow._console import parse_host_port
+    from actorflow._observe._console import parse_host_port
 
     with pytest.raises(af.ActorflowError, match="--monitor: expected"):
         parse_host_port(text)
@@ -218,7 +218,7 @@ async def test_a_source_can_declare_its_total() -> None:
 async def test_cli_arguments_feed_observe(tmp_path: Path) -> None:
     import argparse
 
-    from actorflow._console import add_observe_arguments, observe_options
+    from actorflow._observe._console import add_observe_arguments, observe_options
 
     parser = argparse.ArgumentParser()
     add_observe_arguments(parser)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import actorflow as af
-from actorflow._jsontext import dumps
+from actorflow._storage._jsontext import dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "tests" / "pipelines" / "durable.py"

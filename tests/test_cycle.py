@@ -15,10 +15,10 @@ import trio
 import trio.testing
 
 import actorflow as af
-import actorflow._events as ev
-from actorflow._actor import Actor
-from actorflow._cycle import NO_OUTPUT, run_cycle, step
-from actorflow._runtime import Runtime
+import actorflow._base._events as ev
+from actorflow._kernel._actor import Actor
+from actorflow._kernel._cycle import NO_OUTPUT, run_cycle, step
+from actorflow._kernel._runtime import Runtime
 
 
 class FakeLogic:

@@ -14,8 +14,8 @@ import pytest
 from trio_websocket import open_websocket_url
 
 import actorflow as af
-from actorflow._sampling import CHECK_FIRST, CHECK_STRIDE, sampled_checker
-from actorflow._typing import SAMPLE_HEAD, SAMPLE_LIMIT, deep_checker, sample_indices, type_problem
+from actorflow._base._typing import SAMPLE_HEAD, SAMPLE_LIMIT, deep_checker, sample_indices, type_problem
+from actorflow._define._sampling import CHECK_FIRST, CHECK_STRIDE, sampled_checker
 
 
 @attrs.define

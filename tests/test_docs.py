@@ -29,8 +29,8 @@ import pytest
 
 import actorflow as af
 import actorflow.asyncio as afa
-from actorflow._cli import build_parser
-from actorflow._monitor_wire import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL
+from actorflow._cli._cli import build_parser
+from actorflow._observe._monitor_wire import JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

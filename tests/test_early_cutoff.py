@@ -13,8 +13,8 @@ import pytest
 import trio
 
 import actorflow as af
-from actorflow._cache import Fingerprint, encode_chunk
-from actorflow._codec import pack
+from actorflow._kernel._cache import Fingerprint, encode_chunk
+from actorflow._storage._codec import pack
 
 calls: Counter[str] = Counter()
 recorded: list[int] = []

@@ -18,8 +18,8 @@ import pytest
 
 import actorflow as af
 from actorflow import events as ev
-from actorflow._classstate import stateful
-from actorflow._executors import TaskStateError
+from actorflow._define._classstate import stateful
+from actorflow._kernel._executors import TaskStateError
 
 # -- task classes: module level, so worker processes can import them ------------------------------
 
@@ -154,7 +154,7 @@ def test_a_stateless_class_runs_on_executors_like_inline(executor: str) -> None:
 
 
 def test_an_executor_tasks_inbox_joins_queued_batches_up_to_the_size_asked_for() -> None:
-    from actorflow._mailbox import Mailbox
+    from actorflow._kernel._mailbox import Mailbox
 
     box = Mailbox("crunch.numbers", capacity=100)
     box.merge = True
@@ -186,8 +186,8 @@ def double(numbers: int) -> int:
 
 
 def test_round_trips_size_batches_by_the_work_they_carry() -> None:
-    from actorflow._loop import BatchSizer
-    from actorflow._remote import GROWTH, RTT_FACTOR, SMOOTHING, RoundTrips
+    from actorflow._kernel._loop import BatchSizer
+    from actorflow._kernel._remote import GROWTH, RTT_FACTOR, SMOOTHING, RoundTrips
 
     sizer = BatchSizer(0.01, 1000, fixed=True)
     sizing = RoundTrips(sizer, 0.01, warmup=1)

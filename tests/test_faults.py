@@ -26,7 +26,7 @@ import pytest
 import trio
 
 import actorflow as af
-from actorflow._codec import pack, unpack
+from actorflow._storage._codec import pack, unpack
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = ROOT / "tests" / "pipelines"
@@ -164,7 +164,7 @@ async def test_a_truncated_or_overwritten_data_file_is_one_store_error(tmp_path:
 
 DAMAGE_PAGES = '''
 import contextlib, io, json, os, shutil, sys
-from actorflow._cli import main
+from actorflow._cli._cli import main
 src, work, pages = sys.argv[1], sys.argv[2], int(sys.argv[3])
 for page in range(pages):
     for command in (["resume", "--store", work, "--quiet", "--json"], ["dead-letters", "--store", work],

@@ -12,8 +12,8 @@ import pytest
 import trio
 
 import actorflow as af
-from actorflow._cache_keys import definition_token, unfingerprintable
-from actorflow._cli import import_pipeline
+from actorflow._cli._cli import import_pipeline
+from actorflow._kernel._cache_keys import definition_token, unfingerprintable
 
 PIPELINE = '''
 import actorflow as af

@@ -13,7 +13,7 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 import actorflow as af
-from actorflow._gateway import structure_item
+from actorflow._run._gateway import structure_item
 
 
 @attrs.frozen

@@ -24,7 +24,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "actorflow"
 ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 
 # relayout.py sets this to True when it moves the modules into their layer folders.
-FOLDERS = False
+FOLDERS = True
 
 # The layers from the bottom up: each folder imports only from itself and the folders before it.
 LAYERS: dict[str, str] = {
@@ -115,7 +115,6 @@ MODULES: dict[str, str] = {
     "_inbox": "_kernel",
     "_input_files": "_kernel",
     "_keyed": "_kernel",
-    "_logics": "_kernel",
     "_loop": "_kernel",
     "_mailbox": "_kernel",
     "_outcheck": "_kernel",

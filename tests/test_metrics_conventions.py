@@ -18,7 +18,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 import actorflow as af
-from actorflow._monitor_process import PushError, push_url
+from actorflow._observe._monitor_process import PushError, push_url
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -164,7 +164,7 @@ def test_watch_mode_without_watchfiles_is_one_line_and_exit_2(tmp_path: Path) ->
         "    yield from range(n)\n"
     )
     done = python(
-        "import sys\nsys.modules['watchfiles'] = None\nfrom actorflow._cli import main\n"
+        "import sys\nsys.modules['watchfiles'] = None\nfrom actorflow._cli._cli import main\n"
         f"sys.exit(main(['run', {str(pipeline)!r}, '--watch', '--quiet']))"
     )
     assert done.returncode == 2, done.stderr

@@ -10,8 +10,8 @@ import trio
 import trio.testing
 
 import actorflow as af
-from actorflow._codec import pack
-from actorflow._partition import lane_of, lanes
+from actorflow._kernel._partition import lane_of, lanes
+from actorflow._storage._codec import pack
 
 
 def test_lanes_keep_input_order_and_a_key_always_gets_the_same_lane() -> None:

@@ -18,7 +18,7 @@ import pytest
 import trio
 
 import actorflow as af
-from actorflow._loop import BatchSizer
+from actorflow._kernel._loop import BatchSizer
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "tests" / "pipelines" / "slow.py"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import actorflow as af
-from actorflow._store import open_store
+from actorflow._storage._store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import actorflow as af
-from actorflow._store import Store
+from actorflow._storage._store import Store
 
 ARMED: dict[str, Any] = {"at": -1}
 

@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 import actorflow as af
-from actorflow._spec import DEFAULT_BATCH_SIZE
+from actorflow._define._spec import DEFAULT_BATCH_SIZE
 
 
 def squares_flow() -> af.Flow:

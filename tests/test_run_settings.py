@@ -13,7 +13,7 @@ import attrs
 import pytest
 
 import actorflow as af
-from actorflow._run_settings import RunSettings
+from actorflow._run._run_settings import RunSettings
 
 
 def small_flow() -> af.Flow:

@@ -12,9 +12,9 @@ import pytest
 import trio
 
 import actorflow as af
-from actorflow._codec import restore_items
-from actorflow._mailbox import Mailbox
-from actorflow._spill import SpilledStream, SpillStore
+from actorflow._kernel._mailbox import Mailbox
+from actorflow._storage._codec import restore_items
+from actorflow._storage._spill import SpilledStream, SpillStore
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "tests" / "pipelines" / "share.py"

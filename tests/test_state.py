@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from actorflow._state import (
+from actorflow._kernel._state import (
     ABSENT,
     ActorState,
     CacheState,

@@ -16,7 +16,7 @@ import pytest
 import trio
 
 import actorflow as af
-from actorflow._codec import pack, unpack
+from actorflow._storage._codec import pack, unpack
 
 CALLS: list[str] = []
 

@@ -9,8 +9,8 @@ import lmdb
 import pytest
 
 import actorflow as af
-from actorflow._codec import pack, unpack
-from actorflow._store import SCHEMA_VERSION
+from actorflow._storage._codec import pack, unpack
+from actorflow._storage._store import SCHEMA_VERSION
 
 
 def small_flow() -> af.Flow:

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 import actorflow as af
-from actorflow._store import LOCK_FILE
+from actorflow._storage._store import LOCK_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -72,7 +72,7 @@ def test_a_store_locked_by_another_process_is_refused(tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys
-            from actorflow._store import open_store
+            from actorflow._storage._store import open_store
             st = open_store({str(store)!r})
             st.acquire()
             print("locked", flush=True)

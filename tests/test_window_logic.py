@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from window_reference import reference_keyed, reference_windows
 
 import actorflow as af
-from actorflow._codec import pack, unpack
-from actorflow._keyed import KeyedFoldLogic, KeyedState
-from actorflow._window_logic import WindowLogic, WindowState
+from actorflow._kernel._keyed import KeyedFoldLogic, KeyedState
+from actorflow._kernel._window_logic import WindowLogic, WindowState
+from actorflow._storage._codec import pack, unpack
 
 
 def count(acc: int, _x: Any) -> int:

@@ -242,7 +242,7 @@ def test_windows_and_keyed_accumulators_resume_from_a_checkpoint(tmp_path: Path)
 async def test_keys_open_windows_watermark_and_late_reach_summary_console_monitor_and_metrics() -> None:
     from rich.console import Console
 
-    from actorflow._monitor_wire import stats_message
+    from actorflow._observe._monitor_wire import stats_message
 
     flow = af.Flow("visible")
     flow.source(af.external_source(Event, name="clicks"))

@@ -9,8 +9,8 @@ import pytest
 import trio
 
 import actorflow as af
-from actorflow._inbox import ZipInbox, watermark_of
-from actorflow._mailbox import Mailbox
+from actorflow._kernel._inbox import ZipInbox, watermark_of
+from actorflow._kernel._mailbox import Mailbox
 
 #: Seconds after which a run counts as hung (each run here takes well under one second).
 HANG = 10.0
