@@ -231,10 +231,7 @@ class MetricsCollector:
 
     def _queued(self) -> dict[str, int]:
         """Items waiting in each task's inbox mailboxes."""
-        queued = dict.fromkeys(self._tasks, 0)
-        for box, reader, _port in self.run.runtime.mailboxes.values():
-            queued[reader.name] = queued.get(reader.name, 0) + len(box)
-        return queued
+        return {**dict.fromkeys(self._tasks, 0), **self.run.runtime.queued()}
 
     def metrics(self) -> list[Metric]:
         """The metric families as values (what :meth:`render` writes out)."""
@@ -259,6 +256,7 @@ class MetricsCollector:
 
     def _task_metrics(self, summary: Summary, flow: tuple[str, str]) -> list[Metric]:
         queued = self._queued()
+        busy = self.run.runtime.busy()
         actors: Mapping[str, Any] = self.run.actors
         per_task: dict[str, list[tuple[str, tuple[tuple[str, str], ...], float]]] = {}
 
@@ -270,7 +268,7 @@ class MetricsCollector:
             for key, value in (("items_in", t.items_in), ("items_out", t.items_out), ("failures", t.failures),
                                ("retries", t.retries), ("restarts", counts.restarts),
                                ("dead_letters", t.dead_letters), ("queue", queued.get(name, 0)),
-                               ("busy", actor.busy_time), ("elapsed", t.elapsed),
+                               ("busy", busy[name]), ("elapsed", t.elapsed),
                                ("running", t.status in ("running", "throttled"))):
                 add(key, name, value)
             if actor.limiter is not None:  # only tasks with a rate_limit can be throttled

@@ -90,21 +90,7 @@ def edge_traffic(run: Run) -> list[dict[str, Any]]:
     not matched yet); an edge that hands over a whole product has no mailbox: its items count as
     sent at once when the product is ready, and nothing queues on it.
     """
-    runtime = run.runtime
-    boxes = {(reader.name, port): (box, reader) for box, reader, port in runtime.mailboxes.values()}
-    edges = []
-    for t in run.graph.tasks.values():
-        for i in t.inputs:
-            entry = boxes.get((t.name, i.name))
-            if entry is None:
-                up = runtime.actors[i.upstream]
-                sent, queued = (up.items_out if up.product.ready.is_set() else 0), 0
-            else:
-                box, reader = entry
-                sent = box.sent
-                queued = len(box) + sum(len(items) for _, items in reader.queued_for(box))
-            edges.append({"from": i.upstream, "to": t.name, "sent": sent, "queued": queued})
-    return edges
+    return [{"from": e.source, "to": e.target, "sent": e.sent, "queued": e.queued} for e in run.runtime.edge_stats()]
 
 
 def task_stats(t: Any) -> dict[str, Any]:
