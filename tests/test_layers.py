@@ -1,7 +1,7 @@
 """The layers: every module of ``actorflow/`` belongs to one layer, and imports only run downward.
 
-``MODULES`` is the module → layer map (docs/architecture.md's diagram is drawn from it, and
-``/work/notes/relayout.py`` moves each module into its layer's folder by it). Imports are read from
+``MODULES`` is the module → layer map (docs/architecture.md's diagram is drawn from it, and the
+modules sit in their layer's folders by it; ``write_diagram()`` redraws the diagram). Imports are read from
 the source with :mod:`ast`: function-local imports and type-only imports (under ``if
 TYPE_CHECKING:``) count, since a type annotation that names a module above is a dependency on it
 too. ``ALLOWED_UPWARD`` lists the upward imports still to cut; it may only shrink (an entry whose
@@ -163,7 +163,7 @@ ALLOWED_UPWARD: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
-DIAGRAM_START = "<!-- layers: begin (generated from tests/test_layers.py by /work/notes/relayout.py) -->"
+DIAGRAM_START = "<!-- layers: begin (generated from tests/test_layers.py by its write_diagram()) -->"
 DIAGRAM_END = "<!-- layers: end -->"
 
 
