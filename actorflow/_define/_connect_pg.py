@@ -43,8 +43,8 @@ import trio
 
 from .._base import Cursor, load
 from ._connect_files import FIRST
-from ._connect_rows import PG_TYPES, Rows, column_types, quote
-from ._taskclass import Task, TransactionalSink
+from ._connect_rows import PG_TYPES, Rows, RowSink, column_types, quote
+from ._taskclass import Task
 
 #: Rows kept in memory before they are copied into the open transaction.
 FLUSH_ROWS = 20_000
@@ -70,7 +70,7 @@ def _table_sql(name: str) -> str:
     return ".".join(quote(part) for part in name.split("."))
 
 
-class PostgresSink(TransactionalSink):
+class PostgresSink(RowSink):
     """Write each item as a row of the PostgreSQL table ``table`` (options ``dsn``, ``table``), exactly once.
 
     Wire its input ``item``: ``flow.add(af.PostgresSink, name="db", inputs={"item": "orders"})``.
@@ -121,15 +121,6 @@ class PostgresSink(TransactionalSink):
             buffer, self._buffer = self._buffer, []
             await self._call(self._copy, buffer)
 
-    def prepare(self) -> str:
-        """Close the open transaction (``finish_prepare`` prepares it on the server); the token names it."""
-        self._pending.append((self._token, self._buffer))
-        self._buffer = []
-        return self._token
-
-    async def finish_prepare(self, token: Any) -> None:
-        """Copy the last rows, record the token, ``PREPARE TRANSACTION``."""
-        await self._call()
 
     async def commit(self, token: Any) -> None:
         """``COMMIT PREPARED`` (once: a token already committed is recognised)."""

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from .._base import record_fields
+from ._taskclass import TransactionalSink
 
 
 def is_record(value: Any) -> bool:
@@ -124,3 +125,30 @@ def column_types(rows: Rows, types_by: dict[Any, str], fallback: str) -> list[tu
         tp = _base(hints.get(name))
         out.append((name, types_by.get(typing.get_origin(tp) or tp, fallback)))
     return out
+
+
+class RowSink(TransactionalSink):
+    """What the database sinks share: rows buffered per open transaction, whose token names it.
+
+    ``prepare`` (inside the checkpoint's cut: a quick plain call) closes the open transaction and
+    queues it; ``finish_prepare`` has the sink's ``_call`` write what is queued, in order, in its
+    worker thread. A subclass sets ``_buffer``, ``_token`` and ``_pending`` in its ``__init__``.
+    """
+
+    _buffer: list[tuple[Any, ...]]
+    _token: str
+    _pending: list[tuple[str, list[tuple[Any, ...]]]]
+
+    async def _call(self, fn: Any = None, *args: Any) -> None:
+        """Finish the queued prepares in the sink's worker thread, then ``fn(*args)``."""
+        raise NotImplementedError
+
+    def prepare(self) -> str:
+        """Close the open transaction (``finish_prepare`` writes it); its token names it."""
+        self._pending.append((self._token, self._buffer))
+        self._buffer = []
+        return self._token
+
+    async def finish_prepare(self, token: Any) -> None:
+        """Write the closed transaction's last rows and record its token as prepared."""
+        await self._call()

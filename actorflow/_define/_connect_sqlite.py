@@ -27,8 +27,7 @@ from typing import Any
 
 import trio
 
-from ._connect_rows import SQLITE_TYPES, Rows, column_types, quote
-from ._taskclass import TransactionalSink
+from ._connect_rows import SQLITE_TYPES, Rows, RowSink, column_types, quote
 
 #: Rows kept in memory before they are written to the staging table (in the open SQLite transaction).
 FLUSH_ROWS = 20_000
@@ -42,7 +41,7 @@ _SCHEMA = (
 )
 
 
-class SqliteSink(TransactionalSink):
+class SqliteSink(RowSink):
     """Write each item as a row of the SQLite table ``table`` in the database file ``path``, exactly once.
 
     Wire its input ``item``: ``flow.add(af.SqliteSink, name="db", inputs={"item": "orders"})``,
@@ -94,15 +93,6 @@ class SqliteSink(TransactionalSink):
             buffer, self._buffer = self._buffer, []
             await self._call(self._stage, self._token, buffer)
 
-    def prepare(self) -> str:
-        """Close the open transaction (its rows are staged by ``finish_prepare``); its token names it."""
-        self._pending.append((self._token, self._buffer))
-        self._buffer = []
-        return self._token
-
-    async def finish_prepare(self, token: Any) -> None:
-        """Stage the transaction's last rows and record its token as prepared, in one SQLite transaction."""
-        await self._call()
 
     async def commit(self, token: Any) -> None:
         """Move the token's rows into the table and mark it committed (once: idempotent)."""
